@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Makes synthetic fine-tunes of a real base model for TenPak's compression benchmark.
 
-Usage: Tools/make_finetunes.py BASE.safetensors OUTDIR
+Usage: Tools/make_finetunes.py BASE.safetensors OUTDIR [--only NAME[,NAME...]]
 
-Writes into OUTDIR (created if needed), each with the base's tensor order, names, dtypes and
+Writes into OUTDIR (or only the named ones, e.g. --only small_update) (created if needed), each with the base's tensor order, names, dtypes and
 __metadata__, header padded like the safetensors package does:
   lora.safetensors            a rank-8 LoRA update B·A merged into the attention query and value
                               weights of 2 layers (the middle and the last one), relative L2 change
@@ -36,6 +36,7 @@ import stlib  # noqa: E402
 from stlib import Tensor  # noqa: E402
 
 SEED = 105
+VARIANTS = ("lora", "last_layers", "vocab_extended", "small_update", "unrelated")
 LAYER_RE = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 Q_RE = re.compile(r"\.(?:query|q_proj)\.weight$")
 V_RE = re.compile(r"\.(?:value|v_proj)\.weight$")
@@ -138,9 +139,20 @@ def unrelated(tensors, rng):
 
 
 def main():
-    if len(sys.argv) != 3:
-        stlib.die("usage: make_finetunes.py BASE.safetensors OUTDIR")
-    base_path, outdir = sys.argv[1:]
+    usage = "usage: make_finetunes.py BASE.safetensors OUTDIR [--only NAME[,NAME...]]"
+    args = sys.argv[1:]
+    only = set(VARIANTS)
+    if "--only" in args:
+        i = args.index("--only")
+        if i + 1 >= len(args):
+            stlib.die(usage)
+        only = set(args[i + 1].split(","))
+        del args[i:i + 2]
+        if not only <= set(VARIANTS):
+            stlib.die(f"--only: unknown variant(s) {', '.join(sorted(only - set(VARIANTS)))}; known: {', '.join(VARIANTS)}")
+    if len(args) != 2:
+        stlib.die(usage)
+    base_path, outdir = args
     if not os.path.isfile(base_path):
         stlib.die(f"{base_path}: no such file")
     if os.path.exists(outdir) and not os.path.isdir(outdir):
@@ -163,14 +175,19 @@ def main():
         changed = sum(1 for a, b in zip(base, tensors) if a.data != b.data)
         print(f"make_finetunes: {path}: {what}; {changed} of {len(tensors)} tensors differ from the base")
 
-    t, chosen, hit = lora(base, rng(1), layers)
-    emit("lora.safetensors", t, f"rank-8 LoRA merged into {hit} query/value weights of layers {chosen}")
-    t, chosen = last_layers(base, rng(2), layers)
-    emit("last_layers.safetensors", t, f"AdamW-like updates to layers {chosen}")
-    t, (name, shape) = vocab_extended(base, rng(3))
-    emit("vocab_extended.safetensors", t, f"{name} grown to {shape}, small update everywhere")
-    emit("small_update.safetensors", small_update(base, rng(4)), "AdamW-like update, relative change 1e-3, every float tensor")
-    emit("unrelated.safetensors", unrelated(base, rng(5)), "fresh values with each tensor's mean/std")
+    if "lora" in only:
+        t, chosen, hit = lora(base, rng(1), layers)
+        emit("lora.safetensors", t, f"rank-8 LoRA merged into {hit} query/value weights of layers {chosen}")
+    if "last_layers" in only:
+        t, chosen = last_layers(base, rng(2), layers)
+        emit("last_layers.safetensors", t, f"AdamW-like updates to layers {chosen}")
+    if "vocab_extended" in only:
+        t, (name, shape) = vocab_extended(base, rng(3))
+        emit("vocab_extended.safetensors", t, f"{name} grown to {shape}, small update everywhere")
+    if "small_update" in only:
+        emit("small_update.safetensors", small_update(base, rng(4)), "AdamW-like update, relative change 1e-3, every float tensor")
+    if "unrelated" in only:
+        emit("unrelated.safetensors", unrelated(base, rng(5)), "fresh values with each tensor's mean/std")
 
 
 if __name__ == "__main__":
