@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+// TenPak: a chunked, content-addressed store for model weights.
+//
+// Targets are layers; each depends only on layers above it in this list:
+//   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev)
+//   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
+//   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
+//   TenPakChunkStore          packs + catalog behind one seam (local: directory + SQLite), dedup
+//   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm
+//   TenPakReader              random access to any byte range or tensor of a stored file
+//   tpstore                   the command line, thin over the library
+import PackageDescription
+
+let package = Package(
+    name: "TenPak",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "TenPak", targets: [
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+        ]),
+        .executable(name: "tpstore", targets: ["tpstore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "TenPakFormat", dependencies: [
+            "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd"]),
+        .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),
+        .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
+        .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
+        .executableTarget(name: "tpstore", dependencies: [
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "TenPakTests", dependencies: [
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

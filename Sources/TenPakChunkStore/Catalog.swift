@@ -1,0 +1,365 @@
+import Foundation
+import TenPakFormat
+
+/// The catalog: which chunks exist and where, and which revisions and files are made of them.
+///
+/// The catalog is an index over the packs: everything in it except removals can be rebuilt from the
+/// packs' frames. Implementations: `SQLiteCatalog` (local). A distributed store implements the same
+/// protocol over a database server.
+public protocol Catalog: AnyObject, Sendable {
+    /// Looks up chunks by identity (XXH3-128 and SHA-256 must both match).
+    func findChunks(_ ids: [ChunkID]) throws -> [ChunkID: ChunkLocation]
+    func chunk(rowID: Int64) throws -> ChunkLocation?
+    /// Records a finished put in one transaction. Its packs must be durable before this is called.
+    func commit(_ commit: RevisionCommit) throws -> RevisionRecord
+    /// The named revision, or the newest revision of the model when `revision` is nil.
+    func resolve(model: String, revision: String?) throws -> RevisionRecord
+    /// Revisions of one model (or all), oldest first.
+    func revisions(model: String?) throws -> [RevisionRecord]
+    func files(revision: RevisionRecord) throws -> [FileRecord]
+    func fileChunks(file: FileRecord) throws -> [FileChunk]
+    func tensors(file: FileRecord) throws -> [TensorRecord]
+    /// Forgets a revision (its chunks stay until gc finds them unreferenced).
+    func remove(revision: RevisionRecord) throws
+    func totals() throws -> CatalogTotals
+    /// Stored (frame) bytes of the chunks a revision added to the store and of all it references.
+    func storedBytes(file: FileRecord) throws -> (stored: Int, encodings: [UInt8: Int], delta: Int, shared: Int, fresh: Int)
+}
+
+/// The local catalog: one SQLite database in WAL mode.
+///
+/// One connection per process, serialized by a lock: SQLite connections are not safe to share
+/// between threads, and catalog work is small next to chunk coding.
+public final class SQLiteCatalog: Catalog, @unchecked Sendable {
+    // Safe: every use of `db` happens inside `lock`.
+    private let db: SQLiteDatabase
+    private let lock = NSLock()
+    public let path: String
+
+    public static let schemaVersion = 1
+
+    static let schema = """
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS packs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS chunks (
+        id INTEGER PRIMARY KEY,
+        xxh BLOB NOT NULL,
+        sha BLOB NOT NULL,
+        raw_length INTEGER NOT NULL,
+        pack_id INTEGER NOT NULL REFERENCES packs(id),
+        frame_offset INTEGER NOT NULL,
+        frame_length INTEGER NOT NULL,
+        encoding INTEGER NOT NULL,
+        base_id INTEGER REFERENCES chunks(id),
+        depth INTEGER NOT NULL,
+        UNIQUE (xxh, sha));
+    CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack_id);
+    CREATE INDEX IF NOT EXISTS chunks_by_base ON chunks(base_id);
+    CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE IF NOT EXISTS revisions (
+        id INTEGER PRIMARY KEY,
+        model_id INTEGER NOT NULL REFERENCES models(id),
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        base_model TEXT NOT NULL,
+        base_revision TEXT NOT NULL,
+        base_reason TEXT NOT NULL,
+        manifest_chunk INTEGER NOT NULL REFERENCES chunks(id),
+        UNIQUE (model_id, name));
+    CREATE TABLE IF NOT EXISTS files (
+        id INTEGER PRIMARY KEY,
+        revision_id INTEGER NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 BLOB NOT NULL,
+        kind INTEGER NOT NULL,
+        UNIQUE (revision_id, path));
+    CREATE TABLE IF NOT EXISTS file_chunks (
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        chunk_id INTEGER NOT NULL REFERENCES chunks(id),
+        PRIMARY KEY (file_id, seq)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS file_chunks_by_chunk ON file_chunks(chunk_id);
+    CREATE TABLE IF NOT EXISTS tensors (
+        file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        dtype TEXT NOT NULL,
+        shape TEXT NOT NULL,
+        begin_offset INTEGER NOT NULL,
+        end_offset INTEGER NOT NULL,
+        PRIMARY KEY (file_id, name)) WITHOUT ROWID;
+    """
+
+    /// Opens (and with `create`, creates) the catalog at `path`.
+    public init(path: String, create: Bool) throws {
+        if !create, !FileSystem.isRegularFile(path) {
+            throw StoreError.notAStore(path: FileSystem.parentDirectory(path), reason: "no catalog at \(path)")
+        }
+        self.path = path
+        db = try SQLiteDatabase(path: path)
+        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        if create {
+            try db.transaction {
+                try db.execute(SQLiteCatalog.schema)
+                try db.prepare("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)")
+                    .bind(.text(String(SQLiteCatalog.schemaVersion))).run()
+            }
+        }
+        let version = try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").firstRow { $0.text(0) }
+        guard let version, let number = Int(version) else {
+            throw StoreError.notAStore(path: FileSystem.parentDirectory(path), reason: "\(path) has no TenPak schema")
+        }
+        guard number <= SQLiteCatalog.schemaVersion else {
+            throw StoreError.invalidRequest("catalog schema version \(number) is newer than this tpstore (\(SQLiteCatalog.schemaVersion)): upgrade tpstore")
+        }
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    static let chunkColumns = "c.id, c.xxh, c.sha, c.raw_length, p.name, c.frame_offset, c.frame_length, c.encoding, c.base_id, c.depth"
+
+    static func location(_ s: Statement, from column: Int32 = 0) throws -> ChunkLocation {
+        guard let xxh = XXH128(bytes: s.blob(column + 1)), let sha = Digest256(bytes: s.blob(column + 2)) else {
+            throw StoreError.corrupt("catalog row for chunk \(s.int(column)) has a malformed id")
+        }
+        return ChunkLocation(rowID: s.int(column), id: ChunkID(xxh: xxh, sha: sha), rawLength: Int(s.int(column + 3)),
+                             pack: s.text(column + 4), frameOffset: Int(s.int(column + 5)), frameLength: Int(s.int(column + 6)),
+                             encoding: UInt8(truncatingIfNeeded: s.int(column + 7)),
+                             baseRowID: s.isNull(column + 8) ? nil : s.int(column + 8), depth: Int(s.int(column + 9)))
+    }
+
+    public func findChunks(_ ids: [ChunkID]) throws -> [ChunkID: ChunkLocation] {
+        try locked {
+            let stmt = try db.prepare("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.xxh = ? AND c.sha = ?")
+            var found: [ChunkID: ChunkLocation] = [:]
+            for id in ids {
+                if let loc = try stmt.bind(.blob(id.xxh.bytes), .blob(id.sha.bytes)).firstRow({ try SQLiteCatalog.location($0) }) {
+                    found[id] = loc
+                }
+            }
+            return found
+        }
+    }
+
+    public func chunk(rowID: Int64) throws -> ChunkLocation? {
+        try locked {
+            try db.prepare("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.id = ?")
+                .bind(.int(rowID)).firstRow { try SQLiteCatalog.location($0) }
+        }
+    }
+
+    public func commit(_ commit: RevisionCommit) throws -> RevisionRecord {
+        try locked {
+            try db.transaction {
+                let now = Int64(Date().timeIntervalSince1970)
+                let insertPack = try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
+                var packIDs: [String: Int64] = [:]
+                for pack in commit.packs {
+                    try insertPack.bind(.text(pack.name), .int(pack.size), .int(now)).run()
+                    packIDs[pack.name] = db.lastInsertRowID
+                }
+                let findChunk = try db.prepare("SELECT id FROM chunks WHERE xxh = ? AND sha = ?")
+                let insertChunk = try db.prepare("""
+                    INSERT OR IGNORE INTO chunks(xxh, sha, raw_length, pack_id, frame_offset, frame_length, encoding, base_id, depth)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                var rowIDs: [ChunkID: Int64] = [:]
+                func rowID(_ id: ChunkID) throws -> Int64 {
+                    if let known = rowIDs[id] { return known }
+                    guard let row = try findChunk.bind(.blob(id.xxh.bytes), .blob(id.sha.bytes)).firstRow({ $0.int(0) }) else {
+                        throw StoreError.corrupt("chunk \(id.short) is referenced but not in the catalog")
+                    }
+                    rowIDs[id] = row
+                    return row
+                }
+                // Bases come before the chunks that use them: a base is either already in the
+                // catalog or earlier in `chunks`.
+                for chunk in commit.chunks + [commit.manifest] {
+                    guard let packID = packIDs[chunk.pack] else {
+                        throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which this put did not write")
+                    }
+                    let base = try chunk.base.map { try rowID($0) }
+                    try insertChunk.bind(.blob(chunk.id.xxh.bytes), .blob(chunk.id.sha.bytes), .int(chunk.rawLength), .int(packID),
+                                         .int(chunk.frameOffset), .int(chunk.frameLength), .int(Int(chunk.encoding)),
+                                         .optionalInt(base), .int(chunk.depth)).run()
+                    // A concurrent put may have stored the same chunk first: theirs is kept, ours is garbage for gc.
+                }
+                try db.prepare("INSERT OR IGNORE INTO models(name) VALUES (?)").bind(.text(commit.model)).run()
+                guard let modelID = try db.prepare("SELECT id FROM models WHERE name = ?").bind(.text(commit.model)).firstRow({ $0.int(0) }) else {
+                    throw StoreError.catalog("model row vanished during commit")
+                }
+                if try db.prepare("SELECT 1 FROM revisions WHERE model_id = ? AND name = ?")
+                    .bind(.int(modelID), .text(commit.revision)).firstRow({ _ in true }) != nil {
+                    throw StoreError.invalidRequest("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                }
+                try db.prepare("""
+                    INSERT INTO revisions(model_id, name, created_at, base_model, base_revision, base_reason, manifest_chunk)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """).bind(.int(modelID), .text(commit.revision), .int(commit.createdAt), .text(commit.baseModel),
+                              .text(commit.baseRevision), .text(commit.baseReason), .int(try rowID(commit.manifest.id))).run()
+                let revisionID = db.lastInsertRowID
+                let insertFile = try db.prepare("INSERT INTO files(revision_id, path, size, sha256, kind) VALUES (?, ?, ?, ?, ?)")
+                let insertFileChunk = try db.prepare("INSERT INTO file_chunks(file_id, seq, offset, chunk_id) VALUES (?, ?, ?, ?)")
+                let insertTensor = try db.prepare("INSERT INTO tensors(file_id, name, dtype, shape, begin_offset, end_offset) VALUES (?, ?, ?, ?, ?, ?)")
+                for file in commit.files {
+                    try insertFile.bind(.int(revisionID), .text(file.path), .int(file.size), .blob(file.sha256.bytes), .int(Int(file.kind.rawValue))).run()
+                    let fileID = db.lastInsertRowID
+                    for (seq, chunk) in file.chunks.enumerated() {
+                        try insertFileChunk.bind(.int(fileID), .int(seq), .int(chunk.offset), .int(try rowID(chunk.id))).run()
+                    }
+                    for t in file.tensors {
+                        try insertTensor.bind(.int(fileID), .text(t.name), .text(t.dtype), .text(t.shape.map(String.init).joined(separator: ",")),
+                                              .int(t.begin), .int(t.end)).run()
+                    }
+                }
+                return RevisionRecord(rowID: revisionID, model: commit.model, revision: commit.revision, createdAt: commit.createdAt,
+                                      baseModel: commit.baseModel, baseRevision: commit.baseRevision, baseReason: commit.baseReason,
+                                      manifest: commit.manifest.id)
+            }
+        }
+    }
+
+    static let revisionColumns = "r.id, m.name, r.name, r.created_at, r.base_model, r.base_revision, r.base_reason, c.xxh, c.sha"
+    static let revisionFrom = "revisions r JOIN models m ON m.id = r.model_id JOIN chunks c ON c.id = r.manifest_chunk"
+
+    static func revision(_ s: Statement) throws -> RevisionRecord {
+        guard let xxh = XXH128(bytes: s.blob(7)), let sha = Digest256(bytes: s.blob(8)) else {
+            throw StoreError.corrupt("catalog row for revision \(s.int(0)) has a malformed manifest id")
+        }
+        return RevisionRecord(rowID: s.int(0), model: s.text(1), revision: s.text(2), createdAt: s.int(3), baseModel: s.text(4),
+                              baseRevision: s.text(5), baseReason: s.text(6), manifest: ChunkID(xxh: xxh, sha: sha))
+    }
+
+    public func resolve(model: String, revision: String?) throws -> RevisionRecord {
+        try locked {
+            let found: RevisionRecord?
+            if let revision {
+                found = try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) WHERE m.name = ? AND r.name = ?")
+                    .bind(.text(model), .text(revision)).firstRow { try SQLiteCatalog.revision($0) }
+            } else {
+                found = try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) WHERE m.name = ? ORDER BY r.id DESC LIMIT 1")
+                    .bind(.text(model)).firstRow { try SQLiteCatalog.revision($0) }
+            }
+            if let found { return found }
+            let modelKnown = try db.prepare("SELECT 1 FROM models m WHERE m.name = ? AND EXISTS (SELECT 1 FROM revisions r WHERE r.model_id = m.id)")
+                .bind(.text(model)).firstRow { _ in true } != nil
+            if !modelKnown { throw StoreError.notFound("no model named \(model) in this store (see `tpstore ls`)") }
+            throw StoreError.notFound("model \(model) has no revision \(revision ?? "") (see `tpstore ls \(model)`)")
+        }
+    }
+
+    public func revisions(model: String?) throws -> [RevisionRecord] {
+        try locked {
+            if let model {
+                return try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) WHERE m.name = ? ORDER BY r.id")
+                    .bind(.text(model)).rows { try SQLiteCatalog.revision($0) }
+            }
+            return try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) ORDER BY m.name, r.id")
+                .bind().rows { try SQLiteCatalog.revision($0) }
+        }
+    }
+
+    public func files(revision: RevisionRecord) throws -> [FileRecord] {
+        try locked {
+            try db.prepare("SELECT id, path, size, sha256, kind FROM files WHERE revision_id = ? ORDER BY path")
+                .bind(.int(revision.rowID)).rows { s in
+                    guard let sha = Digest256(bytes: s.blob(3)), let kind = FileKind(rawValue: UInt8(truncatingIfNeeded: s.int(4))) else {
+                        throw StoreError.corrupt("catalog row for file \(s.text(1)) is malformed")
+                    }
+                    return FileRecord(rowID: s.int(0), path: s.text(1), size: Int(s.int(2)), sha256: sha, kind: kind)
+                }
+        }
+    }
+
+    public func fileChunks(file: FileRecord) throws -> [FileChunk] {
+        try locked {
+            try db.prepare("""
+                SELECT fc.offset, \(SQLiteCatalog.chunkColumns) FROM file_chunks fc
+                JOIN chunks c ON c.id = fc.chunk_id JOIN packs p ON p.id = c.pack_id
+                WHERE fc.file_id = ? ORDER BY fc.seq
+                """).bind(.int(file.rowID)).rows { s in
+                FileChunk(offset: Int(s.int(0)), location: try SQLiteCatalog.location(s, from: 1))
+            }
+        }
+    }
+
+    public func tensors(file: FileRecord) throws -> [TensorRecord] {
+        try locked {
+            try db.prepare("SELECT name, dtype, shape, begin_offset, end_offset FROM tensors WHERE file_id = ? ORDER BY begin_offset, name")
+                .bind(.int(file.rowID)).rows { s in
+                    let shapeText = s.text(2)
+                    let shape = shapeText.isEmpty ? [] : shapeText.split(separator: ",").compactMap { Int($0) }
+                    return TensorRecord(name: s.text(0), dtype: s.text(1), shape: shape, begin: Int(s.int(3)), end: Int(s.int(4)))
+                }
+        }
+    }
+
+    public func remove(revision: RevisionRecord) throws {
+        try locked {
+            try db.transaction {
+                try db.prepare("DELETE FROM revisions WHERE id = ?").bind(.int(revision.rowID)).run()
+                guard db.changes == 1 else {
+                    throw StoreError.notFound("\(revision.model)@\(revision.revision) was removed by another process")
+                }
+                try db.prepare("DELETE FROM models WHERE name = ? AND NOT EXISTS (SELECT 1 FROM revisions r WHERE r.model_id = models.id)")
+                    .bind(.text(revision.model)).run()
+            }
+        }
+    }
+
+    public func totals() throws -> CatalogTotals {
+        try locked {
+            var t = CatalogTotals()
+            let one = { (sql: String) throws -> Int in Int(try self.db.prepare(sql).bind().firstRow { $0.int(0) } ?? 0) }
+            t.models = try one("SELECT count(*) FROM models")
+            t.revisions = try one("SELECT count(*) FROM revisions")
+            t.files = try one("SELECT count(*) FROM files")
+            t.logicalBytes = try one("SELECT coalesce(sum(size), 0) FROM files")
+            t.packs = try one("SELECT count(*) FROM packs")
+            t.packBytes = try one("SELECT coalesce(sum(size), 0) FROM packs")
+            t.deltaChunks = try one("SELECT count(*) FROM chunks WHERE base_id IS NOT NULL")
+            for row in try db.prepare("SELECT encoding, count(*), sum(raw_length), sum(frame_length) FROM chunks WHERE id IN (SELECT chunk_id FROM file_chunks) GROUP BY encoding")
+                .bind().rows({ ($0.int(0), $0.int(1), $0.int(2), $0.int(3)) }) {
+                t.byEncoding[UInt8(truncatingIfNeeded: row.0)] = (Int(row.1), Int(row.2), Int(row.3))
+                t.chunks += Int(row.1)
+                t.chunkRawBytes += Int(row.2)
+                t.chunkStoredBytes += Int(row.3)
+            }
+            return t
+        }
+    }
+
+    public func storedBytes(file: FileRecord) throws -> (stored: Int, encodings: [UInt8: Int], delta: Int, shared: Int, fresh: Int) {
+        try locked {
+            // A chunk is "shared" when another file of another revision references it too, "delta"
+            // when it is stored against a base, otherwise "fresh".
+            let rows = try db.prepare("""
+                SELECT c.frame_length, c.encoding, c.base_id IS NOT NULL,
+                       EXISTS (SELECT 1 FROM file_chunks o JOIN files f ON f.id = o.file_id
+                               WHERE o.chunk_id = c.id AND f.revision_id != (SELECT revision_id FROM files WHERE id = ?)
+                               AND f.id IN (SELECT id FROM files WHERE revision_id < (SELECT revision_id FROM files WHERE id = ?)))
+                FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ?
+                """).bind(.int(file.rowID), .int(file.rowID), .int(file.rowID)).rows { s in
+                (Int(s.int(0)), UInt8(truncatingIfNeeded: s.int(1)), s.int(2) != 0, s.int(3) != 0)
+            }
+            var stored = 0, delta = 0, shared = 0, fresh = 0
+            var encodings: [UInt8: Int] = [:]
+            for (length, encoding, isDelta, isShared) in rows {
+                if isShared { shared += 1; continue }
+                stored += length
+                encodings[encoding, default: 0] += 1
+                if isDelta { delta += 1 } else { fresh += 1 }
+            }
+            return (stored, encodings, delta, shared, fresh)
+        }
+    }
+}

@@ -1,0 +1,163 @@
+import TenPakFormat
+
+/// Where a stored chunk lives and how to decode it.
+public struct ChunkLocation: Hashable, Sendable {
+    /// The catalog's row id for the chunk; stable for the life of the chunk.
+    public let rowID: Int64
+    public let id: ChunkID
+    public let rawLength: Int
+    public let pack: String
+    public let frameOffset: Int
+    public let frameLength: Int
+    public let encoding: UInt8
+    /// The chunk this one is a delta against, if any.
+    public let baseRowID: Int64?
+    /// Delta steps from a chunk stored without a base: 0 for those, 1 for a delta against them, ...
+    public let depth: Int
+
+    public init(rowID: Int64, id: ChunkID, rawLength: Int, pack: String, frameOffset: Int, frameLength: Int,
+                encoding: UInt8, baseRowID: Int64?, depth: Int) {
+        self.rowID = rowID
+        self.id = id
+        self.rawLength = rawLength
+        self.pack = pack
+        self.frameOffset = frameOffset
+        self.frameLength = frameLength
+        self.encoding = encoding
+        self.baseRowID = baseRowID
+        self.depth = depth
+    }
+}
+
+/// A chunk written by a put, to be recorded when the put commits.
+public struct NewChunk: Sendable {
+    public let id: ChunkID
+    public let rawLength: Int
+    public let pack: String
+    public let frameOffset: Int
+    public let frameLength: Int
+    public let encoding: UInt8
+    public let base: ChunkID?
+    public let depth: Int
+
+    public init(id: ChunkID, rawLength: Int, pack: String, frameOffset: Int, frameLength: Int, encoding: UInt8,
+                base: ChunkID?, depth: Int) {
+        self.id = id
+        self.rawLength = rawLength
+        self.pack = pack
+        self.frameOffset = frameOffset
+        self.frameLength = frameLength
+        self.encoding = encoding
+        self.base = base
+        self.depth = depth
+    }
+}
+
+/// A tensor's entry as the catalog keeps it (offsets absolute in the file).
+public struct TensorRecord: Hashable, Sendable {
+    public let name: String
+    public let dtype: String
+    public let shape: [Int]
+    public let begin: Int
+    public let end: Int
+
+    public init(name: String, dtype: String, shape: [Int], begin: Int, end: Int) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.begin = begin
+        self.end = end
+    }
+}
+
+/// Everything one put records, committed in one transaction.
+public struct RevisionCommit: Sendable {
+    public struct File: Sendable {
+        public let path: String
+        public let size: Int
+        public let sha256: Digest256
+        public let kind: FileKind
+        /// (file offset, chunk id), in file order.
+        public let chunks: [(offset: Int, id: ChunkID)]
+        public let tensors: [TensorRecord]
+
+        public init(path: String, size: Int, sha256: Digest256, kind: FileKind, chunks: [(offset: Int, id: ChunkID)],
+                    tensors: [TensorRecord]) {
+            self.path = path
+            self.size = size
+            self.sha256 = sha256
+            self.kind = kind
+            self.chunks = chunks
+            self.tensors = tensors
+        }
+    }
+
+    public let model: String
+    public let revision: String
+    public let createdAt: Int64
+    public let baseModel: String
+    public let baseRevision: String
+    public let baseReason: String
+    /// Sealed packs this put wrote: name and size.
+    public let packs: [(name: String, size: Int)]
+    public let chunks: [NewChunk]
+    public let manifest: NewChunk
+    public let files: [File]
+
+    public init(model: String, revision: String, createdAt: Int64, baseModel: String, baseRevision: String, baseReason: String,
+                packs: [(name: String, size: Int)], chunks: [NewChunk], manifest: NewChunk, files: [File]) {
+        self.model = model
+        self.revision = revision
+        self.createdAt = createdAt
+        self.baseModel = baseModel
+        self.baseRevision = baseRevision
+        self.baseReason = baseReason
+        self.packs = packs
+        self.chunks = chunks
+        self.manifest = manifest
+        self.files = files
+    }
+}
+
+public struct RevisionRecord: Hashable, Sendable {
+    public let rowID: Int64
+    public let model: String
+    public let revision: String
+    public let createdAt: Int64
+    public let baseModel: String
+    public let baseRevision: String
+    public let baseReason: String
+    public let manifest: ChunkID
+}
+
+public struct FileRecord: Hashable, Sendable {
+    public let rowID: Int64
+    public let path: String
+    public let size: Int
+    public let sha256: Digest256
+    public let kind: FileKind
+}
+
+/// A file's chunk: its offset in the file and where the chunk lives.
+public struct FileChunk: Hashable, Sendable {
+    public let offset: Int
+    public let location: ChunkLocation
+}
+
+/// Store totals.
+public struct CatalogTotals: Sendable {
+    public var models = 0
+    public var revisions = 0
+    public var files = 0
+    /// Sum of the sizes of every file of every revision.
+    public var logicalBytes = 0
+    /// Distinct chunks and their raw and stored (frame) bytes.
+    public var chunks = 0
+    public var chunkRawBytes = 0
+    public var chunkStoredBytes = 0
+    public var deltaChunks = 0
+    public var packs = 0
+    public var packBytes = 0
+    /// Stored chunks per encoding id: (count, raw bytes, stored bytes).
+    public var byEncoding: [UInt8: (count: Int, raw: Int, stored: Int)] = [:]
+}

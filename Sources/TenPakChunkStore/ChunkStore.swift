@@ -1,0 +1,117 @@
+import TenPakCodecs
+import TenPakFormat
+
+/// Chunks by identity: where they are, how to read one back, and the store's directory layout.
+///
+/// A store directory holds:
+///
+///     TENPAK              marker file: "tenpak store 1"
+///     catalog.db          SQLite catalog (WAL mode; -wal and -shm beside it)
+///     packs/xx/NAME.pack  sealed packs, fanned out by the first two hex digits of NAME
+///     tmp/                packs being written (NAME.pack.partial); removed on seal or by gc
+///     lock                advisory lock file: shared by put/get/rm, exclusive for gc
+public final class ChunkStore: Sendable {
+    public let packs: any PackStorage
+    public let catalog: any Catalog
+    public let root: String
+
+    /// Most delta steps between a stored chunk and one stored without a base. Rebuilding a chunk
+    /// takes at most `maxDeltaDepth + 1` decodes: the base-less chunk, then each delta on top.
+    public static let maxDeltaDepth = 2
+
+    static let markerName = "TENPAK"
+    static let markerText = "tenpak store 1\n"
+
+    public init(packs: any PackStorage, catalog: any Catalog, root: String) {
+        self.packs = packs
+        self.catalog = catalog
+        self.root = root
+    }
+
+    /// Opens the local store at `directory`; with `create`, makes it first if it does not exist.
+    public static func openLocal(directory: String, create: Bool = false) throws -> ChunkStore {
+        let marker = directory + "/" + markerName
+        if !FileSystem.exists(marker) {
+            guard create else {
+                let reason = FileSystem.isDirectory(directory) ? "no \(markerName) marker" : "no such directory"
+                throw StoreError.notAStore(path: directory, reason: reason)
+            }
+            if FileSystem.isDirectory(directory), !(try FileSystem.list(directory)).isEmpty {
+                throw StoreError.invalidRequest("\(directory) exists and is not empty; refusing to make a store inside it")
+            }
+            try FileSystem.makeDirectories(directory + "/packs")
+            try FileSystem.makeDirectories(directory + "/tmp")
+            _ = try SQLiteCatalog(path: directory + "/catalog.db", create: true)
+            // ORDER: the marker is written last, so a half-made store is not mistaken for one.
+            let file = try OpenFile(path: marker + ".tmp", mode: .readWrite)
+            try Array(markerText.utf8).withUnsafeBytes { try file.write($0, at: 0) }
+            try file.sync()
+            try FileSystem.rename(marker + ".tmp", to: marker)
+            try FileSystem.syncDirectory(directory)
+        }
+        let catalog = try SQLiteCatalog(path: directory + "/catalog.db", create: false)
+        return ChunkStore(packs: LocalPackDirectory(root: directory), catalog: catalog, root: directory)
+    }
+
+    /// Reads and checks one frame: header checksum, identity against the catalog, payload checksum.
+    public func readFrame(_ location: ChunkLocation) throws -> (header: FrameHeader, payload: [UInt8]) {
+        let bytes = try packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)
+        let place = "pack \(location.pack) offset \(location.frameOffset)"
+        return try bytes.withUnsafeBytes { raw in
+            let header: FrameHeader
+            do {
+                header = try FrameHeader.decode(raw, where: place)
+                guard header.id == location.id else {
+                    throw StoreError.corrupt("\(place) holds chunk \(header.id.short), but the catalog expects \(location.id.short) there")
+                }
+                guard header.size + header.payloadLength == location.frameLength else {
+                    throw StoreError.corrupt("\(place): frame length \(header.size + header.payloadLength) differs from the catalog's \(location.frameLength)")
+                }
+                let payload = UnsafeRawBufferPointer(rebasing: raw[header.size...])
+                try header.verifyPayload(payload, where: place)
+                return (header, Array(payload))
+            } catch let error as FormatError {
+                throw StoreError.corrupt("chunk \(location.id.short): \(error)")
+            }
+        }
+    }
+
+    /// The raw bytes of a chunk, decoded through its delta chain and checked against its address.
+    public func rawBytes(of location: ChunkLocation, cache: ChunkCache? = nil) throws -> [UInt8] {
+        if let cached = cache?.get(location.rowID) { return cached }
+        let (header, payload) = try readFrame(location)
+        guard let encoding = Encoding(rawValue: header.encoding) else {
+            throw StoreError.corrupt("chunk \(location.id.short) uses encoding \(header.encoding), unknown to this tpstore")
+        }
+        var base: [UInt8]?
+        if let baseID = header.base {
+            guard let baseRow = location.baseRowID, let baseLocation = try catalog.chunk(rowID: baseRow), baseLocation.id == baseID else {
+                throw StoreError.corrupt("chunk \(location.id.short) is a delta against \(baseID.short), which the catalog does not locate")
+            }
+            guard location.depth <= ChunkStore.maxDeltaDepth, baseLocation.depth < location.depth else {
+                throw StoreError.corrupt("chunk \(location.id.short) has a delta chain deeper than \(ChunkStore.maxDeltaDepth)")
+            }
+            base = try rawBytes(of: baseLocation, cache: cache)
+        }
+        var raw = [UInt8](repeating: 0, count: header.rawLength)
+        do {
+            try payload.withUnsafeBytes { p in
+                try raw.withUnsafeMutableBytes { out in
+                    let element = ElementType(width: Int(header.elementWidth), layout: header.floatLayout)
+                    if let base {
+                        try base.withUnsafeBytes { try ChunkCodec.decode(p, encoding: encoding, element: element, base: $0, into: out) }
+                    } else {
+                        try ChunkCodec.decode(p, encoding: encoding, element: element, base: nil, into: out)
+                    }
+                }
+            }
+        } catch let error as CodecError {
+            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) does not decode: \(error)")
+        }
+        guard Hashing.xxh3_128(raw) == location.id.xxh else {
+            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) decodes to the wrong bytes")
+        }
+        cache?.put(location.rowID, raw)
+        return raw
+    }
+}

@@ -1,0 +1,174 @@
+import TenPakFormat
+
+/// Where pack files live. Packs are written once, sealed, and then only read or deleted whole.
+///
+/// Implementations: `LocalPackDirectory` (a directory). A distributed store keeps packs as objects
+/// in a bucket behind the same protocol.
+public protocol PackStorage: Sendable {
+    /// Starts a new pack; it becomes visible under its name only when sealed.
+    func createPack() throws -> any PackWriting
+    /// Reads `length` bytes at `offset` of a sealed pack.
+    func read(pack: String, offset: Int, length: Int) throws -> [UInt8]
+    /// Names of every sealed pack.
+    func packNames() throws -> [String]
+    func size(pack: String) throws -> Int
+    func delete(pack: String) throws
+}
+
+/// A pack being written. After any error it is broken: every later call fails.
+public protocol PackWriting: AnyObject {
+    var name: String { get }
+    /// Bytes written so far, header included.
+    var size: Int { get }
+    /// Appends bytes and returns the offset they start at.
+    func append(_ bytes: UnsafeRawBufferPointer) throws -> Int
+    /// Makes the pack durable and visible under its name. Nothing is visible before this returns.
+    func seal() throws
+    /// Drops an unsealed pack.
+    func abandon()
+}
+
+/// Packs in a directory: `packs/<first two hex digits>/<name>.pack`, written under `tmp/` first.
+public final class LocalPackDirectory: PackStorage, @unchecked Sendable {
+    // Safe: `openFiles` is only touched inside `lock`; OpenFile is itself shareable.
+    public let root: String
+    private let lock = NSLockShim()
+    private var openFiles: [String: OpenFile] = [:]
+
+    public init(root: String) {
+        self.root = root
+    }
+
+    public var packsDirectory: String { root + "/packs" }
+    public var tmpDirectory: String { root + "/tmp" }
+
+    public func path(of pack: String) -> String {
+        "\(packsDirectory)/\(pack.prefix(2))/\(pack).pack"
+    }
+
+    public func createPack() throws -> any PackWriting {
+        try LocalPackWriter(directory: self)
+    }
+
+    private func file(_ pack: String) throws -> OpenFile {
+        try lock.withLock {
+            if let f = openFiles[pack] { return f }
+            let path = self.path(of: pack)
+            guard FileSystem.isRegularFile(path) else {
+                throw StoreError.corrupt("pack \(pack) is missing (expected at \(path))")
+            }
+            let f = try OpenFile(path: path, mode: .read)
+            if openFiles.count > 256 { openFiles.removeAll() }
+            openFiles[pack] = f
+            return f
+        }
+    }
+
+    public func read(pack: String, offset: Int, length: Int) throws -> [UInt8] {
+        try file(pack).read(count: length, at: offset)
+    }
+
+    public func packNames() throws -> [String] {
+        guard FileSystem.isDirectory(packsDirectory) else { return [] }
+        var names: [String] = []
+        for fan in try FileSystem.list(packsDirectory) where fan.utf8.count == 2 {
+            for entry in try FileSystem.list("\(packsDirectory)/\(fan)") where entry.hasSuffix(".pack") {
+                names.append(String(entry.dropLast(5)))
+            }
+        }
+        return names.sorted()
+    }
+
+    public func size(pack: String) throws -> Int {
+        try file(pack).size()
+    }
+
+    public func delete(pack: String) throws {
+        lock.withLock { _ = openFiles.removeValue(forKey: pack) }
+        try FileSystem.remove(path(of: pack))
+        try FileSystem.syncDirectory(FileSystem.parentDirectory(path(of: pack)))
+    }
+}
+
+/// Writes one pack: buffered appends to `tmp/<name>.pack.partial`, then fsync, rename into
+/// `packs/`, and fsync of the directory, in that order (ORDER: data fsync → rename → dir fsync).
+final class LocalPackWriter: PackWriting {
+    let name: String
+    private let directory: LocalPackDirectory
+    private let tmpPath: String
+    private let file: OpenFile
+    private var buffer: [UInt8] = []
+    private var flushed = 0
+    private var broken: Error?
+    private var finished = false
+    private static let flushThreshold = 8 << 20
+
+    init(directory: LocalPackDirectory) throws {
+        self.directory = directory
+        name = FileSystem.randomHex(bytes: 16)
+        try FileSystem.makeDirectories(directory.tmpDirectory)
+        tmpPath = "\(directory.tmpDirectory)/\(name).pack.partial"
+        file = try OpenFile(path: tmpPath, mode: .createExclusive)
+        buffer.reserveCapacity(LocalPackWriter.flushThreshold + (1 << 20))
+        buffer.append(contentsOf: PackHeader.encoded())
+    }
+
+    deinit {
+        if !finished { abandon() }
+    }
+
+    var size: Int { flushed + buffer.count }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+        if let broken { throw broken }
+        let offset = size
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= LocalPackWriter.flushThreshold { try flush() }
+        return offset
+    }
+
+    private func flush() throws {
+        do {
+            try buffer.withUnsafeBytes { try file.write($0, at: flushed) }
+            flushed += buffer.count
+            buffer.removeAll(keepingCapacity: true)
+        } catch {
+            broken = error
+            throw error
+        }
+    }
+
+    func seal() throws {
+        if let broken { throw broken }
+        try flush()
+        do {
+            try file.sync()
+            let final = directory.path(of: name)
+            let fanDirectory = FileSystem.parentDirectory(final)
+            try FileSystem.makeDirectories(fanDirectory)
+            try FileSystem.rename(tmpPath, to: final)
+            try FileSystem.syncDirectory(fanDirectory)
+            finished = true
+        } catch {
+            broken = error
+            throw error
+        }
+    }
+
+    func abandon() {
+        finished = true
+        try? FileSystem.remove(tmpPath)
+    }
+}
+
+import Foundation
+
+/// NSLock with a closure helper (NSLock.withLock is not on every Foundation this builds with).
+final class NSLockShim: @unchecked Sendable {
+    private let lock = NSLock()
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+}

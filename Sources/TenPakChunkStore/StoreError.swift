@@ -1,0 +1,42 @@
+import TenPakFormat
+
+/// Errors a store reports. Each message says what went wrong and, where there is one, what to do.
+public enum StoreError: Error, CustomStringConvertible {
+    /// A system call failed.
+    case io(operation: String, path: String, errno: Int32)
+    /// The directory is not a TenPak store.
+    case notAStore(path: String, reason: String)
+    /// A model, revision or file the user named does not exist.
+    case notFound(String)
+    /// The user asked for something the store refuses (bad name, duplicate revision, ...).
+    case invalidRequest(String)
+    /// Stored bytes or catalog rows are damaged: never returned as if they were right.
+    case corrupt(String)
+    /// Another process holds what this one needs, past the retry deadline.
+    case busy(String)
+    /// The SQLite catalog reported an error.
+    case catalog(String)
+
+    public var description: String {
+        switch self {
+        case let .io(operation, path, errno):
+            return "\(operation) \(path): \(String(cString: strerror(errno)))"
+        case let .notAStore(path, reason):
+            return "\(path) is not a TenPak store (\(reason)); create one with `tpstore init --store \(path)`"
+        case let .notFound(message), let .invalidRequest(message):
+            return message
+        case let .corrupt(message):
+            return "\(message); the store is damaged: run `tpstore fsck --read-data` to see what is affected"
+        case let .busy(message):
+            return "\(message); another tpstore is working on this store, try again shortly"
+        case let .catalog(message):
+            return "catalog: \(message)"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

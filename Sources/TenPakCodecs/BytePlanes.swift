@@ -1,0 +1,137 @@
+/// Byte planes and bit-pattern deltas: transforms that line up bytes of equal meaning so that an
+/// entropy coder sees, e.g., all exponent bytes of a tensor together.
+public enum BytePlanes {
+    /// Splits `source` (n elements of `width` bytes, then `count % width` tail bytes) into planes:
+    /// plane k holds byte k (little-endian order) of every element; the tail follows the last plane.
+    public static func split(_ source: UnsafeRawBufferPointer, width: Int, into output: UnsafeMutableRawBufferPointer) {
+        precondition(output.count == source.count)
+        let n = source.count / width
+        guard let src = source.baseAddress?.assumingMemoryBound(to: UInt8.self),
+              let dst = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        switch width {
+        case 1:
+            dst.update(from: src, count: source.count)
+            return
+        case 2:
+            for i in 0 ..< n {
+                dst[i] = src[2 * i]
+                dst[n + i] = src[2 * i + 1]
+            }
+        case 4:
+            for i in 0 ..< n {
+                dst[i] = src[4 * i]
+                dst[n + i] = src[4 * i + 1]
+                dst[2 * n + i] = src[4 * i + 2]
+                dst[3 * n + i] = src[4 * i + 3]
+            }
+        default:
+            for i in 0 ..< n {
+                for k in 0 ..< width { dst[k * n + i] = src[width * i + k] }
+            }
+        }
+        for t in n * width ..< source.count { dst[t] = src[t] }
+    }
+
+    /// The inverse of `split`.
+    public static func join(_ planes: UnsafeRawBufferPointer, width: Int, into output: UnsafeMutableRawBufferPointer) {
+        precondition(output.count == planes.count)
+        let n = planes.count / width
+        guard let src = planes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+              let dst = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        switch width {
+        case 1:
+            dst.update(from: src, count: planes.count)
+            return
+        case 2:
+            for i in 0 ..< n {
+                dst[2 * i] = src[i]
+                dst[2 * i + 1] = src[n + i]
+            }
+        case 4:
+            for i in 0 ..< n {
+                dst[4 * i] = src[i]
+                dst[4 * i + 1] = src[n + i]
+                dst[4 * i + 2] = src[2 * n + i]
+                dst[4 * i + 3] = src[3 * n + i]
+            }
+        default:
+            for i in 0 ..< n {
+                for k in 0 ..< width { dst[width * i + k] = src[k * n + i] }
+            }
+        }
+        for t in n * width ..< planes.count { dst[t] = src[t] }
+    }
+}
+
+/// Element-wise transforms of a target against a base of the same length.
+public enum BitDelta {
+    /// out = target XOR base, bytewise (the same as XOR of the bit patterns at any width).
+    public static func xor(_ target: UnsafeRawBufferPointer, _ base: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(target.count == base.count && out.count == target.count)
+        let words = target.count / 8
+        if words > 0 {
+            for i in 0 ..< words {
+                let a = target.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
+                let b = base.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
+                out.storeBytes(of: a ^ b, toByteOffset: 8 * i, as: UInt64.self)
+            }
+        }
+        for i in words * 8 ..< target.count { out[i] = target[i] ^ base[i] }
+    }
+
+    /// Zigzag of the wrapping integer difference of `width`-byte little-endian bit patterns:
+    /// d = target − base (mod 2^bits), out = (d << 1) XOR (d >> (bits − 1), arithmetic). Small
+    /// changes in either direction become small unsigned numbers. Tail bytes (count % width) are
+    /// XORed.
+    public static func subtract(_ target: UnsafeRawBufferPointer, _ base: UnsafeRawBufferPointer, width: Int,
+                                into out: UnsafeMutableRawBufferPointer) {
+        precondition(target.count == base.count && out.count == target.count)
+        switch width {
+        case 2: subtract(target, base, into: out, as: UInt16.self)
+        case 4: subtract(target, base, into: out, as: UInt32.self)
+        case 8: subtract(target, base, into: out, as: UInt64.self)
+        default: subtract(target, base, into: out, as: UInt8.self)
+        }
+    }
+
+    /// The inverse of `subtract`: out = base + unzigzag(delta).
+    public static func add(_ delta: UnsafeRawBufferPointer, _ base: UnsafeRawBufferPointer, width: Int,
+                           into out: UnsafeMutableRawBufferPointer) {
+        precondition(delta.count == base.count && out.count == delta.count)
+        switch width {
+        case 2: add(delta, base, into: out, as: UInt16.self)
+        case 4: add(delta, base, into: out, as: UInt32.self)
+        case 8: add(delta, base, into: out, as: UInt64.self)
+        default: add(delta, base, into: out, as: UInt8.self)
+        }
+    }
+
+    @inline(__always)
+    private static func subtract<T: FixedWidthInteger & UnsignedInteger>(_ target: UnsafeRawBufferPointer, _ base: UnsafeRawBufferPointer,
+                                                                         into out: UnsafeMutableRawBufferPointer, as _: T.Type) {
+        let size = MemoryLayout<T>.size
+        let n = target.count / size
+        for i in 0 ..< n {
+            let t = T(littleEndian: target.loadUnaligned(fromByteOffset: i * size, as: T.self))
+            let b = T(littleEndian: base.loadUnaligned(fromByteOffset: i * size, as: T.self))
+            let d = t &- b
+            let z = (d &<< 1) ^ (0 &- (d >> (T.bitWidth - 1)))
+            out.storeBytes(of: z.littleEndian, toByteOffset: i * size, as: T.self)
+        }
+        for i in n * size ..< target.count { out[i] = target[i] ^ base[i] }
+    }
+
+    @inline(__always)
+    private static func add<T: FixedWidthInteger & UnsignedInteger>(_ delta: UnsafeRawBufferPointer, _ base: UnsafeRawBufferPointer,
+                                                                    into out: UnsafeMutableRawBufferPointer, as _: T.Type) {
+        let size = MemoryLayout<T>.size
+        let n = delta.count / size
+        for i in 0 ..< n {
+            let z = T(littleEndian: delta.loadUnaligned(fromByteOffset: i * size, as: T.self))
+            let b = T(littleEndian: base.loadUnaligned(fromByteOffset: i * size, as: T.self))
+            let d = (z >> 1) ^ (0 &- (z & 1))
+            out.storeBytes(of: (b &+ d).littleEndian, toByteOffset: i * size, as: T.self)
+        }
+        for i in n * size ..< delta.count { out[i] = delta[i] ^ base[i] }
+    }
+}

@@ -1,0 +1,256 @@
+import TenPakFormat
+
+/// How a chunk's raw bytes became its payload. The id is stored in each chunk frame.
+public enum Encoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// The raw bytes as they are.
+    case stored = 0
+    /// One zstd frame of the raw bytes.
+    case zstd = 1
+    /// Byte planes of the raw bytes, each plane zstd-compressed or stored (PlaneSet).
+    case planes = 2
+    /// Against a base chunk: XOR of bit patterns, byte planes, zstd (BitX). DeltaEnvelope.
+    case xorPlanes = 3
+    /// Against a base chunk: zigzag integer difference of bit patterns, byte planes, zstd. DeltaEnvelope.
+    case subPlanes = 4
+    /// Against a base chunk: one zstd frame that uses the base chunk as its reference prefix.
+    case zstdPrefix = 5
+    /// Against a base chunk: exponent-context entropy coding of the bit-pattern difference. DeltaEnvelope.
+    case contextDelta = 6
+
+    public var usesBase: Bool {
+        switch self {
+        case .xorPlanes, .subPlanes, .zstdPrefix, .contextDelta: return true
+        case .stored, .zstd, .planes: return false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .stored: return "stored"
+        case .zstd: return "zstd"
+        case .planes: return "planes+zstd"
+        case .xorPlanes: return "xor+planes+zstd"
+        case .subPlanes: return "sub+planes+zstd"
+        case .zstdPrefix: return "zstd-prefix"
+        case .contextDelta: return "context-delta"
+        }
+    }
+}
+
+/// The element type of a chunk, as codecs need it.
+public struct ElementType: Hashable, Sendable {
+    public var width: Int
+    public var layout: FloatLayout
+
+    public init(width: Int, layout: FloatLayout) {
+        precondition([1, 2, 4, 8].contains(width), "element width must be 1, 2, 4 or 8")
+        self.width = width
+        self.layout = layout
+    }
+
+    public static let bytes = ElementType(width: 1, layout: .none)
+
+    public init(_ dtype: DType) {
+        self.init(width: dtype.size, layout: dtype.floatLayout)
+    }
+}
+
+/// An encoded chunk, ready to frame.
+public struct EncodedChunk: Sendable {
+    public var encoding: Encoding
+    public var payload: [UInt8]
+}
+
+/// Chooses and applies chunk encodings.
+///
+/// `encode` tries every encoding that applies and keeps the smallest payload, so a delta is used only
+/// where it pays (an unrelated retrain of the same shape falls back to no-base planes).
+public enum ChunkCodec {
+    /// Encodes `raw`; with `base`, delta encodings against it are candidates too.
+    public static func encode(_ raw: UnsafeRawBufferPointer, element: ElementType, base: UnsafeRawBufferPointer? = nil,
+                              level: Int32 = Zstd.defaultLevel) -> EncodedChunk {
+        var best = EncodedChunk(encoding: .stored, payload: Array(raw))
+        func consider(_ encoding: Encoding, _ make: () -> [UInt8]) {
+            let payload = make()
+            if payload.count < best.payload.count { best = EncodedChunk(encoding: encoding, payload: payload) }
+        }
+        guard raw.count > 0 else { return best }
+        if element.width > 1 {
+            consider(.planes) { PlaneSet.encode(raw, width: element.width, level: level) }
+        } else {
+            consider(.zstd) { Zstd.compress(raw, level: level) }
+        }
+        if let base, base.count > 0 {
+            consider(.xorPlanes) { DeltaEnvelope.encode(raw, base: base, element: element, level: level, delta: .xorPlanes) }
+            if element.width > 1 {
+                consider(.subPlanes) { DeltaEnvelope.encode(raw, base: base, element: element, level: level, delta: .subPlanes) }
+            }
+            consider(.zstdPrefix) { Zstd.compress(raw, prefix: base, level: level) }
+            if element.layout != .none, ContextDelta.supports(element) {
+                consider(.contextDelta) { DeltaEnvelope.encode(raw, base: base, element: element, level: level, delta: .contextDelta) }
+            }
+        }
+        return best
+    }
+
+    /// Decodes `payload` into `output` (exactly the chunk's raw length). `base` must be the raw
+    /// bytes of the frame's base chunk when the encoding uses one.
+    public static func decode(_ payload: UnsafeRawBufferPointer, encoding: Encoding, element: ElementType,
+                              base: UnsafeRawBufferPointer?, into output: UnsafeMutableRawBufferPointer) throws {
+        if encoding.usesBase, base == nil {
+            throw CodecError("\(encoding) payload needs its base chunk")
+        }
+        switch encoding {
+        case .stored:
+            guard payload.count == output.count else {
+                throw CodecError("stored payload has \(payload.count) bytes, expected \(output.count)")
+            }
+            if let src = payload.baseAddress, let dst = output.baseAddress { dst.copyMemory(from: src, byteCount: payload.count) }
+        case .zstd:
+            try Zstd.decompress(payload, into: output)
+        case .planes:
+            try PlaneSet.decode(payload, width: element.width, into: output)
+        case .zstdPrefix:
+            try Zstd.decompress(payload, prefix: base, into: output)
+        case .xorPlanes, .subPlanes, .contextDelta:
+            // Safe: usesBase checked above.
+            try DeltaEnvelope.decode(payload, base: base!, element: element, delta: encoding, into: output)
+        }
+    }
+}
+
+/// Byte planes, each zstd-compressed or stored, whichever is smaller.
+///
+///     u8   width w (1, 2, 4 or 8)
+///     w ×  { u8 mode (0 stored, 1 zstd); u32 length L; L bytes }
+///
+/// For an input of C bytes, n = C / w; segment k < w−1 is plane k ([k·n, (k+1)·n) of the split
+/// buffer), and the last segment also carries the C mod w tail bytes.
+enum PlaneSet {
+    static func encode(_ raw: UnsafeRawBufferPointer, width: Int, level: Int32) -> [UInt8] {
+        var planes = [UInt8](repeating: 0, count: raw.count)
+        planes.withUnsafeMutableBytes { BytePlanes.split(raw, width: width, into: $0) }
+        return planes.withUnsafeBytes { encodeSplit($0, width: width, level: level) }
+    }
+
+    /// Encodes an already split buffer.
+    static func encodeSplit(_ planes: UnsafeRawBufferPointer, width: Int, level: Int32) -> [UInt8] {
+        var w = ByteWriter(capacity: planes.count / 2 + 16)
+        w.append(UInt8(width))
+        let n = planes.count / width
+        for k in 0 ..< width {
+            let end = k == width - 1 ? planes.count : (k + 1) * n
+            let segment = UnsafeRawBufferPointer(rebasing: planes[k * n ..< end])
+            let packed = segment.count > 0 ? Zstd.compress(segment, level: level) : []
+            if packed.count < segment.count {
+                w.append(UInt8(1))
+                w.append(UInt32(packed.count))
+                w.append(bytes: packed)
+            } else {
+                w.append(UInt8(0))
+                w.append(UInt32(segment.count))
+                w.append(segment)
+            }
+        }
+        return w.bytes
+    }
+
+    static func decode(_ payload: UnsafeRawBufferPointer, width: Int, into output: UnsafeMutableRawBufferPointer) throws {
+        var planes = [UInt8](repeating: 0, count: output.count)
+        try planes.withUnsafeMutableBytes { buffer in
+            try decodeSplit(payload, width: width, into: buffer)
+        }
+        planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: output) }
+    }
+
+    static func decodeSplit(_ payload: UnsafeRawBufferPointer, width expected: Int, into planes: UnsafeMutableRawBufferPointer) throws {
+        var r = ByteReader(payload, what: "plane set")
+        let width = Int(try parsing { try r.read(UInt8.self) })
+        guard width == expected else { throw CodecError("plane set has width \(width), frame says \(expected)") }
+        let n = planes.count / width
+        for k in 0 ..< width {
+            let end = k == width - 1 ? planes.count : (k + 1) * n
+            let target = UnsafeMutableRawBufferPointer(rebasing: planes[k * n ..< end])
+            let mode = try parsing { try r.read(UInt8.self) }
+            let length = Int(try parsing { try r.read(UInt32.self) })
+            let bytes = try parsing { try r.readBytes(length) }
+            switch mode {
+            case 0:
+                guard length == target.count else { throw CodecError("stored plane \(k) has \(length) bytes, expected \(target.count)") }
+                if let src = bytes.baseAddress, let dst = target.baseAddress { dst.copyMemory(from: src, byteCount: length) }
+            case 1:
+                try Zstd.decompress(bytes, into: target)
+            default:
+                throw CodecError("plane \(k) has unknown mode \(mode)")
+            }
+        }
+        guard r.isAtEnd else { throw CodecError("plane set has \(r.remaining) trailing bytes") }
+    }
+}
+
+/// The payload of every delta encoding that transforms element-wise against the base.
+///
+///     u32  covered length n: the first n bytes are delta-coded (n ≤ both lengths, n mod width = 0)
+///     u32  length D of the delta part
+///     D    delta part: for xor/sub, a PlaneSet of the transformed n bytes; for context-delta, its payload
+///     ...  remainder: a PlaneSet of raw bytes [n, R) (vocabulary rows appended past the base's end)
+enum DeltaEnvelope {
+    static func encode(_ raw: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, element: ElementType, level: Int32,
+                       delta: Encoding) -> [UInt8] {
+        let covered = min(raw.count, base.count) / element.width * element.width
+        let target = UnsafeRawBufferPointer(rebasing: raw[0 ..< covered])
+        let reference = UnsafeRawBufferPointer(rebasing: base[0 ..< covered])
+        let deltaPart: [UInt8]
+        switch delta {
+        case .contextDelta:
+            deltaPart = ContextDelta.encode(target: target, base: reference, element: element)
+        default:
+            var transformed = [UInt8](repeating: 0, count: covered)
+            transformed.withUnsafeMutableBytes { out in
+                if delta == .subPlanes {
+                    BitDelta.subtract(target, reference, width: element.width, into: out)
+                } else {
+                    BitDelta.xor(target, reference, into: out)
+                }
+            }
+            deltaPart = transformed.withUnsafeBytes { PlaneSet.encode($0, width: element.width, level: level) }
+        }
+        var w = ByteWriter(capacity: deltaPart.count + 16)
+        w.append(UInt32(covered))
+        w.append(UInt32(deltaPart.count))
+        w.append(bytes: deltaPart)
+        w.append(bytes: PlaneSet.encode(UnsafeRawBufferPointer(rebasing: raw[covered...]), width: element.width, level: level))
+        return w.bytes
+    }
+
+    static func decode(_ payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, element: ElementType, delta: Encoding,
+                       into output: UnsafeMutableRawBufferPointer) throws {
+        var r = ByteReader(payload, what: "delta payload")
+        let covered = Int(try parsing { try r.read(UInt32.self) })
+        let deltaLength = Int(try parsing { try r.read(UInt32.self) })
+        let deltaPart = try parsing { try r.readBytes(deltaLength) }
+        guard covered <= output.count, covered <= base.count, covered % element.width == 0 else {
+            throw CodecError("delta covers \(covered) bytes, but the chunk has \(output.count) and its base \(base.count)")
+        }
+        let head = UnsafeMutableRawBufferPointer(rebasing: output[0 ..< covered])
+        let reference = UnsafeRawBufferPointer(rebasing: base[0 ..< covered])
+        switch delta {
+        case .contextDelta:
+            try ContextDelta.decode(payload: deltaPart, base: reference, element: element, into: head)
+        default:
+            var transformed = [UInt8](repeating: 0, count: covered)
+            try transformed.withUnsafeMutableBytes { buffer in
+                try PlaneSet.decode(deltaPart, width: element.width, into: buffer)
+            }
+            transformed.withUnsafeBytes { t in
+                if delta == .subPlanes {
+                    BitDelta.add(t, reference, width: element.width, into: head)
+                } else {
+                    BitDelta.xor(t, reference, into: head)
+                }
+            }
+        }
+        let rest = UnsafeRawBufferPointer(rebasing: payload[r.offset...])
+        try PlaneSet.decode(rest, width: element.width, into: UnsafeMutableRawBufferPointer(rebasing: output[covered...]))
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import TenPakChunkStore
+import TenPakCodecs
+import TenPakFormat
+
+/// Models and their revisions over a chunk store: the library's main entry point.
+///
+///     let store = try ModelStore.open(directory: "/var/lib/tenpak", create: true)
+///     let report = try store.put(model: "org/llama-ft", paths: ["/models/llama-ft"], base: .automatic)
+///     try store.get(model: "org/llama-ft", revision: report.revision.revision, to: "/tmp/out")
+///
+/// Safe to use from several threads and processes at once: puts are atomic and isolated by the
+/// catalog's transactions; readers see only committed revisions.
+public final class ModelStore: Sendable {
+    public let chunks: ChunkStore
+
+    public init(chunks: ChunkStore) {
+        self.chunks = chunks
+    }
+
+    /// Opens the local store in `directory` (creating it with `create`).
+    public static func open(directory: String, create: Bool = false) throws -> ModelStore {
+        ModelStore(chunks: try ChunkStore.openLocal(directory: directory, create: create))
+    }
+
+    public var catalog: any Catalog { chunks.catalog }
+
+    // MARK: put
+
+    /// Stores files as a new revision of `model`. `paths` are files or directories (walked
+    /// recursively; a directory's files keep their paths relative to it, `.git` is skipped).
+    public func put(model: String, revision: String? = nil, paths: [String], base: BaseChoice = .automatic,
+                    progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> PutReport {
+        try Names.validateModel(model)
+        let revision = revision ?? FileSystem.randomHex(bytes: 6)
+        try Names.validateRevision(revision)
+        let inputs = try ModelStore.collectInputs(paths)
+        let lock = try StoreLock(root: chunks.root, mode: .shared)
+        defer { withExtendedLifetime(lock) {} }
+        if (try? catalog.resolve(model: model, revision: revision)) != nil {
+            throw StoreError.invalidRequest("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
+        }
+        var planned: [(input: PutInput, plan: ChunkPlan)] = []
+        var warnings: [String] = []
+        for input in inputs {
+            let file = try OpenFile(path: input.source, mode: .read)
+            let plan = try ChunkPlan.make(file: file, size: try file.size(), looksLikeSafetensors: input.path.hasSuffix(".safetensors"))
+            if let w = plan.warning { warnings.append("\(input.path): \(w)") }
+            planned.append((input, plan))
+        }
+        let decision: BaseDecision?
+        switch base {
+        case .none:
+            decision = nil
+            warnings.append("no base: --no-base given")
+        case let .explicit(baseModel, baseRevision):
+            let record = try catalog.resolve(model: baseModel, revision: baseRevision)
+            decision = BaseDecision(revision: record, reason: "given with --base")
+        case .automatic:
+            let hint = planned.first { $0.input.path.lowercased() == "readme.md" }.flatMap { entry in
+                (try? String(contentsOfFile: entry.input.source, encoding: .utf8)).flatMap(BaseMatcher.hint(fromModelCard:))
+            }
+            let (chosen, note) = try BaseMatcher.choose(store: chunks, uploads: planned, excluding: model, hint: hint)
+            decision = chosen
+            if chosen == nil { warnings.append(note) }
+        }
+        let index = try decision.map { try BaseIndex.load(chunks, revision: $0.revision) }
+        let putter = Putter(store: chunks, model: model, revision: revision, progress: progress)
+        return try putter.run(inputs: planned, base: decision, baseIndex: index, warnings: warnings)
+    }
+
+    /// Expands files and directories into (source, path-in-revision) pairs, sorted by path.
+    static func collectInputs(_ paths: [String]) throws -> [PutInput] {
+        guard !paths.isEmpty else { throw StoreError.invalidRequest("nothing to put: give at least one file or directory") }
+        var inputs: [PutInput] = []
+        for path in paths {
+            let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+            if FileSystem.isDirectory(trimmed) {
+                try walk(trimmed, prefix: "", into: &inputs)
+            } else if FileSystem.isRegularFile(trimmed) {
+                let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
+                inputs.append(PutInput(source: trimmed, path: name))
+            } else if FileSystem.exists(trimmed) {
+                throw StoreError.invalidRequest("\(path) is neither a regular file nor a directory")
+            } else {
+                throw StoreError.notFound("\(path): no such file or directory")
+            }
+        }
+        var seen = Set<String>()
+        for input in inputs {
+            try Names.validatePath(input.path)
+            guard seen.insert(input.path).inserted else {
+                throw StoreError.invalidRequest("two inputs map to the same path \(input.path) in the revision")
+            }
+        }
+        return inputs.sorted { $0.path < $1.path }
+    }
+
+    private static func walk(_ directory: String, prefix: String, into inputs: inout [PutInput]) throws {
+        for name in try FileSystem.list(directory) where name != ".git" {
+            let full = directory + "/" + name
+            let relative = prefix.isEmpty ? name : prefix + "/" + name
+            if FileSystem.isDirectory(full) {
+                try walk(full, prefix: relative, into: &inputs)
+            } else if FileSystem.isRegularFile(full) {
+                inputs.append(PutInput(source: full, path: relative))
+            }
+        }
+    }
+
+    // MARK: get
+
+    /// Writes every file of a revision under `destination`, each checked against its SHA-256
+    /// before it is renamed into place. Returns the files written.
+    @discardableResult
+    public func get(model: String, revision: String?, to destination: String,
+                    progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> [FileRecord] {
+        let lock = try StoreLock(root: chunks.root, mode: .shared)
+        defer { withExtendedLifetime(lock) {} }
+        let record = try catalog.resolve(model: model, revision: revision)
+        let files = try catalog.files(revision: record)
+        try FileSystem.makeDirectories(destination)
+        let total = files.reduce(0) { $0 + $1.size }
+        var done = 0
+        for file in files {
+            try Names.validatePath(file.path)
+            let target = destination + "/" + file.path
+            try FileSystem.makeDirectories(FileSystem.parentDirectory(target))
+            try export(file, to: target) { bytes in
+                done += bytes
+                progress?(TransferProgress(done: done, total: total, file: file.path))
+            }
+        }
+        return files
+    }
+
+    /// Rebuilds one file into `target` (via a temporary file beside it).
+    public func export(_ file: FileRecord, to target: String, advanced: (Int) -> Void = { _ in }) throws {
+        let temporary = FileSystem.parentDirectory(target) + "/.tpstore-partial-" + FileSystem.randomHex(bytes: 6)
+        let out = try OpenFile(path: temporary, mode: .createExclusive)
+        do {
+            var sha = StreamingSHA256()
+            var written = 0
+            try FileStream(store: chunks, file: file).forEachWindow { bytes in
+                try bytes.withUnsafeBytes { raw in
+                    try out.write(raw, at: written)
+                    sha.update(raw)
+                }
+                written += bytes.count
+                advanced(bytes.count)
+            }
+            let digest = sha.finalize()
+            guard written == file.size, digest == file.sha256 else {
+                throw StoreError.corrupt("\(file.path) rebuilt to \(written) bytes with SHA-256 \(digest.hex), expected \(file.size) bytes with \(file.sha256.hex)")
+            }
+            try FileSystem.rename(temporary, to: target)
+        } catch {
+            try? FileSystem.remove(temporary)
+            throw error
+        }
+    }
+
+    // MARK: listing and removal
+
+    public func revisions(model: String? = nil) throws -> [RevisionRecord] {
+        if let model { try Names.validateModel(model) }
+        return try catalog.revisions(model: model)
+    }
+
+    /// Forgets a revision. Chunks it shared with other revisions, and base chunks that other
+    /// revisions' delta chunks need, stay; the rest is reclaimed by `gc`.
+    public func remove(model: String, revision: String) throws {
+        let lock = try StoreLock(root: chunks.root, mode: .shared)
+        defer { withExtendedLifetime(lock) {} }
+        let record = try catalog.resolve(model: model, revision: revision)
+        // ORDER: tombstone durable in a pack → catalog row deleted, so a catalog rebuilt from packs
+        // does not bring the revision back.
+        let tombstone = try RevisionTombstone(model: model, revision: revision, manifest: record.manifest,
+                                              removedAt: Int64(Date().timeIntervalSince1970)).encoded()
+        let writer = try chunks.packs.createPack()
+        let id = tombstone.withUnsafeBytes { ChunkID(of: $0) }
+        let header = FrameHeader(kind: .tombstone, encoding: Encoding.stored.rawValue, payloadLength: tombstone.count,
+                                 rawLength: tombstone.count, elementWidth: 1, floatLayout: .none, id: id, base: nil,
+                                 payloadChecksum: Hashing.xxh3_64(tombstone))
+        _ = try header.encoded().withUnsafeBytes { try writer.append($0) }
+        _ = try tombstone.withUnsafeBytes { try writer.append($0) }
+        try writer.seal()
+        try catalog.remove(revision: record)
+    }
+}
+
+/// Reads a stored file front to back in windows of chunks, decoding each window's chunks in parallel.
+struct FileStream {
+    let store: ChunkStore
+    let file: FileRecord
+    static let windowChunks = 16
+
+    func forEachWindow(_ body: ([UInt8]) throws -> Void) throws {
+        let chunks = try store.catalog.fileChunks(file: file)
+        var expectedOffset = 0
+        for c in chunks {
+            guard c.offset == expectedOffset else {
+                throw StoreError.corrupt("\(file.path): chunk at offset \(c.offset) does not follow the previous one (expected \(expectedOffset))")
+            }
+            expectedOffset += c.location.rawLength
+        }
+        var start = 0
+        while start < chunks.count {
+            let end = min(start + FileStream.windowChunks, chunks.count)
+            let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location) }
+            var window = [UInt8]()
+            window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
+            for d in decoded { window.append(contentsOf: d) }
+            try body(window)
+            start = end
+        }
+    }
+}

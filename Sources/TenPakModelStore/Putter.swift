@@ -1,0 +1,283 @@
+import Foundation
+import TenPakChunkStore
+import TenPakCodecs
+import TenPakFormat
+
+/// One file to store: where it is on disk and its path inside the revision.
+public struct PutInput: Sendable {
+    public let source: String
+    public let path: String
+    public init(source: String, path: String) {
+        self.source = source
+        self.path = path
+    }
+}
+
+/// How the base model of a put is chosen.
+public enum BaseChoice: Sendable {
+    /// Look among stored revisions (tensor signatures, then sampled content).
+    case automatic
+    /// Store without a base.
+    case none
+    /// This model (its newest revision when `revision` is nil).
+    case explicit(model: String, revision: String?)
+}
+
+/// TransferProgress of a long-running operation, in bytes.
+public struct TransferProgress: Sendable {
+    public let done: Int
+    public let total: Int
+    public let file: String
+}
+
+/// What a put stored.
+public struct PutReport: Sendable {
+    public struct File: Sendable {
+        public let path: String
+        public let size: Int
+        public let kind: FileKind
+        public var sharedChunks = 0
+        public var deltaChunks = 0
+        public var freshChunks = 0
+        /// Frame bytes this put added for the file.
+        public var storedBytes = 0
+        public var encodings: [Encoding: Int] = [:]
+    }
+
+    public let revision: RevisionRecord
+    public let files: [File]
+    public let base: BaseDecision?
+    public let warnings: [String]
+    public var rawBytes: Int { files.reduce(0) { $0 + $1.size } }
+    public var storedBytes: Int { files.reduce(0) { $0 + $1.storedBytes } }
+    public let seconds: Double
+}
+
+/// Stores a set of files as a new revision.
+///
+/// Order (must, for atomicity): chunk frames and the manifest frame are written to new packs; the
+/// packs are fsynced and renamed into place; only then does one catalog transaction record the
+/// chunks, files and revision. A put killed before that commit leaves at most unreferenced packs
+/// (reclaimed by gc); the revision is not visible.
+final class Putter {
+    let store: ChunkStore
+    let model: String
+    let revision: String
+    let progress: (@Sendable (TransferProgress) -> Void)?
+    private var writer: (any PackWriting)?
+    private var sealed: [(name: String, size: Int)] = []
+    private var pending: [ChunkID: NewChunk] = [:]
+    private var newChunks: [NewChunk] = []
+    /// Packs roll over at this size: bounded objects for a bucket, bounded rewrite for gc.
+    static let packTarget = 1 << 30
+    /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
+    static let windowBytes = 16 << 20
+
+    init(store: ChunkStore, model: String, revision: String, progress: (@Sendable (TransferProgress) -> Void)?) {
+        self.store = store
+        self.model = model
+        self.revision = revision
+        self.progress = progress
+    }
+
+    private func packWriter() throws -> any PackWriting {
+        if let writer, writer.size < Putter.packTarget { return writer }
+        if let writer {
+            try writer.seal()
+            sealed.append((writer.name, writer.size))
+        }
+        let fresh = try store.packs.createPack()
+        writer = fresh
+        return fresh
+    }
+
+    /// Appends a frame; returns where it went.
+    private func append(header: FrameHeader, payload: [UInt8]) throws -> NewChunk {
+        let w = try packWriter()
+        let headerBytes = header.encoded()
+        let offset = try headerBytes.withUnsafeBytes { try w.append($0) }
+        _ = try payload.withUnsafeBytes { try w.append($0) }
+        return NewChunk(id: header.id, rawLength: header.rawLength, pack: w.name, frameOffset: offset,
+                        frameLength: headerBytes.count + payload.count, encoding: header.encoding, base: header.base,
+                        depth: 0)
+    }
+
+    /// The result of coding one piece in parallel.
+    private enum Coded {
+        case existing(ChunkLocation)
+        case fresh(id: ChunkID, header: FrameHeader, payload: [UInt8], depth: Int)
+    }
+
+    func run(inputs: [(input: PutInput, plan: ChunkPlan)], base: BaseDecision?, baseIndex: BaseIndex?,
+             warnings: [String]) throws -> PutReport {
+        let started = Date()
+        let total = inputs.reduce(0) { $0 + $1.plan.size }
+        var done = 0
+        var manifestFiles: [RevisionManifest.File] = []
+        var commitFiles: [RevisionCommit.File] = []
+        var reports: [PutReport.File] = []
+        do {
+            for (input, plan) in inputs {
+                let file = try OpenFile(path: input.source, mode: .read)
+                var report = PutReport.File(path: input.path, size: plan.size, kind: plan.kind)
+                var sha = StreamingSHA256()
+                var refs: [RevisionManifest.ChunkRef] = []
+                var offsets: [(offset: Int, id: ChunkID)] = []
+                refs.reserveCapacity(plan.pieces.count)
+                let basePairs: [Int: BaseIndex.Tensor] = baseIndex.map { index in
+                    var pairs: [Int: BaseIndex.Tensor] = [:]
+                    for (i, t) in plan.tensors.enumerated() {
+                        if let b = index.pair(name: t.name, dtype: t.dtype, shape: t.shape) { pairs[i] = b }
+                    }
+                    return pairs
+                } ?? [:]
+                var start = 0
+                while start < plan.pieces.count {
+                    var end = start + 1
+                    var bytes = plan.pieces[start].length
+                    while end < plan.pieces.count, bytes + plan.pieces[end].length <= Putter.windowBytes {
+                        bytes += plan.pieces[end].length
+                        end += 1
+                    }
+                    let pieces = Array(plan.pieces[start ..< end])
+                    let windowStart = pieces[0].offset
+                    let window = try file.read(count: bytes, at: windowStart)
+                    // One extra iteration hashes the whole window into the file's SHA-256 while the
+                    // others code chunks.
+                    let shaBox = SHABox(sha)
+                    let coded: [Coded?] = try window.withUnsafeBytes { raw in
+                        nonisolated(unsafe) let raw = raw
+                        return try parallelMap(pieces.count + 1) { i -> Coded? in
+                            if i == pieces.count {
+                                shaBox.sha.update(raw)
+                                return nil
+                            }
+                            let piece = pieces[i]
+                            let slice = UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
+                            let baseChunk = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
+                                piece.indexInTensor < t.chunks.count ? t.chunks[piece.indexInTensor] : nil
+                            }
+                            return try self.code(slice, element: piece.element, base: baseChunk)
+                        }
+                    }
+                    sha = shaBox.sha
+                    for (i, piece) in pieces.enumerated() {
+                        guard let result = coded[i] else { continue }
+                        let id: ChunkID
+                        switch result {
+                        case let .existing(location):
+                            id = location.id
+                            report.sharedChunks += 1
+                        case let .fresh(freshID, header, payload, depth):
+                            id = freshID
+                            if pending[freshID] != nil {
+                                report.sharedChunks += 1
+                            } else {
+                                var chunk = try append(header: header, payload: payload)
+                                chunk = NewChunk(id: chunk.id, rawLength: chunk.rawLength, pack: chunk.pack, frameOffset: chunk.frameOffset,
+                                                 frameLength: chunk.frameLength, encoding: chunk.encoding, base: chunk.base, depth: depth)
+                                pending[freshID] = chunk
+                                newChunks.append(chunk)
+                                report.storedBytes += chunk.frameLength
+                                if header.base != nil { report.deltaChunks += 1 } else { report.freshChunks += 1 }
+                                if let e = Encoding(rawValue: header.encoding) { report.encodings[e, default: 0] += 1 }
+                            }
+                        }
+                        refs.append(RevisionManifest.ChunkRef(rawLength: UInt32(piece.length), id: id))
+                        offsets.append((piece.offset, id))
+                    }
+                    done += bytes
+                    progress?(TransferProgress(done: done, total: total, file: input.path))
+                    start = end
+                }
+                let digest = sha.finalize()
+                manifestFiles.append(RevisionManifest.File(path: input.path, size: UInt64(plan.size), sha256: digest, kind: plan.kind, chunks: refs))
+                commitFiles.append(RevisionCommit.File(path: input.path, size: plan.size, sha256: digest, kind: plan.kind,
+                                                       chunks: offsets, tensors: plan.tensors))
+                reports.append(report)
+            }
+            let createdAt = Int64(Date().timeIntervalSince1970)
+            let manifest = RevisionManifest(model: model, revision: revision, createdAt: createdAt,
+                                            baseModel: base?.revision.model ?? "", baseRevision: base?.revision.revision ?? "",
+                                            baseReason: base?.reason ?? "", files: manifestFiles)
+            let manifestBytes = try manifest.encoded()
+            let manifestChunk = try appendManifest(manifestBytes)
+            // ORDER: packs durable (fsync, rename, dir fsync) → catalog transaction.
+            if let writer {
+                try writer.seal()
+                sealed.append((writer.name, writer.size))
+                self.writer = nil
+            }
+            let record = try store.catalog.commit(RevisionCommit(
+                model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
+                baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
+                manifest: manifestChunk, files: commitFiles))
+            return PutReport(revision: record, files: reports, base: base, warnings: warnings,
+                             seconds: Date().timeIntervalSince(started))
+        } catch {
+            writer?.abandon()
+            // Packs sealed by this put are not referenced by any catalog row: drop them now rather
+            // than leave them to gc.
+            for pack in sealed { try? store.packs.delete(pack: pack.name) }
+            throw error
+        }
+    }
+
+    private func appendManifest(_ bytes: [UInt8]) throws -> NewChunk {
+        let id = bytes.withUnsafeBytes { ChunkID(of: $0) }
+        let packed = bytes.withUnsafeBytes { Zstd.compress($0) }
+        let header = FrameHeader(kind: .manifest, encoding: Encoding.zstd.rawValue, payloadLength: packed.count, rawLength: bytes.count,
+                                 elementWidth: 1, floatLayout: .none, id: id, base: nil, payloadChecksum: Hashing.xxh3_64(packed))
+        return try append(header: header, payload: packed)
+    }
+
+    /// Hashes a piece, looks it up, and if it is new, encodes it (against its base chunk when it
+    /// has one) and checks that the encoding decodes back to the same bytes before it is kept.
+    private func code(_ raw: UnsafeRawBufferPointer, element: ElementType, base: ChunkLocation?) throws -> Coded {
+        let id = ChunkID(of: raw)
+        if let existing = try store.catalog.findChunks([id])[id] { return .existing(existing) }
+        var reference: ChunkLocation?
+        var baseBytes: [UInt8]?
+        if var candidate = base {
+            // Keep chains short: a base already at the depth limit is replaced by its own base.
+            while candidate.depth >= ChunkStore.maxDeltaDepth, let next = candidate.baseRowID, let loc = try store.catalog.chunk(rowID: next) {
+                candidate = loc
+            }
+            if candidate.depth < ChunkStore.maxDeltaDepth {
+                reference = candidate
+                baseBytes = try store.rawBytes(of: candidate)
+            }
+        }
+        let encoded: EncodedChunk
+        if let baseBytes {
+            encoded = baseBytes.withUnsafeBytes { ChunkCodec.encode(raw, element: element, base: $0) }
+        } else {
+            encoded = ChunkCodec.encode(raw, element: element)
+        }
+        let usesBase = encoded.encoding.usesBase
+        // Verify before publishing: a codec bug must fail the put, never store wrong bytes.
+        var check = [UInt8](repeating: 0, count: raw.count)
+        try encoded.payload.withUnsafeBytes { p in
+            try check.withUnsafeMutableBytes { out in
+                if usesBase, let baseBytes {
+                    try baseBytes.withUnsafeBytes { try ChunkCodec.decode(p, encoding: encoded.encoding, element: element, base: $0, into: out) }
+                } else {
+                    try ChunkCodec.decode(p, encoding: encoded.encoding, element: element, base: nil, into: out)
+                }
+            }
+        }
+        guard check.withUnsafeBytes({ $0.elementsEqual(raw) }) else {
+            throw StoreError.corrupt("encoding \(encoded.encoding) of chunk \(id.short) does not decode to its input (a tpstore bug; nothing was stored)")
+        }
+        let header = FrameHeader(kind: .chunk, encoding: encoded.encoding.rawValue, payloadLength: encoded.payload.count,
+                                 rawLength: raw.count, elementWidth: UInt8(element.width), floatLayout: element.layout, id: id,
+                                 base: usesBase ? reference?.id : nil, payloadChecksum: Hashing.xxh3_64(encoded.payload))
+        return .fresh(id: id, header: header, payload: encoded.payload, depth: usesBase ? (reference?.depth ?? 0) + 1 : 0)
+    }
+}
+
+/// Carries the running file hash into the parallel step (one iteration updates it).
+private final class SHABox: @unchecked Sendable {
+    var sha: StreamingSHA256
+    init(_ sha: StreamingSHA256) { self.sha = sha }
+}

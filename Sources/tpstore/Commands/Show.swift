@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import TenPakCodecs
+
+extension TPStore {
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a revision's files: sizes, stored bytes, chunk kinds, encodings.")
+        @OptionGroup var options: StoreOptions
+        @Argument(help: "NAME or NAME@REV.") var target: ModelReference
+        @Flag(help: "Print JSON.") var json = false
+
+        struct FileJSON: Encodable {
+            let path: String, size: Int, sha256: String, kind: String, storedBytes: Int
+            let sharedChunks: Int, deltaChunks: Int, freshChunks: Int, encodings: [String: Int]
+        }
+
+        struct ShowJSON: Encodable {
+            let revision: RevisionJSON
+            let files: [FileJSON]
+            let size: Int, storedBytes: Int
+        }
+
+        func run() throws {
+            let store = try options.open()
+            let record = try store.catalog.resolve(model: target.model, revision: target.revision)
+            var files: [FileJSON] = []
+            for file in try store.catalog.files(revision: record) {
+                let s = try store.catalog.storedBytes(file: file)
+                files.append(FileJSON(path: file.path, size: file.size, sha256: file.sha256.hex,
+                                      kind: file.kind == .safetensors ? "safetensors" : "opaque", storedBytes: s.stored,
+                                      sharedChunks: s.shared, deltaChunks: s.delta, freshChunks: s.fresh,
+                                      encodings: Dictionary(uniqueKeysWithValues: s.encodings.map {
+                                          (Encoding(rawValue: $0.key)?.description ?? "encoding-\($0.key)", $0.value)
+                                      })))
+            }
+            let size = files.reduce(0) { $0 + $1.size }, stored = files.reduce(0) { $0 + $1.storedBytes }
+            if json {
+                print(try Output.json(ShowJSON(revision: RevisionJSON(record), files: files, size: size, storedBytes: stored)))
+                return
+            }
+            print("\(record.model)@\(record.revision)  created \(RevisionJSON.date(record.createdAt))")
+            if !record.baseModel.isEmpty { print("base: \(record.baseModel)@\(record.baseRevision) (\(record.baseReason))") }
+            let rows = files.map { f in
+                [f.path, Output.bytes(f.size), Output.bytes(f.storedBytes), Output.ratio(f.storedBytes, of: f.size),
+                 "\(f.sharedChunks)", "\(f.deltaChunks)", "\(f.freshChunks)",
+                 f.encodings.sorted { $0.value > $1.value }.map { "\($0.key)×\($0.value)" }.joined(separator: " ")]
+            }
+            print(Output.table(["file", "size", "stored", "ratio", "shared", "delta", "fresh", "encodings"], rows))
+            print("total: \(Output.bytes(size)), stored \(Output.bytes(stored)) (ratio \(Output.ratio(stored, of: size)), saved \(Output.percent(size - stored, of: size)))")
+        }
+    }
+}

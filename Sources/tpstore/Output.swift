@@ -1,0 +1,61 @@
+import Foundation
+import TenPakModelStore
+
+/// Terminal output helpers: sizes, tables, JSON, and a progress line on TTYs.
+enum Output {
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func percent(_ part: Int, of whole: Int) -> String {
+        whole == 0 ? "-" : String(format: "%.1f%%", 100 * Double(part) / Double(whole))
+    }
+
+    static func ratio(_ part: Int, of whole: Int) -> String {
+        whole == 0 ? "-" : String(format: "%.3f", Double(part) / Double(whole))
+    }
+
+    /// Left-aligned first column, right-aligned others.
+    static func table(_ header: [String], _ rows: [[String]]) -> String {
+        let all = [header] + rows
+        let widths = (0 ..< header.count).map { c in all.map { $0.count > c ? $0[c].count : 0 }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                return c == 0 ? cell + pad : pad + cell
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    static func json(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static var stderrIsTTY: Bool { isatty(2) == 1 }
+
+    /// A progress callback that redraws one stderr line on a TTY and prints nothing otherwise.
+    static func progress(_ verb: String) -> (@Sendable (TransferProgress) -> Void)? {
+        guard stderrIsTTY else { return nil }
+        let started = Date()
+        return { p in
+            let seconds = max(Date().timeIntervalSince(started), 0.001)
+            let rate = Double(p.done) / seconds / 1e6
+            let line = String(format: "\r%@ %@ %@/%@ (%.0f MB/s)\u{1B}[K", verb, p.file, bytes(p.done), bytes(p.total), rate)
+            FileHandle.standardError.write(Data(line.utf8))
+            if p.done == p.total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        }
+    }
+
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("tpstore: warning: \(message)\n".utf8))
+    }
+}
