@@ -8,12 +8,15 @@
 #     zstandard; zipnn optionally: a failure only warns, and is not retried on later runs
 #     unless TENPAK_RETRY_ZIPNN=1).
 # Prints what it did. Takes a few seconds when everything is already present.
-# Usage: Tools/setup.sh
+# Usage: Tools/setup.sh [--bench]   (--bench: also the benchmark-only package zipnn)
 set -euo pipefail
 
-if [[ $# -ne 0 ]]; then
-  echo "usage: Tools/setup.sh   (takes no arguments)" >&2; exit 2
-fi
+bench=0
+case "${1:-}" in
+  "") ;;
+  --bench) bench=1 ;;
+  *) echo "usage: Tools/setup.sh [--bench]   (--bench also installs zipnn, which pulls in torch)" >&2; exit 2 ;;
+esac
 
 log() { echo "setup: $*"; }
 
@@ -73,7 +76,9 @@ else
 fi
 
 zipnn_marker=${XDG_CACHE_HOME:-$HOME/.cache}/tenpak-setup-zipnn-failed
-if have_py zipnn; then
+if ((!bench)); then
+  :
+elif have_py zipnn; then
   log "pip: zipnn present"
 elif [[ -f $zipnn_marker && ${TENPAK_RETRY_ZIPNN:-0} != 1 ]]; then
   log "pip: zipnn unavailable (failed before; TENPAK_RETRY_ZIPNN=1 to retry), benchmarks skip it"

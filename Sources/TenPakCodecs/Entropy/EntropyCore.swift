@@ -1,0 +1,374 @@
+import TenPakFormat
+
+// Shared pieces of the TenPak entropy codecs: errors, float layouts, byte/bit I/O,
+// static rANS frequency tables (normalisation, serialisation, decode tables).
+// Swift standard library only.
+
+/// Thrown by the entropy codecs when a payload is malformed, truncated or inconsistent.
+public struct EntropyCodecError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "EntropyCodecError: \(message)" }
+}
+
+// `FloatLayout` (f32 = 1, bf16 = 2, f16 = 3) is declared elsewhere (TenPakFormat in the main
+// package, FloatLayout.swift in the lab); these helpers only read it.
+extension FloatLayout {
+    /// True for the layouts these codecs handle (f32, bf16, f16).
+    var isEntropyCodable: Bool { self == .f32 || self == .bf16 || self == .f16 }
+    /// Bytes per element.
+    var codecWidth: Int { self == .f32 ? 4 : 2 }
+    /// Bits per element.
+    var codecBits: Int { self == .f32 ? 32 : 16 }
+    /// Number of explicit mantissa bits.
+    var mantissaBits: Int { self == .f32 ? 23 : (self == .bf16 ? 7 : 10) }
+    /// Number of exponent bits.
+    var exponentBits: Int { self == .f16 ? 5 : 8 }
+}
+
+// MARK: - rANS constants
+
+let ransLowerBound: UInt32 = 1 << 16   // state lives in [2^16, 2^32)
+let maxTableLog = 12
+let minTableLog = 8
+
+// MARK: - Byte output
+
+/// Growable little-endian byte sink used by the encoders.
+struct ByteSink {
+    var bytes: [UInt8] = []
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+    mutating func u8(_ v: UInt8) { bytes.append(v) }
+    mutating func u32(_ v: UInt32) {
+        bytes.append(UInt8(truncatingIfNeeded: v)); bytes.append(UInt8(truncatingIfNeeded: v >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: v >> 16)); bytes.append(UInt8(truncatingIfNeeded: v >> 24))
+    }
+    /// LEB128 unsigned varint.
+    mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 { bytes.append(UInt8(truncatingIfNeeded: v) | 0x80); v >>= 7 }
+        bytes.append(UInt8(v))
+    }
+    mutating func append(_ p: UnsafeRawBufferPointer) { bytes.append(contentsOf: p) }
+}
+
+/// Bounds-checked little-endian reader over a payload.
+struct ByteSource {
+    let base: UnsafeRawBufferPointer
+    var pos: Int = 0
+    init(_ b: UnsafeRawBufferPointer) { base = b }
+    var remaining: Int { base.count - pos }
+    mutating func u8() throws(EntropyCodecError) -> UInt8 {
+        guard pos < base.count else { throw EntropyCodecError("truncated payload") }
+        let v = base[pos]; pos += 1; return v
+    }
+    mutating func u32() throws(EntropyCodecError) -> UInt32 {
+        guard base.count - pos >= 4 else { throw EntropyCodecError("truncated payload") }
+        var v: UInt32 = 0
+        for k in 0..<4 { v |= UInt32(base[pos + k]) << (8 * k) }
+        pos += 4; return v
+    }
+    mutating func varint() throws(EntropyCodecError) -> UInt64 {
+        var v: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let b = try u8()
+            if shift == 63 && b > 1 { throw EntropyCodecError("varint overflow") }
+            v |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return v }
+            shift += 7
+            if shift > 63 { throw EntropyCodecError("varint overflow") }
+        }
+    }
+    /// Reads a varint that must be <= limit.
+    mutating func varint(max limit: Int) throws(EntropyCodecError) -> Int {
+        let v = try varint()
+        guard v <= UInt64(limit) else { throw EntropyCodecError("field out of range") }
+        return Int(v)
+    }
+    mutating func slice(_ count: Int) throws(EntropyCodecError) -> UnsafeRawBufferPointer {
+        guard count >= 0, base.count - pos >= count else { throw EntropyCodecError("truncated payload") }
+        let s = UnsafeRawBufferPointer(rebasing: base[pos..<(pos + count)])
+        pos += count
+        return s
+    }
+}
+
+// MARK: - Raw bit stream (LSB first)
+
+/// Forward bit writer into a preallocated buffer (capacity must cover the worst case).
+struct BitWriter {
+    let start: UnsafeMutablePointer<UInt8>
+    var ptr: UnsafeMutablePointer<UInt8>
+    var acc: UInt64 = 0
+    var cnt: Int = 0
+    init(_ p: UnsafeMutablePointer<UInt8>) { start = p; ptr = p }
+    /// Appends the low `n` bits of `v` (n <= 32; v must have no bits above n).
+    @inline(__always) mutating func put(_ v: UInt32, _ n: Int) {
+        acc |= UInt64(v) &<< UInt64(cnt)
+        cnt &+= n
+        if cnt >= 32 {
+            UnsafeMutableRawPointer(ptr).storeBytes(of: UInt32(truncatingIfNeeded: acc).littleEndian, as: UInt32.self)
+            ptr += 4
+            acc >>= 32
+            cnt &-= 32
+        }
+    }
+    /// Flushes the partial word; returns the number of bytes written.
+    mutating func finish() -> Int {
+        while cnt > 0 { ptr.pointee = UInt8(truncatingIfNeeded: acc); ptr += 1; acc >>= 8; cnt -= 8 }
+        cnt = 0
+        return ptr - start
+    }
+}
+
+/// Bounds-safe forward bit reader. Reading past the end yields zero bits and is
+/// reported by `finish`.
+struct BitReader {
+    let start: UnsafePointer<UInt8>
+    let end: UnsafePointer<UInt8>
+    var ptr: UnsafePointer<UInt8>
+    var buf: UInt64 = 0
+    var cnt: Int = 0
+    var overrun: Int = 0
+    init(_ s: UnsafeRawBufferPointer) {
+        if let b = s.baseAddress, s.count > 0 {
+            let p = b.assumingMemoryBound(to: UInt8.self)
+            start = p; ptr = p; end = p + s.count
+        } else {
+            // A one-byte dummy region that is never dereferenced (count 0).
+            let p = UnsafePointer<UInt8>(bitPattern: 0x10)!
+            start = p; ptr = p; end = p
+        }
+    }
+    @inline(__always) mutating func refill() {
+        if end - ptr >= 8 {
+            buf |= UInt64(littleEndian: UnsafeRawPointer(ptr).loadUnaligned(as: UInt64.self)) &<< UInt64(cnt)
+            ptr += (63 &- cnt) >> 3
+            cnt |= 56
+        } else {
+            slowRefill()
+        }
+    }
+    @inline(never) mutating func slowRefill() {
+        while cnt <= 56 {
+            if ptr < end { buf |= UInt64(ptr.pointee) &<< UInt64(cnt); ptr += 1 } else { overrun += 1 }
+            cnt += 8
+        }
+    }
+    /// Reads `n` bits, n <= 32.
+    @inline(__always) mutating func get(_ n: Int) -> UInt32 {
+        if cnt < n { refill() }
+        let v = UInt32(truncatingIfNeeded: buf & ((1 &<< UInt64(n)) &- 1))
+        buf = buf &>> UInt64(n)
+        cnt &-= n
+        return v
+    }
+    /// Throws unless exactly all bytes were consumed and the padding bits are zero.
+    func finish() throws(EntropyCodecError) {
+        let consumedBits = ((ptr - start) + overrun) * 8 - cnt
+        let total = (end - start) * 8
+        guard overrun == 0 || consumedBits <= total else { throw EntropyCodecError("raw bit stream overrun") }
+        guard (consumedBits + 7) / 8 == (end - start) else { throw EntropyCodecError("raw bit stream length mismatch") }
+        // Unread bits still buffered (padding) must be zero.
+        let padBits = total - consumedBits
+        if padBits > 0 && padBits <= cnt {
+            guard buf & ((1 << UInt64(padBits)) - 1) == 0 else { throw EntropyCodecError("nonzero padding bits") }
+        }
+    }
+}
+
+// MARK: - Frequency tables
+
+/// Frequencies of one context, normalised to sum to 2^tableLog (every used symbol >= 1).
+/// `counts` has `alphabet` entries; result written into `freqs`. Returns number of used symbols.
+@discardableResult
+func normalizeCounts(_ counts: UnsafePointer<UInt32>, alphabet: Int, tableLog: Int,
+                     into freqs: UnsafeMutablePointer<UInt32>) -> Int {
+    var total: UInt64 = 0
+    var used = 0
+    for s in 0..<alphabet { total += UInt64(counts[s]); if counts[s] > 0 { used += 1 } }
+    let m = Int64(1) << Int64(tableLog)
+    for s in 0..<alphabet { freqs[s] = 0 }
+    if total == 0 { return 0 }
+    var sum: Int64 = 0
+    var best = 0
+    var bestCount: UInt32 = 0
+    for s in 0..<alphabet where counts[s] > 0 {
+        var f = Int64((UInt64(counts[s]) * UInt64(m) + total / 2) / total)
+        if f < 1 { f = 1 }
+        freqs[s] = UInt32(f)
+        sum += f
+        if counts[s] > bestCount { bestCount = counts[s]; best = s }
+    }
+    var diff = m - sum
+    if diff > 0 {
+        freqs[best] += UInt32(diff)
+    } else {
+        // Take slots away, largest frequencies first, never below 1.
+        while diff < 0 {
+            var maxS = 0
+            var maxF: UInt32 = 0
+            for s in 0..<alphabet where freqs[s] > maxF { maxF = freqs[s]; maxS = s }
+            let take = min(Int64(maxF) - 1, -diff, Int64(maxF) / 8 + 1)
+            freqs[maxS] -= UInt32(take)
+            diff += take
+        }
+    }
+    return used
+}
+
+/// Serialises one context's normalised table: varint nsym, then per symbol varint gap
+/// (symbol - previous symbol - 1, previous starts at -1) and, except for the last
+/// symbol, varint (freq - 1). The last frequency is implied (2^tableLog - sum).
+func writeTable(_ freqs: UnsafePointer<UInt32>, alphabet: Int, into sink: inout ByteSink) {
+    var syms = 0
+    for s in 0..<alphabet where freqs[s] > 0 { syms += 1 }
+    sink.varint(UInt64(syms))
+    var prev = -1
+    var seen = 0
+    for s in 0..<alphabet where freqs[s] > 0 {
+        sink.varint(UInt64(s - prev - 1))
+        seen += 1
+        if seen < syms { sink.varint(UInt64(freqs[s] - 1)) }
+        prev = s
+    }
+}
+
+/// Parses a table written by `writeTable` into `freqs` (alphabet entries, zero-filled first).
+func readTable(_ src: inout ByteSource, alphabet: Int, tableLog: Int,
+               into freqs: UnsafeMutablePointer<UInt32>) throws(EntropyCodecError) {
+    let m = 1 << tableLog
+    for s in 0..<alphabet { freqs[s] = 0 }
+    let syms = try src.varint(max: alphabet)
+    guard syms >= 1 else { throw EntropyCodecError("empty frequency table") }
+    var sym = -1
+    var sum = 0
+    for k in 0..<syms {
+        sym += 1 + (try src.varint(max: alphabet))
+        guard sym < alphabet else { throw EntropyCodecError("symbol out of range") }
+        if k < syms - 1 {
+            let f = 1 + (try src.varint(max: m - 1))
+            sum += f
+            guard sum < m else { throw EntropyCodecError("frequencies exceed table size") }
+            freqs[sym] = UInt32(f)
+        } else {
+            freqs[sym] = UInt32(m - sum)
+        }
+    }
+}
+
+/// Fills a fused decode table of 2^tableLog entries: symbol | (freq-1) << 8 | (slot-start) << 20.
+@inline(__always)
+func buildDecodeTable(_ freqs: UnsafePointer<UInt32>, alphabet: Int, tableLog: Int,
+                      into table: UnsafeMutablePointer<UInt32>) {
+    var slot = 0
+    for s in 0..<alphabet {
+        let f = Int(freqs[s])
+        if f == 0 { continue }
+        let hi = UInt32(s) | (UInt32(f - 1) << 8)
+        for k in 0..<f { table[slot + k] = hi | (UInt32(k) << 20) }
+        slot += f
+    }
+}
+
+/// Encoder-side per symbol data: start (cumulative frequency) and frequency.
+struct EncSymbol {
+    var start: UInt32 = 0
+    var freq: UInt32 = 0
+}
+
+func buildEncodeSymbols(_ freqs: UnsafePointer<UInt32>, alphabet: Int,
+                        into syms: UnsafeMutablePointer<EncSymbol>) {
+    var start: UInt32 = 0
+    for s in 0..<alphabet {
+        syms[s] = EncSymbol(start: start, freq: freqs[s])
+        start += freqs[s]
+    }
+}
+
+/// Backward rANS output buffer (16-bit little-endian words), filled from the end.
+struct RansSink {
+    let base: UnsafeMutablePointer<UInt8>
+    let end: UnsafeMutablePointer<UInt8>
+    var ptr: UnsafeMutablePointer<UInt8>
+    init(_ b: UnsafeMutablePointer<UInt8>, capacity: Int) { base = b; end = b + capacity; ptr = b + capacity }
+    @inline(__always) mutating func encode(_ x: inout UInt32, _ sym: EncSymbol, _ tableLog: Int) {
+        let f = sym.freq
+        if UInt64(x) >= UInt64(f) &<< UInt64(32 - tableLog) {
+            ptr -= 2
+            ptr[0] = UInt8(truncatingIfNeeded: x)
+            ptr[1] = UInt8(truncatingIfNeeded: x >> 8)
+            x >>= 16
+        }
+        let q = x / f
+        x = (q &<< UInt32(tableLog)) &+ (x &- q &* f) &+ sym.start
+    }
+    mutating func flush(_ x: UInt32) {
+        ptr -= 4
+        UnsafeMutableRawPointer(ptr).storeBytes(of: x.littleEndian, as: UInt32.self)
+    }
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: ptr, count: end - ptr) }
+}
+
+/// Forward rANS word reader over the stream after the four initial states.
+struct RansSource {
+    var ptr: UnsafePointer<UInt8>
+    let end: UnsafePointer<UInt8>
+    var underflow = false
+    @inline(__always) mutating func renorm(_ x: inout UInt32) {
+        if x < ransLowerBound {
+            if end - ptr >= 2 {
+                x = (x &<< 16) | UInt32(ptr[0]) | (UInt32(ptr[1]) << 8)
+                ptr += 2
+            } else {
+                underflow = true
+                x = x &<< 16
+            }
+        }
+    }
+}
+
+/// Reads the four initial rANS states and returns a word source for the rest.
+func openRans(_ s: UnsafeRawBufferPointer, _ x: inout (UInt32, UInt32, UInt32, UInt32)) throws(EntropyCodecError) -> RansSource {
+    guard s.count >= 16, (s.count - 16) % 2 == 0, let b = s.baseAddress else {
+        throw EntropyCodecError("bad rANS stream length")
+    }
+    func rd(_ o: Int) -> UInt32 { UInt32(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
+    x = (rd(0), rd(4), rd(8), rd(12))
+    guard x.0 >= ransLowerBound, x.1 >= ransLowerBound, x.2 >= ransLowerBound, x.3 >= ransLowerBound else {
+        throw EntropyCodecError("bad rANS initial state")
+    }
+    let p = b.assumingMemoryBound(to: UInt8.self)
+    return RansSource(ptr: p + 16, end: p + s.count)
+}
+
+func closeRans(_ src: RansSource, _ x: (UInt32, UInt32, UInt32, UInt32)) throws(EntropyCodecError) {
+    guard !src.underflow, src.ptr == src.end else { throw EntropyCodecError("rANS stream length mismatch") }
+    guard x.0 == ransLowerBound, x.1 == ransLowerBound, x.2 == ransLowerBound, x.3 == ransLowerBound else {
+        throw EntropyCodecError("rANS final state mismatch")
+    }
+}
+
+/// Chooses the table precision for `n` coded symbols.
+func tableLogFor(count n: Int, preferred: Int) -> Int {
+    if n >= 1 << 15 { return preferred }
+    if n >= 1 << 12 { return min(preferred, 10) }
+    return min(preferred, 8)
+}
+
+@inline(__always) func loadElement(_ p: UnsafeRawPointer, _ i: Int, _ width: Int) -> UInt32 {
+    if width == 4 {
+        return UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self))
+    } else {
+        return UInt32(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
+    }
+}
+
+@inline(__always) func storeElement(_ p: UnsafeMutableRawPointer, _ i: Int, _ width: Int, _ v: UInt32) {
+    if width == 4 {
+        p.storeBytes(of: v.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
+    } else {
+        p.storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, toByteOffset: i &* 2, as: UInt16.self)
+    }
+}

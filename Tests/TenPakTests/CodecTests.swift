@@ -1,0 +1,195 @@
+@testable import TenPakCodecs
+import TenPakFormat
+import XCTest
+
+/// Every encoding must give back exactly the bytes it was given: random bit patterns, special
+/// float values, odd lengths, empty chunks, bases longer and shorter than the chunk.
+final class CodecTests: XCTestCase {
+    static let elements: [ElementType] = [
+        .init(width: 4, layout: .f32), .init(width: 2, layout: .bf16), .init(width: 2, layout: .f16),
+        .init(width: 1, layout: .none), .init(width: 8, layout: .none), .init(width: 2, layout: .none), .init(width: 4, layout: .none),
+    ]
+
+    /// Weight-like values: normal floats as bit patterns, with NaN, ±Inf, denormals and ±0 mixed in.
+    static func weights(_ count: Int, element: ElementType, seed: UInt64) -> [UInt8] {
+        var r = TestSupport.Random(seed: seed)
+        var out = [UInt8]()
+        out.reserveCapacity(count * element.width)
+        let specials32: [UInt32] = [0x7FC0_0000, 0x7F80_0000, 0xFF80_0000, 0x0000_0001, 0x8000_0000, 0, 0x7FFF_FFFF, 0x807F_FFFF]
+        for i in 0 ..< count {
+            let f = Float(r.normal() * 0.05)
+            var bits = f.bitPattern
+            if i % 97 == 0 { bits = specials32[i / 97 % specials32.count] }
+            if i % 1013 == 0 { bits = UInt32(truncatingIfNeeded: r.next()) }
+            switch element.width {
+            case 4: withUnsafeBytes(of: bits.littleEndian) { out.append(contentsOf: $0) }
+            case 2:
+                let half = UInt16(truncatingIfNeeded: element.layout == .f16 ? (bits >> 13) & 0xFFFF : bits >> 16)
+                withUnsafeBytes(of: half.littleEndian) { out.append(contentsOf: $0) }
+            case 8: withUnsafeBytes(of: Double(f).bitPattern.littleEndian) { out.append(contentsOf: $0) }
+            default: out.append(UInt8(truncatingIfNeeded: bits >> 24))
+            }
+        }
+        return out
+    }
+
+    /// A fine-tune of `base`: most elements nudged in their low bits, some unchanged.
+    static func finetune(of base: [UInt8], element: ElementType, seed: UInt64) -> [UInt8] {
+        var r = TestSupport.Random(seed: seed)
+        var out = base
+        var i = 0
+        while i + element.width <= out.count {
+            if r.next() % 4 != 0 {
+                out[i] ^= UInt8(truncatingIfNeeded: r.next() & 0x1F)
+                if element.width > 2 { out[i + 1] ^= UInt8(truncatingIfNeeded: r.next() & 0x3) }
+            }
+            i += element.width
+        }
+        return out
+    }
+
+    func roundTrip(_ raw: [UInt8], element: ElementType, base: [UInt8]?, file: StaticString = #filePath, line: UInt = #line) throws -> EncodedChunk {
+        let encoded = raw.withUnsafeBytes { r in
+            base.map { b in b.withUnsafeBytes { ChunkCodec.encode(r, element: element, base: $0) } } ?? ChunkCodec.encode(r, element: element)
+        }
+        XCTAssertLessThanOrEqual(encoded.payload.count, raw.count, "never larger than stored", file: file, line: line)
+        var out = [UInt8](repeating: 0xAA, count: raw.count)
+        try encoded.payload.withUnsafeBytes { p in
+            try out.withUnsafeMutableBytes { o in
+                if let base {
+                    try base.withUnsafeBytes { try ChunkCodec.decode(p, encoding: encoded.encoding, element: element, base: $0, into: o) }
+                } else {
+                    try ChunkCodec.decode(p, encoding: encoded.encoding, element: element, base: nil, into: o)
+                }
+            }
+        }
+        XCTAssertEqual(out, raw, "\(encoded.encoding) width \(element.width)", file: file, line: line)
+        return encoded
+    }
+
+    /// Forces one encoding (bypassing the smallest-wins choice) and checks it round-trips.
+    func forced(_ encoding: Encoding, _ raw: [UInt8], element: ElementType, base: [UInt8]) throws {
+        let payload: [UInt8] = raw.withUnsafeBytes { r in
+            base.withUnsafeBytes { b in
+                switch encoding {
+                case .stored: return Array(r)
+                case .zstd: return Zstd.compress(r)
+                case .planes: return PlaneSet.encode(r, width: element.width, level: 3)
+                case .zstdPrefix: return Zstd.compress(r, prefix: b)
+                case .xorPlanes, .subPlanes, .contextDelta:
+                    return DeltaEnvelope.encode(r, base: b, element: element, level: 3, delta: encoding)
+                }
+            }
+        }
+        var out = [UInt8](repeating: 0x55, count: raw.count)
+        try payload.withUnsafeBytes { p in
+            try out.withUnsafeMutableBytes { o in
+                try base.withUnsafeBytes { try ChunkCodec.decode(p, encoding: encoding, element: element, base: $0, into: o) }
+            }
+        }
+        XCTAssertEqual(out, raw, "\(encoding) width \(element.width) length \(raw.count) base \(base.count)")
+    }
+
+    func testEveryEncodingRoundTripsEveryElementTypeAndOddLengths() throws {
+        for (e, element) in CodecTests.elements.enumerated() {
+            for count in [0, 1, 3, 1000, 4097] {
+                let base = CodecTests.weights(count, element: element, seed: UInt64(e * 100 + count))
+                var raw = CodecTests.finetune(of: base, element: element, seed: UInt64(count))
+                // Odd byte lengths too: a trailing partial element.
+                for extra in [0, 1] {
+                    if extra == 1 { raw.append(0x42) }
+                    for encoding in Encoding.allCases where encoding != .contextDelta || ContextDelta.supports(element) {
+                        for baseLength in [base.count, base.count / 2, base.count + 7] {
+                            var b = base
+                            if baseLength < b.count { b = Array(b[0 ..< baseLength]) } else { b += [UInt8](repeating: 9, count: baseLength - b.count) }
+                            try forced(encoding, raw, element: element, base: b)
+                        }
+                    }
+                    _ = try roundTrip(raw, element: element, base: nil)
+                    _ = try roundTrip(raw, element: element, base: base)
+                }
+            }
+        }
+    }
+
+    func testRandomBitPatternsRoundTrip() throws {
+        var r = TestSupport.Random(seed: 99)
+        for round in 0 ..< 40 {
+            let element = CodecTests.elements[round % CodecTests.elements.count]
+            let raw = r.bytes(r.int(0 ..< 20000))
+            let base = r.next() % 2 == 0 ? r.bytes(r.int(0 ..< 20000)) : raw.map { $0 ^ UInt8(truncatingIfNeeded: r.next() & 1) }
+            _ = try roundTrip(raw, element: element, base: base)
+            _ = try roundTrip(raw, element: element, base: nil)
+        }
+    }
+
+    func testDeltaBeatsNoBaseOnAFineTuneAndNoBaseWinsOnUnrelatedData() throws {
+        let element = ElementType(width: 4, layout: .f32)
+        let base = CodecTests.weights(65536, element: element, seed: 1)
+        let ft = CodecTests.finetune(of: base, element: element, seed: 2)
+        let withBase = try roundTrip(ft, element: element, base: base)
+        let alone = try roundTrip(ft, element: element, base: nil)
+        XCTAssertTrue(withBase.encoding.usesBase)
+        XCTAssertLessThan(withBase.payload.count, alone.payload.count * 3 / 4)
+        let unrelated = CodecTests.weights(65536, element: element, seed: 3)
+        let choice = try roundTrip(unrelated, element: element, base: base)
+        XCTAssertFalse(choice.encoding.usesBase, "an unrelated base must not be used (chose \(choice.encoding))")
+    }
+
+    func testIdenticalToBaseIsTiny() throws {
+        let element = ElementType(width: 2, layout: .bf16)
+        let base = CodecTests.weights(100_000, element: element, seed: 5)
+        let encoded = try roundTrip(base, element: element, base: base)
+        XCTAssertLessThan(encoded.payload.count, 1000)
+    }
+
+    func testDamagedPayloadsThrowOrDecodeDifferentlyButNeverCrash() throws {
+        let element = ElementType(width: 4, layout: .f32)
+        let base = CodecTests.weights(4096, element: element, seed: 7)
+        let raw = CodecTests.finetune(of: base, element: element, seed: 8)
+        var r = TestSupport.Random(seed: 11)
+        for encoding in Encoding.allCases where encoding != .stored && (encoding != .contextDelta || ContextDelta.supports(element)) {
+            let payload: [UInt8] = raw.withUnsafeBytes { rr in
+                base.withUnsafeBytes { b in
+                    switch encoding {
+                    case .zstd: return Zstd.compress(rr)
+                    case .planes: return PlaneSet.encode(rr, width: 4, level: 3)
+                    case .zstdPrefix: return Zstd.compress(rr, prefix: b)
+                    default: return DeltaEnvelope.encode(rr, base: b, element: element, level: 3, delta: encoding)
+                    }
+                }
+            }
+            for _ in 0 ..< 300 {
+                var damaged = payload
+                switch r.next() % 3 {
+                case 0: damaged[r.int(0 ..< damaged.count)] ^= UInt8(truncatingIfNeeded: r.next() | 1)
+                case 1: damaged = Array(damaged[0 ..< r.int(0 ..< damaged.count)])
+                default: damaged = r.bytes(r.int(0 ..< 200))
+                }
+                var out = [UInt8](repeating: 0, count: raw.count)
+                // Either an error or some output; the frame's checksums catch the latter in the store.
+                _ = try? damaged.withUnsafeBytes { p in
+                    try out.withUnsafeMutableBytes { o in
+                        try base.withUnsafeBytes { try ChunkCodec.decode(p, encoding: encoding, element: element, base: $0, into: o) }
+                    }
+                }
+            }
+        }
+    }
+
+    func testBytePlanesAndDeltasInvert() {
+        var r = TestSupport.Random(seed: 3)
+        for width in [1, 2, 4, 8] {
+            for count in [0, 1, 7, 64, 1001] {
+                let a = r.bytes(count), b = r.bytes(count)
+                var planes = [UInt8](repeating: 0, count: count), back = planes, delta = planes, restored = planes
+                planes.withUnsafeMutableBytes { p in a.withUnsafeBytes { BytePlanes.split($0, width: width, into: p) } }
+                back.withUnsafeMutableBytes { o in planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: o) } }
+                XCTAssertEqual(back, a)
+                delta.withUnsafeMutableBytes { d in a.withUnsafeBytes { x in b.withUnsafeBytes { BitDelta.subtract(x, $0, width: width, into: d) } } }
+                restored.withUnsafeMutableBytes { o in delta.withUnsafeBytes { d in b.withUnsafeBytes { BitDelta.add(d, $0, width: width, into: o) } } }
+                XCTAssertEqual(restored, a)
+            }
+        }
+    }
+}

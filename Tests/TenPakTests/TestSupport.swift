@@ -1,0 +1,111 @@
+import Foundation
+import XCTest
+
+/// Paths and scratch space shared by the tests.
+enum TestSupport {
+    /// The repository root (Tests/TenPakTests/ is two levels below it).
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0 ..< 3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static let fixtures = root + "/Fixtures"
+
+    /// A fresh empty directory, removed when the test ends.
+    static func temporaryDirectory(_ test: XCTestCase, _ name: String = "t") -> String {
+        let path = NSTemporaryDirectory() + "tenpak-\(name)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    static func read(_ path: String) throws -> [UInt8] {
+        Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Every regular file under `directory`, as relative paths.
+    static func files(under directory: String) -> [String] {
+        guard let e = FileManager.default.enumerator(atPath: directory) else { return [] }
+        var out: [String] = []
+        while let p = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: directory + "/" + p, isDirectory: &isDir), !isDir.boolValue { out.append(p) }
+        }
+        return out.sorted()
+    }
+
+    /// Deterministic pseudo-random bytes (SplitMix64).
+    struct Random {
+        var state: UInt64
+        init(seed: UInt64) { state = seed }
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func bytes(_ n: Int) -> [UInt8] { (0 ..< n).map { _ in UInt8(truncatingIfNeeded: next()) } }
+        mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
+        mutating func double() -> Double { Double(next() >> 11) / Double(1 << 53) }
+        /// Approximately normal (sum of uniforms).
+        mutating func normal() -> Double { (0 ..< 4).reduce(0.0) { acc, _ in acc + double() } - 2.0 }
+    }
+
+    /// The tpstore binary built beside the test bundle.
+    static var tpstore: String {
+        let bundle = Bundle.main.bundleURL.deletingLastPathComponent().path
+        for candidate in [bundle + "/tpstore", root + "/.build/debug/tpstore"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return root + "/.build/debug/tpstore"
+    }
+
+    struct RunResult {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    /// Runs a program to completion and captures its output.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> RunResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Drain both pipes concurrently so a chatty child cannot block on a full pipe.
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func python3() -> String? {
+        // PATH first: the python3 that Tools/setup.sh installed the oracle packages into.
+        for p in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map({ "\($0)/python3" }) + ["/usr/bin/python3"]
+        where FileManager.default.isExecutableFile(atPath: p) { return p }
+        return nil
+    }
+}
