@@ -66,31 +66,76 @@ public struct EncodedChunk: Sendable {
 /// `encode` tries every encoding that applies and keeps the smallest payload, so a delta is used only
 /// where it pays (an unrelated retrain of the same shape falls back to no-base planes).
 public enum ChunkCodec {
+    /// Chunks at least this large pick their encoding on a sample first.
+    static let sampledSelectionThreshold = 256 << 10
+    static let sampleSliceBytes = 32 << 10
+    /// How many of the sample's best encodings are then run on the whole chunk.
+    static let finalists = 2
+
     /// Encodes `raw`; with `base`, delta encodings against it are candidates too.
+    ///
+    /// Every applicable encoding is a candidate and the smallest payload wins. For large chunks the
+    /// candidates are first ranked on a sample (three slices: start, middle, end) and only the best
+    /// `finalists` run on the whole chunk, so a put costs about two encodings per chunk, not six.
     public static func encode(_ raw: UnsafeRawBufferPointer, element: ElementType, base: UnsafeRawBufferPointer? = nil,
                               level: Int32 = Zstd.defaultLevel) -> EncodedChunk {
         var best = EncodedChunk(encoding: .stored, payload: Array(raw))
-        func consider(_ encoding: Encoding, _ make: () -> [UInt8]) {
-            let payload = make()
+        guard raw.count > 0 else { return best }
+        let base = (base?.count ?? 0) > 0 ? base : nil
+        var candidates = self.candidates(element: element, hasBase: base != nil)
+        if raw.count >= sampledSelectionThreshold, candidates.count > finalists {
+            let (sampleRaw, sampleBase) = sample(raw, base: base, width: element.width)
+            let ranked = sampleRaw.withUnsafeBytes { r in
+                candidates.map { encoding -> (Encoding, Int) in
+                    let size = sampleBase.withUnsafeBytes { b in
+                        run(encoding, r, element: element, base: base == nil ? nil : b, level: level).count
+                    }
+                    return (encoding, size)
+                }
+            }
+            candidates = ranked.sorted { $0.1 < $1.1 }.prefix(finalists).map(\.0)
+        }
+        for encoding in candidates {
+            let payload = run(encoding, raw, element: element, base: base, level: level)
             if payload.count < best.payload.count { best = EncodedChunk(encoding: encoding, payload: payload) }
         }
-        guard raw.count > 0 else { return best }
-        if element.width > 1 {
-            consider(.planes) { PlaneSet.encode(raw, width: element.width, level: level) }
-        } else {
-            consider(.zstd) { Zstd.compress(raw, level: level) }
-        }
-        if let base, base.count > 0 {
-            consider(.xorPlanes) { DeltaEnvelope.encode(raw, base: base, element: element, level: level, delta: .xorPlanes) }
-            if element.width > 1 {
-                consider(.subPlanes) { DeltaEnvelope.encode(raw, base: base, element: element, level: level, delta: .subPlanes) }
-            }
-            consider(.zstdPrefix) { Zstd.compress(raw, prefix: base, level: level) }
-            if element.layout != .none, ContextDelta.supports(element) {
-                consider(.contextDelta) { DeltaEnvelope.encode(raw, base: base, element: element, level: level, delta: .contextDelta) }
-            }
-        }
         return best
+    }
+
+    static func candidates(element: ElementType, hasBase: Bool) -> [Encoding] {
+        var list: [Encoding] = [element.width > 1 ? .planes : .zstd]
+        if hasBase {
+            list.append(.xorPlanes)
+            if element.width > 1 { list.append(.subPlanes) }
+            list.append(.zstdPrefix)
+            if ContextDelta.supports(element) { list.append(.contextDelta) }
+        }
+        return list
+    }
+
+    static func run(_ encoding: Encoding, _ raw: UnsafeRawBufferPointer, element: ElementType, base: UnsafeRawBufferPointer?,
+                    level: Int32) -> [UInt8] {
+        switch encoding {
+        case .stored: return Array(raw)
+        case .zstd: return Zstd.compress(raw, level: level)
+        case .planes: return PlaneSet.encode(raw, width: element.width, level: level)
+        case .zstdPrefix: return Zstd.compress(raw, prefix: base, level: level)
+        case .xorPlanes, .subPlanes, .contextDelta:
+            // Safe: candidates() offers delta encodings only with a base.
+            return DeltaEnvelope.encode(raw, base: base!, element: element, level: level, delta: encoding)
+        }
+    }
+
+    /// Start, middle and end slices of the chunk (and the base bytes at the same offsets).
+    static func sample(_ raw: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer?, width: Int) -> ([UInt8], [UInt8]) {
+        let slice = sampleSliceBytes / width * width
+        let starts = [0, (raw.count / 2) / width * width, (raw.count - slice) / width * width]
+        var r: [UInt8] = [], b: [UInt8] = []
+        for start in starts {
+            r.append(contentsOf: raw[start ..< start + slice])
+            if let base, start < base.count { b.append(contentsOf: base[start ..< min(start + slice, base.count)]) }
+        }
+        return (r, b)
     }
 
     /// Decodes `payload` into `output` (exactly the chunk's raw length). `base` must be the raw

@@ -126,30 +126,33 @@ public final class ModelStore: Sendable {
             try Names.validatePath(file.path)
             let target = destination + "/" + file.path
             try FileSystem.makeDirectories(FileSystem.parentDirectory(target))
+            let before = done
+            let counter = ExportState()
             try export(file, to: target) { bytes in
-                done += bytes
-                progress?(TransferProgress(done: done, total: total, file: file.path))
+                counter.written += bytes
+                progress?(TransferProgress(done: before + counter.written, total: total, file: file.path))
             }
+            done += file.size
         }
         return files
     }
 
     /// Rebuilds one file into `target` (via a temporary file beside it).
-    public func export(_ file: FileRecord, to target: String, advanced: (Int) -> Void = { _ in }) throws {
+    public func export(_ file: FileRecord, to target: String, advanced: @escaping (Int) -> Void = { _ in }) throws {
         let temporary = FileSystem.parentDirectory(target) + "/.tpstore-partial-" + FileSystem.randomHex(bytes: 6)
         let out = try OpenFile(path: temporary, mode: .createExclusive)
         do {
-            var sha = StreamingSHA256()
-            var written = 0
+            let state = ExportState()
             try FileStream(store: chunks, file: file).forEachWindow { bytes in
                 try bytes.withUnsafeBytes { raw in
-                    try out.write(raw, at: written)
-                    sha.update(raw)
+                    try out.write(raw, at: state.written)
+                    state.sha.update(raw)
                 }
-                written += bytes.count
+                state.written += bytes.count
                 advanced(bytes.count)
             }
-            let digest = sha.finalize()
+            let digest = state.sha.finalize()
+            let written = state.written
             guard written == file.size, digest == file.sha256 else {
                 throw StoreError.corrupt("\(file.path) rebuilt to \(written) bytes with SHA-256 \(digest.hex), expected \(file.size) bytes with \(file.sha256.hex)")
             }
@@ -189,13 +192,15 @@ public final class ModelStore: Sendable {
     }
 }
 
-/// Reads a stored file front to back in windows of chunks, decoding each window's chunks in parallel.
+/// Reads a stored file front to back in windows of chunks, decoding each window's chunks in
+/// parallel while the previous window is handed to the consumer (written and hashed) on another
+/// thread: the file's SHA-256 is sequential, so it overlaps decoding instead of following it.
 struct FileStream {
     let store: ChunkStore
     let file: FileRecord
     static let windowChunks = 16
 
-    func forEachWindow(_ body: ([UInt8]) throws -> Void) throws {
+    func forEachWindow(_ body: @escaping ([UInt8]) throws -> Void) throws {
         let chunks = try store.catalog.fileChunks(file: file)
         var expectedOffset = 0
         for c in chunks {
@@ -204,15 +209,36 @@ struct FileStream {
             }
             expectedOffset += c.location.rawLength
         }
+        let consumer = DispatchQueue(label: "tenpak.filestream.consumer")
+        let failure = FailureBox()
+        nonisolated(unsafe) let body = body
         var start = 0
-        while start < chunks.count {
+        while start < chunks.count, failure.error == nil {
             let end = min(start + FileStream.windowChunks, chunks.count)
             let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location) }
             var window = [UInt8]()
             window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
             for d in decoded { window.append(contentsOf: d) }
-            try body(window)
+            // A serial queue: windows reach the consumer in order, one at a time.
+            consumer.async { [window] in
+                guard failure.error == nil else { return }
+                do { try body(window) } catch { failure.error = error }
+            }
             start = end
         }
+        consumer.sync {}
+        if let error = failure.error { throw error }
     }
+}
+
+/// The first error a background consumer hit.
+private final class FailureBox: @unchecked Sendable {
+    // Safe: written on the serial consumer queue, read after it drained (sync) or racily as a hint.
+    var error: Error?
+}
+
+/// Running totals of one export, touched only by the consumer queue.
+private final class ExportState: @unchecked Sendable {
+    var sha = StreamingSHA256()
+    var written = 0
 }

@@ -256,6 +256,11 @@ final class Putter {
         }
         let usesBase = encoded.encoding.usesBase
         // Verify before publishing: a codec bug must fail the put, never store wrong bytes.
+        guard raw.count > 0 else {
+            let header = FrameHeader(kind: .chunk, encoding: Encoding.stored.rawValue, payloadLength: 0, rawLength: 0, elementWidth: UInt8(element.width),
+                                     floatLayout: element.layout, id: id, base: nil, payloadChecksum: Hashing.xxh3_64([]))
+            return .fresh(id: id, header: header, payload: [], depth: 0)
+        }
         var check = [UInt8](repeating: 0, count: raw.count)
         try encoded.payload.withUnsafeBytes { p in
             try check.withUnsafeMutableBytes { out in
@@ -266,7 +271,7 @@ final class Putter {
                 }
             }
         }
-        guard check.withUnsafeBytes({ $0.elementsEqual(raw) }) else {
+        guard check.withUnsafeBytes({ memcmp($0.baseAddress!, raw.baseAddress!, raw.count) == 0 }) else {
             throw StoreError.corrupt("encoding \(encoded.encoding) of chunk \(id.short) does not decode to its input (a tpstore bug; nothing was stored)")
         }
         let header = FrameHeader(kind: .chunk, encoding: encoded.encoding.rawValue, payloadLength: encoded.payload.count,
