@@ -48,6 +48,15 @@ public struct ChunkPlan: Sendable {
         return ChunkPlan(size: size, kind: .opaque, pieces: pieces, tensors: [], dtypes: [], warning: warning)
     }
 
+    /// True when the file starts like a safetensors file (a plausible length prefix, then '{'), so
+    /// that objects arriving without a name (git-lfs uploads) are chunked along their tensors too.
+    public static func sniffSafetensors(file: OpenFile, size: Int) throws -> Bool {
+        guard size >= 10 else { return false }
+        let prefix = try file.read(count: 9, at: 0)
+        let length = prefix.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }.littleEndian
+        return length >= 2 && length <= UInt64(SafetensorsHeader.maxHeaderLength) && 8 + length <= UInt64(size) && prefix[8] == UInt8(ascii: "{")
+    }
+
     static func safetensors(file: OpenFile, size: Int, chunker: GearChunker) throws -> ChunkPlan {
         guard size >= 8 else { throw FormatError.invalid("file is \(size) bytes, shorter than the 8-byte length prefix") }
         let prefix = try file.read(count: 8, at: 0)

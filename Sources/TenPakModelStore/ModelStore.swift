@@ -44,8 +44,11 @@ public final class ModelStore: Sendable {
         var warnings: [String] = []
         for input in inputs {
             let file = try OpenFile(path: input.source, mode: .read)
-            let plan = try ChunkPlan.make(file: file, size: try file.size(), looksLikeSafetensors: input.path.hasSuffix(".safetensors"))
-            if let w = plan.warning { warnings.append("\(input.path): \(w)") }
+            let size = try file.size()
+            let named = input.path.hasSuffix(".safetensors")
+            let plan = try ChunkPlan.make(file: file, size: size, looksLikeSafetensors: named || (try ChunkPlan.sniffSafetensors(file: file, size: size)))
+            // Content that merely looked like safetensors and is not, is an ordinary opaque file.
+            if let w = plan.warning, named { warnings.append("\(input.path): \(w)") }
             planned.append((input, plan))
         }
         let decision: BaseDecision?
