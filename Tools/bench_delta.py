@@ -98,7 +98,7 @@ def stage(src, dest_dir):
 
 
 def prepare_inputs(cases, corpus, work):
-    """Returns {case: (base_path_or_None, subject_path)}; only makes what the cases need."""
+    """Returns {case: (base_path_or_None, subject_path, description)}; only makes what the cases need."""
     base32 = os.path.join(corpus, "minilm-base", "model.safetensors")
     ft32 = os.path.join(corpus, "minilm-ft105", "model.safetensors")
     for p in (base32, ft32):
@@ -125,11 +125,15 @@ def prepare_inputs(cases, corpus, work):
     for c in cases:
         if c in CORPUS_CASES:
             dt = c.split("_")[1]
-            pairs[c] = (cast("base", dt), cast("ft", dt))
+            how = "as shipped" if dt == "f32" else f"both cast to {dt.upper()}"
+            pairs[c] = (cast("base", dt), cast("ft", dt), f"minilm-base -> minilm-ft105, {how}")
         elif c in SYNTH_CASES:
-            pairs[c] = (base32, os.path.join(inputs, "synth", f"{c}.safetensors"))
+            pairs[c] = (base32, os.path.join(inputs, "synth", f"{c}.safetensors"),
+                        f"minilm-base -> make_finetunes.py {c}")
         else:
-            pairs[c] = (None, cast("base", c.split("_")[1]))
+            dt = c.split("_")[1]
+            how = "as shipped" if dt == "f32" else f"cast to {dt.upper()}"
+            pairs[c] = (None, cast("base", dt), f"minilm-base {how}, into an empty store")
     return pairs
 
 
@@ -268,8 +272,8 @@ def text_table(head, rows, left=False):
     return "\n".join([line(head), line(["-" * x for x in w])] + [line(r) for r in rows])
 
 
-def md_table(head, rows):
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+def md_table(head, rows, left=False):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i == 0 or left else "---:" for i in range(len(head))) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
@@ -296,7 +300,7 @@ def ratios_and_targets(by_case):
             targets.append([label, "not run", "not run"])
             return
         q = ratio(r["tenpak"], r["bitx"])
-        targets.append([label, f"{q:.3f}×BitX" if q is not None else "n/a",
+        targets.append([label, f"{q:.4f}×BitX" if q is not None else "n/a",
                         "n/a" if q is None else ("met" if q <= limit else "missed")])
 
     bitx_target("corpus_bf16", 0.8, "corpus BF16: stored ≤ 0.8×BitX")
@@ -308,7 +312,7 @@ def ratios_and_targets(by_case):
             targets.append([label, "not run", "not run"])
             continue
         q = ratio(r["tenpak"], r["zipnn"])
-        targets.append([label, f"{q:.3f}×ZipNN" if q is not None else "n/a (ZipNN unavailable)",
+        targets.append([label, f"{q:.4f}×ZipNN" if q is not None else "n/a (ZipNN unavailable)",
                         "n/a" if q is None else ("met" if q <= 1.0 else "missed")])
     for key, limit, label in (("put_s", PUT_TARGET_MBPS, "put ≥ 1 GB/s"), ("get_s", GET_TARGET_MBPS, "get ≥ 1.2 GB/s")):
         rates = {c: r["raw"] / r[key] / 1e6 for c, r in by_case.items() if isinstance(r[key], float) and r[key] > 0}
@@ -325,7 +329,7 @@ def ratios_and_targets(by_case):
 
 
 def write_csv(path, results):
-    cols = ["case", "base_file", "subject_file", "raw_bytes"]
+    cols = ["case", "inputs", "raw_bytes"]
     for m in METHODS:
         cols += [f"{m}_bytes", f"{m}_frac"]
     cols += ["put_seconds", "put_MBps", "put_internal_seconds", "get_seconds", "get_MBps", "tenpak_base", "tenpak_encodings"]
@@ -334,7 +338,7 @@ def write_csv(path, results):
         w.writerow(cols)
         for r in results:
             raw = r["raw"]
-            row = [r["case"], r["base_file"] or "", r["subject_file"], raw]
+            row = [r["case"], r["desc"], raw]
             for m in METHODS:
                 v = r[m]
                 row += [v, f"{v / raw:.4f}"] if isinstance(v, int) else ["", ""]
@@ -439,10 +443,10 @@ def main():
             log(f"ZipNN: n/a ({zipnn.reason})")
         results = []
         for c in cases:
-            base, subject = pairs[c]
+            base, subject, desc = pairs[c]
             raw = os.path.getsize(subject)
             log(f"{c}: raw {raw:,} bytes")
-            r = {"case": c, "raw": raw, "base_file": base, "subject_file": subject}
+            r = {"case": c, "raw": raw, "desc": desc}
             tr = tenpak(tp, work, c, base, subject)
             r.update(tenpak=tr["stored"], put_s=tr["put_s"], get_s=tr["get_s"], put_internal_s=tr["put_internal_s"],
                      tenpak_base=tr["base"], encodings=tr["encodings"])
@@ -483,9 +487,9 @@ def main():
         md = ["# TenPak delta benchmark", "", md_table(head, rows), ""]
         if rlines:
             md += ["## Corpus ratios", ""] + ["- " + x for x in rlines] + [""]
-        md += ["## Targets", "", md_table(["target", "measured", "status"], targets), ""]
-        md += ["## TenPak encodings per case", "", md_table(["case", "base", "encodings (chunks)"],
-               [[r["case"], r["tenpak_base"] or "—", r["encodings"]] for r in results]), ""]
+        md += ["## Targets", "", md_table(["target", "measured", "status"], targets, left=True), ""]
+        md += ["## Cases and TenPak encodings", "", md_table(["case", "inputs", "encodings (chunks)"],
+               [[r["case"], r["desc"], r["encodings"]] for r in results], left=True), ""]
         md += ["## Notes", ""] + ["- " + x for x in notes] + [f"- run time {elapsed:.0f} s",
                                                                f"- command: `{' '.join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])}`", ""]
         with open(os.path.join(a.out, "bench_delta.md"), "w") as f:
