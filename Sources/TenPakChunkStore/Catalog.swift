@@ -19,11 +19,27 @@ public protocol Catalog: AnyObject, Sendable {
     func files(revision: RevisionRecord) throws -> [FileRecord]
     func fileChunks(file: FileRecord) throws -> [FileChunk]
     func tensors(file: FileRecord) throws -> [TensorRecord]
-    /// Forgets a revision (its chunks stay until gc finds them unreferenced).
-    func remove(revision: RevisionRecord) throws
+    /// Forgets a revision (its chunks stay until gc finds them unreferenced), recording the sealed
+    /// pack that holds its tombstone frame.
+    func remove(revision: RevisionRecord, tombstonePack: (name: String, size: Int)) throws
     func totals() throws -> CatalogTotals
     /// Stored (frame) bytes of the chunks a revision added to the store and of all it references.
     func storedBytes(file: FileRecord) throws -> (stored: Int, encodings: [UInt8: Int], delta: Int, shared: Int, fresh: Int)
+
+    // Maintenance: fsck and gc.
+
+    /// Problems the database itself reports (empty when healthy).
+    func integrityCheck() throws -> [String]
+    /// Every pack the catalog knows, with the size recorded when it was sealed, and whether it
+    /// holds tombstones (which gc keeps: they stop a catalog rebuild from reviving removed revisions).
+    func packs() throws -> [(name: String, size: Int, tombstones: Bool)]
+    func allChunks() throws -> [ChunkLocation]
+    /// Chunks some revision needs: used by a file or as a manifest, and the bases of those, transitively.
+    func liveChunkRowIDs() throws -> Set<Int64>
+    /// One transaction: record new packs, point moved chunks at their new frames, forget dead chunks
+    /// and dead packs.
+    func applyCollection(newPacks: [(name: String, size: Int)], moved: [(rowID: Int64, pack: String, offset: Int)],
+                         deadChunks: [Int64], deadPacks: [String]) throws
 }
 
 /// The local catalog: one SQLite database in WAL mode.
@@ -93,6 +109,13 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         begin_offset INTEGER NOT NULL,
         end_offset INTEGER NOT NULL,
         PRIMARY KEY (file_id, name)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS tombstones (
+        pack_id INTEGER NOT NULL REFERENCES packs(id),
+        model TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        manifest_xxh BLOB NOT NULL,
+        manifest_sha BLOB NOT NULL,
+        removed_at INTEGER NOT NULL);
     """
 
     /// Opens (and with `create`, creates) the catalog at `path`.
@@ -183,9 +206,13 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 }
                 // Bases come before the chunks that use them: a base is either already in the
                 // catalog or earlier in `chunks`.
+                let findPack = try db.prepare("SELECT id FROM packs WHERE name = ?")
                 for chunk in commit.chunks + [commit.manifest] {
+                    if packIDs[chunk.pack] == nil, let known = try findPack.bind(.text(chunk.pack)).firstRow({ $0.int(0) }) {
+                        packIDs[chunk.pack] = known
+                    }
                     guard let packID = packIDs[chunk.pack] else {
-                        throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which this put did not write")
+                        throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which is not in the catalog")
                     }
                     let base = try chunk.base.map { try rowID($0) }
                     try insertChunk.bind(.blob(chunk.id.xxh.bytes), .blob(chunk.id.sha.bytes), .int(chunk.rawLength), .int(packID),
@@ -303,9 +330,17 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         }
     }
 
-    public func remove(revision: RevisionRecord) throws {
+    public func remove(revision: RevisionRecord, tombstonePack: (name: String, size: Int)) throws {
         try locked {
             try db.transaction {
+                let now = Int64(Date().timeIntervalSince1970)
+                try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
+                    .bind(.text(tombstonePack.name), .int(tombstonePack.size), .int(now)).run()
+                try db.prepare("""
+                    INSERT INTO tombstones(pack_id, model, revision, manifest_xxh, manifest_sha, removed_at)
+                    VALUES ((SELECT id FROM packs WHERE name = ?), ?, ?, ?, ?, ?)
+                    """).bind(.text(tombstonePack.name), .text(revision.model), .text(revision.revision),
+                              .blob(revision.manifest.xxh.bytes), .blob(revision.manifest.sha.bytes), .int(now)).run()
                 try db.prepare("DELETE FROM revisions WHERE id = ?").bind(.int(revision.rowID)).run()
                 guard db.changes == 1 else {
                     throw StoreError.notFound("\(revision.model)@\(revision.revision) was removed by another process")
@@ -335,6 +370,77 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 t.chunkStoredBytes += Int(row.3)
             }
             return t
+        }
+    }
+
+    /// Records a tombstone found in a pack (catalog rebuild only).
+    public func recordTombstone(_ tombstone: RevisionTombstone, pack: (name: String, size: Int)) throws {
+        try locked {
+            try db.transaction {
+                try db.prepare("INSERT OR IGNORE INTO packs(name, size, created_at) VALUES (?, ?, ?)")
+                    .bind(.text(pack.name), .int(pack.size), .int(tombstone.removedAt)).run()
+                try db.prepare("""
+                    INSERT INTO tombstones(pack_id, model, revision, manifest_xxh, manifest_sha, removed_at)
+                    VALUES ((SELECT id FROM packs WHERE name = ?), ?, ?, ?, ?, ?)
+                    """).bind(.text(pack.name), .text(tombstone.model), .text(tombstone.revision),
+                              .blob(tombstone.manifest.xxh.bytes), .blob(tombstone.manifest.sha.bytes), .int(tombstone.removedAt)).run()
+            }
+        }
+    }
+
+    public func integrityCheck() throws -> [String] {
+        try locked {
+            let rows = try db.prepare("PRAGMA integrity_check").bind().rows { $0.text(0) }
+            let fk = try db.prepare("PRAGMA foreign_key_check").bind().rows { "foreign key: table \($0.text(0)) row \($0.int(1)) references missing \($0.text(2))" }
+            return rows.filter { $0 != "ok" } + fk
+        }
+    }
+
+    public func packs() throws -> [(name: String, size: Int, tombstones: Bool)] {
+        try locked {
+            try db.prepare("SELECT p.name, p.size, EXISTS (SELECT 1 FROM tombstones t WHERE t.pack_id = p.id) FROM packs p ORDER BY p.name")
+                .bind().rows { ($0.text(0), Int($0.int(1)), $0.int(2) != 0) }
+        }
+    }
+
+    public func allChunks() throws -> [ChunkLocation] {
+        try locked {
+            try db.prepare("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id ORDER BY p.name, c.frame_offset")
+                .bind().rows { try SQLiteCatalog.location($0) }
+        }
+    }
+
+    public func liveChunkRowIDs() throws -> Set<Int64> {
+        try locked {
+            Set(try db.prepare("""
+                WITH RECURSIVE live(id) AS (
+                    SELECT chunk_id FROM file_chunks
+                    UNION SELECT manifest_chunk FROM revisions
+                    UNION SELECT c.base_id FROM chunks c JOIN live ON c.id = live.id WHERE c.base_id IS NOT NULL)
+                SELECT id FROM live
+                """).bind().rows { $0.int(0) })
+        }
+    }
+
+    public func applyCollection(newPacks: [(name: String, size: Int)], moved: [(rowID: Int64, pack: String, offset: Int)],
+                                deadChunks: [Int64], deadPacks: [String]) throws {
+        try locked {
+            try db.transaction {
+                let now = Int64(Date().timeIntervalSince1970)
+                let insertPack = try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
+                for pack in newPacks { try insertPack.bind(.text(pack.name), .int(pack.size), .int(now)).run() }
+                let move = try db.prepare("UPDATE chunks SET pack_id = (SELECT id FROM packs WHERE name = ?), frame_offset = ? WHERE id = ?")
+                for m in moved { try move.bind(.text(m.pack), .int(m.offset), .int(m.rowID)).run() }
+                // Dead chunks may be bases of other dead chunks: clear those links first.
+                let unlink = try db.prepare("UPDATE chunks SET base_id = NULL WHERE id = ?")
+                for id in deadChunks { try unlink.bind(.int(id)).run() }
+                let delete = try db.prepare("DELETE FROM chunks WHERE id = ?")
+                for id in deadChunks { try delete.bind(.int(id)).run() }
+                let deletePack = try db.prepare("DELETE FROM packs WHERE name = ?")
+                for name in deadPacks {
+                    try deletePack.bind(.text(name)).run()
+                }
+            }
         }
     }
 

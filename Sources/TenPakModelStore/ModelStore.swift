@@ -191,7 +191,7 @@ public final class ModelStore: Sendable {
         _ = try header.encoded().withUnsafeBytes { try writer.append($0) }
         _ = try tombstone.withUnsafeBytes { try writer.append($0) }
         try writer.seal()
-        try catalog.remove(revision: record)
+        try catalog.remove(revision: record, tombstonePack: (writer.name, writer.size))
     }
 }
 
@@ -231,6 +231,21 @@ struct FileStream {
         }
         consumer.sync {}
         if let error = failure.error { throw error }
+    }
+}
+
+extension FileStream {
+    /// Windows in order on the calling thread (for consumers that are not thread-safe).
+    func forEachWindowSync(_ body: ([UInt8]) throws -> Void) throws {
+        try withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let body = body
+            let lock = NSLock()
+            try forEachWindow { window in
+                lock.lock()
+                defer { lock.unlock() }
+                try body(window)
+            }
+        }
     }
 }
 

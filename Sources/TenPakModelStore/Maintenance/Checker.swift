@@ -1,0 +1,167 @@
+import Foundation
+import TenPakChunkStore
+import TenPakFormat
+
+/// One finding of `fsck`.
+public struct CheckProblem: Sendable, CustomStringConvertible {
+    public enum Severity: String, Sendable {
+        /// Stored data is missing or wrong: some revision cannot be read back.
+        case damage
+        /// Harmless leftovers (from an interrupted put, say) that gc reclaims.
+        case notice
+    }
+
+    public let severity: Severity
+    public let message: String
+    public var description: String { "\(severity.rawValue): \(message)" }
+}
+
+/// What `fsck` found.
+public struct CheckReport: Sendable {
+    public var problems: [CheckProblem] = []
+    public var packs = 0
+    public var chunks = 0
+    public var revisions = 0
+    public var files = 0
+    public var bytesVerified = 0
+    public var isHealthy: Bool { !problems.contains { $0.severity == .damage } }
+}
+
+/// Checks the catalog against the packs (`fsck`); with `readData`, also decodes every chunk and
+/// re-hashes every file.
+///
+/// Without `readData` every frame header is read and checked (checksum, identity, length), which
+/// catches missing, truncated and misplaced data; with it, every payload checksum, every decode and
+/// every file's SHA-256 too.
+public struct Checker {
+    let store: ModelStore
+    let readData: Bool
+
+    public init(store: ModelStore, readData: Bool) {
+        self.store = store
+        self.readData = readData
+    }
+
+    public func run(progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> CheckReport {
+        let chunkStore = store.chunks
+        let catalog = chunkStore.catalog
+        var report = CheckReport()
+        func damage(_ m: String) { report.problems.append(CheckProblem(severity: .damage, message: m)) }
+        func notice(_ m: String) { report.problems.append(CheckProblem(severity: .notice, message: m)) }
+
+        for problem in try catalog.integrityCheck() { damage("catalog: \(problem)") }
+
+        // Packs: every one the catalog names must exist with its recorded size.
+        let known = try catalog.packs()
+        report.packs = known.count
+        let onDisk = Set(try chunkStore.packs.packNames())
+        var missingPacks = Set<String>()
+        for pack in known {
+            if !onDisk.contains(pack.name) {
+                missingPacks.insert(pack.name)
+                damage("pack \(pack.name) is missing")
+            } else if let size = try? chunkStore.packs.size(pack: pack.name), size != pack.size {
+                damage("pack \(pack.name) is \(size) bytes, the catalog recorded \(pack.size)")
+            }
+        }
+        for name in onDisk.subtracting(known.map(\.name)).sorted() {
+            notice("pack \(name) is not in the catalog (left by an interrupted put or gc; `tpstore gc` removes it)")
+        }
+
+        // Chunks: each frame where the catalog says, intact.
+        let chunks = try catalog.allChunks()
+        report.chunks = chunks.count
+        let byRow = Dictionary(uniqueKeysWithValues: chunks.map { ($0.rowID, $0) })
+        let total = chunks.reduce(0) { $0 + $1.rawLength }
+        let verdicts = try parallelMap(chunks.count) { i -> String? in
+            let c = chunks[i]
+            if missingPacks.contains(c.pack) { return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): its pack is missing" }
+            if let base = c.baseRowID {
+                guard let b = byRow[base] else { return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): its base chunk row \(base) is missing" }
+                if b.depth >= c.depth || c.depth > ChunkStore.maxDeltaDepth {
+                    return "chunk \(c.id.short): delta depth \(c.depth) over base depth \(b.depth) breaks the chain bound"
+                }
+            }
+            do {
+                if readData {
+                    _ = try chunkStore.rawBytes(of: c)
+                } else {
+                    let headerBytes = try chunkStore.packs.read(pack: c.pack, offset: c.frameOffset, length: min(c.frameLength, FrameHeader.maxSize))
+                    let header = try headerBytes.withUnsafeBytes { try FrameHeader.decode($0, where: "pack \(c.pack) offset \(c.frameOffset)") }
+                    guard header.id == c.id, header.size + header.payloadLength == c.frameLength, header.rawLength == c.rawLength else {
+                        return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): the frame there does not match the catalog"
+                    }
+                }
+                return nil
+            } catch {
+                return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): \(error)"
+            }
+        }
+        var damaged = Set<Int64>()
+        for (i, verdict) in verdicts.enumerated() {
+            if let verdict {
+                damage(verdict)
+                damaged.insert(chunks[i].rowID)
+            }
+        }
+        // A delta over a damaged base cannot be rebuilt either.
+        var changed = true
+        while changed {
+            changed = false
+            for c in chunks where !damaged.contains(c.rowID) {
+                if let b = c.baseRowID, damaged.contains(b) {
+                    damaged.insert(c.rowID)
+                    changed = true
+                }
+            }
+        }
+        if readData { report.bytesVerified = total }
+
+        // Revisions and files: chunks tile each file; no file depends on a damaged chunk.
+        let revisions = try catalog.revisions(model: nil)
+        report.revisions = revisions.count
+        var done = 0
+        for revision in revisions {
+            let name = "\(revision.model)@\(revision.revision)"
+            for file in try catalog.files(revision: revision) {
+                report.files += 1
+                let fileChunks = try catalog.fileChunks(file: file)
+                var offset = 0
+                var broken = false
+                for fc in fileChunks {
+                    if fc.offset != offset {
+                        damage("\(name) \(file.path): chunk at offset \(fc.offset) does not follow the previous one (expected \(offset))")
+                        broken = true
+                    }
+                    if damaged.contains(fc.location.rowID) {
+                        damage("\(name) \(file.path): chunk \(fc.location.id.short) at file offset \(fc.offset) (pack \(fc.location.pack) offset \(fc.location.frameOffset)) is damaged")
+                        broken = true
+                    }
+                    offset = fc.offset + fc.location.rawLength
+                }
+                if offset != file.size {
+                    damage("\(name) \(file.path): chunks cover \(offset) bytes of \(file.size)")
+                    broken = true
+                }
+                if readData, !broken {
+                    var sha = StreamingSHA256()
+                    do {
+                        try FileStream(store: chunkStore, file: file).forEachWindowSync { window in
+                            window.withUnsafeBytes { sha.update($0) }
+                        }
+                        let digest = sha.finalize()
+                        if digest != file.sha256 {
+                            damage("\(name) \(file.path): rebuilt file has SHA-256 \(digest.hex), expected \(file.sha256.hex)")
+                        }
+                    } catch {
+                        damage("\(name) \(file.path): \(error)")
+                    }
+                    report.bytesVerified += file.size
+                }
+                done += file.size
+                progress?(TransferProgress(done: done, total: max(done, 1), file: "\(name) \(file.path)"))
+            }
+        }
+        return report
+    }
+}

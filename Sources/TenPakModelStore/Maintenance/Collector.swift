@@ -1,0 +1,124 @@
+import Foundation
+import TenPakChunkStore
+import TenPakFormat
+
+/// What `gc` reclaimed (or, with a dry run, would reclaim).
+public struct CollectReport: Sendable {
+    public var deadChunks = 0
+    public var deadChunkBytes = 0
+    public var deletedPacks: [String] = []
+    public var repackedPacks: [String] = []
+    public var newPacks: [String] = []
+    public var orphanPacks: [String] = []
+    public var staleTemporaryFiles = 0
+    public var reclaimedBytes = 0
+    public var dryRun = false
+}
+
+/// Mark and sweep over the catalog, then pack deletion and repacking (`gc`).
+///
+/// Protocol: gc holds the store lock exclusively from mark to sweep, and every put, get and rm
+/// holds it shared for its whole run. So no put can deduplicate against a chunk gc is about to
+/// delete, and no reader loses a pack mid-read; they wait (up to 60 s, then "busy").
+///
+/// Steps, in order (each is safe to interrupt):
+/// 1. mark: live = chunks used by a file or as a manifest, plus their bases, transitively;
+/// 2. plan: a pack with no live frame is deleted; one whose live frames fill less than half of it
+///    is repacked; packs holding tombstones are kept;
+/// 3. copy the live frames of repacked packs into new packs, re-checking each frame's checksums,
+///    and seal them (ORDER: new packs durable → catalog);
+/// 4. one catalog transaction moves the copied chunks, forgets dead chunks and emptied packs;
+/// 5. delete the emptied packs' files, packs no catalog row names (from interrupted puts), and
+///    `tmp/` leftovers. A crash between 4 and 5 leaves unreferenced packs that the next gc deletes.
+public struct Collector {
+    let store: ModelStore
+    /// Repack a pack when its live frames fill less than this share of it.
+    public static let repackThreshold = 0.5
+
+    public init(store: ModelStore) {
+        self.store = store
+    }
+
+    public func run(dryRun: Bool, lockTimeout: Double = 60) throws -> CollectReport {
+        let chunkStore = store.chunks
+        let catalog = chunkStore.catalog
+        let lock = try StoreLock(root: chunkStore.root, mode: .exclusive, timeout: lockTimeout)
+        defer { withExtendedLifetime(lock) {} }
+        var report = CollectReport()
+        report.dryRun = dryRun
+
+        let live = try catalog.liveChunkRowIDs()
+        let chunks = try catalog.allChunks()
+        let packs = try catalog.packs()
+        var liveBytes: [String: Int] = [:]
+        var liveChunks: [String: [ChunkLocation]] = [:]
+        var dead: [Int64] = []
+        for c in chunks {
+            if live.contains(c.rowID) {
+                liveBytes[c.pack, default: 0] += c.frameLength
+                liveChunks[c.pack, default: []].append(c)
+            } else {
+                dead.append(c.rowID)
+                report.deadChunks += 1
+                report.deadChunkBytes += c.frameLength
+            }
+        }
+        var emptied: [String] = []
+        var repack: [String] = []
+        for pack in packs where !pack.tombstones {
+            let used = liveBytes[pack.name] ?? 0
+            if used == 0 {
+                emptied.append(pack.name)
+            } else if Double(used) < Collector.repackThreshold * Double(pack.size) {
+                repack.append(pack.name)
+            }
+        }
+        let known = Set(packs.map(\.name))
+        report.orphanPacks = try chunkStore.packs.packNames().filter { !known.contains($0) }
+        report.deletedPacks = emptied
+        report.repackedPacks = repack
+        let sizes = Dictionary(uniqueKeysWithValues: packs.map { ($0.name, $0.size) })
+        report.reclaimedBytes = emptied.reduce(0) { $0 + (sizes[$1] ?? 0) }
+            + repack.reduce(0) { $0 + (sizes[$1] ?? 0) - (liveBytes[$1] ?? 0) }
+        let temporaries = staleTemporaries(root: chunkStore.root)
+        report.staleTemporaryFiles = temporaries.count
+        if dryRun { return report }
+
+        // Copy live frames out of packs being repacked.
+        var moved: [(rowID: Int64, pack: String, offset: Int)] = []
+        var sealed: [(name: String, size: Int)] = []
+        if !repack.isEmpty {
+            let writer = try chunkStore.packs.createPack()
+            do {
+                for name in repack {
+                    for c in (liveChunks[name] ?? []).sorted(by: { $0.frameOffset < $1.frameOffset }) {
+                        // Re-check before copying: gc must not launder damage into a fresh pack.
+                        let (header, payload) = try chunkStore.readFrame(c)
+                        let bytes = header.encoded() + payload
+                        let offset = try bytes.withUnsafeBytes { try writer.append($0) }
+                        moved.append((c.rowID, writer.name, offset))
+                    }
+                }
+                try writer.seal()
+                sealed.append((writer.name, writer.size))
+                report.newPacks.append(writer.name)
+            } catch {
+                writer.abandon()
+                throw error
+            }
+        }
+        // ORDER: new pack durable → catalog → old files deleted.
+        try catalog.applyCollection(newPacks: sealed, moved: moved, deadChunks: dead, deadPacks: emptied + repack)
+        for name in emptied + repack + report.orphanPacks {
+            try chunkStore.packs.delete(pack: name)
+        }
+        for path in temporaries { try? FileSystem.remove(path) }
+        return report
+    }
+
+    /// Partial packs in tmp/: with the exclusive lock held no put is running, so all are leftovers.
+    private func staleTemporaries(root: String) -> [String] {
+        let tmp = root + "/tmp"
+        return ((try? FileSystem.list(tmp)) ?? []).filter { $0.hasSuffix(".partial") }.map { tmp + "/" + $0 }
+    }
+}

@@ -1,0 +1,232 @@
+import Foundation
+import TenPakChunkStore
+import TenPakCodecs
+import TenPakFormat
+
+/// What a catalog rebuild did.
+public struct RepairReport: Sendable {
+    public var lines: [String] = []
+    public var unrecoverable: [String] = []
+}
+
+/// Rebuilds a lost or damaged catalog from the packs' self-describing frames (`fsck --repair`).
+///
+/// Every pack is scanned frame by frame (a damaged frame is skipped by searching for the next
+/// frame magic); chunk frames give chunk locations, manifest frames give revisions, tombstone frames
+/// say which manifests were removed. Each revision whose chunks are all present is committed into a
+/// new catalog; the old catalog is kept beside it as `catalog.db.damaged-<time>`.
+public struct Repairer {
+    let directory: String
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    struct ScannedChunk {
+        let header: FrameHeader
+        let pack: String
+        let offset: Int
+        let length: Int
+    }
+
+    public func run() throws -> RepairReport {
+        guard FileSystem.exists(directory + "/TENPAK") else {
+            throw StoreError.notAStore(path: directory, reason: "no TENPAK marker")
+        }
+        let lock = try StoreLock(root: directory, mode: .exclusive)
+        defer { withExtendedLifetime(lock) {} }
+        let packs = LocalPackDirectory(root: directory)
+        var report = RepairReport()
+        var chunks: [ChunkID: ScannedChunk] = [:]
+        var manifests: [(id: ChunkID, manifest: RevisionManifest, pack: String)] = []
+        var tombstones: [(RevisionTombstone, pack: String)] = []
+        var packSizes: [String: Int] = [:]
+        var frames = 0
+
+        for name in try packs.packNames() {
+            let file = try OpenFile(path: packs.path(of: name), mode: .read)
+            let size = try file.size()
+            packSizes[name] = size
+            let start = try file.read(count: min(size, PackHeader.size), at: 0)
+            do {
+                try start.withUnsafeBytes { try PackHeader.validate($0, pack: name) }
+            } catch {
+                report.unrecoverable.append("pack \(name): \(error)")
+                continue
+            }
+            var offset = PackHeader.size
+            while offset < size {
+                let headerBytes = try file.read(count: min(FrameHeader.maxSize, size - offset), at: offset)
+                let place = "pack \(name) offset \(offset)"
+                do {
+                    let header = try headerBytes.withUnsafeBytes { try FrameHeader.decode($0, where: place) }
+                    guard offset + header.size + header.payloadLength <= size else {
+                        throw FormatError.invalid("\(place): frame runs past the end of the pack")
+                    }
+                    let payload = try file.read(count: header.payloadLength, at: offset + header.size)
+                    try payload.withUnsafeBytes { try header.verifyPayload($0, where: place) }
+                    frames += 1
+                    let length = header.size + header.payloadLength
+                    switch header.kind {
+                    case .chunk:
+                        if chunks[header.id] == nil { chunks[header.id] = ScannedChunk(header: header, pack: name, offset: offset, length: length) }
+                    case .manifest:
+                        let raw = try decodeWhole(header: header, payload: payload)
+                        let manifest = try raw.withUnsafeBytes { try RevisionManifest.decode($0) }
+                        manifests.append((header.id, manifest, name))
+                        chunks[header.id] = ScannedChunk(header: header, pack: name, offset: offset, length: length)
+                    case .tombstone:
+                        tombstones.append((try payload.withUnsafeBytes { try RevisionTombstone.decode($0) }, name))
+                    }
+                    offset += length
+                } catch {
+                    report.unrecoverable.append("\(place): damaged frame skipped (\(error))")
+                    offset = nextMagic(in: file, after: offset, size: size)
+                }
+            }
+        }
+        report.lines.append("scanned \(packSizes.count) packs: \(frames) intact frames, \(manifests.count) manifests, \(tombstones.count) tombstones")
+
+        // Build the new catalog beside the old one, then swap.
+        let rebuilt = directory + "/catalog.db.rebuild"
+        for suffix in ["", "-wal", "-shm"] { try FileSystem.remove(rebuilt + suffix) }
+        do {
+            let catalog = try SQLiteCatalog(path: rebuilt, create: true)
+            let removed = Set(tombstones.map { $0.0.manifest })
+            var inserted = Set<ChunkID>()
+            var insertedPacks = Set<String>()
+            var depth: [ChunkID: Int] = [:]
+            func depthOf(_ id: ChunkID) -> Int? {
+                if let d = depth[id] { return d }
+                guard let c = chunks[id] else { return nil }
+                guard let base = c.header.base else { depth[id] = 0; return 0 }
+                guard let d = depthOf(base) else { return nil }
+                depth[id] = d + 1
+                return d + 1
+            }
+            for (id, manifest, _) in manifests.sorted(by: { ($0.manifest.createdAt, $0.manifest.revision) < ($1.manifest.createdAt, $1.manifest.revision) }) {
+                let name = "\(manifest.model)@\(manifest.revision)"
+                if removed.contains(id) { continue }
+                var newChunks: [NewChunk] = []
+                var newPacks: [(name: String, size: Int)] = []
+                var missing: String?
+                func add(_ cid: ChunkID) {
+                    guard missing == nil, !inserted.contains(cid) else { return }
+                    guard let c = chunks[cid], let d = depthOf(cid) else { missing = cid.short; return }
+                    if let base = c.header.base { add(base) }
+                    guard missing == nil else { return }
+                    inserted.insert(cid)
+                    if !insertedPacks.contains(c.pack) {
+                        insertedPacks.insert(c.pack)
+                        newPacks.append((c.pack, packSizes[c.pack] ?? 0))
+                    }
+                    newChunks.append(NewChunk(id: cid, rawLength: c.header.rawLength, pack: c.pack, frameOffset: c.offset, frameLength: c.length,
+                                              encoding: c.header.encoding, base: c.header.base, depth: d))
+                }
+                let snapshot = (inserted, insertedPacks)
+                for file in manifest.files { for ref in file.chunks { add(ref.id) } }
+                if let missing {
+                    (inserted, insertedPacks) = snapshot
+                    report.unrecoverable.append("\(name): chunk \(missing) is missing or damaged")
+                    continue
+                }
+                var files: [RevisionCommit.File] = []
+                do {
+                    for file in manifest.files {
+                        var offset = 0
+                        let refs = file.chunks.map { ref -> (offset: Int, id: ChunkID) in
+                            defer { offset += Int(ref.rawLength) }
+                            return (offset, ref.id)
+                        }
+                        let tensors = file.kind == .safetensors ? try tensorRecords(of: file, chunks: chunks) : []
+                        files.append(RevisionCommit.File(path: file.path, size: Int(file.size), sha256: file.sha256, kind: file.kind,
+                                                         chunks: refs, tensors: tensors))
+                    }
+                    // The manifest chunk itself goes last, in its own pack.
+                    guard let mc = chunks[id] else { continue }
+                    if !insertedPacks.contains(mc.pack) {
+                        insertedPacks.insert(mc.pack)
+                        newPacks.append((mc.pack, packSizes[mc.pack] ?? 0))
+                    }
+                    let manifestChunk = NewChunk(id: id, rawLength: mc.header.rawLength, pack: mc.pack, frameOffset: mc.offset,
+                                                 frameLength: mc.length, encoding: mc.header.encoding, base: nil, depth: 0)
+                    inserted.insert(id)
+                    _ = try catalog.commit(RevisionCommit(
+                        model: manifest.model, revision: manifest.revision, createdAt: manifest.createdAt, baseModel: manifest.baseModel,
+                        baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: newPacks, chunks: newChunks,
+                        manifest: manifestChunk, files: files))
+                    report.lines.append("recovered \(name) (\(manifest.files.count) files)")
+                } catch {
+                    (inserted, insertedPacks) = snapshot
+                    report.unrecoverable.append("\(name): \(error)")
+                }
+            }
+            for (tombstone, pack) in tombstones {
+                try catalog.recordTombstone(tombstone, pack: (pack, packSizes[pack] ?? 0))
+            }
+        }
+        // ORDER: the rebuilt catalog is complete and closed (checkpointed) → the old one moves aside → swap.
+        let old = directory + "/catalog.db"
+        let aside = old + ".damaged-\(Int(Date().timeIntervalSince1970))"
+        let hadCatalog = FileSystem.exists(old)
+        for suffix in ["", "-wal", "-shm"] where FileSystem.exists(old + suffix) {
+            try FileSystem.rename(old + suffix, to: aside + suffix)
+        }
+        try FileSystem.rename(rebuilt, to: old)
+        try FileSystem.syncDirectory(directory)
+        report.lines.append(hadCatalog ? "catalog rebuilt; the previous one is kept as \(aside)" : "catalog rebuilt (there was none)")
+        return report
+    }
+
+    private func decodeWhole(header: FrameHeader, payload: [UInt8]) throws -> [UInt8] {
+        guard let encoding = Encoding(rawValue: header.encoding), !encoding.usesBase else {
+            throw FormatError.invalid("frame encoding \(header.encoding) is not valid here")
+        }
+        var raw = [UInt8](repeating: 0, count: header.rawLength)
+        try payload.withUnsafeBytes { p in
+            try raw.withUnsafeMutableBytes { out in
+                try ChunkCodec.decode(p, encoding: encoding, element: ElementType(width: Int(header.elementWidth), layout: header.floatLayout),
+                                      base: nil, into: out)
+            }
+        }
+        guard Hashing.xxh3_128(raw) == header.id.xxh else { throw FormatError.invalid("frame decodes to the wrong bytes") }
+        return raw
+    }
+
+    /// Tensor records from the safetensors header at the start of a file (header chunks never have a base).
+    private func tensorRecords(of file: RevisionManifest.File, chunks: [ChunkID: ScannedChunk]) throws -> [TensorRecord] {
+        let packs = LocalPackDirectory(root: directory)
+        var prefix: [UInt8] = []
+        var needed = 8
+        for ref in file.chunks {
+            guard prefix.count < needed, let c = chunks[ref.id] else { break }
+            let bytes = try packs.read(pack: c.pack, offset: c.offset + c.header.size, length: c.header.payloadLength)
+            prefix += try decodeWhole(header: c.header, payload: bytes)
+            if needed == 8, prefix.count >= 8 {
+                needed = 8 + (try prefix.withUnsafeBytes { try SafetensorsHeader.headerLength(prefix: $0, fileSize: Int(file.size)) })
+            }
+        }
+        guard prefix.count >= needed, needed > 8 else { throw FormatError.invalid("\(file.path): safetensors header not recoverable") }
+        let header = try Array(prefix[8 ..< needed]).withUnsafeBytes { try SafetensorsHeader.parse(json: $0, fileSize: Int(file.size)) }
+        return header.tensors.map {
+            TensorRecord(name: $0.name, dtype: $0.dtype.name, shape: $0.shape, begin: header.dataStart + $0.dataRange.lowerBound,
+                         end: header.dataStart + $0.dataRange.upperBound)
+        }
+    }
+
+    /// The offset of the next "TPFR" after `offset`, or `size`.
+    private func nextMagic(in file: OpenFile, after offset: Int, size: Int) -> Int {
+        var position = offset + 1
+        let step = 1 << 20
+        while position < size {
+            guard let window = try? file.read(count: min(step + 3, size - position), at: position) else { return size }
+            if window.count >= 4 {
+                for i in 0 ... window.count - 4 where window[i] == 0x54 && window[i + 1] == 0x50 && window[i + 2] == 0x46 && window[i + 3] == 0x52 {
+                    return position + i
+                }
+            }
+            position += step
+        }
+        return size
+    }
+}
