@@ -186,4 +186,28 @@ final class IntegrityTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(try store.revisions().count, 5)
     }
+
+    /// A put that fills the disk fails with a clear error and leaves the store as it was. Uses a
+    /// real 3 MiB tmpfs (mounting needs root, which CI has).
+    func testDiskFullDuringPutLeavesTheStoreIntact() throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a small tmpfs needs root") }
+        let mountPoint = TestSupport.temporaryDirectory(self, "smallfs")
+        let mount = try TestSupport.run("/bin/mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mountPoint])
+        XCTAssertEqual(mount.status, 0, "mount: \(mount.stderr)")
+        defer { _ = try? TestSupport.run("/bin/umount", [mountPoint]) }
+        let dir = mountPoint + "/store"
+        var r = try TestSupport.run(TestSupport.tpstore, ["put", "--store", dir, "a@1", TestSupport.fixtures + "/models/tiny-base"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var random = TestSupport.Random(seed: 9)
+        let big = TestSupport.temporaryDirectory(self, "big") + "/big.bin"
+        try TestSupport.write(random.bytes(6 << 20), to: big)
+        r = try TestSupport.run(TestSupport.tpstore, ["put", "--store", dir, "b@1", big])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("No space left on device"), r.stderr)
+        XCTAssertEqual(try FileSystem.list(dir + "/tmp"), [], "the partial pack is removed")
+        let store = try ModelStore.open(directory: dir)
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
+        XCTAssertEqual(try store.revisions().map(\.model), ["a"])
+        try assertReadsBack(store, "a", "models/tiny-base")
+    }
 }
