@@ -39,6 +39,8 @@ let package = Package(
             "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
+        .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         .testTarget(name: "TenPakTests", dependencies: [
             "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
         ]),

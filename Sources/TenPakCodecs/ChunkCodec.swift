@@ -102,6 +102,12 @@ public enum ChunkCodec {
         return best
     }
 
+    /// One specific encoding, whether or not it is the smallest (tests and the fuzzer).
+    public static func encodeForced(_ encoding: Encoding, _ raw: UnsafeRawBufferPointer, element: ElementType,
+                                    base: UnsafeRawBufferPointer, level: Int32 = Zstd.defaultLevel) -> [UInt8] {
+        run(encoding, raw, element: element, base: base, level: level)
+    }
+
     static func candidates(element: ElementType, hasBase: Bool) -> [Encoding] {
         var list: [Encoding] = [element.width > 1 ? .planes : .zstd]
         if hasBase {
