@@ -109,3 +109,56 @@ enum TestSupport {
         return nil
     }
 }
+
+/// Builds safetensors files for tests (header JSON in the given order, data back to back).
+struct SafetensorsBuilder {
+    struct Tensor {
+        let name: String
+        let dtype: String
+        let shape: [Int]
+        let data: [UInt8]
+    }
+
+    var tensors: [Tensor] = []
+
+    mutating func add(_ name: String, _ dtype: String, _ shape: [Int], _ data: [UInt8]) {
+        tensors.append(Tensor(name: name, dtype: dtype, shape: shape, data: data))
+    }
+
+    func bytes() -> [UInt8] {
+        var entries: [String] = []
+        var offset = 0
+        for t in tensors {
+            entries.append("\"\(t.name)\":{\"dtype\":\"\(t.dtype)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
+            offset += t.data.count
+        }
+        var json = Array("{\(entries.joined(separator: ","))}".utf8)
+        while json.count % 8 != 0 { json.append(0x20) }
+        var out: [UInt8] = []
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out += json
+        for t in tensors { out += t.data }
+        return out
+    }
+
+    /// Float32 weight-like values.
+    static func f32(_ count: Int, seed: UInt64, scale: Double = 0.05) -> [UInt8] {
+        var r = TestSupport.Random(seed: seed)
+        var out = [UInt8]()
+        out.reserveCapacity(count * 4)
+        for _ in 0 ..< count { withUnsafeBytes(of: Float(r.normal() * scale).bitPattern.littleEndian) { out.append(contentsOf: $0) } }
+        return out
+    }
+
+    /// A fine-tune of F32 data: each value times (1 + ~1e-3 noise).
+    static func nudge(_ data: [UInt8], seed: UInt64) -> [UInt8] {
+        var r = TestSupport.Random(seed: seed)
+        var out = data
+        for i in stride(from: 0, to: data.count - 3, by: 4) {
+            let v = Float(bitPattern: UInt32(data[i]) | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2]) << 16 | UInt32(data[i + 3]) << 24)
+            let w = v * Float(1 + r.normal() * 1e-3)
+            withUnsafeBytes(of: w.bitPattern.littleEndian) { for k in 0 ..< 4 { out[i + k] = $0[k] } }
+        }
+        return out
+    }
+}
