@@ -76,7 +76,8 @@ public enum ChunkCodec {
     ///
     /// Every applicable encoding is a candidate and the smallest payload wins. For large chunks the
     /// candidates are first ranked on a sample (three slices: start, middle, end) and only the best
-    /// `finalists` run on the whole chunk, so a put costs about two encodings per chunk, not six.
+    /// `finalists` run on the whole chunk (the no-base encoding always among them), so a put costs
+    /// about two encodings per chunk, not six.
     public static func encode(_ raw: UnsafeRawBufferPointer, element: ElementType, base: UnsafeRawBufferPointer? = nil,
                               level: Int32 = Zstd.defaultLevel) -> EncodedChunk {
         var best = EncodedChunk(encoding: .stored, payload: Array(raw))
@@ -93,7 +94,11 @@ public enum ChunkCodec {
                     return (encoding, size)
                 }
             }
-            candidates = ranked.sorted { $0.1 < $1.1 }.prefix(finalists).map(\.0)
+            // The no-base encoding always runs in full: it is the fallback that must win whenever a
+            // delta does not pay (an unrelated base), and a sample must not talk it out of that.
+            let fallback = candidates[0]
+            let best = ranked.sorted { $0.1 < $1.1 }.map(\.0).filter { $0 != fallback }.prefix(finalists - 1)
+            candidates = [fallback] + best
         }
         for encoding in candidates {
             let payload = run(encoding, raw, element: element, base: base, level: level)
