@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "TenPakFormat", dependencies: [
             "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd"]),
+        .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd"], exclude: ["Entropy/FORMAT.md"]),
         .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),
         .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
