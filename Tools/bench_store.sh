@@ -17,7 +17,8 @@ measure() {  # measure LABEL BYTES CMD...: prints MB/s and peak RSS
   /usr/bin/time -f "%M" -o "$out/rss" "$@" >/dev/null
   t1=$(date +%s.%N)
   rss=$(cat "$out/rss")
-  printf "%-34s %10.1f MB/s  %8.1f MiB peak RSS  (%.2f s)\n" "$label" "$(echo "$bytes / ($t1 - $t0) / 1000000" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$(echo "$t1 - $t0" | bc -l)"
+  awk -v l="$label" -v b="$bytes" -v a="$t0" -v z="$t1" -v r="$rss" \
+    'BEGIN { printf "%-34s %10.1f MB/s  %8.1f MiB peak RSS  (%.2f s)\n", l, b / (z - a) / 1e6, r / 1024, z - a }'
 }
 base_bytes=$(stat -c %s .corpus/minilm-base/model.safetensors)
 ft_bytes=$(stat -c %s .corpus/minilm-ft105/model.safetensors)
