@@ -189,6 +189,21 @@ final class LFSProtocolTests: XCTestCase {
         XCTAssertEqual(TestSupport.files(under: dir + "/store").filter { $0.hasPrefix("packs/") }, [], "nothing stored")
     }
 
+    /// git-lfs runs `'<path>' <args>` through `sh -c`: a store path with spaces or quotes must
+    /// reach the agent as one argument.
+    func testInstallQuotesTheStorePathForTheShell() throws {
+        for path in ["/srv/tenpak", "/tmp/my store", "/tmp/it's here", "/tmp/$HOME `x` \\ \"q\""] {
+            let args = try XCTUnwrap(GitLFSConfig.entries(executable: "/bin/tpstore", storeDirectory: path).first { $0.key.hasSuffix(".args") }).value
+            let r = try TestSupport.run("/bin/sh", ["-c", "printf '%s\\n' " + args])
+            XCTAssertEqual(r.stdout, "lfs-agent\n--store\n\(path)\n", args)
+        }
+        let dir = TestSupport.temporaryDirectory(self, "lfsinstall")
+        let r = try TestSupport.run(TestSupport.tpstore, ["lfs-install", "--store", dir + "/store"],
+                                    environment: ["HOME": dir, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CEILING_DIRECTORIES": dir], cwd: dir)
+        XCTAssertNotEqual(r.status, 0, "outside a repository without --global")
+        XCTAssertTrue(r.stderr.contains("--global"), r.stderr)
+    }
+
     func runWithInput(_ executable: String, _ arguments: [String], input: String) throws -> TestSupport.RunResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
