@@ -32,9 +32,26 @@ public final class ModelStore: Sendable {
     public func put(model: String, revision: String? = nil, paths: [String], base: BaseChoice = .automatic,
                     progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> PutReport {
         try Names.validateModel(model)
+        if let revision { try Names.validateRevision(revision) }
+        return try put(model: model, revision: revision, inputs: try ModelStore.collectInputs(paths), base: base, progress: progress)
+    }
+
+    /// Stores exactly these files, each under its own `path` in the revision (a caller that names
+    /// files itself, such as the git-lfs agent storing a nameless object as `object`).
+    public func put(model: String, revision: String? = nil, inputs: [PutInput], base: BaseChoice = .automatic,
+                    progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> PutReport {
+        try Names.validateModel(model)
         let revision = revision ?? FileSystem.randomHex(bytes: 6)
         try Names.validateRevision(revision)
-        let inputs = try ModelStore.collectInputs(paths)
+        guard !inputs.isEmpty else { throw StoreError.invalidRequest("nothing to put: give at least one file") }
+        var seen = Set<String>()
+        for input in inputs {
+            try Names.validatePath(input.path)
+            guard seen.insert(input.path).inserted else {
+                throw StoreError.invalidRequest("two inputs map to the same path \(input.path) in the revision")
+            }
+        }
+        let inputs = inputs.sorted { $0.path < $1.path }
         let lock = try StoreLock(root: chunks.root, mode: .shared)
         defer { withExtendedLifetime(lock) {} }
         if (try? catalog.resolve(model: model, revision: revision)) != nil {

@@ -7,9 +7,13 @@ import TenPakFormat
 public struct PutInput: Sendable {
     public let source: String
     public let path: String
-    public init(source: String, path: String) {
+    /// When set, the put fails before its commit point unless the file's SHA-256 is this one (a
+    /// content address such as a git-lfs oid is checked on the single read pass the put makes).
+    public let expectedSHA256: Digest256?
+    public init(source: String, path: String, expectedSHA256: Digest256? = nil) {
         self.source = source
         self.path = path
+        self.expectedSHA256 = expectedSHA256
     }
 }
 
@@ -191,6 +195,10 @@ final class Putter {
                     start = end
                 }
                 let digest = sha.finalize()
+                if let expected = input.expectedSHA256, expected != digest {
+                    // Before the manifest and the commit: the revision never becomes visible.
+                    throw StoreError.invalidRequest("\(input.path): content SHA-256 is \(digest.hex), expected \(expected.hex); nothing was stored")
+                }
                 manifestFiles.append(RevisionManifest.File(path: input.path, size: UInt64(plan.size), sha256: digest, kind: plan.kind, chunks: refs))
                 commitFiles.append(RevisionCommit.File(path: input.path, size: plan.size, sha256: digest, kind: plan.kind,
                                                        chunks: offsets, tensors: plan.tensors))
