@@ -85,7 +85,7 @@ final class ContextDeltaCodecTests: XCTestCase {
     func testLengthsAndLayouts() throws {
         var rng = SplitMix64(seed: 1)
         for layout in [FloatLayout.f32, .bf16, .f16] {
-            for n in [0, 1, 2, 3, 4, 5, 7, 63, 100, 257, 1023, 4097, 33_333] {
+            for n in [0, 1, 2, 3, 4, 5, 7, 63, 100, 257, 1023, 2047, 2048, 2049, 4097, 6143, 33_333] {
                 let base = randomBits(n, layout, &rng)
                 _ = try roundTrip(randomBits(n, layout, &rng), base, layout)          // unrelated base
                 _ = try roundTrip(base, base, layout)                                // identical
@@ -201,5 +201,87 @@ final class ContextDeltaCodecTests: XCTestCase {
         XCTAssertEqual(thrown + decoded, iterations)
         XCTAssertGreaterThan(thrown, iterations / 2, "most corruptions should be detected")
         print("corruptions: \(thrown) threw, \(decoded) decoded without error")
+    }
+
+    /// The encoder's reciprocal division (EncSymbol) is exact for every frequency and state.
+    func testReciprocalDivisionExact() {
+        var rng = SplitMix64(seed: 5)
+        for tableLog in 8...12 {
+            let m = UInt32(1) << UInt32(tableLog)
+            var freqs = [UInt32](repeating: 0, count: 4)
+            for f in 1...m {
+                // One symbol of frequency f at start m - f (rest filler) so every f is covered.
+                freqs[0] = m - f; freqs[1] = f; freqs[2] = 0; freqs[3] = 0
+                if f == m { freqs[0] = 0 }
+                var syms = [EncSymbol](repeating: EncSymbol(), count: 4)
+                freqs.withUnsafeBufferPointer { fp in
+                    syms.withUnsafeMutableBufferPointer { sp in
+                        buildEncodeSymbols(fp.baseAddress!, alphabet: 4, tableLog: tableLog, into: sp.baseAddress!)
+                    }
+                }
+                let sym = syms[1]
+                let start = freqs[0]
+                let xMax = UInt64(f) << UInt64(32 - tableLog)
+                XCTAssertEqual(sym.xMax, xMax)
+                let hi = UInt32(min(xMax - 1, 0xFFFF_FFFF))
+                var xs: [UInt32] = [ransLowerBound, hi, hi &- 1, ransLowerBound + 1]
+                for _ in 0..<8 { xs.append(UInt32.random(in: ransLowerBound...hi, using: &rng)) }
+                for x in xs {
+                    let q = UInt32(truncatingIfNeeded: UInt64(x).multipliedFullWidth(by: sym.rcp).high)
+                    let got = x &+ sym.bias &+ q &* sym.cmpl
+                    let want = (x / f) * m + x % f + start
+                    XCTAssertEqual(got, want, "tableLog \(tableLog) f \(f) x \(x)")
+                }
+            }
+        }
+    }
+
+    /// Every table precision the decoder accepts round-trips, and its payloads survive corruption.
+    func testAllTableLogsAndLargeCorruptions() throws {
+        var rng = SplitMix64(seed: 6)
+        for layout in [FloatLayout.f32, .bf16, .f16] {
+            let n = 33_000
+            let base = realisticBase(n, layout, &rng)
+            let target = perturbed(base, layout, &rng, spread: layout == .f32 ? 3000 : 2)
+            let t = bytes(target, layout), b = bytes(base, layout)
+            for tableLog in 8...12 {
+                for decay in [false, true] {
+                    let p = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
+                        ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: tableLog, decay: decay) } }
+                    var out = [UInt8](repeating: 0, count: t.count)
+                    try out.withUnsafeMutableBytes { op in try p.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
+                        try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) } } }
+                    XCTAssertEqual(out, t, "\(layout) tableLog \(tableLog)")
+                    if decay { continue }
+                    for _ in 0..<12 {
+                        let cut = Int.random(in: 0..<p.count, using: &rng)
+                        let q = Array(p[0..<cut])
+                        XCTAssertThrowsError(try out.withUnsafeMutableBytes { op in try q.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
+                            try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) } } })
+                    }
+                    for _ in 0..<24 {
+                        var q = p
+                        for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                            let pos = Int.random(in: 0..<q.count, using: &rng)
+                            q[pos] ^= UInt8.random(in: 1...255, using: &rng)
+                        }
+                        _ = try? out.withUnsafeMutableBytes { op in try q.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
+                            try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) } } }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The specialised predictor used by the hot loops equals the reference DecayPredictor.
+    func testSpecialisedPredictorMatchesReference() {
+        var rng = SplitMix64(seed: 7)
+        for _ in 0..<20_000 {
+            let c = UInt32.random(in: 0..<8, using: &rng) == 0 ? 0 : UInt32.random(in: 0...UInt32.max, using: &rng)
+            let b32 = UInt32.random(in: 0...UInt32.max, using: &rng), b16 = b32 & 0xFFFF
+            XCTAssertEqual(ElemF32.predict(b32, UInt64(c)), DecayPredictor(layout: .f32, c: c).predict(b32))
+            XCTAssertEqual(ElemBF16.predict(b16, UInt64(c)), DecayPredictor(layout: .bf16, c: c).predict(b16))
+            XCTAssertEqual(ElemF16.predict(b16, UInt64(c)), DecayPredictor(layout: .f16, c: c).predict(b16))
+        }
     }
 }

@@ -8,6 +8,12 @@ import TenPakFormat
 // (bit length L, sign, the bit below the leading one) coded with static-table rANS whose
 // context is (base exponent, bucket of the previous element's L), plus L-2 raw bits.
 // See FORMAT.md for the exact byte layout.
+//
+// Speed notes: the hot loops are generic over the element kind (`DeltaElement`) so each width
+// gets its own specialised loop; they use unchecked pointer arithmetic inside a "fast zone"
+// where enough input bytes remain for a whole group of four elements, and fall back to the
+// bounds-checked readers for the last few elements. The decoder uses a byte-sized
+// slot -> symbol table per context (2^tableLog bytes) plus a small (freq, start) array.
 
 public enum ContextDeltaCodec {
     static let magic: UInt8 = 0xD1
@@ -33,8 +39,16 @@ public enum ContextDeltaCodec {
         precondition(layout.isEntropyCodable, "layout must be f32, bf16 or f16")
         precondition(target.count == base.count, "target and base must have equal length")
         precondition(target.count % layout.codecWidth == 0, "length must be a multiple of the element width")
-        let width = layout.codecWidth
-        let n = target.count / width
+        switch layout {
+        case .f32: return encodeImpl(ElemF32.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay)
+        case .bf16: return encodeImpl(ElemBF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay)
+        default: return encodeImpl(ElemF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay)
+        }
+    }
+
+    static func encodeImpl<E: DeltaElement>(_: E.Type, target: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
+                                            layout: FloatLayout, preferredLog: Int, decay: Bool) -> [UInt8] {
+        let n = target.count / E.width
         var sink = ByteSink(capacity: 64)
         sink.u8(magic); sink.u8(layout.rawValue)
         if n == 0 {
@@ -42,144 +56,64 @@ public enum ContextDeltaCodec {
             return sink.bytes
         }
         let tp = target.baseAddress!, bp = base.baseAddress!
-        let bits = layout.codecBits
-        let mb = layout.mantissaBits
-        let expMask = UInt32((1 << layout.exponentBits) - 1)
-        let mask: UInt32 = bits == 32 ? 0xFFFF_FFFF : 0xFFFF
-        let alpha = alphabet(bits)
+        let alpha = alphabet(E.bits)
         let tableLog = tableLogFor(count: n, preferred: preferredLog)
+        let sShift = E.strideShift
+        let stride = 1 << sShift
 
         // 1. Decay factor.
         let c: UInt32 = decay ? chooseDecay(tp, bp, n: n, layout: layout) : 0
+        let c64 = UInt64(c)
 
-        // 2. Tokens and raw bits.
-        let tokens = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
-        defer { tokens.deallocate() }
-        let rawCap = n * 4 + 16
-        let rawBuf = UnsafeMutablePointer<UInt8>.allocate(capacity: rawCap)
-        defer { rawBuf.deallocate() }
-        var bw = BitWriter(rawBuf)
-        let lenHist = UnsafeMutablePointer<Int>.allocate(capacity: 33)
-        lenHist.initialize(repeating: 0, count: 33)
-        defer { lenHist.deallocate() }
-        let expHist = UnsafeMutablePointer<Int>.allocate(capacity: 256)
-        expHist.initialize(repeating: 0, count: 256)
-        defer { expHist.deallocate() }
-        let predictor = DecayPredictor(layout: layout, c: c)
-        // Per bit length L: token base, multiplier of the sign, multiplier of the top bit.
-        let tokTab = UnsafeMutablePointer<Int>.allocate(capacity: 33 * 3)
-        defer { tokTab.deallocate() }
+        // 2. Context parameters from a sample: exponent window top and length bucket thresholds.
+        let (eTop, thr) = contextParameters(E.self, tp, bp, n: n, c: c64)
+
+        // 3. One pass: tokens, raw bits, contexts, histograms.
+        let scratch = EncodeScratch(n: n, contexts: contexts, stride: stride)
+        defer { scratch.free() }
+        var et = [UInt8](repeating: 0, count: 256)
+        for e in 0..<256 { et[e] = UInt8(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets) }
+        var bucketOfL = [UInt8](repeating: 0, count: 64)
         for l in 0...32 {
-            tokTab[l * 3] = l == 0 ? 0 : (l == 1 ? 1 : 3 + (l - 2) * 4)
-            tokTab[l * 3 + 1] = l == 0 ? 0 : (l == 1 ? 1 : 2)
-            tokTab[l * 3 + 2] = l >= 2 ? 1 : 0
+            bucketOfL[l] = (l > Int(thr.0) ? 1 : 0) + (l > Int(thr.1) ? 1 : 0) + (l > Int(thr.2) ? 1 : 0)
         }
-        for i in 0..<n {
-            let b = loadElement(bp, i, width)
-            let t = loadElement(tp, i, width)
-            expHist[Int((b >> UInt32(mb)) & expMask)] &+= 1
-            let p = predictor.predict(b)
-            let d = (t &- p) & mask
-            let neg = d >> UInt32(bits - 1)
-            let negMask = 0 &- neg
-            let a = ((d ^ negMask) &- negMask) & mask
-            let l = 32 &- a.leadingZeroBitCount
-            lenHist[l] &+= 1
-            let sh = (l &- 2) & ~((l &- 2) >> 63)
-            let top = Int((a >> UInt32(sh)) & 1)
-            let tok = tokTab[l * 3] &+ Int(neg) &* tokTab[l * 3 + 1] &+ top &* tokTab[l * 3 + 2]
-            bw.put(a & ((1 << UInt32(sh)) &- 1), sh)
-            tokens[i] = UInt8(tok)
-        }
-        let rawBytes = bw.finish()
-
-        // 3. Context parameters: exponent window top and previous-length bucket thresholds.
-        let expMax = Int(expMask)
-        var finite = 0
-        for e in 0..<expMax { finite += expHist[e] }
-        var eTop = 0
-        if finite > 0 {
-            let want = finite - finite / 1000
-            var cum = 0
-            for e in 0..<expMax { cum += expHist[e]; if cum >= want { eTop = e; break } }
-        }
-        var thr = [UInt8](repeating: 0, count: 3)
-        do {
-            var cum = 0
-            var q = 0
-            for l in 0...32 {
-                cum += lenHist[l]
-                while q < 3 && cum * 4 >= n * (q + 1) { thr[q] = UInt8(l); q += 1 }
-            }
-        }
-        let ectx = makeExpContextTable(eTop: eTop)
-        let tokLen = tokenLengths(alpha)
-        var bucketOfTok = [UInt8](repeating: 0, count: 256)
-        for t in 0..<alpha {
-            let l = tokLen[t]
-            bucketOfTok[t] = (l > thr[0] ? 1 : 0) + (l > thr[1] ? 1 : 0) + (l > thr[2] ? 1 : 0)
-        }
-
-        // 4. Contexts and histograms.
-        let ctxs = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
-        defer { ctxs.deallocate() }
-        let counts = UnsafeMutablePointer<UInt32>.allocate(capacity: contexts * 128)
-        defer { counts.deallocate() }
-        counts.initialize(repeating: 0, count: contexts * 128)
-        ectx.withUnsafeBufferPointer { et0 in
-            bucketOfTok.withUnsafeBufferPointer { bt0 in
-                contextPass(bp, width: width, n: n, mb: UInt32(mb), expMask: expMask,
-                            et: et0.baseAddress!, bt: bt0.baseAddress!, tokens: tokens, ctxs: ctxs, counts: counts)
+        let rawBytes = et.withUnsafeBufferPointer { etp in
+            bucketOfL.withUnsafeBufferPointer { blp in
+                c64 == 0
+                    ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
+                                syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
+                    : tokenPass(E.self, WithDecay.self, tp, bp, n: n, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
+                                syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
             }
         }
 
-        // 5. Normalised tables.
-        let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: contexts * 128)
-        defer { freqs.deallocate() }
-        let enc = UnsafeMutablePointer<EncSymbol>.allocate(capacity: contexts * 128)
-        defer { enc.deallocate() }
+        // 4. Normalised tables.
+        let counts = scratch.counts, freqs = scratch.freqs, enc = scratch.enc
         var present: UInt64 = 0
         for cx in 0..<contexts {
-            let used = normalizeCounts(counts + cx * 128, alphabet: alpha, tableLog: tableLog, into: freqs + cx * 128)
-            if used > 0 { present |= 1 << UInt64(cx) }
-            buildEncodeSymbols(freqs + cx * 128, alphabet: alpha, into: enc + cx * 128)
+            let used = normalizeCounts(counts + cx * stride, alphabet: alpha, tableLog: tableLog, into: freqs + cx * stride)
+            if used > 0 {
+                present |= 1 << UInt64(cx)
+                buildEncodeSymbols(freqs + cx * stride, alphabet: alpha, tableLog: tableLog, into: enc + cx * stride)
+            }
         }
 
-        // 6. rANS, backwards, 4 interleaved states (element i uses state i & 3).
+        // 5. rANS, backwards, 4 interleaved states (element i uses state i & 3).
         let ransCap = 2 * n + 32
-        let ransBuf = UnsafeMutablePointer<UInt8>.allocate(capacity: ransCap)
-        defer { ransBuf.deallocate() }
-        var rs = RansSink(ransBuf, capacity: ransCap)
-        var x0 = ransLowerBound, x1 = ransLowerBound, x2 = ransLowerBound, x3 = ransLowerBound
-        var i = n - 1
-        while i >= 0 && (i & 3) != 3 {
-            let s = enc[Int(ctxs[i]) &* 128 &+ Int(tokens[i])]
-            switch i & 3 {
-            case 0: rs.encode(&x0, s, tableLog)
-            case 1: rs.encode(&x1, s, tableLog)
-            default: rs.encode(&x2, s, tableLog)
-            }
-            i -= 1
-        }
-        while i >= 3 {
-            rs.encode(&x3, enc[Int(ctxs[i]) &* 128 &+ Int(tokens[i])], tableLog)
-            rs.encode(&x2, enc[Int(ctxs[i - 1]) &* 128 &+ Int(tokens[i - 1])], tableLog)
-            rs.encode(&x1, enc[Int(ctxs[i - 2]) &* 128 &+ Int(tokens[i - 2])], tableLog)
-            rs.encode(&x0, enc[Int(ctxs[i - 3]) &* 128 &+ Int(tokens[i - 3])], tableLog)
-            i -= 4
-        }
+        var rs = RansSink(scratch.rans, capacity: ransCap)
+        let (x0, x1, x2, x3) = ransPass(n: n, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs)
         rs.flush(x3); rs.flush(x2); rs.flush(x1); rs.flush(x0)
 
-        // 7. Assemble.
+        // 6. Assemble.
         sink.u8(modeCoded)
         sink.varint(UInt64(n))
         sink.u8(UInt8(tableLog))
         sink.u32(c)
         sink.u8(UInt8(eTop))
-        sink.u8(thr[0]); sink.u8(thr[1]); sink.u8(thr[2])
+        sink.u8(thr.0); sink.u8(thr.1); sink.u8(thr.2)
         for k in 0..<8 { sink.u8(UInt8(truncatingIfNeeded: present >> UInt64(8 * k))) }
         for cx in 0..<contexts where present & (1 << UInt64(cx)) != 0 {
-            writeTable(freqs + cx * 128, alphabet: alpha, into: &sink)
+            writeTable(freqs + cx * stride, alphabet: alpha, into: &sink)
         }
         let rb = rs.bytes
         sink.varint(UInt64(rb.count))
@@ -190,17 +124,184 @@ public enum ContextDeltaCodec {
             st.append(target)
             return st.bytes
         }
+        sink.bytes.reserveCapacity(sink.bytes.count + rb.count + rawBytes)
         sink.append(rb)
-        sink.append(UnsafeRawBufferPointer(start: rawBuf, count: rawBytes))
+        sink.append(UnsafeRawBufferPointer(start: scratch.raw, count: rawBytes))
         return sink.bytes
     }
+
+    /// Encoder policy for eTop and t1...t3 (see FORMAT.md), evaluated on every k-th element.
+    static func contextParameters<E: DeltaElement>(_: E.Type, _ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer,
+                                                   n: Int, c: UInt64) -> (Int, (UInt8, UInt8, UInt8)) {
+        let step = sampleStep(n)
+        var expHist = [Int](repeating: 0, count: 256)
+        var lenHist = [Int](repeating: 0, count: 33)
+        var ns = 0
+        expHist.withUnsafeMutableBufferPointer { eh in
+            lenHist.withUnsafeMutableBufferPointer { lh in
+                var i = 0
+                while i < n {
+                    let b = E.load(bp, i), t = E.load(tp, i)
+                    eh[Int((b >> E.mb) & E.expMask)] &+= 1
+                    let d = (t &- E.predict(b, c)) & E.mask
+                    lh[Int(E.bitLength(d))] &+= 1
+                    ns &+= 1
+                    i &+= step
+                }
+            }
+        }
+        let expMax = Int(E.expMask)
+        var finite = 0
+        for e in 0..<expMax { finite += expHist[e] }
+        var eTop = 0
+        if finite > 0 {
+            let want = finite - finite / 1000
+            var cum = 0
+            for e in 0..<expMax { cum += expHist[e]; if cum >= want { eTop = e; break } }
+        }
+        var thr: [UInt8] = [0, 0, 0]
+        var cum = 0, q = 0
+        for l in 0...32 {
+            cum += lenHist[l]
+            while q < 3 && cum * 4 >= ns * (q + 1) { thr[q] = UInt8(l); q += 1 }
+        }
+        return (eTop, (thr[0], thr[1], thr[2]))
+    }
+
+    /// Sampling stride of the encoder's parameter estimation: every element below 4096 elements,
+    /// otherwise about 2048-4096 samples.
+    @inline(__always) static func sampleStep(_ n: Int) -> Int { max(1, n / paramSamples) }
+    static let decaySamples = 2048
+    static let paramSamples = 2048
+
+    /// Token/raw-bit/context pass. Writes per element `ctx << strideShift | token` into `syms`,
+    /// counts them (four lane-private histograms, summed into `counts`), and packs the raw bits.
+    /// Returns the raw stream length in bytes.
+    static func tokenPass<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer, n: Int, c: UInt64,
+                                           et: UnsafePointer<UInt8>, bucketOfL: UnsafePointer<UInt8>,
+                                           syms: UnsafeMutablePointer<UInt16>, counts: UnsafeMutablePointer<UInt32>,
+                                           raw: UnsafeMutablePointer<UInt8>) -> Int {
+        // Lane-private histograms avoid store-to-load chains on repeated symbols; small inputs
+        // count straight into `counts` (the extra tables would cost more than they save).
+        let tsize = contexts << E.strideShift
+        let laneTables = n >= 16384
+        let lc = UnsafeMutablePointer<UInt32>.allocate(capacity: laneTables ? 3 * tsize : 1)
+        defer { lc.deallocate() }
+        if laneTables { lc.initialize(repeating: 0, count: 3 * tsize) }
+        let c0 = counts
+        let c1 = laneTables ? lc : counts, c2 = laneTables ? lc + tsize : counts, c3 = laneTables ? lc + 2 * tsize : counts
+        // Branchless bit writer: always stores 8 bytes (raw has >= 8 bytes of slack).
+        var wp = raw
+        var acc: UInt64 = 0
+        var nacc = 0
+        var pb0 = 0, pb1 = 0, pb2 = 0, pb3 = 0
+        // Per bit length L: raw mask, raw bit count L-2, bucket; token by (L, neg, top).
+        let lInfo = UnsafeMutablePointer<UInt64>.allocate(capacity: 33)
+        defer { lInfo.deallocate() }
+        let tokOf = UnsafeMutablePointer<UInt8>.allocate(capacity: 33 * 4)
+        defer { tokOf.deallocate() }
+        for l in 0...32 {
+            let sh = max(l - 2, 0)
+            lInfo[l] = UInt64((UInt32(1) << UInt32(sh)) &- 1) | UInt64(sh) << 32 | UInt64(bucketOfL[l]) << 40
+            for k in 0..<4 {
+                let neg = k >> 1, top = k & 1
+                tokOf[l * 4 + k] = UInt8(l == 0 ? 0 : (l == 1 ? 1 + neg : 4 * l - 5 + 2 * neg + top))
+            }
+        }
+        @inline(__always) func one(_ i: Int, _ pb: inout Int, _ cnt: UnsafeMutablePointer<UInt32>) {
+            let b = E.load(bp, i), t = E.load(tp, i)
+            let d = (t &- (P.decay ? E.predict(b, c) : b)) & E.mask
+            let neg = d >> UInt32(E.bits - 1)
+            let negMask = 0 &- neg
+            let a = ((d ^ negMask) &- negMask) & E.mask
+            let l = 32 &- a.leadingZeroBitCount
+            let li = lInfo[l]
+            let sh = Int(truncatingIfNeeded: (li &>> 32) & 0xFF)
+            let top = (a &>> UInt32(truncatingIfNeeded: sh)) & 1
+            let tok = Int(tokOf[(l &<< 2) | Int(neg &<< 1 | top)])
+            let rv = a & UInt32(truncatingIfNeeded: li)
+            acc |= UInt64(rv) &<< UInt64(truncatingIfNeeded: nacc)
+            nacc &+= sh
+            UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
+            let nb = nacc &>> 3
+            wp += nb
+            acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
+            nacc &= 7
+            let cx = Int(et[Int((b >> E.mb) & E.expMask)]) &+ pb
+            pb = Int(truncatingIfNeeded: (li &>> 40) & 0xFF)
+            let sv = (cx &<< E.strideShift) | tok
+            syms[i] = UInt16(truncatingIfNeeded: sv)
+            cnt[sv] &+= 1
+        }
+        var i = 0
+        while i &+ 4 <= n {
+            one(i, &pb0, c0); one(i &+ 1, &pb1, c1); one(i &+ 2, &pb2, c2); one(i &+ 3, &pb3, c3)
+            i &+= 4
+        }
+        if i < n { one(i, &pb0, c0); i &+= 1 }
+        if i < n { one(i, &pb1, c1); i &+= 1 }
+        if i < n { one(i, &pb2, c2); i &+= 1 }
+        if laneTables { for k in 0..<tsize { counts[k] = c0[k] &+ c1[k] &+ c2[k] &+ c3[k] } }
+        return (wp - raw) + (nacc > 0 ? 1 : 0)
+    }
+
+    static func ransPass(n: Int, syms: UnsafePointer<UInt16>, enc: UnsafePointer<EncSymbol>, tableLog: Int,
+                         sink rs: inout RansSink) -> (UInt32, UInt32, UInt32, UInt32) {
+        var x0 = ransLowerBound, x1 = ransLowerBound, x2 = ransLowerBound, x3 = ransLowerBound
+        var ptr = rs.ptr
+        let tl = UInt32(tableLog)
+        var i = n - 1
+        while i >= 0 && (i & 3) != 3 {
+            let s = enc[Int(syms[i])]
+            switch i & 3 {
+            case 0: ransPut(&x0, s, tl, &ptr)
+            case 1: ransPut(&x1, s, tl, &ptr)
+            default: ransPut(&x2, s, tl, &ptr)
+            }
+            i -= 1
+        }
+        while i >= 3 {
+            ransPut(&x3, enc[Int(syms[i])], tl, &ptr)
+            ransPut(&x2, enc[Int(syms[i &- 1])], tl, &ptr)
+            ransPut(&x1, enc[Int(syms[i &- 2])], tl, &ptr)
+            ransPut(&x0, enc[Int(syms[i &- 3])], tl, &ptr)
+            i &-= 4
+        }
+        rs.ptr = ptr
+        return (x0, x1, x2, x3)
+    }
+
+    /// One rANS encode step; the division uses a 64-bit reciprocal (exact, see `EncSymbol`).
+    @inline(__always)
+    static func ransPut(_ x: inout UInt32, _ s: EncSymbol, _ tl: UInt32, _ ptr: inout UnsafeMutablePointer<UInt8>) {
+        // Branchless renormalisation: the word is always stored below ptr (the buffer has
+        // >= 32 bytes of slack in front), ptr only moves when it is emitted.
+        var v = x
+        let need = UInt64(v) >= s.xMax
+        UnsafeMutableRawPointer(ptr - 2).storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, as: UInt16.self)
+        ptr -= need ? 2 : 0
+        v = need ? v &>> 16 : v
+        let q = UInt32(truncatingIfNeeded: UInt64(v).multipliedFullWidth(by: s.rcp).high)
+        x = v &+ s.bias &+ q &* s.cmpl
+    }
+
+    // MARK: decode
 
     /// Writes exactly `output.count` bytes (== target length) or throws; never reads or writes
     /// out of bounds, never traps or allocates unboundedly on corrupt/hostile payloads.
     public static func decode(payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
                               layout: FloatLayout, output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
         guard layout.isEntropyCodable else { throw EntropyCodecError("layout must be f32, bf16 or f16") }
-        let width = layout.codecWidth
+        switch layout {
+        case .f32: try decodeImpl(ElemF32.self, payload: payload, base: base, layout: layout, output: output)
+        case .bf16: try decodeImpl(ElemBF16.self, payload: payload, base: base, layout: layout, output: output)
+        default: try decodeImpl(ElemF16.self, payload: payload, base: base, layout: layout, output: output)
+        }
+    }
+
+    static func decodeImpl<E: DeltaElement>(_: E.Type, payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
+                                            layout: FloatLayout, output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        let width = E.width
         guard base.count == output.count, output.count % width == 0 else {
             throw EntropyCodecError("base/output length mismatch")
         }
@@ -225,231 +326,369 @@ public enum ContextDeltaCodec {
         let thr = (try src.u8(), try src.u8(), try src.u8())
         var present: UInt64 = 0
         for k in 0..<8 { present |= UInt64(try src.u8()) << UInt64(8 * k) }
-        let bits = layout.codecBits
-        let alpha = alphabet(bits)
-        let m = 1 << tableLog
 
-        // Decode tables: one per present context plus a neutral table for absent ones.
-        let nPresent = present.nonzeroBitCount
-        let tables = UnsafeMutablePointer<UInt32>.allocate(capacity: (nPresent + 1) * m)
-        defer { tables.deallocate() }
+        switch tableLog {
+        case 8: try decodeCoded(E.self, TL8.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
+        case 9: try decodeCoded(E.self, TL9.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
+        case 10: try decodeCoded(E.self, TL10.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
+        case 11: try decodeCoded(E.self, TL11.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
+        default: try decodeCoded(E.self, TL12.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
+        }
+    }
+
+    /// Per-token reconstruction data (decoder).
+    struct TokInfo {
+        var mag: UInt32 = 0      // 2^(L-1) | top * 2^(L-2) (0 for token 0, 1 for tokens 1, 2)
+        var negMask: UInt32 = 0  // 0 or 0xFFFF_FFFF
+        var rawMask: UInt32 = 0  // 2^nraw - 1
+        var nraw: UInt8 = 0      // L - 2 (0 for L < 2)
+        var bucket: UInt8 = 0    // bucket of L for the next element of the lane
+        var pad: UInt16 = 0
+    }
+
+    /// Decoder table block layout (byte offsets), fixed per element kind and table precision:
+    /// et (256 x UInt8: exponent -> 4 * expContext) | tokInfo (128 x TokInfo) | bucket (128 x UInt8) |
+    /// fs (64 << strideShift x UInt32: freq | start << 16) | sym (64 << tableLog x UInt8).
+    @inline(__always) static func offTok() -> Int { 256 }
+    @inline(__always) static func offBucket() -> Int { 256 + 128 * 16 }
+    @inline(__always) static func offFS() -> Int { offBucket() + 128 }
+    @inline(__always) static func offSym<E: DeltaElement>(_: E.Type) -> Int { offFS() + 4 * (contexts << E.strideShift) }
+
+    static func decodeCoded<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ src: inout ByteSource, n: Int,
+                                                            payloadCount: Int, c: UInt32, eTop: Int,
+                                                            thr: (UInt8, UInt8, UInt8), present: UInt64,
+                                                            base: UnsafeRawBufferPointer,
+                                                            output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        let tableLog = T.tl
+        let m = 1 << tableLog
+        let alpha = alphabet(E.bits)
+        let sShift = E.strideShift
+        let blockSize = offSym(E.self) + (contexts << tableLog)
+        let block = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 64)
+        defer { block.deallocate() }
+        // Zero everything but the symbol bytes (each context's 2^tableLog bytes are written below).
+        block.initializeMemory(as: UInt8.self, repeating: 0, count: offSym(E.self))
+        let etP = block.assumingMemoryBound(to: UInt8.self)
+        let tokP = (block + offTok()).assumingMemoryBound(to: TokInfo.self)
+        let fsP = (block + offFS()).assumingMemoryBound(to: UInt32.self)
+        let bucketP = (block + offBucket()).assumingMemoryBound(to: UInt8.self)
+        let symP = (block + offSym(E.self)).assumingMemoryBound(to: UInt8.self)
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 128)
         defer { freqs.deallocate() }
-        var ctxOffset = [Int](repeating: nPresent * m, count: contexts)
-        do {
-            // Neutral table: token 0 with frequency 2^tableLog (state unchanged).
-            let neutral = tables + nPresent * m
-            for s in 0..<m { neutral[s] = UInt32(m - 1) << 8 | UInt32(s) << 20 }
-            var k = 0
-            for cx in 0..<contexts where present & (1 << UInt64(cx)) != 0 {
-                try readTable(&src, alphabet: alpha, tableLog: tableLog, into: freqs)
-                buildDecodeTable(freqs, alphabet: alpha, tableLog: tableLog, into: tables + k * m)
-                ctxOffset[cx] = k * m
-                k += 1
+
+        // All 64 contexts: slot -> symbol bytes and per (context, symbol) freq | start << 16.
+        // An absent context decodes symbol 0 with freq M (state unchanged).
+        for cx in 0..<contexts {
+            let st = symP + (cx << tableLog), fs = fsP + (cx << sShift)
+            guard present & (1 << UInt64(cx)) != 0 else {
+                st.initialize(repeating: 0, count: m)
+                fs[0] = UInt32(m)
+                continue
+            }
+            try readTable(&src, alphabet: alpha, tableLog: tableLog, into: freqs)
+            var start = 0
+            for s in 0..<alpha {
+                let f = Int(freqs[s])
+                if f == 0 { continue }
+                fs[s] = UInt32(f) | UInt32(start) << 16
+                (st + start).initialize(repeating: UInt8(s), count: f)
+                start += f
             }
         }
-        let ransLen = try src.varint(max: payload.count)
-        let rawLen = try src.varint(max: payload.count)
+        let ransLen = try src.varint(max: payloadCount)
+        let rawLen = try src.varint(max: payloadCount)
         let ransBytes = try src.slice(ransLen)
         let rawBytes = try src.slice(rawLen)
         guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes") }
 
-        // Per-token reconstruction data.
-        let tokLen = tokenLengths(alpha)
-        var tokInfo = [UInt64](repeating: 0, count: 256)   // baseMag | negMask << 32 ... packed below
-        var tokRaw = [UInt8](repeating: 0, count: 256)
-        var bucketOfTok = [Int](repeating: 0, count: 256)
         for t in 0..<alpha {
-            let l = Int(tokLen[t])
-            var mag: UInt32 = 0, neg: UInt32 = 0, nraw = 0
-            if t == 1 { mag = 1 } else if t == 2 { mag = 1; neg = 1 } else if t >= 3 {
+            let l = t == 0 ? 0 : (t < 3 ? 1 : 2 + (t - 3) / 4)
+            var info = TokInfo()
+            if t == 1 { info.mag = 1 } else if t == 2 { info.mag = 1; info.negMask = 0xFFFF_FFFF } else if t >= 3 {
                 let k = t - 3
-                neg = UInt32((k >> 1) & 1)
-                mag = (1 << UInt32(l - 1)) | (UInt32(k & 1) << UInt32(l - 2))
-                nraw = l - 2
+                info.negMask = (k >> 1) & 1 != 0 ? 0xFFFF_FFFF : 0
+                info.mag = (1 << UInt32(l - 1)) | (UInt32(k & 1) << UInt32(l - 2))
+                info.nraw = UInt8(l - 2)
+                info.rawMask = (1 << UInt32(l - 2)) - 1
             }
-            tokInfo[t] = UInt64(mag) | (UInt64(neg != 0 ? 0xFFFF_FFFF as UInt32 : 0) << 32)
-            tokRaw[t] = UInt8(nraw)
-            bucketOfTok[t] = ((UInt8(l) > thr.0 ? 1 : 0) + (UInt8(l) > thr.1 ? 1 : 0) + (UInt8(l) > thr.2 ? 1 : 0))
+            let lb = UInt8(l)
+            info.bucket = (lb > thr.0 ? 1 : 0) + (lb > thr.1 ? 1 : 0) + (lb > thr.2 ? 1 : 0)
+            tokP[t] = info
+            bucketP[t] = info.bucket
         }
-        let ectx = makeExpContextTable(eTop: eTop)
-        // Combined context offset table: [expContext*4 + bucket] -> table offset.
+        for e in 0..<256 { etP[e] = UInt8(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets) }
+
         var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
         var rsrc = try openRans(ransBytes, &x)
         var br = BitReader(rawBytes)
-        let predictor = DecayPredictor(layout: layout, c: c)
-        let mb = UInt32(layout.mantissaBits)
-        let expMask = UInt32((1 << layout.exponentBits) - 1)
-        let mask: UInt32 = bits == 32 ? 0xFFFF_FFFF : 0xFFFF
-        let bp = base.baseAddress!, op = output.baseAddress!
-        let tl = UInt32(tableLog)
-        let slotMask = UInt32(m - 1)
-
-        var prev = 0
-        _ = prev
-        ectx.withUnsafeBufferPointer { et in
-        ctxOffset.withUnsafeBufferPointer { co in
-        tokInfo.withUnsafeBufferPointer { ti in
-        tokRaw.withUnsafeBufferPointer { tr in
-        bucketOfTok.withUnsafeBufferPointer { bt in
-            decodeLoop(n: n, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask,
-                       et: et.baseAddress!, co: co.baseAddress!, ti: ti.baseAddress!, tr: tr.baseAddress!,
-                       bt: bt.baseAddress!, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor,
-                       x: &x, rsrc: &rsrc, br: &br, prev: &prev)
-        }}}}}
+        decodeLoop(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
+                   c: UInt64(c), x: &x, rsrc: &rsrc, br: &br)
         try closeRans(rsrc, x)
         try br.finish()
     }
 
-    // MARK: hot loops
+    /// rANS symbol decode for one lane: returns the symbol, updates `x` (not renormalised).
+    @inline(__always)
+    static func ransDecode<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ x: inout UInt32, _ cx: Int,
+                                                          _ tab: UnsafeRawPointer) -> Int {
+        let slot = x & UInt32((1 << T.tl) - 1)
+        let s = Int(tab.load(fromByteOffset: offSym(E.self) &+ (cx &<< T.tl) &+ Int(slot), as: UInt8.self))
+        let fs = tab.load(fromByteOffset: offFS() &+ ((cx &<< E.strideShift) &+ s) &* 4, as: UInt32.self)
+        x = (fs & 0xFFFF) &* (x &>> UInt32(T.tl)) &+ slot &- (fs &>> 16)
+        return s
+    }
 
-    static func contextPass(_ bp: UnsafeRawPointer, width: Int, n: Int, mb: UInt32, expMask: UInt32,
-                            et: UnsafePointer<Int>, bt: UnsafePointer<UInt8>, tokens: UnsafeMutablePointer<UInt8>,
-                            ctxs: UnsafeMutablePointer<UInt8>, counts: UnsafeMutablePointer<UInt32>) {
-        var i = 0
-        while i < n {
-            let b = loadElement(bp, i, width)
-            let prev = i >= 4 ? Int(tokens[i &- 4]) : 0
-            let cx = et[Int((b >> mb) & expMask)] &+ Int(bt[prev])
-            ctxs[i] = UInt8(truncatingIfNeeded: cx)
-            let tk = Int(tokens[i])
-            counts[cx &* 128 &+ tk] &+= 1
+    @inline(__always)
+    static func reconstruct<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i: Int, _ b: UInt32, _ info: TokInfo,
+                                                             _ raw: UInt32, _ c: UInt64, _ op: UnsafeMutableRawPointer) {
+        let a = info.mag | raw
+        let d = (a ^ info.negMask) &- info.negMask
+        let p = P.decay ? E.predict(b, c) : b
+        E.store(op, i, (p &+ d) & E.mask)
+    }
+
+    /// Symbol decode for one element with lane state `x`; `rp` must have >= 2 readable bytes.
+    @inline(__always)
+    static func fastSym<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i: Int, _ x: inout UInt32, _ pb: inout Int,
+                                                       bp: UnsafeRawPointer, tab: UnsafeRawPointer,
+                                                       rp: inout UnsafePointer<UInt8>, out: UnsafeMutablePointer<UInt8>) {
+        let b = E.load(bp, i)
+        let cx = Int(tab.load(fromByteOffset: Int((b >> E.mb) & E.expMask), as: UInt8.self)) &+ pb
+        var v = x
+        let s = ransDecode(E.self, T.self, &v, cx, tab)
+        let w = UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
+        let need = v < ransLowerBound
+        x = need ? (v &<< 16) | w : v
+        rp += need ? 2 : 0
+        out.pointee = UInt8(truncatingIfNeeded: s)
+        pb = Int(tab.load(fromByteOffset: offBucket() &+ s, as: UInt8.self))
+    }
+
+    /// Bounds-checked symbol decode (end of the rANS stream).
+    @inline(__always)
+    static func safeSym<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i: Int, _ x: inout UInt32, _ pb: inout Int,
+                                                       bp: UnsafeRawPointer, tab: UnsafeRawPointer,
+                                                       rsrc: inout RansSource, out: UnsafeMutablePointer<UInt8>) {
+        let b = E.load(bp, i)
+        let cx = Int(tab.load(fromByteOffset: Int((b >> E.mb) & E.expMask), as: UInt8.self)) &+ pb
+        let s = ransDecode(E.self, T.self, &x, cx, tab)
+        rsrc.renorm(&x)
+        out.pointee = UInt8(truncatingIfNeeded: s)
+        pb = Int(tab.load(fromByteOffset: offBucket() &+ s, as: UInt8.self))
+    }
+
+    /// Reconstructs element i from its symbol and `raw` bits.
+    @inline(__always)
+    static func fastValue<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i: Int, _ s: UInt8, bp: UnsafeRawPointer,
+                                           op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
+                                           buf: inout UInt64, cnt: inout Int) {
+        let info = tab.load(fromByteOffset: offTok() &+ Int(s) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
+        let raw = UInt32(truncatingIfNeeded: buf) & info.rawMask
+        buf &>>= UInt64(info.nraw)
+        cnt &-= Int(info.nraw)
+        reconstruct(E.self, P.self, i, E.load(bp, i), info, raw, c, op)
+    }
+
+    static let block = 2048   // elements per symbol block (multiple of 4)
+
+    static func decodeLoop<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, n: Int, bp: UnsafeRawPointer,
+                                                          op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
+                                                          x: inout (UInt32, UInt32, UInt32, UInt32),
+                                                          rsrc: inout RansSource, br: inout BitReader) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: block) { symBuf in
+            decodeBlocks(E.self, T.self, n: n, bp: bp, op: op, tab: tab, c: c, x: &x, rsrc: &rsrc, br: &br,
+                         syms: symBuf.baseAddress!)
+        }
+    }
+
+    /// Decodes in blocks: first the symbols of a block (rANS only), then the values (raw bits).
+    static func decodeBlocks<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, n: Int, bp: UnsafeRawPointer,
+                                                            op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
+                                                            x: inout (UInt32, UInt32, UInt32, UInt32),
+                                                            rsrc: inout RansSource, br: inout BitReader,
+                                                            syms: UnsafeMutablePointer<UInt8>) {
+        var lanes = LaneState(x: x)
+        var i0 = 0
+        while i0 < n {
+            let i1 = min(n, i0 &+ block)
+            symbolRun(E.self, T.self, i0, i1, bp: bp, tab: tab, lanes: &lanes, rsrc: &rsrc, syms: syms)
+            if c == 0 {
+                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+            } else {
+                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+            }
+            i0 = i1
+        }
+        x = (lanes.x0, lanes.x1, lanes.x2, lanes.x3)
+    }
+
+    struct LaneState {
+        var x0: UInt32, x1: UInt32, x2: UInt32, x3: UInt32
+        var p0 = 0, p1 = 0, p2 = 0, p3 = 0
+        init(x: (UInt32, UInt32, UInt32, UInt32)) { x0 = x.0; x1 = x.1; x2 = x.2; x3 = x.3 }
+    }
+
+    /// Symbols of elements i0..<i1 into syms[0..<i1-i0]. Fast runs: a group of four reads at most
+    /// 8 rANS bytes (2 per element, including the speculative 2-byte load).
+    @inline(never)
+    static func symbolRun<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
+                                                         tab: UnsafeRawPointer, lanes: inout LaneState,
+                                                         rsrc: inout RansSource, syms: UnsafeMutablePointer<UInt8>) {
+        var x0 = lanes.x0, x1 = lanes.x1, x2 = lanes.x2, x3 = lanes.x3
+        var p0 = lanes.p0, p1 = lanes.p1, p2 = lanes.p2, p3 = lanes.p3
+        var i = i0
+        var rp = rsrc.ptr
+        let rEnd = rsrc.end
+        while true {
+            let groups = min((i1 &- i) >> 2, (rEnd - rp) >> 3)
+            if groups <= 0 { break }
+            let iEnd = i &+ groups &* 4
+            repeat {
+                let o = syms + (i &- i0)
+                fastSym(E.self, T.self, i, &x0, &p0, bp: bp, tab: tab, rp: &rp, out: o)
+                fastSym(E.self, T.self, i &+ 1, &x1, &p1, bp: bp, tab: tab, rp: &rp, out: o + 1)
+                fastSym(E.self, T.self, i &+ 2, &x2, &p2, bp: bp, tab: tab, rp: &rp, out: o + 2)
+                fastSym(E.self, T.self, i &+ 3, &x3, &p3, bp: bp, tab: tab, rp: &rp, out: o + 3)
+                i &+= 4
+            } while i < iEnd
+        }
+        rsrc.ptr = rp
+        while i < i1 {
+            let o = syms + (i &- i0)
+            switch i & 3 {
+            case 0: safeSym(E.self, T.self, i, &x0, &p0, bp: bp, tab: tab, rsrc: &rsrc, out: o)
+            case 1: safeSym(E.self, T.self, i, &x1, &p1, bp: bp, tab: tab, rsrc: &rsrc, out: o)
+            case 2: safeSym(E.self, T.self, i, &x2, &p2, bp: bp, tab: tab, rsrc: &rsrc, out: o)
+            default: safeSym(E.self, T.self, i, &x3, &p3, bp: bp, tab: tab, rsrc: &rsrc, out: o)
+            }
+            i &+= 1
+        }
+        lanes.x0 = x0; lanes.x1 = x1; lanes.x2 = x2; lanes.x3 = x3
+        lanes.p0 = p0; lanes.p1 = p1; lanes.p2 = p2; lanes.p3 = p3
+    }
+
+    /// Values of elements i0..<i1 from their symbols and raw bits. Fast runs: the bit reader reads
+    /// 8 bytes per refill and advances at most 7 bytes per refill (f32: one refill per element,
+    /// 16-bit: one per 4 elements since 4 * 14 <= 56).
+    @inline(never)
+    static func valueRun<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
+                                                          op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
+                                                          br: inout BitReader, syms: UnsafeMutablePointer<UInt8>) {
+        var i = i0
+        if br.overrun == 0 {
+            var bptr = br.ptr
+            let bEnd = br.end
+            var buf = br.buf, cnt = br.cnt
+            let bytesPerGroup = E.width == 4 ? 28 : 7
+            while true {
+                let groups = min((i1 &- i) >> 2, (bEnd - bptr - 8) / bytesPerGroup)
+                if groups <= 0 { break }
+                let iEnd = i &+ groups &* 4
+                repeat {
+                    let s = syms + (i &- i0)
+                    if E.width == 4 {
+                        refillFast(&buf, &cnt, &bptr)
+                        fastValue(E.self, P.self, i, s[0], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                        refillFast(&buf, &cnt, &bptr)
+                        fastValue(E.self, P.self, i &+ 1, s[1], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                        refillFast(&buf, &cnt, &bptr)
+                        fastValue(E.self, P.self, i &+ 2, s[2], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                        refillFast(&buf, &cnt, &bptr)
+                        fastValue(E.self, P.self, i &+ 3, s[3], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                    } else {
+                        refillFast(&buf, &cnt, &bptr)
+                        fastValue(E.self, P.self, i, s[0], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                        fastValue(E.self, P.self, i &+ 1, s[1], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                        fastValue(E.self, P.self, i &+ 2, s[2], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                        fastValue(E.self, P.self, i &+ 3, s[3], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
+                    }
+                    i &+= 4
+                } while i < iEnd
+            }
+            br.ptr = bptr; br.buf = buf; br.cnt = cnt
+        }
+        while i < i1 {
+            let info = tab.load(fromByteOffset: offTok() &+ Int(syms[i &- i0]) &* MemoryLayout<TokInfo>.stride,
+                                as: TokInfo.self)
+            let raw = br.get(Int(info.nraw))
+            reconstruct(E.self, P.self, i, E.load(bp, i), info, raw, c, op)
             i &+= 1
         }
     }
 
+    /// Branchless bit-buffer refill to >= 56 bits; reads 8 bytes at `p` (caller guarantees them).
     @inline(__always)
-    static func decodeStep(_ i: Int, _ xs: inout UInt32, width: Int, bp: UnsafeRawPointer, op: UnsafeMutableRawPointer,
-                           mb: UInt32, expMask: UInt32, mask: UInt32,
-                           et: UnsafePointer<Int>, co: UnsafePointer<Int>, ti: UnsafePointer<UInt64>,
-                           tr: UnsafePointer<UInt8>, bt: UnsafePointer<Int>, tables: UnsafePointer<UInt32>,
-                           tl: UInt32, slotMask: UInt32, predictor: DecayPredictor,
-                           rsrc: inout RansSource, br: inout BitReader, prev: inout Int) {
-        let b = loadElement(bp, i, width)
-        let cx = et[Int((b >> mb) & expMask)] &+ bt[prev]
-        let entry = tables[co[cx] &+ Int(xs & slotMask)]
-        let tok = Int(entry & 0xFF)
-        xs = (((entry >> 8) & 0xFFF) &+ 1) &* (xs >> tl) &+ (entry >> 20)
-        rsrc.renorm(&xs)
-        let info = ti[tok]
-        let a = UInt32(truncatingIfNeeded: info) | br.get(Int(tr[tok]))
-        let neg = UInt32(truncatingIfNeeded: info >> 32)
-        let d = (a ^ neg) &- neg
-        storeElement(op, i, width, (predictor.predict(b) &+ d) & mask)
-        prev = tok
-    }
-
-    static func decodeLoop(n: Int, width: Int, bp: UnsafeRawPointer, op: UnsafeMutableRawPointer,
-                           mb: UInt32, expMask: UInt32, mask: UInt32,
-                           et: UnsafePointer<Int>, co: UnsafePointer<Int>, ti: UnsafePointer<UInt64>,
-                           tr: UnsafePointer<UInt8>, bt: UnsafePointer<Int>, tables: UnsafePointer<UInt32>,
-                           tl: UInt32, slotMask: UInt32, predictor: DecayPredictor,
-                           x: inout (UInt32, UInt32, UInt32, UInt32), rsrc: inout RansSource,
-                           br: inout BitReader, prev: inout Int) {
-        var x0 = x.0, x1 = x.1, x2 = x.2, x3 = x.3
-        var rs = rsrc, rd = br
-        var p0 = 0, p1 = 0, p2 = 0, p3 = 0
-        var i = 0
-        while i &+ 4 <= n {
-            decodeStep(i, &x0, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p0)
-            decodeStep(i &+ 1, &x1, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p1)
-            decodeStep(i &+ 2, &x2, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p2)
-            decodeStep(i &+ 3, &x3, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p3)
-            i &+= 4
-        }
-        if i < n { decodeStep(i, &x0, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p0); i += 1 }
-        if i < n { decodeStep(i, &x1, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p1); i += 1 }
-        if i < n { decodeStep(i, &x2, width: width, bp: bp, op: op, mb: mb, expMask: expMask, mask: mask, et: et, co: co, ti: ti, tr: tr, bt: bt, tables: tables, tl: tl, slotMask: slotMask, predictor: predictor, rsrc: &rs, br: &rd, prev: &p2); i += 1 }
-        x = (x0, x1, x2, x3)
-        rsrc = rs; br = rd
+    static func refillFast(_ buf: inout UInt64, _ cnt: inout Int, _ p: inout UnsafePointer<UInt8>) {
+        buf |= UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)) &<< UInt64(truncatingIfNeeded: cnt)
+        p += (63 &- cnt) &>> 3
+        cnt |= 56
     }
 
     // MARK: helpers
 
-    /// Exponent -> expContext * 4. Context 15 is the exponent window top (eTop and above).
-    static func makeExpContextTable(eTop: Int) -> [Int] {
-        var t = [Int](repeating: 0, count: 256)
-        for e in 0..<256 {
-            let v = min(max(e - eTop + expContexts - 1, 0), expContexts - 1)
-            t[e] = v * buckets
-        }
-        return t
-    }
-
-    /// Bit length L of |d| for each token.
-    static func tokenLengths(_ alpha: Int) -> [UInt8] {
-        var r = [UInt8](repeating: 0, count: 256)
-        for t in 0..<alpha { r[t] = t == 0 ? 0 : (t < 3 ? 1 : UInt8(2 + (t - 3) / 4)) }
-        return r
-    }
-
     /// Estimates the decay factor c (fixed point, 2^-32 units) on a sample and keeps it only if it
     /// shortens the deltas.
     static func chooseDecay(_ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer, n: Int, layout: FloatLayout) -> UInt32 {
-        let width = layout.codecWidth
-        let bits = layout.codecBits
-        let mb = layout.mantissaBits
-        let magMask = UInt32((1 << (bits - 1)) - 1)
-        let expMax = UInt32((1 << layout.exponentBits) - 1)
-        let step = max(1, n / 8192)
-        // Histogram of log2(r), r = shrink / significand * 2^32, in 1/8 octave bins.
-        var hist = [Int](repeating: 0, count: 256)
-        var i = 0
-        while i < n {
-            let b = loadElement(bp, i, width), t = loadElement(tp, i, width)
-            i += step
-            if (b ^ t) >> UInt32(bits - 1) != 0 { continue }
-            let mbv = b & magMask, mt = t & magMask
-            let e = mbv >> UInt32(mb)
-            if e == expMax || mt >= mbv { continue }
-            let sig = e != 0 ? (mbv & ((1 << UInt32(mb)) - 1)) | (1 << UInt32(mb)) : mbv
-            if sig == 0 { continue }
-            let r = Double(mbv - mt) / Double(sig) * 4294967296.0
-            if r < 1 || r >= 2147483648.0 { continue }
-            let bin = Int(log2Approx(r) * 8)
-            if bin >= 0 && bin < 256 { hist[bin] += 1 }
+        switch layout {
+        case .f32: return chooseDecay(ElemF32.self, tp, bp, n: n)
+        case .bf16: return chooseDecay(ElemBF16.self, tp, bp, n: n)
+        default: return chooseDecay(ElemF16.self, tp, bp, n: n)
         }
+    }
+
+    static func chooseDecay<E: DeltaElement>(_: E.Type, _ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer, n: Int) -> UInt32 {
+        let magMask = E.mask >> 1
+        let mant: UInt32 = (1 << E.mb) - 1
+        let step = max(1, n / decaySamples)
+        // Histogram of log2(r), r = shrink / significand * 2^32, in 1/8 octave bins; the r values
+        // and bins of the sample are kept for the median.
+        let cap = (n + step - 1) / step
+        var hist = [Int](repeating: 0, count: 256)
+        var rs = [Double](repeating: 0, count: cap)
+        var bins = [UInt8](repeating: 0, count: cap)
+        var m = 0
+        hist.withUnsafeMutableBufferPointer { h in
+        rs.withUnsafeMutableBufferPointer { rp in
+        bins.withUnsafeMutableBufferPointer { bnp in
+            var i = 0
+            while i < n {
+                let b = E.load(bp, i), t = E.load(tp, i)
+                i &+= step
+                if (b ^ t) >> UInt32(E.bits - 1) != 0 { continue }
+                let mbv = b & magMask, mt = t & magMask
+                let e = mbv >> E.mb
+                if e == E.expMask || mt >= mbv { continue }
+                let sig = e != 0 ? (mbv & mant) | (mant + 1) : mbv
+                if sig == 0 { continue }
+                let r = Double(mbv - mt) / Double(sig) * 4294967296.0
+                if r < 1 || r >= 2147483648.0 { continue }
+                let bin = Int(log2Approx(r) * 8)
+                if bin >= 0 && bin < 256 {
+                    h[bin] += 1
+                    rp[m] = r; bnp[m] = UInt8(bin); m += 1
+                }
+            }
+        }}}
         var best = 0
         for k in 1..<256 where hist[k] > hist[best] { best = k }
         if hist[best] < 16 { return 0 }
         // Median of r within the peak bin.
-        var rs: [Double] = []
-        rs.reserveCapacity(hist[best])
-        i = 0
-        while i < n {
-            let b = loadElement(bp, i, width), t = loadElement(tp, i, width)
-            i += step
-            if (b ^ t) >> UInt32(bits - 1) != 0 { continue }
-            let mbv = b & magMask, mt = t & magMask
-            let e = mbv >> UInt32(mb)
-            if e == expMax || mt >= mbv { continue }
-            let sig = e != 0 ? (mbv & ((1 << UInt32(mb)) - 1)) | (1 << UInt32(mb)) : mbv
-            if sig == 0 { continue }
-            let r = Double(mbv - mt) / Double(sig) * 4294967296.0
-            if r < 1 || r >= 2147483648.0 { continue }
-            if Int(log2Approx(r) * 8) == best { rs.append(r) }
-        }
-        rs.sort()
-        let c = UInt32(min(rs[rs.count / 2].rounded(), 2147483647.0))
+        var sel: [Double] = []
+        sel.reserveCapacity(hist[best])
+        for k in 0..<m where Int(bins[k]) == best { sel.append(rs[k]) }
+        sel.sort()
+        let c = UInt32(min(sel[sel.count / 2].rounded(), 2147483647.0))
         // Keep c only if it shortens the total bit length of the sampled deltas by > 2%.
-        let mask: UInt32 = bits == 32 ? 0xFFFF_FFFF : 0xFFFF
-        let with = DecayPredictor(layout: layout, c: c)
+        let c64 = UInt64(c)
         var costWith = 0, costWithout = 0
-        i = 0
+        var i = 0
         while i < n {
-            let b = loadElement(bp, i, width), t = loadElement(tp, i, width)
-            i += step
-            costWithout += deltaBits((t &- b) & mask, bits)
-            costWith += deltaBits((t &- with.predict(b)) & mask, bits)
+            let b = E.load(bp, i), t = E.load(tp, i)
+            i &+= step
+            costWithout &+= E.bitLength((t &- b) & E.mask)
+            costWith &+= E.bitLength((t &- E.predict(b, c64)) & E.mask)
         }
         return costWith * 50 < costWithout * 49 ? c : 0
-    }
-
-    @inline(__always) static func deltaBits(_ d: UInt32, _ bits: Int) -> Int {
-        let mask: UInt32 = bits == 32 ? 0xFFFF_FFFF : 0xFFFF
-        let neg = d >> UInt32(bits - 1)
-        let a = neg != 0 ? (0 &- d) & mask : d
-        return 32 - a.leadingZeroBitCount
     }
 
     /// Approximate log2 for r >= 1 (piecewise linear within an octave; only used for binning).
@@ -458,8 +697,116 @@ public enum ContextDeltaCodec {
     }
 }
 
+/// Compile-time switch for the decay prediction (c == 0 skips it; same result).
+protocol PredictMode { static var decay: Bool { get } }
+enum NoDecay: PredictMode { static var decay: Bool { false } }
+enum WithDecay: PredictMode { static var decay: Bool { true } }
+
+/// Compile-time rANS table precision for the specialised decode loops.
+protocol TableLogK { static var tl: Int { get } }
+enum TL8: TableLogK { static var tl: Int { 8 } }
+enum TL9: TableLogK { static var tl: Int { 9 } }
+enum TL10: TableLogK { static var tl: Int { 10 } }
+enum TL11: TableLogK { static var tl: Int { 11 } }
+enum TL12: TableLogK { static var tl: Int { 12 } }
+
+/// Per-width constants and accessors; the hot loops are specialised per conforming type.
+protocol DeltaElement {
+    static var width: Int { get }
+    static var bits: Int { get }
+    static var mb: UInt32 { get }
+    static var expMask: UInt32 { get }
+    static var mask: UInt32 { get }
+    /// log2 of the per-context symbol stride (>= alphabet).
+    static var strideShift: Int { get }
+}
+
+extension DeltaElement {
+    @inline(__always) static func load(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
+        if width == 4 {
+            return UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self))
+        } else {
+            return UInt32(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
+        }
+    }
+    @inline(__always) static func store(_ p: UnsafeMutableRawPointer, _ i: Int, _ v: UInt32) {
+        if width == 4 {
+            p.storeBytes(of: v.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
+        } else {
+            p.storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, toByteOffset: i &* 2, as: UInt16.self)
+        }
+    }
+    /// Decay prediction (FORMAT.md); with c == 0 the subtrahend is 0, so no special case.
+    @inline(__always) static func predict(_ b: UInt32, _ c: UInt64) -> UInt32 {
+        let mag = b & (mask >> 1)
+        let e = mag >> mb
+        let mant: UInt32 = (1 << mb) &- 1
+        let sig = e != 0 ? (mag & mant) | (mant &+ 1) : mag
+        let sub = UInt32(truncatingIfNeeded: (UInt64(sig) &* c &+ 0x8000_0000) >> 32)
+        return e == expMask ? b : b &- sub
+    }
+    /// Bit length L of |d| for a W-bit two's-complement delta.
+    @inline(__always) static func bitLength(_ d: UInt32) -> Int {
+        let neg = d >> UInt32(bits - 1)
+        let negMask = 0 &- neg
+        let a = ((d ^ negMask) &- negMask) & mask
+        return 32 &- a.leadingZeroBitCount
+    }
+}
+
+enum ElemF32: DeltaElement {
+    static var width: Int { 4 }
+    static var bits: Int { 32 }
+    static var mb: UInt32 { 23 }
+    static var expMask: UInt32 { 0xFF }
+    static var mask: UInt32 { 0xFFFF_FFFF }
+    static var strideShift: Int { 7 }
+}
+
+enum ElemBF16: DeltaElement {
+    static var width: Int { 2 }
+    static var bits: Int { 16 }
+    static var mb: UInt32 { 7 }
+    static var expMask: UInt32 { 0xFF }
+    static var mask: UInt32 { 0xFFFF }
+    static var strideShift: Int { 6 }
+}
+
+enum ElemF16: DeltaElement {
+    static var width: Int { 2 }
+    static var bits: Int { 16 }
+    static var mb: UInt32 { 10 }
+    static var expMask: UInt32 { 0x1F }
+    static var mask: UInt32 { 0xFFFF }
+    static var strideShift: Int { 6 }
+}
+
+/// Encoder work buffers (one allocation per buffer, freed by `free`).
+struct EncodeScratch {
+    let syms: UnsafeMutablePointer<UInt16>
+    let counts: UnsafeMutablePointer<UInt32>
+    let freqs: UnsafeMutablePointer<UInt32>
+    let enc: UnsafeMutablePointer<EncSymbol>
+    let raw: UnsafeMutablePointer<UInt8>
+    let rans: UnsafeMutablePointer<UInt8>
+    init(n: Int, contexts: Int, stride: Int) {
+        syms = .allocate(capacity: n)
+        counts = .allocate(capacity: contexts * stride)
+        counts.initialize(repeating: 0, count: contexts * stride)
+        freqs = .allocate(capacity: contexts * stride)
+        enc = .allocate(capacity: contexts * stride)   // filled per present context only
+        raw = .allocate(capacity: n * 4 + 16)
+        rans = .allocate(capacity: 2 * n + 32)
+    }
+    func free() {
+        syms.deallocate(); counts.deallocate(); freqs.deallocate(); enc.deallocate()
+        raw.deallocate(); rans.deallocate()
+    }
+}
+
 /// pred(b) = b shrunk towards zero by round(significand * c / 2^32) units in the last place;
-/// identity when c == 0 or b is Inf/NaN.
+/// identity when c == 0 or b is Inf/NaN. Straightforward reference of `DeltaElement.predict`
+/// (the hot loops use the latter; tests check the former's invariants).
 struct DecayPredictor {
     let c: UInt64
     let mb: UInt32

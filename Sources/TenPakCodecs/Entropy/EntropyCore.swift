@@ -1,7 +1,7 @@
 import TenPakFormat
 
 // Shared pieces of the TenPak entropy codecs: errors, float layouts, byte/bit I/O,
-// static rANS frequency tables (normalisation, serialisation, decode tables).
+// static rANS frequency tables (normalisation, serialisation, encoder symbols).
 // Swift standard library only.
 
 /// Thrown by the entropy codecs when a payload is malformed, truncated or inconsistent.
@@ -95,32 +95,6 @@ struct ByteSource {
 }
 
 // MARK: - Raw bit stream (LSB first)
-
-/// Forward bit writer into a preallocated buffer (capacity must cover the worst case).
-struct BitWriter {
-    let start: UnsafeMutablePointer<UInt8>
-    var ptr: UnsafeMutablePointer<UInt8>
-    var acc: UInt64 = 0
-    var cnt: Int = 0
-    init(_ p: UnsafeMutablePointer<UInt8>) { start = p; ptr = p }
-    /// Appends the low `n` bits of `v` (n <= 32; v must have no bits above n).
-    @inline(__always) mutating func put(_ v: UInt32, _ n: Int) {
-        acc |= UInt64(v) &<< UInt64(cnt)
-        cnt &+= n
-        if cnt >= 32 {
-            UnsafeMutableRawPointer(ptr).storeBytes(of: UInt32(truncatingIfNeeded: acc).littleEndian, as: UInt32.self)
-            ptr += 4
-            acc >>= 32
-            cnt &-= 32
-        }
-    }
-    /// Flushes the partial word; returns the number of bytes written.
-    mutating func finish() -> Int {
-        while cnt > 0 { ptr.pointee = UInt8(truncatingIfNeeded: acc); ptr += 1; acc >>= 8; cnt -= 8 }
-        cnt = 0
-        return ptr - start
-    }
-}
 
 /// Bounds-safe forward bit reader. Reading past the end yields zero bits and is
 /// reported by `finish`.
@@ -258,32 +232,40 @@ func readTable(_ src: inout ByteSource, alphabet: Int, tableLog: Int,
     }
 }
 
-/// Fills a fused decode table of 2^tableLog entries: symbol | (freq-1) << 8 | (slot-start) << 20.
-@inline(__always)
-func buildDecodeTable(_ freqs: UnsafePointer<UInt32>, alphabet: Int, tableLog: Int,
-                      into table: UnsafeMutablePointer<UInt32>) {
-    var slot = 0
-    for s in 0..<alphabet {
-        let f = Int(freqs[s])
-        if f == 0 { continue }
-        let hi = UInt32(s) | (UInt32(f - 1) << 8)
-        for k in 0..<f { table[slot + k] = hi | (UInt32(k) << 20) }
-        slot += f
-    }
-}
-
-/// Encoder-side per symbol data: start (cumulative frequency) and frequency.
+/// Encoder-side per symbol data (reciprocal form, after ryg_rans): renormalisation bound
+/// f * 2^(32 - tableLog), `rcp` = ceil(2^64 / f), `cmpl` = M - f, `bias` = start (start + M - 1
+/// when f == 1, where rcp = 2^64 - 1). With q = (x * rcp) >> 64 (exact x / f for x < 2^32 and
+/// f <= 2^12, since x * (rcp * f - 2^64) < 2^44 < 2^64), x' = x + bias + q * cmpl
+/// = (x / f) * M + x mod f + start.
 struct EncSymbol {
-    var start: UInt32 = 0
-    var freq: UInt32 = 0
+    var xMax: UInt64 = 0
+    var rcp: UInt64 = 0
+    var bias: UInt32 = 0
+    var cmpl: UInt32 = 0
 }
 
-func buildEncodeSymbols(_ freqs: UnsafePointer<UInt32>, alphabet: Int,
+func buildEncodeSymbols(_ freqs: UnsafePointer<UInt32>, alphabet: Int, tableLog: Int,
                         into syms: UnsafeMutablePointer<EncSymbol>) {
     var start: UInt32 = 0
+    let m = UInt32(1) << UInt32(tableLog)
     for s in 0..<alphabet {
-        syms[s] = EncSymbol(start: start, freq: freqs[s])
-        start += freqs[s]
+        let f = freqs[s]
+        var e = EncSymbol()
+        if f > 0 {
+            e.xMax = UInt64(f) << UInt64(32 - tableLog)
+            e.cmpl = m - f
+            if f == 1 {
+                e.rcp = UInt64.max
+                e.bias = start + m - 1
+            } else {
+                // ceil(2^64 / f) = floor((2^64 - 1) / f) + 1 for f not a power of two, else 2^64 / f.
+                let q = UInt64.max / UInt64(f)
+                e.rcp = q + 1
+                e.bias = start
+            }
+        }
+        syms[s] = e
+        start += f
     }
 }
 
@@ -293,17 +275,6 @@ struct RansSink {
     let end: UnsafeMutablePointer<UInt8>
     var ptr: UnsafeMutablePointer<UInt8>
     init(_ b: UnsafeMutablePointer<UInt8>, capacity: Int) { base = b; end = b + capacity; ptr = b + capacity }
-    @inline(__always) mutating func encode(_ x: inout UInt32, _ sym: EncSymbol, _ tableLog: Int) {
-        let f = sym.freq
-        if UInt64(x) >= UInt64(f) &<< UInt64(32 - tableLog) {
-            ptr -= 2
-            ptr[0] = UInt8(truncatingIfNeeded: x)
-            ptr[1] = UInt8(truncatingIfNeeded: x >> 8)
-            x >>= 16
-        }
-        let q = x / f
-        x = (q &<< UInt32(tableLog)) &+ (x &- q &* f) &+ sym.start
-    }
     mutating func flush(_ x: UInt32) {
         ptr -= 4
         UnsafeMutableRawPointer(ptr).storeBytes(of: x.littleEndian, as: UInt32.self)
@@ -355,20 +326,4 @@ func tableLogFor(count n: Int, preferred: Int) -> Int {
     if n >= 1 << 15 { return preferred }
     if n >= 1 << 12 { return min(preferred, 10) }
     return min(preferred, 8)
-}
-
-@inline(__always) func loadElement(_ p: UnsafeRawPointer, _ i: Int, _ width: Int) -> UInt32 {
-    if width == 4 {
-        return UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self))
-    } else {
-        return UInt32(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)))
-    }
-}
-
-@inline(__always) func storeElement(_ p: UnsafeMutableRawPointer, _ i: Int, _ width: Int, _ v: UInt32) {
-    if width == 4 {
-        p.storeBytes(of: v.littleEndian, toByteOffset: i &* 4, as: UInt32.self)
-    } else {
-        p.storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, toByteOffset: i &* 2, as: UInt16.self)
-    }
 }
