@@ -16,11 +16,14 @@ public enum Encoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case zstdPrefix = 5
     /// Against a base chunk: exponent-context entropy coding of the bit-pattern difference. DeltaEnvelope.
     case contextDelta = 6
+    /// Floats only: each bit pattern rotated left by one (the sign moves to bit 0, so the exponent's
+    /// top bits fill the high byte alone), then a PlaneSet.
+    case floatPlanes = 7
 
     public var usesBase: Bool {
         switch self {
         case .xorPlanes, .subPlanes, .zstdPrefix, .contextDelta: return true
-        case .stored, .zstd, .planes: return false
+        case .stored, .zstd, .planes, .floatPlanes: return false
         }
     }
 
@@ -33,6 +36,7 @@ public enum Encoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .subPlanes: return "sub+planes+zstd"
         case .zstdPrefix: return "zstd-prefix"
         case .contextDelta: return "context-delta"
+        case .floatPlanes: return "float-planes"
         }
     }
 }
@@ -114,7 +118,8 @@ public enum ChunkCodec {
     }
 
     static func candidates(element: ElementType, hasBase: Bool) -> [Encoding] {
-        var list: [Encoding] = [element.width > 1 ? .planes : .zstd]
+        let isFloat = element.layout != .none && (element.width == 2 || element.width == 4)
+        var list: [Encoding] = [isFloat ? .floatPlanes : element.width > 1 ? .planes : .zstd]
         if hasBase {
             list.append(.xorPlanes)
             if element.width > 1 { list.append(.subPlanes) }
@@ -130,6 +135,10 @@ public enum ChunkCodec {
         case .stored: return Array(raw)
         case .zstd: return Zstd.compress(raw, level: level)
         case .planes: return PlaneSet.encode(raw, width: element.width, level: level)
+        case .floatPlanes:
+            var rotated = Array(raw)
+            rotated.withUnsafeMutableBytes { SignRotation.apply($0, width: element.width) }
+            return rotated.withUnsafeBytes { PlaneSet.encode($0, width: element.width, level: level) }
         case .zstdPrefix: return Zstd.compress(raw, prefix: base, level: level)
         case .xorPlanes, .subPlanes, .contextDelta:
             // Safe: candidates() offers delta encodings only with a base.
@@ -166,6 +175,12 @@ public enum ChunkCodec {
             try Zstd.decompress(payload, into: output)
         case .planes:
             try PlaneSet.decode(payload, width: element.width, into: output)
+        case .floatPlanes:
+            guard element.layout != .none, element.width == 2 || element.width == 4 else {
+                throw CodecError("float-planes payload for a non-float element type")
+            }
+            try PlaneSet.decode(payload, width: element.width, into: output)
+            SignRotation.undo(output, width: element.width)
         case .zstdPrefix:
             try Zstd.decompress(payload, prefix: base, into: output)
         case .xorPlanes, .subPlanes, .contextDelta:
@@ -178,7 +193,7 @@ public enum ChunkCodec {
 /// Byte planes, each zstd-compressed or stored, whichever is smaller.
 ///
 ///     u8   width w (1, 2, 4 or 8)
-///     w ×  { u8 mode (0 stored, 1 zstd); u32 length L; L bytes }
+///     w ×  { u8 mode (0 stored, 1 zstd, 2 order-0 rANS: ByteRANS); u32 length L; L bytes }
 ///
 /// For an input of C bytes, n = C / w; segment k < w−1 is plane k ([k·n, (k+1)·n) of the split
 /// buffer), and the last segment also carries the C mod w tail bytes.
@@ -198,7 +213,14 @@ enum PlaneSet {
             let end = k == width - 1 ? planes.count : (k + 1) * n
             let segment = UnsafeRawBufferPointer(rebasing: planes[k * n ..< end])
             let packed = segment.count > 0 ? Zstd.compress(segment, level: level) : []
-            if packed.count < segment.count {
+            // Order-0 rANS beats zstd's Huffman stage on most weight planes (it takes fractions of
+            // a bit, and zstd leaves near-random literals raw); zstd wins where there are repeats.
+            let coded = segment.count >= 1024 ? ByteRANS.encode(segment) : nil
+            if let coded, coded.count < min(packed.count, segment.count) {
+                w.append(UInt8(2))
+                w.append(UInt32(coded.count))
+                w.append(bytes: coded)
+            } else if packed.count < segment.count {
                 w.append(UInt8(1))
                 w.append(UInt32(packed.count))
                 w.append(bytes: packed)
@@ -236,6 +258,13 @@ enum PlaneSet {
                 if let src = bytes.baseAddress, let dst = target.baseAddress { dst.copyMemory(from: src, byteCount: length) }
             case 1:
                 try Zstd.decompress(bytes, into: target)
+            case 2:
+                guard target.count > 0 else { throw CodecError("rANS plane \(k) for an empty segment") }
+                do {
+                    try ByteRANS.decode(bytes, into: target)
+                } catch {
+                    throw CodecError("plane \(k): \(error)")
+                }
             default:
                 throw CodecError("plane \(k) has unknown mode \(mode)")
             }
@@ -308,5 +337,27 @@ enum DeltaEnvelope {
         }
         let rest = UnsafeRawBufferPointer(rebasing: payload[r.offset...])
         try PlaneSet.decode(rest, width: element.width, into: UnsafeMutableRawBufferPointer(rebasing: output[covered...]))
+    }
+}
+
+/// Rotates each 16- or 32-bit element left by one bit (and back), in place. A trailing partial
+/// element is left as it is.
+enum SignRotation {
+    static func apply(_ bytes: UnsafeMutableRawBufferPointer, width: Int) {
+        if width == 4 { rotate(bytes, UInt32.self, left: true) } else if width == 2 { rotate(bytes, UInt16.self, left: true) }
+    }
+
+    static func undo(_ bytes: UnsafeMutableRawBufferPointer, width: Int) {
+        if width == 4 { rotate(bytes, UInt32.self, left: false) } else if width == 2 { rotate(bytes, UInt16.self, left: false) }
+    }
+
+    @inline(__always)
+    private static func rotate<T: FixedWidthInteger & UnsignedInteger>(_ bytes: UnsafeMutableRawBufferPointer, _: T.Type, left: Bool) {
+        let size = MemoryLayout<T>.size
+        for i in 0 ..< bytes.count / size {
+            let v = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * size, as: T.self))
+            let r = left ? (v &<< 1) | (v &>> (T.bitWidth - 1)) : (v &>> 1) | (v &<< (T.bitWidth - 1))
+            bytes.storeBytes(of: r.littleEndian, toByteOffset: i * size, as: T.self)
+        }
     }
 }

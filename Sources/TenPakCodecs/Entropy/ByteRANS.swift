@@ -1,0 +1,129 @@
+import TenPakFormat
+
+/// Order-0 rANS over a byte stream: the entropy coder for byte planes that zstd leaves raw.
+///
+/// zstd stores a block's literals uncompressed unless Huffman coding saves more than about 1/64 of
+/// it, so mantissa planes whose entropy is 7.8–7.9 bits per byte stay at 8. This coder takes every
+/// fraction of a bit: one frequency table (256 symbols, 2^12 slots) per stream, four interleaved
+/// states. Used by PlaneSet as plane mode 2.
+///
+/// Payload:
+///
+///     u8      tableLog (8…12)
+///     table   the frequency table (EntropyCore `writeTable`, alphabet 256)
+///     varint  R, byte length of the rANS stream
+///     R       four u32 final states x0…x3, then 16-bit little-endian words (as in FORMAT.md)
+///
+/// Byte i of the stream uses state i mod 4; the decoder must end with every state at 2^16 and every
+/// word consumed.
+enum ByteRANS {
+    static let tableLog = 12
+
+    /// Encodes `bytes` (non-empty).
+    static func encode(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        let n = bytes.count
+        precondition(n > 0)
+        let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let counts = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { counts.deallocate() }
+        counts.initialize(repeating: 0, count: 256)
+        for i in 0 ..< n { counts[Int(src[i])] &+= 1 }
+        let log = tableLogFor(count: n, preferred: tableLog)
+        let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { freqs.deallocate() }
+        normalizeCounts(counts, alphabet: 256, tableLog: log, into: freqs)
+        let enc = UnsafeMutablePointer<EncSymbol>.allocate(capacity: 256)
+        defer { enc.deallocate() }
+        buildEncodeSymbols(freqs, alphabet: 256, tableLog: log, into: enc)
+
+        var sink = ByteSink(capacity: n / 2 + 1024)
+        sink.u8(UInt8(log))
+        writeTable(freqs, alphabet: 256, into: &sink)
+        // Worst case: every symbol emits one 16-bit word, plus states and slack in front.
+        let capacity = 2 * n + 64
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        defer { buffer.deallocate() }
+        var rs = RansSink(buffer, capacity: capacity)
+        var ptr = rs.ptr
+        var x0 = ransLowerBound, x1 = ransLowerBound, x2 = ransLowerBound, x3 = ransLowerBound
+        let tl = UInt32(log)
+        var i = n - 1
+        while i >= 0 && (i & 3) != 3 {
+            let s = enc[Int(src[i])]
+            switch i & 3 {
+            case 0: ContextDeltaCodec.ransPut(&x0, s, tl, &ptr)
+            case 1: ContextDeltaCodec.ransPut(&x1, s, tl, &ptr)
+            default: ContextDeltaCodec.ransPut(&x2, s, tl, &ptr)
+            }
+            i -= 1
+        }
+        while i >= 3 {
+            ContextDeltaCodec.ransPut(&x3, enc[Int(src[i])], tl, &ptr)
+            ContextDeltaCodec.ransPut(&x2, enc[Int(src[i &- 1])], tl, &ptr)
+            ContextDeltaCodec.ransPut(&x1, enc[Int(src[i &- 2])], tl, &ptr)
+            ContextDeltaCodec.ransPut(&x0, enc[Int(src[i &- 3])], tl, &ptr)
+            i &-= 4
+        }
+        rs.ptr = ptr
+        rs.flush(x3)
+        rs.flush(x2)
+        rs.flush(x1)
+        rs.flush(x0)
+        sink.varint(UInt64(rs.bytes.count))
+        sink.append(rs.bytes)
+        return sink.bytes
+    }
+
+    /// Decodes exactly `output.count` bytes or throws; bounds-safe on any payload.
+    static func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        let n = output.count
+        guard n > 0, let out = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw EntropyCodecError("empty byte stream")
+        }
+        var src = ByteSource(payload)
+        let log = Int(try src.u8())
+        guard (minTableLog ... maxTableLog).contains(log) else { throw EntropyCodecError("bad tableLog \(log)") }
+        let m = 1 << log
+        let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { freqs.deallocate() }
+        try readTable(&src, alphabet: 256, tableLog: log, into: freqs)
+        // slot → symbol, and per symbol (freq, start).
+        let slots = UnsafeMutablePointer<UInt8>.allocate(capacity: m)
+        defer { slots.deallocate() }
+        let starts = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { starts.deallocate() }
+        var start: UInt32 = 0
+        for s in 0 ..< 256 {
+            starts[s] = start
+            let f = Int(freqs[s])
+            if f > 0 { (slots + Int(start)).initialize(repeating: UInt8(s), count: f) }
+            start += UInt32(f)
+        }
+        guard start == UInt32(m) else { throw EntropyCodecError("frequency table does not fill its slots") }
+        let length = try src.varint(max: src.remaining)
+        let stream = try src.slice(length)
+        guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes after the rANS stream") }
+        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+        var words = try openRans(stream, &x)
+        let mask = UInt32(m - 1), tl = UInt32(log)
+        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
+            let slot = state & mask
+            let s = Int(slots[Int(slot)])
+            out[i] = UInt8(truncatingIfNeeded: s)
+            state = freqs[s] &* (state &>> tl) &+ slot &- starts[s]
+            words.renorm(&state)
+        }
+        var i = 0
+        while i + 4 <= n {
+            step(&x.0, i)
+            step(&x.1, i + 1)
+            step(&x.2, i + 2)
+            step(&x.3, i + 3)
+            i += 4
+        }
+        if i < n { step(&x.0, i); i += 1 }
+        if i < n { step(&x.1, i); i += 1 }
+        if i < n { step(&x.2, i); i += 1 }
+        try closeRans(words, x)
+    }
+}

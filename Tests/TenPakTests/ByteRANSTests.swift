@@ -1,0 +1,42 @@
+@testable import TenPakCodecs
+import XCTest
+
+final class ByteRANSTests: XCTestCase {
+    /// Bytes from a skewed distribution: order-0 entropy well under 8 bits.
+    func skewed(_ n: Int, seed: UInt64) -> [UInt8] {
+        var r = TestSupport.Random(seed: seed)
+        return (0 ..< n).map { _ in UInt8(truncatingIfNeeded: Int(abs(r.normal()) * 40)) }
+    }
+
+    func testRoundTripsAndCompressesNearEntropy() throws {
+        for n in [1, 3, 4, 5, 1000, 4099, 262_144] {
+            let data = skewed(n, seed: UInt64(n))
+            let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
+            var out = [UInt8](repeating: 0, count: n)
+            try payload.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
+            XCTAssertEqual(out, data, "n = \(n)")
+            if n >= 4099 {
+                var counts = [Int](repeating: 0, count: 256)
+                for b in data { counts[Int(b)] += 1 }
+                let entropy = counts.filter { $0 > 0 }.reduce(0.0) { $0 - Double($1) * log2(Double($1) / Double(n)) } / 8
+                XCTAssertLessThan(Double(payload.count), entropy * 1.01 + 400, "n = \(n): \(payload.count) bytes vs entropy \(entropy)")
+            }
+        }
+    }
+
+    func testDamagedPayloadsThrowNeverCrash() {
+        let data = skewed(5000, seed: 1)
+        let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
+        var r = TestSupport.Random(seed: 2)
+        var threw = 0
+        for _ in 0 ..< 3000 {
+            var damaged = payload
+            if r.next() % 2 == 0 { damaged[r.int(0 ..< damaged.count)] ^= UInt8(1 << r.int(0 ..< 8)) } else { damaged = Array(damaged.prefix(r.int(0 ..< damaged.count))) }
+            var out = [UInt8](repeating: 0, count: data.count)
+            do {
+                try damaged.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
+            } catch { threw += 1 }
+        }
+        XCTAssertGreaterThan(threw, 1500)
+    }
+}
