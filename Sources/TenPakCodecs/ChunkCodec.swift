@@ -20,6 +20,11 @@ public enum Encoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// top bits fill the high byte alone), then a PlaneSet.
     case floatPlanes = 7
 
+    /// The name of an encoding id, including ids this build does not know.
+    public static func name(of id: UInt8) -> String {
+        Encoding(rawValue: id)?.description ?? "encoding-\(id)"
+    }
+
     public var usesBase: Bool {
         switch self {
         case .xorPlanes, .subPlanes, .zstdPrefix, .contextDelta: return true

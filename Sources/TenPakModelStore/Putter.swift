@@ -45,7 +45,8 @@ public struct PutReport: Sendable {
         public var freshChunks = 0
         /// Frame bytes this put added for the file.
         public var storedBytes = 0
-        public var encodings: [Encoding: Int] = [:]
+        /// Chunks this put stored per encoding id (see `Encoding`).
+        public var encodings: [UInt8: Int] = [:]
     }
 
     public let revision: RevisionRecord
@@ -184,7 +185,7 @@ final class Putter {
                                 newChunks.append(chunk)
                                 report.storedBytes += chunk.frameLength
                                 if header.base != nil { report.deltaChunks += 1 } else { report.freshChunks += 1 }
-                                if let e = Encoding(rawValue: header.encoding) { report.encodings[e, default: 0] += 1 }
+                                report.encodings[header.encoding, default: 0] += 1
                             }
                         }
                         refs.append(RevisionManifest.ChunkRef(rawLength: UInt32(piece.length), id: id))

@@ -66,7 +66,7 @@ struct PutJSON: Encodable {
         files = r.files.map { f in
             File(path: f.path, size: f.size, kind: f.kind == .safetensors ? "safetensors" : "opaque", storedBytes: f.storedBytes,
                  sharedChunks: f.sharedChunks, deltaChunks: f.deltaChunks, freshChunks: f.freshChunks,
-                 encodings: Dictionary(uniqueKeysWithValues: f.encodings.map { ($0.key.description, $0.value) }))
+                 encodings: Dictionary(uniqueKeysWithValues: f.encodings.map { (Encoding.name(of: $0.key), $0.value) }))
         }
     }
 }

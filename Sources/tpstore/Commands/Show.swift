@@ -30,7 +30,7 @@ extension TPStore {
                                       kind: file.kind == .safetensors ? "safetensors" : "opaque", storedBytes: s.stored,
                                       sharedChunks: s.shared, deltaChunks: s.delta, freshChunks: s.fresh,
                                       encodings: Dictionary(uniqueKeysWithValues: s.encodings.map {
-                                          (Encoding(rawValue: $0.key)?.description ?? "encoding-\($0.key)", $0.value)
+                                          (Encoding.name(of: $0.key), $0.value)
                                       })))
             }
             let size = files.reduce(0) { $0 + $1.size }, stored = files.reduce(0) { $0 + $1.storedBytes }

@@ -23,7 +23,7 @@ extension TPStore {
                               packs: t.packs, packBytes: t.packBytes, dedupRatio: r(t.logicalBytes, t.chunkRawBytes),
                               compressionRatio: r(t.chunkRawBytes, t.chunkStoredBytes), overallRatio: r(t.logicalBytes, t.packBytes),
                               encodings: Dictionary(uniqueKeysWithValues: t.byEncoding.map { key, value in
-                                  (Encoding(rawValue: key)?.description ?? "encoding-\(key)", ["chunks": value.count, "raw": value.raw, "stored": value.stored])
+                                  (Encoding.name(of: key), ["chunks": value.count, "raw": value.raw, "stored": value.stored])
                               }))
             if json {
                 print(try Output.json(s))
@@ -35,7 +35,7 @@ extension TPStore {
             print("packs: \(t.packs), \(Output.bytes(t.packBytes))")
             print(String(format: "dedup %.2fx, compression %.2fx, overall %.2fx (logical / pack bytes)", s.dedupRatio, s.compressionRatio, s.overallRatio))
             let rows = t.byEncoding.sorted { $0.key < $1.key }.map { key, v in
-                [Encoding(rawValue: key)?.description ?? "encoding-\(key)", "\(v.count)", Output.bytes(v.raw), Output.bytes(v.stored), Output.ratio(v.stored, of: v.raw)]
+                [Encoding.name(of: key), "\(v.count)", Output.bytes(v.raw), Output.bytes(v.stored), Output.ratio(v.stored, of: v.raw)]
             }
             if !rows.isEmpty { print(Output.table(["encoding", "chunks", "raw", "stored", "ratio"], rows)) }
         }
