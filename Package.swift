@@ -8,6 +8,7 @@
 //   TenPakChunkStore          packs + catalog behind one seam (local: directory + SQLite), dedup
 //   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm
 //   TenPakReader              random access to any byte range or tensor of a stored file
+//   TenPakOptimizer           quantization methods measured on stored models; annotations in the catalog
 //   tpstore                   the command line, thin over the library
 import PackageDescription
 
@@ -16,7 +17,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "TenPak", targets: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakOptimizer",
         ]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
@@ -35,14 +36,15 @@ let package = Package(
         .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),
         .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
+        .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .executableTarget(name: "tpstore", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakOptimizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         .testTarget(name: "TenPakTests", dependencies: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakOptimizer",
         ]),
     ],
     swiftLanguageModes: [.v6]
