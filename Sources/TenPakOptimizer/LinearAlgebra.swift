@@ -75,24 +75,27 @@ enum LinearAlgebra {
         }
     }
 
-    /// Four rows of A against two rows of B: eight dot products sharing their loads.
+    /// Four rows of A against two rows of B: eight dot products sharing their loads. SIMD4
+    /// accumulators, so the eight of them and the operands fit x86-64's sixteen SSE registers.
     @inline(__always)
     static func tile4x2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ k: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        typealias V4 = SIMD4<Float>
+        @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V4 { UnsafeRawPointer(p).loadUnaligned(as: V4.self) }
         let a0 = a, a1 = a + k, a2 = a + 2 * k, a3 = a + 3 * k
         let b0 = b, b1 = b + k
-        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V(), c30 = V(), c31 = V()
+        var c00 = V4(), c01 = V4(), c10 = V4(), c11 = V4(), c20 = V4(), c21 = V4(), c30 = V4(), c31 = V4()
         var p = 0
-        while p + 8 <= k {
-            let x0 = load(b0 + p), x1 = load(b1 + p)
-            var y = load(a0 + p)
+        while p + 4 <= k {
+            let x0 = ld(b0 + p), x1 = ld(b1 + p)
+            var y = ld(a0 + p)
             c00 += y * x0; c01 += y * x1
-            y = load(a1 + p)
+            y = ld(a1 + p)
             c10 += y * x0; c11 += y * x1
-            y = load(a2 + p)
+            y = ld(a2 + p)
             c20 += y * x0; c21 += y * x1
-            y = load(a3 + p)
+            y = ld(a3 + p)
             c30 += y * x0; c31 += y * x1
-            p += 8
+            p += 4
         }
         var s00 = c00.sum(), s01 = c01.sum(), s10 = c10.sum(), s11 = c11.sum()
         var s20 = c20.sum(), s21 = c21.sum(), s30 = c30.sum(), s31 = c31.sum()
@@ -108,6 +111,27 @@ enum LinearAlgebra {
         c[ldc] = s10; c[ldc + 1] = s11
         c[2 * ldc] = s20; c[2 * ldc + 1] = s21
         c[3 * ldc] = s30; c[3 * ldc + 1] = s31
+    }
+
+    /// The dot products of four rows x0…x3 with one row y (length n), sharing the loads of y.
+    @inline(__always)
+    static func dot4(_ x: UnsafePointer<Float>, _ stride: Int, _ y: UnsafePointer<Float>, _ n: Int) -> SIMD4<Float> {
+        typealias V4 = SIMD4<Float>
+        @inline(__always) func ld(_ p: UnsafePointer<Float>) -> V4 { UnsafeRawPointer(p).loadUnaligned(as: V4.self) }
+        let x0 = x, x1 = x + stride, x2 = x + 2 * stride, x3 = x + 3 * stride
+        var c0 = V4(), c1 = V4(), c2 = V4(), c3 = V4()
+        var p = 0
+        while p + 4 <= n {
+            let v = ld(y + p)
+            c0 += ld(x0 + p) * v; c1 += ld(x1 + p) * v; c2 += ld(x2 + p) * v; c3 += ld(x3 + p) * v
+            p += 4
+        }
+        var s = SIMD4(c0.sum(), c1.sum(), c2.sum(), c3.sum())
+        while p < n {
+            s += SIMD4(x0[p], x1[p], x2[p], x3[p]) * y[p]
+            p += 1
+        }
+        return s
     }
 
     /// ‖A·Bᵀ‖²_F for A (m×k) and B (n×k), without materialising the product (rows of A in
@@ -175,16 +199,29 @@ enum LinearAlgebra {
     static func choleskyLower(_ a: inout [Float], _ n: Int) -> Bool {
         a.withUnsafeMutableBufferPointer { buf in
             let p = buf.baseAddress!
-            for i in 0 ..< n {
-                let ri = p + i * n
-                for j in 0 ..< i {
-                    let rj = p + j * n
-                    ri[j] = (ri[j] - dot(ri, rj, j)) / rj[j]
+            var i0 = 0
+            while i0 < n {
+                // Rows i0..<i0+4 together: every earlier row j is loaded once for all four.
+                let rows = min(4, n - i0)
+                if rows == 4 {
+                    for j in 0 ..< i0 {
+                        let rj = p + j * n
+                        let s = dot4(p + i0 * n, n, rj, j)
+                        for r in 0 ..< 4 { p[(i0 + r) * n + j] = (p[(i0 + r) * n + j] - s[r]) / rj[j] }
+                    }
                 }
-                let d = ri[i] - dot(ri, ri, i)
-                guard d > 0, d.isFinite else { return false }
-                ri[i] = d.squareRoot()
-                for j in i + 1 ..< n { ri[j] = 0 }
+                for i in i0 ..< i0 + rows {
+                    let ri = p + i * n
+                    for j in (rows == 4 ? i0 : 0) ..< i {
+                        let rj = p + j * n
+                        ri[j] = (ri[j] - dot(ri, rj, j)) / rj[j]
+                    }
+                    let d = ri[i] - dot(ri, ri, i)
+                    guard d > 0, d.isFinite else { return false }
+                    ri[i] = d.squareRoot()
+                    for j in i + 1 ..< n { ri[j] = 0 }
+                }
+                i0 += rows
             }
             return true
         }
@@ -197,15 +234,43 @@ enum LinearAlgebra {
         l.withUnsafeBufferPointer { lb in
             x.withUnsafeMutableBufferPointer { xb in
                 let lp = lb.baseAddress!, xp = xb.baseAddress!
-                for i in 0 ..< n {
-                    let row = xp + i * n
-                    for k in 0 ..< i {
-                        let f = lp[i * n + k]
-                        if f != 0 { axpy(f, xp + k * n, row, k + 1) }
+                var i0 = 0
+                while i0 < n {
+                    let rows = min(4, n - i0)
+                    // Contributions of the rows before the block, each loaded once for all four rows.
+                    if rows == 4 {
+                        let r0 = xp + i0 * n, r1 = r0 + n, r2 = r1 + n, r3 = r2 + n
+                        for k in 0 ..< i0 {
+                            let f = SIMD4(lp[i0 * n + k], lp[(i0 + 1) * n + k], lp[(i0 + 2) * n + k], lp[(i0 + 3) * n + k])
+                            let xk = xp + k * n
+                            let f0 = V(repeating: f[0]), f1 = V(repeating: f[1]), f2 = V(repeating: f[2]), f3 = V(repeating: f[3])
+                            var j = 0
+                            while j + 8 <= k + 1 {
+                                let v = load(xk + j)
+                                store(load(r0 + j) + f0 * v, r0 + j)
+                                store(load(r1 + j) + f1 * v, r1 + j)
+                                store(load(r2 + j) + f2 * v, r2 + j)
+                                store(load(r3 + j) + f3 * v, r3 + j)
+                                j += 8
+                            }
+                            while j <= k {
+                                let v = xk[j]
+                                r0[j] += f[0] * v; r1[j] += f[1] * v; r2[j] += f[2] * v; r3[j] += f[3] * v
+                                j += 1
+                            }
+                        }
                     }
-                    let inv = 1 / lp[i * n + i]
-                    for j in 0 ..< i { row[j] = -row[j] * inv }
-                    row[i] = inv
+                    for i in i0 ..< i0 + rows {
+                        let row = xp + i * n
+                        for k in (rows == 4 ? i0 : 0) ..< i {
+                            let f = lp[i * n + k]
+                            if f != 0 { axpy(f, xp + k * n, row, k + 1) }
+                        }
+                        let inv = 1 / lp[i * n + i]
+                        for j in 0 ..< i { row[j] = -row[j] * inv }
+                        row[i] = inv
+                    }
+                    i0 += rows
                 }
             }
         }

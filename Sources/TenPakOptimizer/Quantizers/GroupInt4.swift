@@ -87,11 +87,13 @@ public struct GroupInt4Matrix: QuantizedMatrix, Equatable {
     public func dequantized() -> [Float] {
         let c = codes
         let groups = self.groups
+        // Float16 → Float once per group (a library call on CPUs without F16C).
+        let scale = scales.map { Float($0) }
         var out = [Float](repeating: 0, count: rows * cols)
         for r in 0 ..< rows {
             for j in 0 ..< cols {
                 let g = r * groups + j / Self.groupSize
-                var v = Float(scales[g]) * (Float(c[r * cols + j]) - Float(zeros[g]))
+                var v = scale[g] * (Float(c[r * cols + j]) - Float(zeros[g]))
                 if let s = inputScales { v /= s[j] }
                 out[r * cols + j] = v
             }
