@@ -9,6 +9,7 @@
 //   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm
 //   TenPakReader              random access to any byte range or tensor of a stored file
 //   TenPakLFS                 git-lfs custom transfer agent: protocol, oid -> model mapping
+//   TenPakOptimizer           quantization methods measured on stored models; annotations in the catalog
 //   tpstore                   the command line, thin over the library
 import PackageDescription
 
@@ -17,7 +18,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "TenPak", targets: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
@@ -37,14 +38,15 @@ let package = Package(
         .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakLFS", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
+        .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .executableTarget(name: "tpstore", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS",
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         .testTarget(name: "TenPakTests", dependencies: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
     ],
     swiftLanguageModes: [.v6]

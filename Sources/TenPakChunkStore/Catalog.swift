@@ -40,6 +40,16 @@ public protocol Catalog: AnyObject, Sendable {
     /// and dead packs.
     func applyCollection(newPacks: [(name: String, size: Int)], moved: [(rowID: Int64, pack: String, offset: Int)],
                          deadChunks: [Int64], deadPacks: [String]) throws
+
+    // Annotations: derived results about a revision (the optimizer's), removed with it.
+
+    /// The annotation of a revision for one optimizer version and parameter string, if recorded.
+    func annotation(revision: RevisionRecord, optimizerVersion: String, parameters: String) throws -> AnnotationRecord?
+    /// Every annotation of a revision, oldest first.
+    func annotations(revision: RevisionRecord) throws -> [AnnotationRecord]
+    /// Records (or replaces) the annotation with the same revision, version and parameters. Fails
+    /// with `notFound` when the revision was removed meanwhile.
+    func putAnnotation(_ annotation: AnnotationRecord) throws
 }
 
 /// The local catalog: one SQLite database in WAL mode.
@@ -116,6 +126,19 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         manifest_xxh BLOB NOT NULL,
         manifest_sha BLOB NOT NULL,
         removed_at INTEGER NOT NULL);
+    """ + annotationsSchema
+
+    /// Added after schema version 1 shipped; created on open when missing (additive, so the schema
+    /// version stays 1 and older tpstore binaries simply ignore the table).
+    static let annotationsSchema = """
+
+    CREATE TABLE IF NOT EXISTS annotations (
+        revision_id INTEGER NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+        optimizer_version TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        PRIMARY KEY (revision_id, optimizer_version, parameters)) WITHOUT ROWID;
     """
 
     /// Opens (and with `create`, creates) the catalog at `path`.
@@ -139,6 +162,10 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         }
         guard number <= SQLiteCatalog.schemaVersion else {
             throw StoreError.invalidRequest("catalog schema version \(number) is newer than this tpstore (\(SQLiteCatalog.schemaVersion)): upgrade tpstore")
+        }
+        // Stores made before the annotations table existed get it now (a no-op when present).
+        if try db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'annotations'").firstRow({ _ in true }) == nil {
+            try db.execute(SQLiteCatalog.annotationsSchema)
         }
     }
 
@@ -466,6 +493,45 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 if isDelta { delta += 1 } else { fresh += 1 }
             }
             return (stored, encodings, delta, shared, fresh)
+        }
+    }
+
+    // MARK: annotations
+
+    public func annotation(revision: RevisionRecord, optimizerVersion: String, parameters: String) throws -> AnnotationRecord? {
+        try locked {
+            try db.prepare("""
+                SELECT optimizer_version, parameters, created_at, result FROM annotations
+                WHERE revision_id = ? AND optimizer_version = ? AND parameters = ?
+                """).bind(.int(revision.rowID), .text(optimizerVersion), .text(parameters)).firstRow {
+                AnnotationRecord(revisionRowID: revision.rowID, optimizerVersion: $0.text(0), parameters: $0.text(1),
+                                 createdAt: $0.int(2), result: $0.text(3))
+            }
+        }
+    }
+
+    public func annotations(revision: RevisionRecord) throws -> [AnnotationRecord] {
+        try locked {
+            try db.prepare("SELECT optimizer_version, parameters, created_at, result FROM annotations WHERE revision_id = ? ORDER BY created_at, optimizer_version, parameters")
+                .bind(.int(revision.rowID)).rows {
+                    AnnotationRecord(revisionRowID: revision.rowID, optimizerVersion: $0.text(0), parameters: $0.text(1),
+                                     createdAt: $0.int(2), result: $0.text(3))
+                }
+        }
+    }
+
+    public func putAnnotation(_ annotation: AnnotationRecord) throws {
+        try locked {
+            try db.transaction {
+                guard try db.prepare("SELECT 1 FROM revisions WHERE id = ?").bind(.int(annotation.revisionRowID)).firstRow({ _ in true }) != nil else {
+                    throw StoreError.notFound("the revision was removed while it was being annotated")
+                }
+                try db.prepare("""
+                    INSERT OR REPLACE INTO annotations(revision_id, optimizer_version, parameters, created_at, result)
+                    VALUES (?, ?, ?, ?, ?)
+                    """).bind(.int(annotation.revisionRowID), .text(annotation.optimizerVersion), .text(annotation.parameters),
+                              .int(annotation.createdAt), .text(annotation.result)).run()
+            }
         }
     }
 }

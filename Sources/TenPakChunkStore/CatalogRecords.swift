@@ -161,3 +161,23 @@ public struct CatalogTotals: Sendable {
     /// Stored chunks per encoding id: (count, raw bytes, stored bytes).
     public var byEncoding: [UInt8: (count: Int, raw: Int, stored: Int)] = [:]
 }
+
+/// A derived result recorded about a revision (see SPEC.md, "Annotations"): keyed by the revision,
+/// the version of the program that made it and a canonical string of its parameters.
+public struct AnnotationRecord: Hashable, Sendable {
+    public let revisionRowID: Int64
+    public let optimizerVersion: String
+    /// Canonical JSON of the parameters (sorted keys), so equal parameters give equal strings.
+    public let parameters: String
+    public let createdAt: Int64
+    /// The result, JSON.
+    public let result: String
+
+    public init(revisionRowID: Int64, optimizerVersion: String, parameters: String, createdAt: Int64, result: String) {
+        self.revisionRowID = revisionRowID
+        self.optimizerVersion = optimizerVersion
+        self.parameters = parameters
+        self.createdAt = createdAt
+        self.result = result
+    }
+}
