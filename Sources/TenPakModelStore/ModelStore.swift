@@ -230,6 +230,9 @@ struct FileStream {
             expectedOffset += c.location.rawLength
         }
         let consumer = DispatchQueue(label: "tenpak.filestream.consumer")
+        // Back-pressure: at most two decoded windows wait for the consumer, so memory stays bounded
+        // when hashing and writing are slower than decoding.
+        let inFlight = DispatchSemaphore(value: 2)
         let failure = FailureBox()
         nonisolated(unsafe) let body = body
         var start = 0
@@ -240,7 +243,9 @@ struct FileStream {
             window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
             for d in decoded { window.append(contentsOf: d) }
             // A serial queue: windows reach the consumer in order, one at a time.
+            inFlight.wait()
             consumer.async { [window] in
+                defer { inFlight.signal() }
                 guard failure.error == nil else { return }
                 do { try body(window) } catch { failure.error = error }
             }
