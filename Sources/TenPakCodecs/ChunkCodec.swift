@@ -217,15 +217,21 @@ enum PlaneSet {
         for k in 0 ..< width {
             let end = k == width - 1 ? planes.count : (k + 1) * n
             let segment = UnsafeRawBufferPointer(rebasing: planes[k * n ..< end])
-            let packed = segment.count > 0 ? Zstd.compress(segment, level: level) : []
             // Order-0 rANS beats zstd's Huffman stage on most weight planes (it takes fractions of
             // a bit, and zstd leaves near-random literals raw); zstd wins where there are repeats.
-            let coded = segment.count >= 1024 ? ByteRANS.encode(segment) : nil
-            if let coded, coded.count < min(packed.count, segment.count) {
+            // The histogram's entropy says which is worth running: zstd cannot help a plane that
+            // is near-random byte by byte, and rANS cannot beat zstd when its estimate does not.
+            let histogram = segment.count >= 1024 ? ByteRANS.Histogram(segment) : nil
+            let estimate = histogram?.estimatedSize
+            let nearRandom = estimate.map { $0 > segment.count * 98 / 100 } ?? false
+            let packed = segment.count > 0 && !nearRandom ? Zstd.compress(segment, level: level) : nil
+            let best = min(packed?.count ?? Int.max, segment.count)
+            let coded = (estimate ?? Int.max) < best ? ByteRANS.encode(segment, histogram: histogram) : nil
+            if let coded, coded.count < best {
                 w.append(UInt8(2))
                 w.append(UInt32(coded.count))
                 w.append(bytes: coded)
-            } else if packed.count < segment.count {
+            } else if let packed, packed.count < segment.count {
                 w.append(UInt8(1))
                 w.append(UInt32(packed.count))
                 w.append(bytes: packed)

@@ -1,3 +1,4 @@
+import Foundation
 import TenPakFormat
 
 /// Order-0 rANS over a byte stream: the entropy coder for byte planes that zstd leaves raw.
@@ -19,15 +20,40 @@ import TenPakFormat
 enum ByteRANS {
     static let tableLog = 12
 
+    /// Byte counts of a stream, and the order-0 entropy estimate of its coded size.
+    struct Histogram {
+        var counts = [UInt32](repeating: 0, count: 256)
+        let total: Int
+
+        init(_ bytes: UnsafeRawBufferPointer) {
+            total = bytes.count
+            counts.withUnsafeMutableBufferPointer { c in
+                for b in bytes { c[Int(b)] &+= 1 }
+            }
+        }
+
+        /// Entropy bytes plus about two bytes of table per used symbol: within 1% of what
+        /// `encode` produces on 64 KiB or more.
+        var estimatedSize: Int {
+            var bits = 0.0, used = 0
+            let n = Double(total)
+            for c in counts where c > 0 {
+                bits -= Double(c) * log2(Double(c) / n)
+                used += 1
+            }
+            return Int(bits / 8) + 2 * used + 24
+        }
+    }
+
     /// Encodes `bytes` (non-empty).
-    static func encode(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    static func encode(_ bytes: UnsafeRawBufferPointer, histogram: Histogram? = nil) -> [UInt8] {
         let n = bytes.count
         precondition(n > 0)
         let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let counts = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
         defer { counts.deallocate() }
-        counts.initialize(repeating: 0, count: 256)
-        for i in 0 ..< n { counts[Int(src[i])] &+= 1 }
+        let histogram = histogram ?? Histogram(bytes)
+        histogram.counts.withUnsafeBufferPointer { counts.initialize(from: $0.baseAddress!, count: 256) }
         let log = tableLogFor(count: n, preferred: tableLog)
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
         defer { freqs.deallocate() }
