@@ -8,6 +8,7 @@
 //   TenPakChunkStore          packs + catalog behind one seam (local: directory + SQLite), dedup
 //   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm
 //   TenPakReader              random access to any byte range or tensor of a stored file
+//   TenPakHTTP                the HTTP range service over TenPakReader (Hummingbird)
 //   tpstore                   the command line, thin over the library
 import PackageDescription
 
@@ -23,6 +24,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -35,8 +37,12 @@ let package = Package(
         .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),
         .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
-        .executableTarget(name: "tpstore", dependencies: [
+        .target(name: "TenPakHTTP", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+        .executableTarget(name: "tpstore", dependencies: [
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakHTTP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "TenPakTests", dependencies: [

@@ -21,7 +21,7 @@ esac
 log() { echo "setup: $*"; }
 
 # ---- apt packages -------------------------------------------------------------------------
-apt_wanted=(libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config)
+apt_wanted=(libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config curl)
 python3 -m pip --version >/dev/null 2>&1 || apt_wanted+=(python3-pip)
 
 missing=()
