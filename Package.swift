@@ -10,6 +10,7 @@
 //   TenPakReader              random access to any byte range or tensor of a stored file
 //   TenPakLFS                 git-lfs custom transfer agent: protocol, oid -> model mapping
 //   TenPakOptimizer           quantization methods measured on stored models; annotations in the catalog
+//   TenPakHTTP                the HTTP range service over TenPakReader (Hummingbird)
 //   tpstore                   the command line, thin over the library
 import PackageDescription
 
@@ -25,6 +26,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -39,8 +41,12 @@ let package = Package(
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakLFS", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
+        .target(name: "TenPakHTTP", dependencies: [
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
         .executableTarget(name: "tpstore", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakHTTP", "TenPakLFS", "TenPakOptimizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).

@@ -6,7 +6,7 @@ import TenPakModelStore
 /// LFS objects kept as TenPak revisions, so they go through the normal put path: a safetensors
 /// object is cut along its tensors and delta-coded against a base found among everything stored.
 ///
-/// Mapping (SPEC.md §13): object `oid` is model `lfs/<oid>`, revision `o`, one file `object`.
+/// Mapping (SPEC.md §15): object `oid` is model `lfs/<oid>`, revision `o`, one file `object`.
 /// One model per object because the agent never learns an object's path in the repository; the
 /// automatic base match works across models, so a fine-tune's weights still find their base.
 public struct LFSObjectStore: Sendable {

@@ -3,14 +3,14 @@ import ArgumentParser
 /// `tpstore`: the command line over the TenPak library. The root holds only configuration; each
 /// subcommand lives in its own file.
 @main
-struct TPStore: ParsableCommand {
+struct TPStore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tpstore",
         abstract: "A deduplicating, delta-compressing store for model weights.",
         discussion: "The store is ~/.tpstore unless --store or TPSTORE_DIR names another.",
         version: "0.1.0",
         subcommands: [Init.self, Put.self, Get.self, List.self, Show.self, Stats.self, Remove.self, Fsck.self, GC.self,
-                      LFSAgentCommand.self, LFSInstall.self,
+                      Cat.self, Tensor.self, Serve.self, LFSAgentCommand.self, LFSInstall.self,
                       Optimize.self, Annotations.self]
     )
 }
