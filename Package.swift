@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakLFS", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
-        .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
+        .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader"]),
         .target(name: "TenPakHTTP", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
             .product(name: "Hummingbird", package: "hummingbird"),

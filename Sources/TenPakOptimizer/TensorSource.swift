@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
+import TenPakReader
 
 /// One tensor a `TensorSource` can read: where it is and what it holds.
 public struct SourceTensor: Hashable, Sendable {
@@ -82,62 +83,33 @@ public enum FloatDecoding {
 /// A tensor's bytes are rebuilt from the chunks that overlap its byte range only (safetensors files
 /// are chunked along tensors, so that is usually exactly the tensor's own chunks).
 public struct StoreTensorSource: TensorSource {
-    let store: ModelStore
-    let files: [(record: FileRecord, chunks: [FileChunk], tensors: [TensorRecord])]
+    let files: [(reader: FileReader, tensors: [TensorRecord])]
 
+    /// Reads through the virtual read API: each tensor decodes only the chunks it overlaps, through
+    /// a small shared cache (tensors are read once each, so a large cache would only hold memory).
     public init(store: ModelStore, revision: RevisionRecord) throws {
-        self.store = store
-        var files: [(FileRecord, [FileChunk], [TensorRecord])] = []
+        let reader = StoreReader(store: store, configuration: .init(cacheCapacity: 32 << 20, prefetchChunks: 0))
+        var files: [(FileReader, [TensorRecord])] = []
         for file in try store.catalog.files(revision: revision) where file.kind == .safetensors {
-            files.append((file, try store.catalog.fileChunks(file: file), try store.catalog.tensors(file: file)))
+            let opened = try reader.open(model: revision.model, revision: revision.revision, path: file.path)
+            files.append((opened, try store.catalog.tensors(file: file)))
         }
         self.files = files
     }
 
     public func tensors() throws -> [SourceTensor] {
         files.flatMap { f in
-            f.tensors.map { SourceTensor(file: f.record.path, name: $0.name, dtype: $0.dtype, shape: $0.shape, byteCount: $0.end - $0.begin) }
+            f.tensors.map { SourceTensor(file: f.reader.file.path, name: $0.name, dtype: $0.dtype, shape: $0.shape, byteCount: $0.end - $0.begin) }
         }
     }
 
     public func floats(_ tensor: SourceTensor) throws -> [Float] {
-        guard let file = files.first(where: { $0.record.path == tensor.file }),
+        guard let file = files.first(where: { $0.reader.file.path == tensor.file }),
               let record = file.tensors.first(where: { $0.name == tensor.name }) else {
             throw OptimizerError.invalidInput("no tensor \(tensor.name) in \(tensor.file)")
         }
-        let bytes = try readRange(record.begin ..< record.end, chunks: file.chunks, path: tensor.file)
+        let bytes = try file.reader.tensorBytes(named: record.name)
         return try bytes.withUnsafeBytes { try FloatDecoding.decode($0, dtype: record.dtype) }
-    }
-
-    /// Bytes `range` of a file, decoding only the chunks that overlap it.
-    func readRange(_ range: Range<Int>, chunks: [FileChunk], path: String) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: range.count)
-        // Chunks are in file order: binary search the first one that ends after range.lowerBound.
-        var lo = 0, hi = chunks.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if chunks[mid].offset + chunks[mid].location.rawLength <= range.lowerBound { lo = mid + 1 } else { hi = mid }
-        }
-        var filled = 0
-        var i = lo
-        while i < chunks.count, chunks[i].offset < range.upperBound {
-            let c = chunks[i]
-            let raw = try store.chunks.rawBytes(of: c.location)
-            let from = max(range.lowerBound, c.offset), to = min(range.upperBound, c.offset + raw.count)
-            if to > from {
-                out.withUnsafeMutableBytes { dst in
-                    raw.withUnsafeBytes { src in
-                        (dst.baseAddress! + (from - range.lowerBound)).copyMemory(from: src.baseAddress! + (from - c.offset), byteCount: to - from)
-                    }
-                }
-                filled += to - from
-            }
-            i += 1
-        }
-        guard filled == range.count else {
-            throw StoreError.corrupt("\(path): chunks cover \(filled) of the \(range.count) bytes at \(range.lowerBound)")
-        }
-        return out
     }
 }
 
