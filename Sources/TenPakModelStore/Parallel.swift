@@ -25,8 +25,9 @@ final class Slots<T>: @unchecked Sendable {
     var count: Int { storage.count }
 }
 
-/// Runs `body(i)` for i in 0..<count on all cores and collects results or the first error.
-func parallelMap<T>(_ count: Int, _ body: (Int) throws -> T) throws -> [T] {
+/// Runs `body(i)` for i in 0..<count on all cores and collects the results in order, or throws
+/// the first error (by index). Used by put, get and the reader for independent chunk work.
+public func parallelMap<T>(_ count: Int, _ body: (Int) throws -> T) throws -> [T] {
     let slots = Slots<Result<T, Error>>(count: count)
     withoutActuallyEscaping(body) { body in
         nonisolated(unsafe) let body = body

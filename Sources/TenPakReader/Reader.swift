@@ -276,27 +276,20 @@ public final class FileReader: Sendable {
 
     /// The decoded chunks `indices`, decoding the uncached ones in parallel.
     private func fetch(_ indices: Range<Int>) throws -> [[UInt8]] {
-        let slots = Slots<Result<[UInt8], Error>>(count: indices.count)
+        var chunks = [[UInt8]?](repeating: nil, count: indices.count)
         var missing: [Int] = []
         for (k, i) in indices.enumerated() {
             if let hit = owner.cache.get(locations[i].rowID) {
-                slots[k] = .success(hit)
+                chunks[k] = hit
             } else {
                 missing.append(k)
             }
         }
         owner.countHits(indices.count - missing.count)
-        if missing.count == 1 {
-            slots[missing[0]] = Result { try owner.chunkBytes(locations[indices.lowerBound + missing[0]]) }
-        } else if missing.count > 1 {
-            let missing = missing
-            DispatchQueue.concurrentPerform(iterations: missing.count) { m in
-                let k = missing[m]
-                slots[k] = Result { try owner.chunkBytes(locations[indices.lowerBound + k]) }
-            }
-        }
-        // Safe: every slot was filled above (concurrentPerform returns after all iterations ran).
-        return try (0 ..< indices.count).map { try slots[$0]!.get() }
+        let decoded = try parallelMap(missing.count) { m in try owner.chunkBytes(locations[indices.lowerBound + missing[m]]) }
+        for (m, k) in missing.enumerated() { chunks[k] = decoded[m] }
+        // Safe: every slot is a cache hit or was just decoded.
+        return chunks.map { $0! }
     }
 
     /// A sequential read (one that starts where an earlier read of this file ended), or any read
@@ -547,23 +540,3 @@ private final class FileReaderCache: @unchecked Sendable {
     }
 }
 
-/// Fixed result slots that `concurrentPerform` iterations fill, one slot each.
-private final class Slots<T>: @unchecked Sendable {
-    // Safe: each index is written by exactly one iteration and read only after all of them ended.
-    private let storage: UnsafeMutableBufferPointer<T?>
-
-    init(count: Int) {
-        storage = .allocate(capacity: count)
-        storage.initialize(repeating: nil)
-    }
-
-    deinit {
-        storage.baseAddress?.deinitialize(count: storage.count)
-        storage.deallocate()
-    }
-
-    subscript(index: Int) -> T? {
-        get { storage[index] }
-        set { storage[index] = newValue }
-    }
-}
