@@ -42,7 +42,7 @@ public struct Collector {
     public func run(dryRun: Bool, lockTimeout: Double = 60) throws -> CollectReport {
         let chunkStore = store.chunks
         let catalog = chunkStore.catalog
-        let lock = try StoreLock(root: chunkStore.root, mode: .exclusive, timeout: lockTimeout)
+        let lock = try chunkStore.lock(.exclusive, timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         var report = CollectReport()
         report.dryRun = dryRun
