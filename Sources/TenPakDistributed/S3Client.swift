@@ -262,6 +262,27 @@ final class S3Client: Sendable {
         return keys
     }
 
+    /// Every key under `prefix` with its LastModified time (nil when the server gives none).
+    func listWithDates(prefix: String) throws -> [(key: String, modified: Date?)] {
+        var out: [(key: String, modified: Date?)] = []
+        var token: String?
+        let parser = ISO8601DateFormatter()
+        parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let plain = ISO8601DateFormatter()
+        repeat {
+            var query = [("list-type", "2"), ("prefix", prefix)]
+            if let token { query.append(("continuation-token", token)) }
+            let r = try check(try send(.GET, key: nil, query: query), [200], "list \(prefix)")
+            for entry in S3Client.xmlValues(r.text, tag: "Contents") {
+                guard let key = S3Client.xmlValues(entry, tag: "Key").first else { continue }
+                let stamp = S3Client.xmlValues(entry, tag: "LastModified").first
+                out.append((key, stamp.flatMap { parser.date(from: $0) ?? plain.date(from: $0) }))
+            }
+            token = S3Client.xmlValues(r.text, tag: "IsTruncated").first == "true" ? S3Client.xmlValues(r.text, tag: "NextContinuationToken").first : nil
+        } while token != nil
+        return out
+    }
+
     func createMultipart(key: String) throws -> String {
         let r = try check(try send(.POST, key: key, query: [("uploads", "")]), [200], "start multipart upload of \(key)")
         guard let id = S3Client.xmlValues(r.text, tag: "UploadId").first else {

@@ -21,9 +21,10 @@ public final class S3PackStorage: PackStorage, Sendable {
     public static let prefix = "packs/"
 
     /// Connects to the bucket; with `create`, makes the bucket when it does not exist.
-    public init(config: S3Config, create: Bool = false, partSize: Int = 64 << 20) throws {
+    public init(config: S3Config, create: Bool = false, partSize: Int = 64 << 20, orphanGracePeriod: Double = 15 * 60) throws {
         client = try S3Client(config: config)
         self.partSize = partSize
+        self.orphanGracePeriod = orphanGracePeriod
         if create {
             try client.ensureBucket()
         } else if !(try client.bucketExists()) {
@@ -64,6 +65,21 @@ public final class S3PackStorage: PackStorage, Sendable {
         try client.list(prefix: S3PackStorage.prefix).compactMap { key -> String? in
             guard key.hasSuffix(".pack") else { return nil }
             let file = key.split(separator: "/").last.map(String.init) ?? key
+            return String(file.dropLast(5))
+        }.sorted()
+    }
+
+    /// Packs no catalog row names are deleted by gc only once they are this old (seconds): the
+    /// advisory lock already keeps gc away from live writers; the grace covers a writer whose lock
+    /// session was cut (a network partition) while it kept uploading. Objects without a
+    /// LastModified time are never deleted as orphans.
+    public let orphanGracePeriod: Double
+
+    public func orphanCandidates() throws -> [String] {
+        let cutoff = Date().addingTimeInterval(-orphanGracePeriod)
+        return try client.listWithDates(prefix: S3PackStorage.prefix).compactMap { entry -> String? in
+            guard entry.key.hasSuffix(".pack"), let modified = entry.modified, modified <= cutoff else { return nil }
+            let file = entry.key.split(separator: "/").last.map(String.init) ?? entry.key
             return String(file.dropLast(5))
         }.sorted()
     }

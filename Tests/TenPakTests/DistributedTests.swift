@@ -185,7 +185,19 @@ final class DistributedTests: XCTestCase {
             try reopened.get(model: record.model, revision: record.revision, to: got)
             try assertSameTree(source, got)
         }
-        _ = try Collector(store: reopened).run(dryRun: false)
+        // Packs the killed writers sealed but never committed are orphans; within the grace
+        // period gc leaves them alone (a cut-off writer might still commit them)...
+        let orphans = Set(try reopened.chunks.packs.packNames()).subtracting(try reopened.catalog.packs().map(\.name))
+        let first = try Collector(store: reopened).run(dryRun: false)
+        XCTAssertTrue(first.orphanPacks.isEmpty, "orphans younger than the grace period are kept")
+        XCTAssertTrue(try Checker(store: reopened, readData: true).run().isHealthy)
+        // ...and past it they go.
+        let config = try DistributedConfig.load(path: path)
+        let noGrace = ChunkStore(packs: try S3PackStorage(config: config.s3, orphanGracePeriod: 0), catalog: reopened.catalog,
+                                 root: path, locking: reopened.chunks.locking)
+        let second = try Collector(store: ModelStore(chunks: noGrace)).run(dryRun: false)
+        XCTAssertEqual(Set(second.orphanPacks), orphans)
+        XCTAssertEqual(Set(try reopened.chunks.packs.packNames()), Set(try reopened.catalog.packs().map(\.name)))
         XCTAssertTrue(try Checker(store: reopened, readData: true).run().isHealthy)
     }
 

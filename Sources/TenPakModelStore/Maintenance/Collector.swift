@@ -74,7 +74,7 @@ public struct Collector {
             }
         }
         let known = Set(packs.map(\.name))
-        report.orphanPacks = try chunkStore.packs.packNames().filter { !known.contains($0) }
+        report.orphanPacks = try chunkStore.packs.orphanCandidates().filter { !known.contains($0) }
         report.deletedPacks = emptied
         report.repackedPacks = repack
         let sizes = Dictionary(uniqueKeysWithValues: packs.map { ($0.name, $0.size) })
