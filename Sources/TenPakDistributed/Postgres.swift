@@ -29,6 +29,7 @@ enum PGValue {
     case bytes([UInt8])
     case null
     case byteArray([[UInt8]])
+    case textArray([String])
 
     static func int(_ v: Int) -> PGValue { .int(Int64(v)) }
     static func optionalInt(_ v: Int64?) -> PGValue { v.map { .int($0) } ?? .null }
@@ -93,6 +94,7 @@ final class PGSession: @unchecked Sendable {
             case let .bytes(b): try binds.append(ByteBuffer(bytes: b))
             case .null: binds.appendNull()
             case let .byteArray(a): try binds.append(a.map { ByteBuffer(bytes: $0) })
+            case let .textArray(a): try binds.append(a)
             }
         }
         let q = PostgresQuery(unsafeSQL: sql, binds: binds)

@@ -220,22 +220,44 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 return row
             }
             // Bases come before the chunks that use them: a base is either already in the
-            // catalog or earlier in `chunks`.
-            for chunk in commit.chunks + [commit.manifest] {
-                if packIDs[chunk.pack] == nil, let known = try q("SELECT id FROM packs WHERE name = $1", [.text(chunk.pack)]).first?.int(0) {
+            // catalog or earlier in `chunks`. Chunks go in batches, one INSERT each: a batch holds
+            // every remaining chunk whose base already has a row.
+            for chunk in commit.chunks + [commit.manifest] where packIDs[chunk.pack] == nil {
+                if let known = try q("SELECT id FROM packs WHERE name = $1", [.text(chunk.pack)]).first?.int(0) {
                     packIDs[chunk.pack] = known
-                }
-                guard let packID = packIDs[chunk.pack] else {
+                } else {
                     throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which is not in the catalog")
                 }
-                let base = try chunk.base.map { try rowID($0) }
-                // A concurrent put may have stored the same chunk first: theirs is kept, ours is garbage for gc.
+            }
+            var remaining = commit.chunks + [commit.manifest]
+            while !remaining.isEmpty {
+                let ready = remaining.filter { $0.base == nil || rowIDs[$0.base!] != nil }
+                guard !ready.isEmpty else {
+                    throw StoreError.corrupt("chunk \(remaining[0].id.short) is a delta against \(remaining[0].base!.short), which is not in the catalog")
+                }
+                remaining.removeAll { $0.base == nil || rowIDs[$0.base!] != nil }
+                // A concurrent put may have stored the same chunk first: theirs is kept, ours is
+                // garbage for gc (ON CONFLICT DO NOTHING; its row id is looked up below).
                 let inserted = try q("""
                     INSERT INTO chunks(xxh, sha, raw_length, pack_id, frame_offset, frame_length, encoding, base_id, depth)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (xxh, sha) DO NOTHING RETURNING id
-                    """, [.bytes(chunk.id.xxh.bytes), .bytes(chunk.id.sha.bytes), .int(chunk.rawLength), .int(packID),
-                          .int(chunk.frameOffset), .int(chunk.frameLength), .int(Int(chunk.encoding)), .optionalInt(base), .int(chunk.depth)])
-                if let id = try inserted.first?.int(0) { rowIDs[chunk.id] = id }
+                    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                         $7::integer[], $8::bigint[], $9::integer[])
+                    ON CONFLICT (xxh, sha) DO NOTHING RETURNING id, xxh, sha
+                    """, [.byteArray(ready.map(\.id.xxh.bytes)), .byteArray(ready.map(\.id.sha.bytes)),
+                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.rawLength) })),
+                          .text(PostgresCatalog.arrayLiteral(ready.map { packIDs[$0.pack]! })),
+                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.frameOffset) })),
+                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.frameLength) })),
+                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.encoding) })),
+                          .text("{" + ready.map { $0.base.map { String(rowIDs[$0]!) } ?? "NULL" }.joined(separator: ",") + "}"),
+                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.depth) }))])
+                for r in inserted {
+                    if let xxh = XXH128(bytes: try r.bytes(1)), let sha = Digest256(bytes: try r.bytes(2)) {
+                        rowIDs[ChunkID(xxh: xxh, sha: sha)] = try r.int(0)
+                    }
+                }
+                let lost = ready.filter { rowIDs[$0.id] == nil }.map(\.id)
+                for (id, row) in try findChunksInTransaction(lost) { rowIDs[id] = row }
             }
             try q("INSERT INTO models(name) VALUES ($1) ON CONFLICT (name) DO NOTHING", [.text(commit.model)])
             guard let modelID = try q("SELECT id FROM models WHERE name = $1", [.text(commit.model)]).first?.int(0) else {
@@ -272,10 +294,14 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                         """, [.int(fileID), .text(PostgresCatalog.arrayLiteral(file.chunks.map { Int64($0.offset) })),
                               .text(PostgresCatalog.arrayLiteral(ids))])
                 }
-                for t in file.tensors {
-                    try q("INSERT INTO tensors(file_id, name, dtype, shape, begin_offset, end_offset) VALUES ($1, $2, $3, $4, $5, $6)",
-                          [.int(fileID), .text(t.name), .text(t.dtype), .text(t.shape.map(String.init).joined(separator: ",")),
-                           .int(t.begin), .int(t.end)])
+                if !file.tensors.isEmpty {
+                    try q("""
+                        INSERT INTO tensors(file_id, name, dtype, shape, begin_offset, end_offset)
+                        SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+                        """, [.int(fileID), .textArray(file.tensors.map(\.name)), .textArray(file.tensors.map(\.dtype)),
+                              .textArray(file.tensors.map { $0.shape.map(String.init).joined(separator: ",") }),
+                              .text(PostgresCatalog.arrayLiteral(file.tensors.map { Int64($0.begin) })),
+                              .text(PostgresCatalog.arrayLiteral(file.tensors.map { Int64($0.end) }))])
                 }
             }
             return RevisionRecord(rowID: revisionID, model: commit.model, revision: commit.revision, createdAt: commit.createdAt,
