@@ -37,7 +37,7 @@ echo "tpstore: $tp; base $base ($base_mb MiB), fine-tune $ft ($ft_mb MiB)"
 printf '%-12s %14s %14s %14s\n' store "put base MB/s" "put ft MB/s" "get ft MB/s"
 for kind in local distributed; do
   if [[ $kind == local ]]; then store=$work/local; else store=$work/dist.json; fi
-  t0=$(now); "$tp" put --store "$store" bench/base@v1 "$base" >/dev/null; t1=$(now)
+  t0=$(now); "$tp" put --store "$store" bench/base@v1 "$base" >/dev/null 2>&1; t1=$(now)
   TPSTORE_TRAFFIC=1 "$tp" put --store "$store" bench/ft@v1 "$ft" >/dev/null 2>"$work/$kind.traffic"; t2=$(now)
   "$tp" get --store "$store" bench/ft@v1 "$work/out-$kind" >/dev/null; t3=$(now)
   printf '%-12s %14s %14s %14s\n' "$kind" "$(rate "$base_mb" "$t0" "$t1")" "$(rate "$ft_mb" "$t1" "$t2")" "$(rate "$ft_mb" "$t2" "$t3")"
