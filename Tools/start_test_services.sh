@@ -20,7 +20,16 @@ as_pg() {  # runs a command as the postgres user when we are root
 }
 
 stop() {
-  if [[ -f $state/weed.pid ]]; then kill "$(cat "$state/weed.pid")" 2>/dev/null || true; rm -f "$state/weed.pid"; fi
+  # weed runs in a session of its own (setsid): signal the whole group, which includes the real
+  # binary when `weed` is a wrapper (pyenv shim, console script) that spawned it.
+  if [[ -f $state/weed.pid ]]; then
+    pid=$(cat "$state/weed.pid")
+    kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # SeaweedFS can take long to drain on SIGTERM: a throwaway test server gets SIGKILL after 10 s.
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$state/weed.pid"
+  fi
   if [[ -d $state/pg ]]; then as_pg "$pgbin/pg_ctl" -D "$state/pg" -m fast stop >/dev/null 2>&1 || true; fi
 }
 
