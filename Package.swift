@@ -6,6 +6,7 @@
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
 //   TenPakChunkStore          packs + catalog behind one seam (local: directory + SQLite), dedup
+//   TenPakDistributed         the same seam distributed: packs in an S3 bucket, catalog in PostgreSQL
 //   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm
 //   TenPakReader              random access to any byte range or tensor of a stored file
 //   TenPakLFS                 git-lfs custom transfer agent: protocol, oid -> model mapping
@@ -19,7 +20,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "TenPak", targets: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
@@ -27,6 +28,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        // Already pulled in by the two above; named because TenPakDistributed imports them directly.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -37,7 +43,17 @@ let package = Package(
         ]),
         .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd"], exclude: ["Entropy/FORMAT.md"]),
         .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),
-        .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
+        .target(name: "TenPakDistributed", dependencies: [
+            "TenPakFormat", "TenPakChunkStore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakLFS", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader"]),
@@ -46,13 +62,13 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         .executableTarget(name: "tpstore", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakHTTP", "TenPakLFS", "TenPakOptimizer",
+            "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakHTTP", "TenPakLFS", "TenPakOptimizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         .testTarget(name: "TenPakTests", dependencies: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
     ],
     swiftLanguageModes: [.v6]

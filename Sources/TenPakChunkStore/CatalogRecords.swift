@@ -128,6 +128,18 @@ public struct RevisionRecord: Hashable, Sendable {
     public let baseRevision: String
     public let baseReason: String
     public let manifest: ChunkID
+
+    public init(rowID: Int64, model: String, revision: String, createdAt: Int64, baseModel: String, baseRevision: String,
+                baseReason: String, manifest: ChunkID) {
+        self.rowID = rowID
+        self.model = model
+        self.revision = revision
+        self.createdAt = createdAt
+        self.baseModel = baseModel
+        self.baseRevision = baseRevision
+        self.baseReason = baseReason
+        self.manifest = manifest
+    }
 }
 
 public struct FileRecord: Hashable, Sendable {
@@ -136,12 +148,25 @@ public struct FileRecord: Hashable, Sendable {
     public let size: Int
     public let sha256: Digest256
     public let kind: FileKind
+
+    public init(rowID: Int64, path: String, size: Int, sha256: Digest256, kind: FileKind) {
+        self.rowID = rowID
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.kind = kind
+    }
 }
 
 /// A file's chunk: its offset in the file and where the chunk lives.
 public struct FileChunk: Hashable, Sendable {
     public let offset: Int
     public let location: ChunkLocation
+
+    public init(offset: Int, location: ChunkLocation) {
+        self.offset = offset
+        self.location = location
+    }
 }
 
 /// Store totals.
@@ -160,6 +185,8 @@ public struct CatalogTotals: Sendable {
     public var packBytes = 0
     /// Stored chunks per encoding id: (count, raw bytes, stored bytes).
     public var byEncoding: [UInt8: (count: Int, raw: Int, stored: Int)] = [:]
+
+    public init() {}
 }
 
 /// A derived result recorded about a revision (see SPEC.md, "Annotations"): keyed by the revision,

@@ -13,7 +13,10 @@ import TenPakFormat
 public final class ChunkStore: Sendable {
     public let packs: any PackStorage
     public let catalog: any Catalog
+    /// The store directory (local), or the config file a distributed store was opened from.
     public let root: String
+    /// The gc/put exclusion this store's backend provides.
+    public let locking: any StoreLocking
 
     /// Most delta steps between a stored chunk and one stored without a base. Rebuilding a chunk
     /// takes at most `maxDeltaDepth + 1` decodes: the base-less chunk, then each delta on top.
@@ -22,10 +25,16 @@ public final class ChunkStore: Sendable {
     static let markerName = "TENPAK"
     static let markerText = "tenpak store 1\n"
 
-    public init(packs: any PackStorage, catalog: any Catalog, root: String) {
+    public init(packs: any PackStorage, catalog: any Catalog, root: String, locking: (any StoreLocking)? = nil) {
         self.packs = packs
         self.catalog = catalog
         self.root = root
+        self.locking = locking ?? LocalStoreLocking(root: root)
+    }
+
+    /// Takes the store lock (shared for put/get/rm, exclusive for gc); held until the token is released.
+    public func lock(_ mode: StoreLock.Mode, timeout: Double = 60) throws -> AnyObject {
+        try locking.acquire(mode, timeout: timeout)
     }
 
     /// Opens the local store at `directory`; with `create`, makes it first if it does not exist.

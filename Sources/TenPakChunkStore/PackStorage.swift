@@ -13,6 +13,16 @@ public protocol PackStorage: Sendable {
     func packNames() throws -> [String]
     func size(pack: String) throws -> Int
     func delete(pack: String) throws
+    /// Sealed packs gc may delete when no catalog row names them (see the extension).
+    func orphanCandidates() throws -> [String]
+}
+
+extension PackStorage {
+    /// Sealed packs gc may delete when no catalog row names them: those sealed at least
+    /// `orphanGracePeriod` ago. The local store has no grace (its flock exclusion is exact); a
+    /// distributed backend overrides this so that a writer cut off from the lock server for a while
+    /// does not lose packs it is about to commit.
+    public func orphanCandidates() throws -> [String] { try packNames() }
 }
 
 /// A pack being written. After any error it is broken: every later call fails.

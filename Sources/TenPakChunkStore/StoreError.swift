@@ -16,6 +16,8 @@ public enum StoreError: Error, CustomStringConvertible {
     case busy(String)
     /// The SQLite catalog reported an error.
     case catalog(String)
+    /// A server the store lives on (S3, PostgreSQL) could not be reached or refused a request.
+    case unavailable(String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum StoreError: Error, CustomStringConvertible {
             return "\(message); another tpstore is working on this store, try again shortly"
         case let .catalog(message):
             return "catalog: \(message)"
+        case let .unavailable(message):
+            return message
         }
     }
 }

@@ -26,3 +26,20 @@ public final class StoreLock: @unchecked Sendable {
         }
     }
 }
+
+/// How a store keeps gc away from puts and reads: a shared lock for put/get/rm, an exclusive one
+/// for gc. The local store uses `StoreLock` (flock on `<root>/lock`); a distributed store uses a
+/// lock every machine sees (PostgreSQL advisory locks). The returned token holds the lock until
+/// it is released (deinit).
+public protocol StoreLocking: Sendable {
+    func acquire(_ mode: StoreLock.Mode, timeout: Double) throws -> AnyObject
+}
+
+/// The local store's locking: flock on `<root>/lock`.
+public struct LocalStoreLocking: StoreLocking {
+    public let root: String
+    public init(root: String) { self.root = root }
+    public func acquire(_ mode: StoreLock.Mode, timeout: Double) throws -> AnyObject {
+        try StoreLock(root: root, mode: mode, timeout: timeout)
+    }
+}

@@ -83,7 +83,7 @@ public struct LFSObjectStore: Sendable {
     /// checked against the stored SHA-256 (= the oid) before the file gets its final name; a damaged
     /// store makes this throw, never return wrong bytes. `progress` gets bytes written so far.
     public func download(oid: LFSObjectID, size: Int?, into directory: String, progress: @escaping @Sendable (Int) -> Void) throws -> String {
-        let lock = try StoreLock(root: models.chunks.root, mode: .shared)
+        let lock = try models.chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         guard let file = try storedObject(oid) else {
             throw LFSProtocolError(.notFound, "object \(oid) is not in the TenPak store at \(models.chunks.root); push it first (with the tpstore agent configured)", oid: oid.hex)

@@ -1,6 +1,7 @@
 import Foundation
 import TenPakChunkStore
 import TenPakCodecs
+import TenPakDistributed
 import TenPakFormat
 
 /// Models and their revisions over a chunk store: the library's main entry point.
@@ -18,9 +19,10 @@ public final class ModelStore: Sendable {
         self.chunks = chunks
     }
 
-    /// Opens the local store in `directory` (creating it with `create`).
+    /// Opens the store at `directory` (creating it with `create`): a directory is a local store,
+    /// a regular file a distributed store's JSON config (see `ChunkStore.open(location:)`).
     public static func open(directory: String, create: Bool = false) throws -> ModelStore {
-        ModelStore(chunks: try ChunkStore.openLocal(directory: directory, create: create))
+        ModelStore(chunks: try ChunkStore.open(location: directory, create: create))
     }
 
     public var catalog: any Catalog { chunks.catalog }
@@ -52,7 +54,7 @@ public final class ModelStore: Sendable {
             }
         }
         let inputs = inputs.sorted { $0.path < $1.path }
-        let lock = try StoreLock(root: chunks.root, mode: .shared)
+        let lock = try chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         if (try? catalog.resolve(model: model, revision: revision)) != nil {
             throw StoreError.invalidRequest("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
@@ -135,7 +137,7 @@ public final class ModelStore: Sendable {
     @discardableResult
     public func get(model: String, revision: String?, to destination: String,
                     progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> [FileRecord] {
-        let lock = try StoreLock(root: chunks.root, mode: .shared)
+        let lock = try chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         let record = try catalog.resolve(model: model, revision: revision)
         let files = try catalog.files(revision: record)
@@ -193,7 +195,7 @@ public final class ModelStore: Sendable {
     /// Forgets a revision. Chunks it shared with other revisions, and base chunks that other
     /// revisions' delta chunks need, stay; the rest is reclaimed by `gc`.
     public func remove(model: String, revision: String) throws {
-        let lock = try StoreLock(root: chunks.root, mode: .shared)
+        let lock = try chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         let record = try catalog.resolve(model: model, revision: revision)
         // ORDER: tombstone durable in a pack → catalog row deleted, so a catalog rebuilt from packs

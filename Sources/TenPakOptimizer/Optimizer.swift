@@ -79,7 +79,7 @@ public final class Optimizer: Sendable {
     /// recorded (one catalog transaction, so an interrupted pass leaves nothing half-written).
     public func annotate(_ revision: RevisionRecord, progress: (@Sendable (Progress) -> Void)? = nil) throws -> (annotation: Annotation, computed: Bool) {
         if let found = try existing(revision) { return (found, false) }
-        let lock = try StoreLock(root: store.chunks.root, mode: .shared)
+        let lock = try store.chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         let source = try StoreTensorSource(store: store, revision: revision)
         let annotation = try Optimizer.annotate(source: source, model: revision.model, revision: revision.revision, calibration: calibration,

@@ -5,7 +5,7 @@ import TenPakModelStore
 
 /// Options every command that touches a store shares.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The store directory (default: $TPSTORE_DIR, else ~/.tpstore).", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp("The store: a directory (local store) or a distributed store's JSON config file (default: $TPSTORE_DIR, else ~/.tpstore).", valueName: "DIR|CONFIG"))
     var store: String?
 
     var directory: String {

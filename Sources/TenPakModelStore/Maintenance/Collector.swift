@@ -42,7 +42,7 @@ public struct Collector {
     public func run(dryRun: Bool, lockTimeout: Double = 60) throws -> CollectReport {
         let chunkStore = store.chunks
         let catalog = chunkStore.catalog
-        let lock = try StoreLock(root: chunkStore.root, mode: .exclusive, timeout: lockTimeout)
+        let lock = try chunkStore.lock(.exclusive, timeout: lockTimeout)
         defer { withExtendedLifetime(lock) {} }
         var report = CollectReport()
         report.dryRun = dryRun
@@ -74,7 +74,7 @@ public struct Collector {
             }
         }
         let known = Set(packs.map(\.name))
-        report.orphanPacks = try chunkStore.packs.packNames().filter { !known.contains($0) }
+        report.orphanPacks = try chunkStore.packs.orphanCandidates().filter { !known.contains($0) }
         report.deletedPacks = emptied
         report.repackedPacks = repack
         let sizes = Dictionary(uniqueKeysWithValues: packs.map { ($0.name, $0.size) })

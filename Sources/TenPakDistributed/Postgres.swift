@@ -1,0 +1,164 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import TenPakChunkStore
+
+/// Where a distributed store's catalog lives: a PostgreSQL database.
+public struct PostgresConfig: Codable, Sendable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+
+    public init(host: String, port: Int = 5432, user: String, password: String? = nil, database: String) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+    }
+}
+
+/// A value bound to a query parameter.
+enum PGValue {
+    case int(Int64)
+    case text(String)
+    case bytes([UInt8])
+    case null
+    case byteArray([[UInt8]])
+    case textArray([String])
+
+    static func int(_ v: Int) -> PGValue { .int(Int64(v)) }
+    static func optionalInt(_ v: Int64?) -> PGValue { v.map { .int($0) } ?? .null }
+}
+
+/// One PostgreSQL session used synchronously.
+///
+/// Blocking: each query waits on its `EventLoopFuture` with `wait()`. Safe because callers are
+/// the store's own threads, never an event-loop thread of `MultiThreadedEventLoopGroup.singleton`
+/// (NIO traps if that rule is broken), and nothing runs on Swift's cooperative pool.
+/// Queries on one session are serialized by `lock` (a session runs one query at a time anyway).
+final class PGSession: @unchecked Sendable {
+    // Safe: `connection` is only used inside `lock`.
+    private let connection: PostgresConnection
+    private let lock = NSLock()
+    let config: PostgresConfig
+    let roundTrips: Counter
+    private static let logger = Logger(label: "tenpak.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    init(config: PostgresConfig, roundTrips: Counter = Counter()) throws {
+        self.config = config
+        self.roundTrips = roundTrips
+        var configuration = PostgresConnection.Configuration(host: config.host, port: config.port, username: config.user,
+                                                             password: config.password, database: config.database, tls: .disable)
+        configuration.options.connectTimeout = .seconds(5)
+        do {
+            connection = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+                                                        id: 1, logger: PGSession.logger).wait()
+        } catch {
+            throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port) (database \(config.database), user \(config.user)) is unreachable: \(PGSession.describe(error)) (is the server running and reachable?)")
+        }
+    }
+
+    deinit {
+        // Closing ends the session, which releases its advisory locks. PostgresConnection must be
+        // closed before it is released; wait for that unless (never expected) this runs on an
+        // event-loop thread, where waiting would trap.
+        let closing: EventLoopFuture<Void> = connection.close()
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil { try? closing.wait() }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let e = error as? PSQLError {
+            if let message = e.serverInfo?[.message] { return message + (e.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "") }
+            return "\(e.code)" + (e.underlying.map { ": \($0)" } ?? "")
+        }
+        return "\(error)"
+    }
+
+    static func sqlState(_ error: Error) -> String? {
+        (error as? PSQLError)?.serverInfo?[.sqlState]
+    }
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    func query(_ sql: String, _ values: [PGValue] = []) throws -> [PostgresRandomAccessRow] {
+        var binds = PostgresBindings(capacity: values.count)
+        for v in values {
+            switch v {
+            case let .int(i): try binds.append(i)
+            case let .text(s): try binds.append(s)
+            case let .bytes(b): try binds.append(ByteBuffer(bytes: b))
+            case .null: binds.appendNull()
+            case let .byteArray(a): try binds.append(a.map { ByteBuffer(bytes: $0) })
+            case let .textArray(a): try binds.append(a)
+            }
+        }
+        let q = PostgresQuery(unsafeSQL: sql, binds: binds)
+        return try lock.withLock {
+            roundTrips.add()
+            do {
+                // Safe: never on an event-loop thread (see the type's doc comment).
+                let result = try connection.query(q, logger: PGSession.logger).wait()
+                return result.rows.map { $0.makeRandomAccess() }
+            } catch let error as PSQLError {
+                throw PGError(error: error)
+            } catch {
+                throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port): \(PGSession.describe(error))")
+            }
+        }
+    }
+}
+
+/// A server-side error, with its SQLSTATE for callers that handle some (unique violations).
+struct PGError: Error, CustomStringConvertible {
+    let error: PSQLError
+    var sqlState: String? { error.serverInfo?[.sqlState] }
+    var description: String { "catalog: \(PGSession.describe(error))" }
+}
+
+extension PostgresRandomAccessRow {
+    func int(_ i: Int) throws -> Int64 { try self[i].decode(Int64.self) }
+    func optionalInt(_ i: Int) throws -> Int64? { try self[i].decode(Int64?.self) }
+    func text(_ i: Int) throws -> String { try self[i].decode(String.self) }
+    func bool(_ i: Int) throws -> Bool { try self[i].decode(Bool.self) }
+    func bytes(_ i: Int) throws -> [UInt8] { Array(try self[i].decode(ByteBuffer.self).readableBytesView) }
+}
+
+/// gc/put exclusion across machines: PostgreSQL session-level advisory locks on one key.
+///
+/// put/get/rm take `pg_advisory_lock_shared(key)`, gc takes `pg_advisory_lock(key)` (exclusive),
+/// each on a session of its own that lives as long as the lock token. The server releases a
+/// session's advisory locks when the session ends, however it ends (process killed, machine gone,
+/// network cut: the server notices the dead TCP connection), so a crashed writer never leaves the
+/// store locked, and no shared file system is needed.
+public struct PostgresStoreLocking: StoreLocking {
+    public let config: PostgresConfig
+    /// The advisory lock key ("TenPak" in ASCII).
+    public static let key: Int64 = 0x5465_6E50_616B
+    let roundTrips: Counter
+
+    init(config: PostgresConfig, roundTrips: Counter) {
+        self.config = config
+        self.roundTrips = roundTrips
+    }
+
+    public func acquire(_ mode: StoreLock.Mode, timeout: Double) throws -> AnyObject {
+        let session = try PGSession(config: config, roundTrips: roundTrips)
+        let function = mode == .shared ? "pg_try_advisory_lock_shared" : "pg_try_advisory_lock"
+        var waited = 0.0
+        while true {
+            if try session.query("SELECT \(function)($1)", [.int(PostgresStoreLocking.key)]).first?.bool(0) == true {
+                return session
+            }
+            guard waited < timeout else {
+                throw StoreError.busy("the store in PostgreSQL database \(config.database) is locked \(mode == .shared ? "by a running gc" : "by running puts or reads") after waiting \(Int(timeout)) s")
+            }
+            usleep(100_000)
+            waited += 0.1
+        }
+    }
+}

@@ -1,0 +1,25 @@
+import ArgumentParser
+import TenPakModelStore
+
+extension TPStore {
+    struct Copy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy every revision from one store to another (local or distributed), bit-exact.",
+            discussion: """
+                SRC and DEST are store directories or distributed-store config files. Stored frames are \
+                copied as they are (not decoded), chunks DEST already has are reused, and revisions DEST \
+                already has are skipped. DEST is created if missing.
+                """)
+        @Argument(help: ArgumentHelp("The store to copy from.", valueName: "SRC")) var source: String
+        @Argument(help: ArgumentHelp("The store to copy into (created if missing).", valueName: "DEST")) var destination: String
+
+        func run() throws {
+            let from = try ModelStore.open(directory: source)
+            let to = try ModelStore.open(directory: destination, create: true)
+            let report = try Copier(source: from, destination: to).run { print($0) }
+            print("copied \(report.copiedRevisions.count) revisions (\(report.skippedRevisions.count) already there): "
+                + "\(report.copiedFrames) frames copied, \(report.restoredFrames) re-stored, \(report.reusedChunks) chunks reused, "
+                + "\(Output.bytes(report.copiedBytes)) written")
+        }
+    }
+}

