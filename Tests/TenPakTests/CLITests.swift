@@ -94,15 +94,7 @@ final class CLITests: XCTestCase {
         }
         try TestSupport.write(bytes, to: big)
         for (attempt, delay) in [0.05, 0.2, 0.5, 1.0].enumerated() {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
-            process.arguments = ["put", "--store", store, "victim@\(attempt)", big]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            Thread.sleep(forTimeInterval: delay)
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            try TestSupport.killTpstore(["put", "--store", store, "victim@\(attempt)", big], after: delay)
             let out = TestSupport.temporaryDirectory(self, "after")
             let get = try tp("get", "--store", store, "keep@1", out)
             XCTAssertEqual(get.status, 0, get.stderr)

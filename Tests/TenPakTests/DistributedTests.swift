@@ -163,15 +163,7 @@ final class DistributedTests: XCTestCase {
         let source = FileManager.default.fileExists(atPath: TestSupport.root + "/.corpus/minilm-ft105")
             ? TestSupport.root + "/.corpus/minilm-ft105" : TestSupport.fixtures + "/models/tiny-ft"
         for (i, delay) in [0.3, 0.8, 1.5, 3.0].enumerated() {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
-            process.arguments = ["put", "--store", path, "killed\(i)@r", source]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            Thread.sleep(forTimeInterval: delay)
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            try TestSupport.killTpstore(["put", "--store", path, "killed\(i)@r", source], after: delay)
         }
         let reopened = try ModelStore.open(directory: path)
         let check = try Checker(store: reopened, readData: true).run()

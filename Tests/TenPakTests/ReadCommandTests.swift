@@ -16,24 +16,8 @@ final class ReadCommandTests: XCTestCase {
 
     /// Runs tpstore and returns its exit status, stdout as bytes and stderr as text.
     func tp(_ args: String...) throws -> (status: Int32, stdout: [UInt8], stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
-        process.arguments = args
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        nonisolated(unsafe) var errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return (process.terminationStatus, Array(outData), String(decoding: errData, as: UTF8.self))
+        let r = try TestSupport.run(TestSupport.tpstore, args)
+        return (r.status, r.stdoutBytes, r.stderr)
     }
 
     func assertOneLineFailure(_ r: (status: Int32, stdout: [UInt8], stderr: String), mentions: String,

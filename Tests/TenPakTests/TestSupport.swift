@@ -69,13 +69,15 @@ enum TestSupport {
 
     struct RunResult {
         let status: Int32
-        let stdout: String
+        /// Standard output exactly as written (binary output such as `tpstore cat` is compared byte for byte).
+        let stdoutBytes: [UInt8]
         let stderr: String
+        var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
     }
 
     /// Runs a program to completion and captures its output.
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> RunResult {
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil, input: String? = nil) throws -> RunResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -86,7 +88,14 @@ enum TestSupport {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
+        // With `input`, it is written to the child's standard input, which is then closed.
+        let stdin = input.map { _ in Pipe() }
+        if let stdin { process.standardInput = stdin }
         try process.run()
+        if let stdin, let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
         // Drain both pipes concurrently so a chatty child cannot block on a full pipe.
         nonisolated(unsafe) var errData = Data()
         let group = DispatchGroup()
@@ -98,8 +107,21 @@ enum TestSupport {
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         process.waitUntilExit()
-        return RunResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        return RunResult(status: process.terminationStatus, stdoutBytes: Array(outData),
                          stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Starts tpstore with `arguments`, lets it run for `delay` seconds, then SIGKILLs it (crash tests).
+    static func killTpstore(_ arguments: [String], after delay: Double) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tpstore)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: delay)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     static func python3() -> String? {
