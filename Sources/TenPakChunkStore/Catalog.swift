@@ -253,7 +253,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 }
                 if try db.prepare("SELECT 1 FROM revisions WHERE model_id = ? AND name = ?")
                     .bind(.int(modelID), .text(commit.revision)).firstRow({ _ in true }) != nil {
-                    throw StoreError.invalidRequest("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                    throw StoreError.revisionExists("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
                 }
                 try db.prepare("""
                     INSERT INTO revisions(model_id, name, created_at, base_model, base_revision, base_reason, manifest_chunk)

@@ -12,6 +12,8 @@ public enum StoreError: Error, CustomStringConvertible {
     case invalidRequest(String)
     /// Stored bytes or catalog rows are damaged: never returned as if they were right.
     case corrupt(String)
+    /// The revision already exists (revisions are immutable).
+    case revisionExists(String)
     /// Another process holds what this one needs, past the retry deadline.
     case busy(String)
     /// The SQLite catalog reported an error.
@@ -25,7 +27,7 @@ public enum StoreError: Error, CustomStringConvertible {
             return "\(operation) \(path): \(String(cString: strerror(errno)))"
         case let .notAStore(path, reason):
             return "\(path) is not a TenPak store (\(reason)); create one with `tpstore init --store \(path)`"
-        case let .notFound(message), let .invalidRequest(message):
+        case let .notFound(message), let .invalidRequest(message), let .revisionExists(message):
             return message
         case let .corrupt(message):
             return "\(message); the store is damaged: run `tpstore fsck --read-data` to see what is affected"

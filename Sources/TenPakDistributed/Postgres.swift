@@ -89,12 +89,12 @@ final class PGSession: @unchecked Sendable {
         var binds = PostgresBindings(capacity: values.count)
         for v in values {
             switch v {
-            case let .int(i): try binds.append(i)
-            case let .text(s): try binds.append(s)
-            case let .bytes(b): try binds.append(ByteBuffer(bytes: b))
+            case let .int(i): binds.append(i)
+            case let .text(s): binds.append(s)
+            case let .bytes(b): binds.append(ByteBuffer(bytes: b))
             case .null: binds.appendNull()
-            case let .byteArray(a): try binds.append(a.map { ByteBuffer(bytes: $0) })
-            case let .textArray(a): try binds.append(a)
+            case let .byteArray(a): binds.append(a.map { ByteBuffer(bytes: $0) })
+            case let .textArray(a): binds.append(a)
             }
         }
         let q = PostgresQuery(unsafeSQL: sql, binds: binds)
@@ -130,35 +130,94 @@ extension PostgresRandomAccessRow {
 
 /// gc/put exclusion across machines: PostgreSQL session-level advisory locks on one key.
 ///
-/// put/get/rm take `pg_advisory_lock_shared(key)`, gc takes `pg_advisory_lock(key)` (exclusive),
-/// each on a session of its own that lives as long as the lock token. The server releases a
-/// session's advisory locks when the session ends, however it ends (process killed, machine gone,
-/// network cut: the server notices the dead TCP connection), so a crashed writer never leaves the
-/// store locked, and no shared file system is needed.
+/// put/get/rm and reads take `pg_advisory_lock_shared(key)`, gc takes `pg_advisory_lock(key)`
+/// (exclusive), each on a session of its own that holds the lock as long as the lock token lives.
+/// The server releases a session's advisory locks when the session ends, however it ends (process
+/// killed, machine gone, network cut: the server notices the dead TCP connection), so a crashed
+/// writer never leaves the store locked, and no shared file system is needed.
+///
+/// A released shared lock's session is kept for the next shared lock (after
+/// `pg_advisory_unlock_shared`), so a server that takes the lock per read pays two round trips per
+/// read, not a new connection. At most `idleLimit` idle sessions are kept.
 public struct PostgresStoreLocking: StoreLocking {
     public let config: PostgresConfig
     /// The advisory lock key ("TenPak" in ASCII).
     public static let key: Int64 = 0x5465_6E50_616B
     let roundTrips: Counter
+    private let idle: IdleSessions
 
-    init(config: PostgresConfig, roundTrips: Counter) {
+    init(config: PostgresConfig, roundTrips: Counter, idleLimit: Int = 8) {
         self.config = config
         self.roundTrips = roundTrips
+        idle = IdleSessions(limit: idleLimit)
     }
 
     public func acquire(_ mode: StoreLock.Mode, timeout: Double) throws -> AnyObject {
-        let session = try PGSession(config: config, roundTrips: roundTrips)
+        var session = try (mode == .shared ? idle.take() : nil) ?? PGSession(config: config, roundTrips: roundTrips)
         let function = mode == .shared ? "pg_try_advisory_lock_shared" : "pg_try_advisory_lock"
+        let sql = "SELECT \(function)($1)"
         var waited = 0.0
+        var fresh = mode == .exclusive
         while true {
-            if try session.query("SELECT \(function)($1)", [.int(PostgresStoreLocking.key)]).first?.bool(0) == true {
-                return session
+            let granted: Bool
+            do {
+                granted = try session.query(sql, [.int(PostgresStoreLocking.key)]).first?.bool(0) == true
+            } catch where !fresh {
+                // A kept session the server has since dropped (restart, idle timeout): use a new one.
+                session = try PGSession(config: config, roundTrips: roundTrips)
+                fresh = true
+                continue
+            }
+            fresh = true
+            if granted {
+                return mode == .shared ? SharedLockToken(session: session, idle: idle) : session
             }
             guard waited < timeout else {
+                if mode == .shared { idle.give(session) }
                 throw StoreError.busy("the store in PostgreSQL database \(config.database) is locked \(mode == .shared ? "by a running gc" : "by running puts or reads") after waiting \(Int(timeout)) s")
             }
             usleep(100_000)
             waited += 0.1
         }
+    }
+}
+
+/// Holds one shared advisory lock; releasing it unlocks and hands the session back for reuse.
+/// If the unlock fails the session is dropped (closing it releases the lock on the server anyway).
+final class SharedLockToken: @unchecked Sendable {
+    // Safe: immutable after init; `PGSession` serializes its own queries.
+    private let session: PGSession
+    private let idle: IdleSessions
+
+    init(session: PGSession, idle: IdleSessions) {
+        self.session = session
+        self.idle = idle
+    }
+
+    deinit {
+        let unlocked = (try? session.query("SELECT pg_advisory_unlock_shared($1)", [.int(PostgresStoreLocking.key)]))?.first
+        if (try? unlocked?.bool(0)) == true { idle.give(session) }
+    }
+}
+
+/// Sessions holding no lock, kept for the next shared lock.
+final class IdleSessions: @unchecked Sendable {
+    // Safe: `sessions` is touched only inside `lock`.
+    private var sessions: [PGSession] = []
+    private let lock = NSLock()
+    private let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func take() -> PGSession? { lock.withLock { sessions.popLast() } }
+
+    func give(_ session: PGSession) {
+        // A session past the limit is closed by its deinit, outside the lock.
+        let kept: Bool = lock.withLock {
+            guard sessions.count < limit else { return false }
+            sessions.append(session)
+            return true
+        }
+        if !kept { withExtendedLifetime(session) {} }
     }
 }

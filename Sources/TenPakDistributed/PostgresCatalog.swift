@@ -133,6 +133,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
     /// PostgreSQL round trips made by this catalog (for benchmarks).
     public var roundTrips: Int { session.roundTrips.count }
 
+    @discardableResult
     private func q(_ sql: String, _ values: [PGValue] = []) throws -> [PostgresRandomAccessRow] {
         do {
             return try session.query(sql, values)
@@ -264,7 +265,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 throw StoreError.catalog("model row vanished during commit")
             }
             if try !q("SELECT 1 FROM revisions WHERE model_id = $1 AND name = $2", [.int(modelID), .text(commit.revision)]).isEmpty {
-                throw StoreError.invalidRequest("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                throw StoreError.revisionExists("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
             }
             let revisionID: Int64
             do {
@@ -277,7 +278,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 }
                 revisionID = id
             } catch let error as PGError where error.sqlState == "23505" {
-                throw StoreError.invalidRequest("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                throw StoreError.revisionExists("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
             }
             for file in commit.files {
                 guard let fileID = try q("INSERT INTO files(revision_id, path, size, sha256, kind) VALUES ($1, $2, $3, $4, $5) RETURNING id",

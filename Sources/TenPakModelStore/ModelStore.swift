@@ -57,7 +57,7 @@ public final class ModelStore: Sendable {
         let lock = try chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         if (try? catalog.resolve(model: model, revision: revision)) != nil {
-            throw StoreError.invalidRequest("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
+            throw StoreError.revisionExists("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
         }
         var planned: [(input: PutInput, plan: ChunkPlan)] = []
         var warnings: [String] = []

@@ -220,7 +220,7 @@ public final class FileReader: Sendable {
         guard count > 0 else { return }
         let end = offset + count
         let first = chunkIndex(containing: offset), last = chunkIndex(containing: end - 1)
-        let lock = try StoreLock(root: owner.store.chunks.root, mode: .shared)
+        let lock = try owner.store.chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
         var windowStart = first
         while windowStart <= last {
