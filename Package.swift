@@ -20,7 +20,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "TenPak", targets: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
         ]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
@@ -68,7 +68,7 @@ let package = Package(
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         .testTarget(name: "TenPakTests", dependencies: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -242,14 +242,43 @@ public struct RangeService: HTTPResponder {
     }
 }
 
-/// The `tpstore serve` server: a `RangeService` on one address until SIGINT or SIGTERM.
+/// Routes a request: PUT to the `UploadService` when the server takes uploads, everything else
+/// to the `RangeService`.
+public struct StoreService: HTTPResponder {
+    public typealias Context = BasicRequestContext
+    public let ranges: RangeService
+    public let uploads: UploadService?
+
+    public init(ranges: RangeService, uploads: UploadService?) {
+        self.ranges = ranges
+        self.uploads = uploads
+    }
+
+    public func respond(to request: Request, context: Context) async throws -> Response {
+        if request.method == .put, let uploads {
+            return await uploads.respond(to: request, context: context)
+        }
+        if request.method != .get, request.method != .head {
+            var response = RangeService.error(.methodNotAllowed, uploads == nil
+                ? "only GET and HEAD are supported (this server takes no uploads: start it with --allow-uploads)"
+                : "only GET, HEAD and PUT are supported")
+            response.headers[.allow] = uploads == nil ? "GET, HEAD" : "GET, HEAD, PUT"
+            return response
+        }
+        return try await ranges.respond(to: request, context: context)
+    }
+}
+
+/// The `tpstore serve` server: a `StoreService` on one address until SIGINT or SIGTERM.
 public enum RangeServer {
     /// Serves until SIGINT/SIGTERM (graceful: running responses finish). `onListening` gets the
-    /// bound host and port (the real port when `port` is 0).
-    public static func run(reader: StoreReader, host: String, port: Int,
+    /// bound host and port (the real port when `port` is 0). With `uploads`, PUT stores revisions.
+    public static func run(reader: StoreReader, uploads: UploadOptions? = nil, host: String, port: Int,
                            onListening: @escaping @Sendable (String, Int) -> Void) async throws {
+        let service = StoreService(ranges: RangeService(reader: reader),
+                                   uploads: uploads.map { UploadService(store: reader.store, options: $0) })
         let app = Application(
-            responder: RangeService(reader: reader),
+            responder: service,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "tpstore"),
             onServerRunning: { channel in
                 onListening(host, channel.localAddress?.port ?? port)

@@ -3,6 +3,7 @@ import TenPakChunkStore
 @testable import TenPakDistributed
 import TenPakFormat
 import TenPakModelStore
+import TenPakReader
 import XCTest
 
 /// The servers a distributed store runs on, for tests: SeaweedFS (S3) and PostgreSQL on loopback,
@@ -270,5 +271,71 @@ final class DistributedTests: XCTestCase {
         try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out)
         XCTAssertEqual(try backStore.catalog.resolve(model: "tiny-ft", revision: "v1").manifest,
                        try local.catalog.resolve(model: "tiny-ft", revision: "v1").manifest)
+    }
+
+    func testVirtualReadsAndReadCommands() throws {
+        let (store, path) = try makeStore()
+        _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        _ = try store.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
+        let original = try TestSupport.read(TestSupport.fixtures + "/models/tiny-ft/model.safetensors")
+        // No cache: every read goes to the bucket (ranged GETs), through the delta chain.
+        let reader = StoreReader(store: try ModelStore.open(directory: path), configuration: .init(cacheCapacity: 0))
+        let file = try reader.open(model: "tiny-ft", revision: nil, path: "model.safetensors")
+        XCTAssertEqual(file.size, original.count)
+        var random = TestSupport.Random(seed: 0xD157)
+        for _ in 0 ..< 60 {
+            let start = random.int(0 ..< original.count)
+            let count = random.int(0 ..< min(original.count - start, 3 << 20) + 1)
+            XCTAssertEqual(try file.read(offset: start, count: count)[...], original[start ..< start + count], "\(start)+\(count)")
+        }
+        for tensor in file.tensors {
+            XCTAssertEqual(try file.tensorBytes(named: tensor.name)[...], original[tensor.begin ..< tensor.end], tensor.name)
+        }
+        XCTAssertGreaterThan(reader.statistics.decodes, 0)
+        // The read commands on the distributed store.
+        var r = try TestSupport.run(TestSupport.tpstore, ["cat", "--store", path, "tiny-ft@v1", "model.safetensors", "--range", "1000-300000"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdoutBytes[...], original[1000 ... 300_000])
+        let tensor = try XCTUnwrap(file.tensors.max { $0.end - $0.begin < $1.end - $1.begin })
+        r = try TestSupport.run(TestSupport.tpstore, ["tensor", "--store", path, "tiny-ft", "model.safetensors", tensor.name])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdoutBytes[...], original[tensor.begin ..< tensor.end])
+    }
+
+    /// Two `tpstore serve` processes on one distributed store, as two nodes of a hub would run:
+    /// revisions PUT through one are read through the other, which never restarts.
+    func testTwoServersShareOneStore() throws {
+        let path = try DistributedServices.makeStoreConfig(self)
+        XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["init", "--store", path]).status, 0)
+        let spool = TestSupport.temporaryDirectory(self, "spool")
+        let writer = try TestSupport.startServer(self, store: path, extra: ["--allow-uploads", "--spool-dir", spool])
+        let reader = try TestSupport.startServer(self, store: path, extra: ["--cache-mib", "0"])
+        let baseDir = TestSupport.fixtures + "/models/tiny-base", ftDir = TestSupport.fixtures + "/models/tiny-ft"
+        // Before any upload the reader has nothing.
+        XCTAssertEqual(try TestSupport.curl(self, ["-I", reader + "/org/base/resolve/v1/config.json"]).status, 404)
+
+        let tar = TestSupport.temporaryDirectory(self, "tar") + "/base.tar"
+        XCTAssertEqual(try TestSupport.run("/usr/bin/env", ["tar", "-C", baseDir, "-cf", tar, "."]).status, 0)
+        var r = try TestSupport.curl(self, ["-T", tar, writer + "/org/base/revisions/v1"])
+        XCTAssertEqual(r.status, 201, String(decoding: r.body, as: UTF8.self))
+        for path in TestSupport.files(under: baseDir) {
+            r = try TestSupport.curl(self, [reader + "/org/base/resolve/v1/" + path])
+            XCTAssertEqual(r.status, 200, path)
+            XCTAssertEqual(r.body, try TestSupport.read(baseDir + "/" + path), path)
+        }
+
+        let ft = try TestSupport.read(ftDir + "/model.safetensors")
+        r = try TestSupport.curl(self, ["-T", ftDir + "/model.safetensors", writer + "/org/ft/resolve/v1/model.safetensors"])
+        XCTAssertEqual(r.status, 201, String(decoding: r.body, as: UTF8.self))
+        let receipt = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+        XCTAssertEqual(receipt["base"] as? String, "org/base@v1", "the fine-tune found its base through the shared catalog")
+        r = try TestSupport.curl(self, ["-H", "Range: bytes=1000-400000", reader + "/org/ft/resolve/main/model.safetensors"])
+        XCTAssertEqual(r.status, 206)
+        XCTAssertEqual(r.body[...], ft[1000 ... 400_000])
+        r = try TestSupport.curl(self, ["-I", reader + "/org/ft/resolve/v1/model.safetensors"])
+        XCTAssertEqual(r.headers["etag"], "\"\(Hashing.sha256(ft).hex)\"")
+        // The read-only node takes no uploads.
+        XCTAssertEqual(try TestSupport.curl(self, ["-T", ftDir + "/config.json", reader + "/org/x/resolve/v1/config.json"]).status, 405)
+        XCTAssertTrue(try Checker(store: try ModelStore.open(directory: path), readData: true).run().isHealthy)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import TenPakChunkStore
+@testable import TenPakDistributed
 import TenPakFormat
 import TenPakLFS
 import TenPakModelStore
@@ -8,7 +9,7 @@ import XCTest
 /// Real git and git-lfs moving a model repository through `tpstore lfs-agent`: push, clone, pull,
 /// concurrent agents, and a damaged store. HOME is a temporary directory and the system git config
 /// is ignored, so nothing here reads or changes the machine's git setup.
-final class LFSGitTests: XCTestCase {
+class LFSGitTests: XCTestCase {
     var root = ""
     var home = ""
     var store = ""
@@ -175,12 +176,7 @@ final class LFSGitTests: XCTestCase {
         try git(["add", "-A"], cwd: work)
         try git(["commit", "-q", "-m", "tiny-base"], cwd: work)
         try git(["push", "-q", "origin", "main"], cwd: work)
-        // Flip one byte in the middle of the biggest pack: inside some chunk's frame.
-        let packs = TestSupport.files(under: store + "/packs").map { store + "/packs/" + $0 }
-        let pack = try XCTUnwrap(packs.max { (try? TestSupport.read($0).count) ?? 0 < (try? TestSupport.read($1).count) ?? 0 })
-        var bytes = try TestSupport.read(pack)
-        bytes[bytes.count / 2] ^= 0x20
-        try TestSupport.write(bytes, to: pack)
+        try damageBiggestPack()
 
         let clone = root + "/clone"
         try git(["clone", "-q"] + agentConfig + ["file://" + remote, clone], cwd: root, env: ["GIT_LFS_SKIP_SMUDGE": "1"])
@@ -191,5 +187,49 @@ final class LFSGitTests: XCTestCase {
                       "the working file stays a pointer")
         XCTAssertFalse(TestSupport.files(under: clone + "/.git/lfs/objects").contains { $0.hasSuffix(oid) }, "no object accepted")
         XCTAssertEqual(TestSupport.files(under: clone + "/.git/lfs/tmp").filter { $0.contains("tpstore") }, [], "no partial download left")
+    }
+
+    /// Flips one byte in the middle of the biggest pack: inside some chunk's frame.
+    func damageBiggestPack() throws {
+        let packs = TestSupport.files(under: store + "/packs").map { store + "/packs/" + $0 }
+        let pack = try XCTUnwrap(packs.max { (try? TestSupport.read($0).count) ?? 0 < (try? TestSupport.read($1).count) ?? 0 })
+        var bytes = try TestSupport.read(pack)
+        bytes[bytes.count / 2] ^= 0x20
+        try TestSupport.write(bytes, to: pack)
+    }
+}
+
+/// The same git and git-lfs sessions with the agent on a distributed store (packs in SeaweedFS's
+/// S3, catalog in PostgreSQL): `--store` names its config file.
+final class LFSGitDistributedTests: LFSGitTests {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        store = try DistributedServices.makeStoreConfig(self)
+    }
+
+    override func testPushCloneAndPullAModelAndItsFineTuneThroughTheStore() throws {
+        try super.testPushCloneAndPullAModelAndItsFineTuneThroughTheStore()
+    }
+
+    override func testConcurrentAgentsOnOneStoreStayCorrect() throws {
+        try super.testConcurrentAgentsOnOneStoreStayCorrect()
+    }
+
+    override func testDamagedStoreFailsTheDownloadInsteadOfReturningWrongBytes() throws {
+        try super.testDamagedStoreFailsTheDownloadInsteadOfReturningWrongBytes()
+    }
+
+    /// The same flip, in the bucket: read the object, change a byte, write it back.
+    override func damageBiggestPack() throws {
+        let config = try DistributedConfig.load(path: store)
+        let s3 = try S3Client(config: config.s3)
+        var biggest: (key: String, bytes: [UInt8])?
+        for key in try s3.list(prefix: "packs/") {
+            let bytes = try XCTUnwrap(try s3.get(key: key))
+            if bytes.count > biggest?.bytes.count ?? -1 { biggest = (key, bytes) }
+        }
+        var (key, bytes) = try XCTUnwrap(biggest)
+        bytes[bytes.count / 2] ^= 0x20
+        try s3.put(key: key, body: bytes)
     }
 }

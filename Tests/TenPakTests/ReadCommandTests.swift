@@ -83,55 +83,12 @@ final class ReadCommandTests: XCTestCase {
 
     // MARK: serve
 
-    /// A running `tpstore serve` on a free loopback port, stopped (SIGTERM, then SIGKILL) at teardown.
     func startServer() throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
-        process.arguments = ["serve", "--store", store, "--listen", "127.0.0.1:0", "--cache-mib", "8"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        addTeardownBlock {
-            guard process.isRunning else { return }
-            process.terminate()
-            let deadline = Date().addingTimeInterval(10)
-            while process.isRunning, Date() < deadline { usleep(20000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-        }
-        nonisolated(unsafe) var line = ""
-        let ready = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            var buffer = Data()
-            while !buffer.contains(UInt8(ascii: "\n")) {
-                let more = out.fileHandleForReading.availableData
-                if more.isEmpty { break }
-                buffer += more
-            }
-            line = String(decoding: buffer, as: UTF8.self)
-            ready.signal()
-        }
-        guard ready.wait(timeout: .now() + 30) == .success, let url = line.split(separator: " ").last, line.hasPrefix("listening on http://127.0.0.1:") else {
-            throw XCTSkip("serve did not start: \(line)")
-        }
-        return url.trimmingCharacters(in: .whitespacesAndNewlines)
+        try TestSupport.startServer(self, store: store, extra: ["--cache-mib", "8"])
     }
 
-    /// curl's status line, headers and body for one request.
     func curl(_ args: String...) throws -> (status: Int, headers: [String: String], body: [UInt8]) {
-        let dir = TestSupport.temporaryDirectory(self, "curl")
-        let r = try TestSupport.run("/usr/bin/env", ["curl", "-s", "--max-time", "20", "-D", dir + "/h", "-o", dir + "/b"] + args)
-        XCTAssertEqual(r.status, 0, "curl \(args): \(r.stderr)")
-        let head = String(decoding: try TestSupport.read(dir + "/h"), as: UTF8.self).split(separator: "\r\n")
-        let status = Int(head.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
-        var headers: [String: String] = [:]
-        for h in head.dropFirst() {
-            guard let colon = h.firstIndex(of: ":") else { continue }
-            headers[h[..<colon].lowercased()] = h[h.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        let body = FileManager.default.fileExists(atPath: dir + "/b") ? try TestSupport.read(dir + "/b") : []
-        return (status, headers, body)
+        try TestSupport.curl(self, args)
     }
 
     func testServeAnswersRangeRequests() throws {

@@ -124,6 +124,65 @@ enum TestSupport {
         process.waitUntilExit()
     }
 
+    struct ServerDidNotStart: Error, CustomStringConvertible { let description: String }
+
+    /// A running `tpstore serve --store STORE` on a free loopback port (its base URL), stopped
+    /// (SIGTERM, then SIGKILL) at teardown. A server that does not start fails the test.
+    static func startServer(_ test: XCTestCase, store: String, extra: [String] = []) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tpstore)
+        process.arguments = ["serve", "--store", store, "--listen", "127.0.0.1:0"] + extra
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        test.addTeardownBlock {
+            guard process.isRunning else { return }
+            process.terminate()
+            let deadline = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < deadline { usleep(20000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+        nonisolated(unsafe) var line = ""
+        let ready = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var buffer = Data()
+            while !buffer.contains(UInt8(ascii: "\n")) {
+                let more = out.fileHandleForReading.availableData
+                if more.isEmpty { break }
+                buffer += more
+            }
+            line = String(decoding: buffer, as: UTF8.self)
+            ready.signal()
+        }
+        guard ready.wait(timeout: .now() + 30) == .success, let url = line.split(separator: " ").last, line.hasPrefix("listening on http://127.0.0.1:") else {
+            if process.isRunning { process.terminate() }
+            let stderr = String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
+            throw ServerDidNotStart(description: "tpstore serve did not start: \(line) \(stderr)")
+        }
+        return url.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// curl's status, headers (lowercased names) and body for one request.
+    static func curl(_ test: XCTestCase, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws
+        -> (status: Int, headers: [String: String], body: [UInt8]) {
+        let dir = temporaryDirectory(test, "curl")
+        let r = try run("/usr/bin/env", ["curl", "-s", "--max-time", "60", "-D", dir + "/h", "-o", dir + "/b"] + args)
+        XCTAssertEqual(r.status, 0, "curl \(args): \(r.stderr)", file: file, line: line)
+        let head = String(decoding: try read(dir + "/h"), as: UTF8.self).split(separator: "\r\n")
+        // With a 100-continue exchange the interim response comes first: keep the last block.
+        let lastStatus = head.lastIndex { $0.hasPrefix("HTTP/") } ?? head.startIndex
+        let status = Int(head[lastStatus].split(separator: " ").dropFirst().first ?? "") ?? 0
+        var headers: [String: String] = [:]
+        for h in head[(lastStatus + 1)...] {
+            guard let colon = h.firstIndex(of: ":") else { continue }
+            headers[h[..<colon].lowercased()] = h[h.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let body = FileManager.default.fileExists(atPath: dir + "/b") ? try read(dir + "/b") : []
+        return (status, headers, body)
+    }
+
     static func python3() -> String? {
         // PATH first: the python3 that Tools/setup.sh installed the oracle packages into.
         for p in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map({ "\($0)/python3" }) + ["/usr/bin/python3"]

@@ -1,0 +1,295 @@
+// Uploads through `tpstore serve --allow-uploads`: a new revision from one request.
+//
+//     PUT /{model}/resolve/{revision}/{path}   body: one file; the revision holds that file
+//     PUT /{model}/revisions/{revision}        body: a tar archive; the revision holds its files
+//
+// Query `?base=auto` (default), `?base=none` or `?base=NAME[@REV]` chooses the delta base as
+// `tpstore put` does. The body is spooled to local disk as it arrives (memory stays bounded by one
+// 1 MiB buffer), then stored with the ordinary put, so the guarantees are put's: the revision
+// appears whole at its commit or not at all. Answers: 201 with a JSON receipt; 400 malformed
+// names or archive; 401 missing or wrong bearer token (when the server has one); 409 revision
+// exists; 413 body over the limit; 503 store busy or a server unreachable.
+import Foundation
+import Hummingbird
+import TenPakChunkStore
+import TenPakFormat
+import TenPakModelStore
+
+/// How a server takes uploads.
+public struct UploadOptions: Sendable {
+    /// Where request bodies are spooled before they are stored (one subdirectory per request,
+    /// removed when the request ends).
+    public var spoolDirectory: String
+    /// When set, uploads need `Authorization: Bearer <token>`.
+    public var token: String?
+    /// Largest request body accepted, in bytes.
+    public var maxBytes: Int
+
+    public init(spoolDirectory: String = NSTemporaryDirectory(), token: String? = nil, maxBytes: Int = 1 << 40) {
+        self.spoolDirectory = spoolDirectory
+        self.token = token
+        self.maxBytes = maxBytes
+    }
+}
+
+/// What a successful upload answers (201, `application/json`).
+struct UploadReceipt: Codable {
+    struct File: Codable {
+        let path: String
+        let size: Int
+        let storedBytes: Int
+        let sharedChunks: Int
+        let deltaChunks: Int
+        let freshChunks: Int
+    }
+
+    let model: String
+    let revision: String
+    let files: [File]
+    let bytes: Int
+    let storedBytes: Int
+    let base: String?
+    let baseReason: String?
+}
+
+/// Takes `PUT` requests and stores their bodies as new revisions.
+public struct UploadService: Sendable {
+    public let store: ModelStore
+    public let options: UploadOptions
+    private let gate = PutGate()
+    static let bufferSize = 1 << 20
+
+    public init(store: ModelStore, options: UploadOptions) {
+        self.store = store
+        self.options = options
+    }
+
+    /// What a PUT URL names.
+    struct Target {
+        enum Body { case file(path: String), tar }
+        let model: String
+        let revision: String
+        let body: Body
+
+        init(path raw: String) throws {
+            var segments: [String] = []
+            for part in raw.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
+                guard let decoded = part.removingPercentEncoding else {
+                    throw RangeService.Failure(status: .badRequest, message: "malformed percent-encoding in the URL path")
+                }
+                segments.append(decoded)
+            }
+            let modelSegments: Int
+            if segments.count == 3, segments[1] == "revisions" {
+                (modelSegments, body) = (1, .tar)
+            } else if segments.count == 4, segments[2] == "revisions" {
+                (modelSegments, body) = (2, .tar)
+            } else if segments.count >= 4, segments[1] == "resolve" {
+                (modelSegments, body) = (1, .file(path: segments[3...].joined(separator: "/")))
+            } else if segments.count >= 5, segments[2] == "resolve" {
+                (modelSegments, body) = (2, .file(path: segments[4...].joined(separator: "/")))
+            } else {
+                throw RangeService.Failure(status: .notFound, message: "uploads go to PUT /{model}/resolve/{revision}/{path} (one file) or PUT /{model}/revisions/{revision} (a tar archive)")
+            }
+            model = segments[0 ..< modelSegments].joined(separator: "/")
+            revision = segments[modelSegments + 1]
+            do {
+                try Names.validateModel(model)
+                try Names.validateRevision(revision)
+                if case let .file(path) = body { try Names.validatePath(path) }
+            } catch {
+                throw RangeService.Failure(status: .badRequest, message: "\(error)")
+            }
+        }
+    }
+
+    public func respond(to request: Request, context: some RequestContext) async -> Response {
+        do {
+            try authorize(request)
+            let target = try Target(path: request.uri.path)
+            let base = try UploadService.baseChoice(request.uri.queryParameters["base"].map(String.init))
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxBytes {
+                throw RangeService.Failure(status: .contentTooLarge, message: "the body (\(length) bytes) is larger than this server's upload limit of \(options.maxBytes) bytes")
+            }
+            // Refused before the body is read, so a large upload to a taken name costs nothing.
+            if try await RangeService.blocking({ [store] in try UploadService.exists(store, target) }) {
+                throw StoreError.revisionExists("\(target.model)@\(target.revision) already exists; revisions are immutable, choose another revision name")
+            }
+            let spool = try UploadSpool(parent: options.spoolDirectory, target: target)
+            defer { spool.remove() }
+            try await receive(request.body, into: spool)
+            let inputs = try await RangeService.blocking { try spool.finish() }
+            let report = try await gate.run { [store] in
+                try await RangeService.blocking {
+                    try store.put(model: target.model, revision: target.revision, inputs: inputs, base: base)
+                }
+            }
+            return UploadService.created(report)
+        } catch {
+            return UploadService.error(for: error)
+        }
+    }
+
+    private func authorize(_ request: Request) throws {
+        guard let token = options.token else { return }
+        let given = request.headers[.authorization] ?? ""
+        guard UploadService.constantTimeEqual(Array(given.utf8), Array("Bearer \(token)".utf8)) else {
+            throw RangeService.Failure(status: .unauthorized, message: given.isEmpty ? "uploads need an Authorization: Bearer token" : "wrong upload token")
+        }
+    }
+
+    /// Copies the body into the spool in buffers of `bufferSize`, each written off the cooperative pool.
+    private func receive(_ body: RequestBody, into spool: UploadSpool) async throws {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(UploadService.bufferSize)
+        var total = 0
+        for try await piece in body {
+            total += piece.readableBytes
+            guard total <= options.maxBytes else {
+                throw RangeService.Failure(status: .contentTooLarge, message: "the body is larger than this server's upload limit of \(options.maxBytes) bytes")
+            }
+            piece.withUnsafeReadableBytes { buffer.append(contentsOf: $0) }
+            if buffer.count >= UploadService.bufferSize {
+                let full = buffer
+                try await RangeService.blocking { try spool.write(full) }
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        let rest = buffer
+        try await RangeService.blocking { try spool.write(rest) }
+    }
+
+    static func exists(_ store: ModelStore, _ target: Target) throws -> Bool {
+        do {
+            _ = try store.catalog.resolve(model: target.model, revision: target.revision)
+            return true
+        } catch StoreError.notFound {
+            return false
+        }
+    }
+
+    static func baseChoice(_ value: String?) throws -> BaseChoice {
+        switch value {
+        case nil, "auto", "automatic": return .automatic
+        case "none": return .none
+        case let .some(text):
+            do {
+                let (model, revision) = try Names.parseReference(text)
+                return .explicit(model: model, revision: revision)
+            } catch {
+                throw RangeService.Failure(status: .badRequest, message: "base=\(Names.printable(text)): expected auto, none or NAME[@REV] (\(error))")
+            }
+        }
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    static func created(_ report: PutReport) -> Response {
+        let receipt = UploadReceipt(
+            model: report.revision.model, revision: report.revision.revision,
+            files: report.files.map { .init(path: $0.path, size: $0.size, storedBytes: $0.storedBytes, sharedChunks: $0.sharedChunks,
+                                            deltaChunks: $0.deltaChunks, freshChunks: $0.freshChunks) },
+            bytes: report.rawBytes, storedBytes: report.storedBytes,
+            base: report.base.map { "\($0.revision.model)@\($0.revision.revision)" }, baseReason: report.base?.reason)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = (try? encoder.encode(receipt)) ?? Data("{}".utf8)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.location] = "/\(report.revision.model)/resolve/\(report.revision.revision)/"
+        return Response(status: .created, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(json) + [10])))
+    }
+
+    static func error(for error: Error) -> Response {
+        switch error {
+        case let error as StoreError:
+            if case .revisionExists = error { return RangeService.error(.conflict, "\(error)") }
+            if case .unavailable = error { return RangeService.error(.serviceUnavailable, "\(error)") }
+        case let error as TarError:
+            return RangeService.error(.badRequest, "\(error)")
+        case let failure as RangeService.Failure where failure.status == .unauthorized:
+            var response = RangeService.error(failure.status, failure.message)
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        default:
+            break
+        }
+        return RangeService.error(for: error)
+    }
+}
+
+/// One request's spool directory and what is being written into it.
+final class UploadSpool: @unchecked Sendable {
+    // Safe: a request writes its spool from one task at a time, each step awaited before the next.
+    let directory: String
+    private let target: UploadService.Target
+    private let tar: TarExtractor?
+    private var file: OpenFile?
+    private var written = 0
+
+    init(parent: String, target: UploadService.Target) throws {
+        directory = (parent.hasSuffix("/") ? String(parent.dropLast()) : parent) + "/tpstore-upload-" + FileSystem.randomHex(bytes: 8)
+        self.target = target
+        guard mkdir(directory, 0o700) == 0 else {
+            throw StoreError.io(operation: "mkdir (upload spool)", path: directory, errno: errno)
+        }
+        switch target.body {
+        case .tar:
+            tar = TarExtractor(directory: directory + "/files")
+            try FileSystem.makeDirectories(directory + "/files")
+        case .file:
+            tar = nil
+            file = try OpenFile(path: directory + "/file", mode: .createExclusive)
+        }
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { raw in
+            if let tar {
+                try tar.feed(raw)
+            } else if let file {
+                try file.write(raw, at: written)
+            }
+        }
+        written += bytes.count
+    }
+
+    /// The files to put, each named by its path in the revision.
+    func finish() throws -> [PutInput] {
+        switch target.body {
+        case let .file(path):
+            file = nil
+            return [PutInput(source: directory + "/file", path: path)]
+        case .tar:
+            guard let tar else { return [] }
+            return try tar.finish().map { PutInput(source: $0.location, path: $0.path) }
+        }
+    }
+
+    func remove() {
+        file = nil
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// One put at a time per server: a put already uses every core, and queued uploads wait their turn
+/// (their bodies are spooled meanwhile) instead of competing for memory.
+actor PutGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        } else {
+            busy = true
+        }
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}
