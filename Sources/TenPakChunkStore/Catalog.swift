@@ -12,6 +12,14 @@ public protocol Catalog: AnyObject, Sendable {
     func chunk(rowID: Int64) throws -> ChunkLocation?
     /// Records a finished put in one transaction. Its packs must be durable before this is called.
     func commit(_ commit: RevisionCommit) throws -> RevisionRecord
+    /// How many gc runs have started (the fence `RevisionCommit.gcFence` is checked against).
+    func gcGeneration() throws -> Int64
+    /// Records that a gc is starting and returns the new generation: above every earlier one and at
+    /// least the time in milliseconds, so a rebuilt catalog (which starts a generation of its own)
+    /// still fences writers that read a generation from the catalog it replaced. Atomic with respect to
+    /// commits: a commit that checked its fence before this either finishes first (and gc sees
+    /// it) or is refused.
+    func beginCollection() throws -> Int64
     /// The named revision, or the newest revision of the model when `revision` is nil.
     func resolve(model: String, revision: String?) throws -> RevisionRecord
     /// Revisions of one model (or all), oldest first.
@@ -22,6 +30,8 @@ public protocol Catalog: AnyObject, Sendable {
     /// Forgets a revision (its chunks stay until gc finds them unreferenced), recording the sealed
     /// pack that holds its tombstone frame.
     func remove(revision: RevisionRecord, tombstonePack: (name: String, size: Int)) throws
+    /// Records a tombstone found in a pack (a catalog rebuild), registering the pack if needed.
+    func recordTombstone(_ tombstone: RevisionTombstone, pack: (name: String, size: Int)) throws
     func totals() throws -> CatalogTotals
     /// Stored (frame) bytes of the chunks a revision added to the store and of all it references.
     func storedBytes(file: FileRecord) throws -> (stored: Int, encodings: [UInt8: Int], delta: Int, shared: Int, fresh: Int)
@@ -139,6 +149,12 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         created_at INTEGER NOT NULL,
         result TEXT NOT NULL,
         PRIMARY KEY (revision_id, optimizer_version, parameters)) WITHOUT ROWID;
+    """ + gcRunsSchema
+
+    /// Also added after version 1 shipped: one row per gc run started, the fence of commits.
+    static let gcRunsSchema = """
+
+    CREATE TABLE IF NOT EXISTS gc_runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL);
     """
 
     /// Opens (and with `create`, creates) the catalog at `path`.
@@ -166,6 +182,9 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         // Stores made before the annotations table existed get it now (a no-op when present).
         if try db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'annotations'").firstRow({ _ in true }) == nil {
             try db.execute(SQLiteCatalog.annotationsSchema)
+        }
+        if try db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gc_runs'").firstRow({ _ in true }) == nil {
+            try db.execute(SQLiteCatalog.gcRunsSchema)
         }
     }
 
@@ -210,6 +229,10 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
     public func commit(_ commit: RevisionCommit) throws -> RevisionRecord {
         try locked {
             try db.transaction {
+                // BEGIN IMMEDIATE serializes this with gc's beginCollection: the check holds to COMMIT.
+                if let fence = commit.gcFence, try generation() != fence {
+                    throw StoreError.fenced(SQLiteCatalog.fencedMessage(commit))
+                }
                 let now = Int64(Date().timeIntervalSince1970)
                 let insertPack = try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
                 var packIDs: [String: Int64] = [:]
@@ -280,6 +303,29 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                                       manifest: commit.manifest.id)
             }
         }
+    }
+
+    public func gcGeneration() throws -> Int64 {
+        try locked { try generation() }
+    }
+
+    private func generation() throws -> Int64 {
+        try db.prepare("SELECT COALESCE(MAX(id), 0) FROM gc_runs").firstRow { $0.int(0) } ?? 0
+    }
+
+    public func beginCollection() throws -> Int64 {
+        try locked {
+            try db.transaction {
+                let now = Date().timeIntervalSince1970
+                try db.prepare("INSERT INTO gc_runs(id, started_at) VALUES (max((SELECT COALESCE(MAX(id), 0) FROM gc_runs) + 1, ?), ?)")
+                    .bind(.int(Int(now * 1000)), .int(Int(now))).run()
+                return db.lastInsertRowID
+            }
+        }
+    }
+
+    public static func fencedMessage(_ commit: RevisionCommit) -> String {
+        "\(commit.model)@\(commit.revision) was not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again"
     }
 
     static let revisionColumns = "r.id, m.name, r.name, r.created_at, r.base_model, r.base_revision, r.base_reason, c.xxh, c.sha"

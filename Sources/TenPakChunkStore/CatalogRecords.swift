@@ -103,9 +103,14 @@ public struct RevisionCommit: Sendable {
     public let chunks: [NewChunk]
     public let manifest: NewChunk
     public let files: [File]
+    /// The `Catalog.gcGeneration()` the writer read after it took the store lock. The commit is
+    /// refused when a gc has started since, which can only happen if the writer lost its lock (a
+    /// distributed writer cut off from PostgreSQL): its packs or the chunks it deduplicated
+    /// against may be gone. nil: no check (a writer holding the exclusive lock, such as repair).
+    public let gcFence: Int64?
 
     public init(model: String, revision: String, createdAt: Int64, baseModel: String, baseRevision: String, baseReason: String,
-                packs: [(name: String, size: Int)], chunks: [NewChunk], manifest: NewChunk, files: [File]) {
+                packs: [(name: String, size: Int)], chunks: [NewChunk], manifest: NewChunk, files: [File], gcFence: Int64?) {
         self.model = model
         self.revision = revision
         self.createdAt = createdAt
@@ -116,6 +121,7 @@ public struct RevisionCommit: Sendable {
         self.chunks = chunks
         self.manifest = manifest
         self.files = files
+        self.gcFence = gcFence
     }
 }
 

@@ -14,6 +14,8 @@ public enum StoreError: Error, CustomStringConvertible {
     case corrupt(String)
     /// The revision already exists (revisions are immutable).
     case revisionExists(String)
+    /// A commit refused because a gc started after the writer's fence (it had lost its lock).
+    case fenced(String)
     /// Another process holds what this one needs, past the retry deadline.
     case busy(String)
     /// The SQLite catalog reported an error.
@@ -27,7 +29,7 @@ public enum StoreError: Error, CustomStringConvertible {
             return "\(operation) \(path): \(String(cString: strerror(errno)))"
         case let .notAStore(path, reason):
             return "\(path) is not a TenPak store (\(reason)); create one with `tpstore init --store \(path)`"
-        case let .notFound(message), let .invalidRequest(message), let .revisionExists(message):
+        case let .notFound(message), let .invalidRequest(message), let .revisionExists(message), let .fenced(message):
             return message
         case let .corrupt(message):
             return "\(message); the store is damaged: run `tpstore fsck --read-data` to see what is affected"

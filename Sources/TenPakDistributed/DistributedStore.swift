@@ -71,3 +71,55 @@ extension ChunkStore {
 
     public var isDistributed: Bool { packs is S3PackStorage }
 }
+
+extension RepairTarget {
+    /// The store at `location` (directory or distributed config file), for `fsck --repair`: opened
+    /// without its catalog, which may be the part that is lost.
+    public static func open(location: String) throws -> RepairTarget {
+        guard DistributedConfig.isConfigFile(location) else { return try local(directory: location) }
+        let config = try DistributedConfig.load(path: location)
+        guard try S3Client(config: config.s3).bucketExists() else {
+            throw StoreError.notAStore(path: location, reason: "bucket \(config.s3.bucket) does not exist")
+        }
+        return RepairTarget(packs: try S3PackStorage(config: config.s3), locking: PostgresStoreLocking(config: config.postgres, roundTrips: Counter()),
+                            rebuild: PostgresCatalogRebuild(config: config.postgres), place: location)
+    }
+}
+
+/// The distributed store's rebuild: a second schema in the same database, swapped in by renaming
+/// both schemas in one transaction. The old catalog is kept as schema `tenpak_damaged_<time>`.
+public struct PostgresCatalogRebuild: CatalogRebuild {
+    public let config: PostgresConfig
+    static let rebuildSchema = "tenpak_rebuild"
+
+    public init(config: PostgresConfig) { self.config = config }
+
+    public func makeEmpty() throws -> any Catalog {
+        let admin = try PGSession(config: config)
+        try admin.query("DROP SCHEMA IF EXISTS \(PostgresCatalogRebuild.rebuildSchema) CASCADE")
+        try admin.query("CREATE SCHEMA \(PostgresCatalogRebuild.rebuildSchema)")
+        var rebuilt = config
+        rebuilt.schema = PostgresCatalogRebuild.rebuildSchema
+        return try PostgresCatalog(config: rebuilt, create: true)
+    }
+
+    public func replaceLive() throws -> String {
+        let admin = try PGSession(config: config)
+        let live = try config.schema.map(PostgresConfig.checkedIdentifier)
+            ?? admin.query("SELECT current_schema()").first?.text(0) ?? "public"
+        let aside = "tenpak_damaged_\(Int(Date().timeIntervalSince1970))"
+        let exists = try admin.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [.text(live)]).isEmpty == false
+        // DDL is transactional in PostgreSQL: other nodes see the old schema or the new one, never neither.
+        try admin.query("BEGIN")
+        do {
+            if exists { try admin.query("ALTER SCHEMA \(try PostgresConfig.checkedIdentifier(live)) RENAME TO \(aside)") }
+            try admin.query("ALTER SCHEMA \(PostgresCatalogRebuild.rebuildSchema) RENAME TO \(live)")
+            try admin.query("COMMIT")
+        } catch {
+            _ = try? admin.query("ROLLBACK")
+            throw error
+        }
+        return exists ? "catalog rebuilt in schema \(live); the previous one is kept as schema \(aside)"
+            : "catalog rebuilt in schema \(live) (there was none)"
+    }
+}

@@ -12,13 +12,25 @@ public struct PostgresConfig: Codable, Sendable {
     public var user: String
     public var password: String?
     public var database: String
+    /// The schema holding the catalog's tables (default: the server's search path, normally `public`).
+    public var schema: String?
 
-    public init(host: String, port: Int = 5432, user: String, password: String? = nil, database: String) {
+    public init(host: String, port: Int = 5432, user: String, password: String? = nil, database: String, schema: String? = nil) {
         self.host = host
         self.port = port
         self.user = user
         self.password = password
         self.database = database
+        self.schema = schema
+    }
+
+    /// `schema` checked to be a plain lowercase identifier (so it never needs quoting).
+    static func checkedIdentifier(_ name: String) throws -> String {
+        guard let first = name.utf8.first, first == UInt8(ascii: "_") || (UInt8(ascii: "a") ... UInt8(ascii: "z")).contains(first),
+              name.utf8.count <= 63,
+              name.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (UInt8(ascii: "a") ... UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0") ... UInt8(ascii: "9")).contains($0) })
+        else { throw StoreError.invalidRequest("PostgreSQL schema name \"\(name)\" must be lowercase letters, digits and _") }
+        return name
     }
 }
 
@@ -47,11 +59,14 @@ final class PGSession: @unchecked Sendable {
     private let lock = NSLock()
     let config: PostgresConfig
     let roundTrips: Counter
+    /// Longest wait for one statement's answer, in seconds.
+    let timeout: Double
     private static let logger = Logger(label: "tenpak.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    init(config: PostgresConfig, roundTrips: Counter = Counter()) throws {
+    init(config: PostgresConfig, roundTrips: Counter = Counter(), timeout: Double = 300) throws {
         self.config = config
         self.roundTrips = roundTrips
+        self.timeout = timeout
         var configuration = PostgresConnection.Configuration(host: config.host, port: config.port, username: config.user,
                                                              password: config.password, database: config.database, tls: .disable)
         configuration.options.connectTimeout = .seconds(5)
@@ -61,6 +76,9 @@ final class PGSession: @unchecked Sendable {
         } catch {
             throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port) (database \(config.database), user \(config.user)) is unreachable: \(PGSession.describe(error)) (is the server running and reachable?)")
         }
+        if let schema = config.schema {
+            try query("SET search_path TO \(try PostgresConfig.checkedIdentifier(schema))")
+        }
     }
 
     deinit {
@@ -68,7 +86,25 @@ final class PGSession: @unchecked Sendable {
         // closed before it is released; wait for that unless (never expected) this runs on an
         // event-loop thread, where waiting would trap.
         let closing: EventLoopFuture<Void> = connection.close()
-        if MultiThreadedEventLoopGroup.currentEventLoop == nil { try? closing.wait() }
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil { _ = try? PGSession.wait(for: closing, seconds: 10) {} }
+    }
+
+    struct NoAnswer: Error {}
+
+    /// Blocks until `future` completes or `seconds` pass (then runs `onTimeout` and throws).
+    /// Safe: callers are never on an event-loop thread (see the type's doc comment).
+    static func wait<T: Sendable>(for future: EventLoopFuture<T>, seconds: Double, onTimeout: () -> Void) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox<T>()
+        future.whenComplete { result in
+            box.set(result)
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + seconds) == .success, let result = box.get() else {
+            onTimeout()
+            throw StoreError.unavailable("PostgreSQL gave no answer within \(Int(seconds)) s (server unreachable or overloaded)")
+        }
+        return try result.get()
     }
 
     static func describe(_ error: Error) -> String {
@@ -83,7 +119,9 @@ final class PGSession: @unchecked Sendable {
         (error as? PSQLError)?.serverInfo?[.sqlState]
     }
 
-    /// Runs one statement and returns its rows.
+    /// Runs one statement and returns its rows. A statement that gets no answer within `timeout`
+    /// (a server cut off without a TCP reset, a session the server terminated) fails with
+    /// `StoreError.unavailable` instead of blocking forever.
     @discardableResult
     func query(_ sql: String, _ values: [PGValue] = []) throws -> [PostgresRandomAccessRow] {
         var binds = PostgresBindings(capacity: values.count)
@@ -100,9 +138,14 @@ final class PGSession: @unchecked Sendable {
         let q = PostgresQuery(unsafeSQL: sql, binds: binds)
         return try lock.withLock {
             roundTrips.add()
+            guard !connection.isClosed else {
+                throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port): the connection was closed (server restarted, or the session was terminated)")
+            }
             do {
-                // Safe: never on an event-loop thread (see the type's doc comment).
-                let result = try connection.query(q, logger: PGSession.logger).wait()
+                let result = try PGSession.wait(for: connection.query(q, logger: PGSession.logger), seconds: timeout) { [connection] in
+                    // The session is unusable after a lost answer: close it, so the next query fails at once.
+                    let _: EventLoopFuture<Void> = connection.close()
+                }
                 return result.rows.map { $0.makeRandomAccess() }
             } catch let error as PSQLError {
                 throw PGError(error: error)
@@ -153,7 +196,7 @@ public struct PostgresStoreLocking: StoreLocking {
     }
 
     public func acquire(_ mode: StoreLock.Mode, timeout: Double) throws -> AnyObject {
-        var session = try (mode == .shared ? idle.take() : nil) ?? PGSession(config: config, roundTrips: roundTrips)
+        var session = try (mode == .shared ? idle.take() : nil) ?? PGSession(config: config, roundTrips: roundTrips, timeout: 30)
         let function = mode == .shared ? "pg_try_advisory_lock_shared" : "pg_try_advisory_lock"
         let sql = "SELECT \(function)($1)"
         var waited = 0.0
@@ -164,7 +207,7 @@ public struct PostgresStoreLocking: StoreLocking {
                 granted = try session.query(sql, [.int(PostgresStoreLocking.key)]).first?.bool(0) == true
             } catch where !fresh {
                 // A kept session the server has since dropped (restart, idle timeout): use a new one.
-                session = try PGSession(config: config, roundTrips: roundTrips)
+                session = try PGSession(config: config, roundTrips: roundTrips, timeout: 30)
                 fresh = true
                 continue
             }
@@ -220,4 +263,13 @@ final class IdleSessions: @unchecked Sendable {
         }
         if !kept { withExtendedLifetime(session) {} }
     }
+}
+
+/// A result handed from an event-loop callback to a waiting thread.
+final class ResultBox<T: Sendable>: @unchecked Sendable {
+    // Safe: `value` is touched only inside `lock`.
+    private var value: Result<T, Error>?
+    private let lock = NSLock()
+    func set(_ result: Result<T, Error>) { lock.withLock { value = result } }
+    func get() -> Result<T, Error>? { lock.withLock { value } }
 }

@@ -19,8 +19,12 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
 
     public static let schemaVersion = 1
 
+    /// One row per gc run started: the fence of commits (added after version 1; made on open when missing).
+    static let gcRunsSchema = "CREATE TABLE IF NOT EXISTS gc_runs (id BIGSERIAL PRIMARY KEY, started_at BIGINT NOT NULL)"
+
     static let schema: [String] = [
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        PostgresCatalog.gcRunsSchema,
         """
         CREATE TABLE IF NOT EXISTS packs (
             id BIGSERIAL PRIMARY KEY,
@@ -120,7 +124,9 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                                   [.text(String(PostgresCatalog.schemaVersion))])
             }
         }
-        let hasMeta = try session.query("SELECT to_regclass('meta') IS NOT NULL").first?.bool(0) ?? false
+        let tables = try session.query("SELECT to_regclass('meta') IS NOT NULL, to_regclass('gc_runs') IS NOT NULL").first
+        let hasMeta = try tables?.bool(0) ?? false
+        if hasMeta, try tables?.bool(1) == false { try session.query(PostgresCatalog.gcRunsSchema) }
         guard hasMeta, let version = try session.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0),
               let number = Int(version) else {
             throw StoreError.notAStore(path: place, reason: "the database has no TenPak schema")
@@ -201,8 +207,31 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         }
     }
 
+    public func gcGeneration() throws -> Int64 {
+        try locked { try q("SELECT COALESCE(MAX(id), 0) FROM gc_runs").first?.int(0) ?? 0 }
+    }
+
+    public func beginCollection() throws -> Int64 {
+        try transaction {
+            let now = Date().timeIntervalSince1970
+            guard let id = try q("INSERT INTO gc_runs(id, started_at) VALUES (GREATEST((SELECT COALESCE(MAX(id), 0) FROM gc_runs) + 1, $1), $2) RETURNING id",
+                                 [.int(Int(now * 1000)), .int(Int(now))]).first?.int(0) else {
+                throw StoreError.catalog("INSERT INTO gc_runs returned no id")
+            }
+            return id
+        }
+    }
+
     public func commit(_ commit: RevisionCommit) throws -> RevisionRecord {
         try transaction {
+            if let fence = commit.gcFence {
+                // SHARE conflicts with the ROW EXCLUSIVE lock of gc's INSERT: until this COMMIT, no gc
+                // can start; a gc that started before is seen here, and the commit is refused.
+                try q("LOCK TABLE gc_runs IN SHARE MODE")
+                guard try q("SELECT COALESCE(MAX(id), 0) FROM gc_runs").first?.int(0) == fence else {
+                    throw StoreError.fenced(SQLiteCatalog.fencedMessage(commit))
+                }
+            }
             let now = Int64(Date().timeIntervalSince1970)
             var packIDs: [String: Int64] = [:]
             for pack in commit.packs {

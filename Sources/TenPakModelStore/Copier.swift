@@ -39,6 +39,7 @@ public struct Copier {
         let sourceLock = try source.chunks.lock(.shared)
         let destinationLock = try destination.chunks.lock(.shared)
         defer { withExtendedLifetime((sourceLock, destinationLock)) {} }
+        let fence = try destination.catalog.gcGeneration()
         var report = CopyReport()
         for record in try source.catalog.revisions(model: nil).sorted(by: { $0.rowID < $1.rowID }) {
             let name = "\(record.model)@\(record.revision)"
@@ -55,14 +56,14 @@ public struct Copier {
                 progress?("skip \(name) (already there)")
                 continue
             }
-            try copy(record, report: &report)
+            try copy(record, fence: fence, report: &report)
             report.copiedRevisions.append(name)
             progress?("copied \(name)")
         }
         return report
     }
 
-    private func copy(_ record: RevisionRecord, report: inout CopyReport) throws {
+    private func copy(_ record: RevisionRecord, fence: Int64, report: inout CopyReport) throws {
         let src = source.chunks, dst = destination.chunks
         let files = try src.catalog.files(revision: record)
         var fileChunks: [(FileRecord, [FileChunk])] = []
@@ -160,6 +161,6 @@ public struct Copier {
         _ = try dst.catalog.commit(RevisionCommit(
             model: record.model, revision: record.revision, createdAt: record.createdAt, baseModel: record.baseModel,
             baseRevision: record.baseRevision, baseReason: record.baseReason, packs: sealed, chunks: newChunks,
-            manifest: manifestChunk, files: commitFiles))
+            manifest: manifestChunk, files: commitFiles, gcFence: fence))
     }
 }

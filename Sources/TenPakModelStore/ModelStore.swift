@@ -56,6 +56,8 @@ public final class ModelStore: Sendable {
         let inputs = inputs.sorted { $0.path < $1.path }
         let lock = try chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
+        // Read under the lock, before any dedup lookup: the commit is refused if a gc starts after it.
+        let gcFence = try catalog.gcGeneration()
         if (try? catalog.resolve(model: model, revision: revision)) != nil {
             throw StoreError.revisionExists("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
         }
@@ -87,7 +89,7 @@ public final class ModelStore: Sendable {
             if chosen == nil { warnings.append(note) }
         }
         let index = try decision.map { try BaseIndex.load(chunks, revision: $0.revision) }
-        let putter = Putter(store: chunks, model: model, revision: revision, progress: progress)
+        let putter = Putter(store: chunks, model: model, revision: revision, gcFence: gcFence, progress: progress)
         return try putter.run(inputs: planned, base: decision, baseIndex: index, warnings: warnings)
     }
 

@@ -69,6 +69,8 @@ final class Putter {
     let model: String
     let revision: String
     let progress: (@Sendable (TransferProgress) -> Void)?
+    /// The gc generation read when the store lock was taken (see `RevisionCommit.gcFence`).
+    let gcFence: Int64
     private var writer: (any PackWriting)?
     private var sealed: [(name: String, size: Int)] = []
     private var pending: [ChunkID: NewChunk] = [:]
@@ -78,8 +80,9 @@ final class Putter {
     /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
     static let windowBytes = 16 << 20
 
-    init(store: ChunkStore, model: String, revision: String, progress: (@Sendable (TransferProgress) -> Void)?) {
+    init(store: ChunkStore, model: String, revision: String, gcFence: Int64, progress: (@Sendable (TransferProgress) -> Void)?) {
         self.store = store
+        self.gcFence = gcFence
         self.model = model
         self.revision = revision
         self.progress = progress
@@ -220,7 +223,7 @@ final class Putter {
             let record = try store.catalog.commit(RevisionCommit(
                 model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
                 baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
-                manifest: manifestChunk, files: commitFiles))
+                manifest: manifestChunk, files: commitFiles, gcFence: gcFence))
             return PutReport(revision: record, files: reports, base: base, warnings: warnings,
                              seconds: Date().timeIntervalSince(started))
         } catch {

@@ -141,6 +141,31 @@ final class IntegrityTests: XCTestCase {
         XCTAssertEqual(try ModelStore.open(directory: dir).revisions().map(\.model), ["tiny-ft"])
     }
 
+    /// A gc that starts while a put runs (possible only when the put lost its lock) fences the put:
+    /// its commit is refused, nothing of it is visible, and a second try stores it.
+    func testCommitIsRefusedWhenAGCStartedDuringThePut() throws {
+        let (store, _) = try makeStore()
+        let before = try store.catalog.gcGeneration()
+        let fenced = OnceFlag()
+        XCTAssertThrowsError(try store.put(model: "misc", revision: "1", paths: [TestSupport.fixtures + "/misc"], progress: { _ in
+            // Stands in for a gc on a node that no longer sees this writer's lock.
+            if fenced.claim() { _ = try? store.catalog.beginCollection() }
+        })) { error in
+            guard case StoreError.fenced = error else { return XCTFail("expected .fenced, got \(error)") }
+        }
+        let fence = try store.catalog.gcGeneration()
+        XCTAssertGreaterThan(fence, before)
+        XCTAssertThrowsError(try store.catalog.resolve(model: "misc", revision: "1"))
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
+        _ = try store.put(model: "misc", revision: "1", paths: [TestSupport.fixtures + "/misc"])
+        try assertReadsBack(store, "misc", "misc")
+        // gc itself advances the generation; a dry run does not.
+        _ = try Collector(store: store).run(dryRun: true)
+        XCTAssertEqual(try store.catalog.gcGeneration(), fence)
+        _ = try Collector(store: store).run(dryRun: false)
+        XCTAssertGreaterThan(try store.catalog.gcGeneration(), fence)
+    }
+
     /// Four writers, gc and readers as separate processes on one store: each succeeds or fails with a
     /// message, and afterwards fsck is clean and every committed revision reads back bit-exact.
     func testConcurrentWritersGCAndReaders() throws {

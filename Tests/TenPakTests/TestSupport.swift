@@ -243,3 +243,17 @@ struct SafetensorsBuilder {
         return out
     }
 }
+
+/// True for the first caller only (thread-safe): "do this once" inside callbacks.
+final class OnceFlag: @unchecked Sendable {
+    // Safe: `taken` is touched only inside `lock`.
+    private var taken = false
+    private let lock = NSLock()
+
+    func claim() -> Bool {
+        lock.withLock {
+            defer { taken = true }
+            return !taken
+        }
+    }
+}

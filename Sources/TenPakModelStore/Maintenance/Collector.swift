@@ -46,6 +46,9 @@ public struct Collector {
         defer { withExtendedLifetime(lock) {} }
         var report = CollectReport()
         report.dryRun = dryRun
+        // Fence first, then mark: a writer that lost its shared lock and commits after this point
+        // is refused (RevisionCommit.gcFence) instead of referencing chunks or packs swept below.
+        if !dryRun { _ = try catalog.beginCollection() }
 
         let live = try catalog.liveChunkRowIDs()
         let chunks = try catalog.allChunks()

@@ -14,12 +14,14 @@ public struct RepairReport: Sendable {
 /// Every pack is scanned frame by frame (a damaged frame is skipped by searching for the next
 /// frame magic); chunk frames give chunk locations, manifest frames give revisions, tombstone frames
 /// say which manifests were removed. Each revision whose chunks are all present is committed into a
-/// new catalog; the old catalog is kept beside it as `catalog.db.damaged-<time>`.
+/// new catalog, which then replaces the live one; the old one is kept aside (`CatalogRebuild`: a
+/// second SQLite file locally, a second PostgreSQL schema on a distributed store).
 public struct Repairer {
-    let directory: String
+    /// A store directory or a distributed store's config file.
+    let location: String
 
-    public init(directory: String) {
-        self.directory = directory
+    public init(directory location: String) {
+        self.location = location
     }
 
     struct ScannedChunk {
@@ -30,12 +32,10 @@ public struct Repairer {
     }
 
     public func run() throws -> RepairReport {
-        guard FileSystem.exists(directory + "/TENPAK") else {
-            throw StoreError.notAStore(path: directory, reason: "no TENPAK marker")
-        }
-        let lock = try StoreLock(root: directory, mode: .exclusive)
+        let target = try RepairTarget.open(location: location)
+        let lock = try target.locking.acquire(.exclusive, timeout: 60)
         defer { withExtendedLifetime(lock) {} }
-        let packs = LocalPackDirectory(root: directory)
+        let packs = target.packs
         var report = RepairReport()
         var chunks: [ChunkID: ScannedChunk] = [:]
         var manifests: [(id: ChunkID, manifest: RevisionManifest, pack: String)] = []
@@ -44,8 +44,8 @@ public struct Repairer {
         var frames = 0
 
         for name in try packs.packNames() {
-            let file = try OpenFile(path: packs.path(of: name), mode: .read)
-            let size = try file.size()
+            let file = WindowedPackReader(packs: packs, pack: name)
+            let size = try packs.size(pack: name)
             packSizes[name] = size
             let start = try file.read(count: min(size, PackHeader.size), at: 0)
             do {
@@ -88,10 +88,8 @@ public struct Repairer {
         report.lines.append("scanned \(packSizes.count) packs: \(frames) intact frames, \(manifests.count) manifests, \(tombstones.count) tombstones")
 
         // Build the new catalog beside the old one, then swap.
-        let rebuilt = directory + "/catalog.db.rebuild"
-        for suffix in ["", "-wal", "-shm"] { try FileSystem.remove(rebuilt + suffix) }
         do {
-            let catalog = try SQLiteCatalog(path: rebuilt, create: true)
+            let catalog = try target.rebuild.makeEmpty()
             let removed = Set(tombstones.map { $0.0.manifest })
             var inserted = Set<ChunkID>()
             var insertedPacks = Set<String>()
@@ -138,7 +136,7 @@ public struct Repairer {
                             defer { offset += Int(ref.rawLength) }
                             return (offset, ref.id)
                         }
-                        let tensors = file.kind == .safetensors ? try tensorRecords(of: file, chunks: chunks) : []
+                        let tensors = file.kind == .safetensors ? try tensorRecords(of: file, chunks: chunks, packs: packs) : []
                         files.append(RevisionCommit.File(path: file.path, size: Int(file.size), sha256: file.sha256, kind: file.kind,
                                                          chunks: refs, tensors: tensors))
                     }
@@ -154,7 +152,7 @@ public struct Repairer {
                     _ = try catalog.commit(RevisionCommit(
                         model: manifest.model, revision: manifest.revision, createdAt: manifest.createdAt, baseModel: manifest.baseModel,
                         baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: newPacks, chunks: newChunks,
-                        manifest: manifestChunk, files: files))
+                        manifest: manifestChunk, files: files, gcFence: nil))
                     report.lines.append("recovered \(name) (\(manifest.files.count) files)")
                 } catch {
                     (inserted, insertedPacks) = snapshot
@@ -164,17 +162,11 @@ public struct Repairer {
             for (tombstone, pack) in tombstones {
                 try catalog.recordTombstone(tombstone, pack: (pack, packSizes[pack] ?? 0))
             }
+            // A writer that read a gc generation from the old catalog must not commit into this one.
+            _ = try catalog.beginCollection()
         }
-        // ORDER: the rebuilt catalog is complete and closed (checkpointed) → the old one moves aside → swap.
-        let old = directory + "/catalog.db"
-        let aside = old + ".damaged-\(Int(Date().timeIntervalSince1970))"
-        let hadCatalog = FileSystem.exists(old)
-        for suffix in ["", "-wal", "-shm"] where FileSystem.exists(old + suffix) {
-            try FileSystem.rename(old + suffix, to: aside + suffix)
-        }
-        try FileSystem.rename(rebuilt, to: old)
-        try FileSystem.syncDirectory(directory)
-        report.lines.append(hadCatalog ? "catalog rebuilt; the previous one is kept as \(aside)" : "catalog rebuilt (there was none)")
+        // ORDER: the rebuilt catalog is complete and closed (its scope ended above) → swap.
+        report.lines.append(try target.rebuild.replaceLive())
         return report
     }
 
@@ -194,8 +186,7 @@ public struct Repairer {
     }
 
     /// Tensor records from the safetensors header at the start of a file (header chunks never have a base).
-    private func tensorRecords(of file: RevisionManifest.File, chunks: [ChunkID: ScannedChunk]) throws -> [TensorRecord] {
-        let packs = LocalPackDirectory(root: directory)
+    private func tensorRecords(of file: RevisionManifest.File, chunks: [ChunkID: ScannedChunk], packs: any PackStorage) throws -> [TensorRecord] {
         var prefix: [UInt8] = []
         var needed = 8
         for ref in file.chunks {
@@ -215,7 +206,7 @@ public struct Repairer {
     }
 
     /// The offset of the next "TPFR" after `offset`, or `size`.
-    private func nextMagic(in file: OpenFile, after offset: Int, size: Int) -> Int {
+    private func nextMagic(in file: WindowedPackReader, after offset: Int, size: Int) -> Int {
         var position = offset + 1
         let step = 1 << 20
         while position < size {
@@ -228,5 +219,37 @@ public struct Repairer {
             position += step
         }
         return size
+    }
+}
+
+/// Reads a pack front to back in large windows, so a scan costs one request per window (not two
+/// per frame) on an object store.
+final class WindowedPackReader {
+    let packs: any PackStorage
+    let pack: String
+    private var window: [UInt8] = []
+    private var windowStart = 0
+    static let windowSize = 16 << 20
+
+    init(packs: any PackStorage, pack: String) {
+        self.packs = packs
+        self.pack = pack
+    }
+
+    /// `count` bytes at `offset`; the caller keeps `offset + count` within the pack.
+    func read(count: Int, at offset: Int) throws -> [UInt8] {
+        if offset >= windowStart, offset + count <= windowStart + window.count {
+            return Array(window[(offset - windowStart) ..< (offset - windowStart + count)])
+        }
+        if count > WindowedPackReader.windowSize / 2 {
+            return try packs.read(pack: pack, offset: offset, length: count)
+        }
+        let size = try packs.size(pack: pack)
+        window = try packs.read(pack: pack, offset: offset, length: min(WindowedPackReader.windowSize, size - offset))
+        windowStart = offset
+        guard window.count >= count else {
+            throw StoreError.corrupt("pack \(pack): \(count) bytes at \(offset) run past its end")
+        }
+        return Array(window[0 ..< count])
     }
 }

@@ -20,9 +20,6 @@ extension TPStore {
 
         func run() throws {
             if repair {
-                if DistributedConfig.isConfigFile(options.directory) {
-                    throw ValidationError("--repair rebuilds a local store's SQLite catalog; it does not work on a distributed store (\(options.directory))")
-                }
                 let report = try Repairer(directory: options.directory).run()
                 for line in report.lines { print(line) }
                 if !report.unrecoverable.isEmpty {

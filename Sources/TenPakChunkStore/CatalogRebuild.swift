@@ -1,0 +1,65 @@
+import Foundation
+import TenPakFormat
+
+/// A backend's part of `fsck --repair`: where a catalog rebuilt from the packs is built, and how it
+/// then replaces the live one. The rebuilt catalog is filled completely before `replaceLive` runs,
+/// and the old catalog is kept aside, never deleted.
+public protocol CatalogRebuild: Sendable {
+    /// An empty catalog beside the live one (whatever an earlier, interrupted rebuild left is dropped).
+    func makeEmpty() throws -> any Catalog
+    /// Puts the rebuilt catalog in place of the live one; returns a line saying where the old one went.
+    /// The catalog `makeEmpty` returned must no longer be in use.
+    func replaceLive() throws -> String
+}
+
+/// What a repair needs of a store whose catalog may be lost: its packs, its lock and its rebuild.
+public struct RepairTarget: Sendable {
+    public let packs: any PackStorage
+    public let locking: any StoreLocking
+    public let rebuild: any CatalogRebuild
+    /// The store's name in messages.
+    public let place: String
+
+    public init(packs: any PackStorage, locking: any StoreLocking, rebuild: any CatalogRebuild, place: String) {
+        self.packs = packs
+        self.locking = locking
+        self.rebuild = rebuild
+        self.place = place
+    }
+
+    /// The local store in `directory`: the new catalog is built as `catalog.db.rebuild`, then
+    /// renamed over `catalog.db`; the old one is kept as `catalog.db.damaged-<time>`.
+    public static func local(directory: String) throws -> RepairTarget {
+        guard FileSystem.exists(directory + "/" + ChunkStore.markerName) else {
+            throw StoreError.notAStore(path: directory, reason: "no \(ChunkStore.markerName) marker")
+        }
+        return RepairTarget(packs: LocalPackDirectory(root: directory), locking: LocalStoreLocking(root: directory),
+                            rebuild: SQLiteCatalogRebuild(directory: directory), place: directory)
+    }
+}
+
+/// The local store's rebuild: a second SQLite file, swapped in by rename.
+public struct SQLiteCatalogRebuild: CatalogRebuild {
+    public let directory: String
+    var live: String { directory + "/catalog.db" }
+    var rebuilt: String { directory + "/catalog.db.rebuild" }
+
+    public init(directory: String) { self.directory = directory }
+
+    public func makeEmpty() throws -> any Catalog {
+        for suffix in ["", "-wal", "-shm"] { try FileSystem.remove(rebuilt + suffix) }
+        return try SQLiteCatalog(path: rebuilt, create: true)
+    }
+
+    public func replaceLive() throws -> String {
+        // ORDER: the rebuilt catalog is complete and closed (checkpointed) → the old one moves aside → swap.
+        let aside = live + ".damaged-\(Int(Date().timeIntervalSince1970))"
+        let hadCatalog = FileSystem.exists(live)
+        for suffix in ["", "-wal", "-shm"] where FileSystem.exists(live + suffix) {
+            try FileSystem.rename(live + suffix, to: aside + suffix)
+        }
+        try FileSystem.rename(rebuilt, to: live)
+        try FileSystem.syncDirectory(directory)
+        return hadCatalog ? "catalog rebuilt; the previous one is kept as \(aside)" : "catalog rebuilt (there was none)"
+    }
+}
