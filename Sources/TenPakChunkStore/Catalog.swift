@@ -10,6 +10,8 @@ public protocol Catalog: AnyObject, Sendable {
     /// Looks up chunks by identity (XXH3-128 and SHA-256 must both match).
     func findChunks(_ ids: [ChunkID]) throws -> [ChunkID: ChunkLocation]
     func chunk(rowID: Int64) throws -> ChunkLocation?
+    /// Several chunks by row id (ids not found are absent from the answer).
+    func chunks(rowIDs: [Int64]) throws -> [Int64: ChunkLocation]
     /// Records a finished put in one transaction. Its packs must be durable before this is called.
     func commit(_ commit: RevisionCommit) throws -> RevisionRecord
     /// How many gc runs have started (the fence `RevisionCommit.gcFence` is checked against).
@@ -214,6 +216,17 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 if let loc = try stmt.bind(.blob(id.xxh.bytes), .blob(id.sha.bytes)).firstRow({ try SQLiteCatalog.location($0) }) {
                     found[id] = loc
                 }
+            }
+            return found
+        }
+    }
+
+    public func chunks(rowIDs: [Int64]) throws -> [Int64: ChunkLocation] {
+        try locked {
+            let find = try db.prepare("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.id = ?")
+            var found: [Int64: ChunkLocation] = [:]
+            for id in Set(rowIDs) {
+                if let location = try find.bind(.int(id)).firstRow({ try SQLiteCatalog.location($0) }) { found[id] = location }
             }
             return found
         }

@@ -64,7 +64,14 @@ public final class ChunkStore: Sendable {
 
     /// Reads and checks one frame: header checksum, identity against the catalog, payload checksum.
     public func readFrame(_ location: ChunkLocation) throws -> (header: FrameHeader, payload: [UInt8]) {
-        let bytes = try packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)
+        try checkFrame(try packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength), location)
+    }
+
+    /// Checks one frame's bytes, read by the caller from the chunk's place in its pack.
+    public func checkFrame(_ bytes: [UInt8], _ location: ChunkLocation) throws -> (header: FrameHeader, payload: [UInt8]) {
+        guard bytes.count == location.frameLength else {
+            throw StoreError.corrupt("chunk \(location.id.short): pack \(location.pack) gave \(bytes.count) bytes at \(location.frameOffset), expected \(location.frameLength)")
+        }
         let place = "pack \(location.pack) offset \(location.frameOffset)"
         return try bytes.withUnsafeBytes { raw in
             let header: FrameHeader
@@ -86,21 +93,25 @@ public final class ChunkStore: Sendable {
     }
 
     /// The raw bytes of a chunk, decoded through its delta chain and checked against its address.
-    public func rawBytes(of location: ChunkLocation, cache: ChunkCache? = nil) throws -> [UInt8] {
+    ///
+    /// `prefetched` may hold the chunk's and its bases' frames (read together by `FrameBatch`) and
+    /// the locations of its bases; what it lacks is read and looked up here.
+    public func rawBytes(of location: ChunkLocation, cache: ChunkCache? = nil, prefetched: PrefetchedFrames? = nil) throws -> [UInt8] {
         if let cached = cache?.get(location.rowID) { return cached }
-        let (header, payload) = try readFrame(location)
+        let (header, payload) = try prefetched?.frames[location.rowID].map { try checkFrame($0, location) } ?? readFrame(location)
         guard let encoding = Encoding(rawValue: header.encoding) else {
             throw StoreError.corrupt("chunk \(location.id.short) uses encoding \(header.encoding), unknown to this tpstore")
         }
         var base: [UInt8]?
         if let baseID = header.base {
-            guard let baseRow = location.baseRowID, let baseLocation = try catalog.chunk(rowID: baseRow), baseLocation.id == baseID else {
+            guard let baseRow = location.baseRowID, let baseLocation = try prefetched?.locations[baseRow] ?? catalog.chunk(rowID: baseRow),
+                  baseLocation.id == baseID else {
                 throw StoreError.corrupt("chunk \(location.id.short) is a delta against \(baseID.short), which the catalog does not locate")
             }
             guard location.depth <= ChunkStore.maxDeltaDepth, baseLocation.depth < location.depth else {
                 throw StoreError.corrupt("chunk \(location.id.short) has a delta chain deeper than \(ChunkStore.maxDeltaDepth)")
             }
-            base = try rawBytes(of: baseLocation, cache: cache)
+            base = try rawBytes(of: baseLocation, cache: cache, prefetched: prefetched)
         }
         var raw = [UInt8](repeating: 0, count: header.rawLength)
         do {
@@ -123,4 +134,13 @@ public final class ChunkStore: Sendable {
         cache?.put(location.rowID, raw)
         return raw
     }
+}
+
+/// Frames read ahead in batches, and the locations of the delta bases they need.
+public struct PrefetchedFrames: Sendable {
+    /// Frame bytes by chunk row id.
+    public var frames: [Int64: [UInt8]] = [:]
+    /// Base chunk locations by row id.
+    public var locations: [Int64: ChunkLocation] = [:]
+    public init() {}
 }

@@ -42,6 +42,7 @@ enum PGValue {
     case null
     case byteArray([[UInt8]])
     case textArray([String])
+    case intArray([Int64])
 
     static func int(_ v: Int) -> PGValue { .int(Int64(v)) }
     static func optionalInt(_ v: Int64?) -> PGValue { v.map { .int($0) } ?? .null }
@@ -133,6 +134,7 @@ final class PGSession: @unchecked Sendable {
             case .null: binds.appendNull()
             case let .byteArray(a): binds.append(a.map { ByteBuffer(bytes: $0) })
             case let .textArray(a): binds.append(a)
+            case let .intArray(a): binds.append(a)
             }
         }
         let q = PostgresQuery(unsafeSQL: sql, binds: binds)

@@ -200,6 +200,19 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         return found
     }
 
+    public func chunks(rowIDs: [Int64]) throws -> [Int64: ChunkLocation] {
+        guard !rowIDs.isEmpty else { return [:] }
+        return try locked {
+            var found: [Int64: ChunkLocation] = [:]
+            for row in try q("SELECT \(PostgresCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.id = ANY($1)",
+                             [.intArray(Array(Set(rowIDs)))]) {
+                let location = try PostgresCatalog.location(row)
+                found[location.rowID] = location
+            }
+            return found
+        }
+    }
+
     public func chunk(rowID: Int64) throws -> ChunkLocation? {
         try locked {
             try q("SELECT \(PostgresCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.id = $1", [.int(rowID)])

@@ -242,7 +242,9 @@ struct FileStream {
         var start = 0
         while start < chunks.count, failure.error == nil {
             let end = min(start + FileStream.windowChunks, chunks.count)
-            let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location) }
+            // One read per run of neighbouring frames (and their bases), then decodes in parallel.
+            let frames = try FrameBatch.prefetch(chunks[start ..< end].map(\.location), store: store)
+            let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location, prefetched: frames) }
             var window = [UInt8]()
             window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
             for d in decoded { window.append(contentsOf: d) }

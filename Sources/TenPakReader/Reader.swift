@@ -119,7 +119,7 @@ public final class StoreReader: Sendable {
 
     /// The decoded bytes of a chunk: from the cache, from a decode another thread already started,
     /// or decoded here (through its delta chain, checked against its XXH3-128 address).
-    func chunkBytes(_ location: ChunkLocation) throws -> [UInt8] {
+    func chunkBytes(_ location: ChunkLocation, prefetched: PrefetchedFrames? = nil) throws -> [UInt8] {
         if let hit = cache.get(location.rowID) {
             counters.add(hits: 1)
             return hit
@@ -127,7 +127,7 @@ public final class StoreReader: Sendable {
         return try flights.run(location.rowID) {
             if let hit = cache.get(location.rowID) { return hit }
             counters.add(decodes: 1)
-            return try store.chunks.rawBytes(of: location, cache: cache)
+            return try store.chunks.rawBytes(of: location, cache: cache, prefetched: prefetched)
         }
     }
 
@@ -286,7 +286,11 @@ public final class FileReader: Sendable {
             }
         }
         owner.countHits(indices.count - missing.count)
-        let decoded = try parallelMap(missing.count) { m in try owner.chunkBytes(locations[indices.lowerBound + missing[m]]) }
+        // The missing chunks' frames and their bases' in few reads (one ranged GET per run of
+        // neighbouring frames on S3), then the decodes in parallel.
+        let frames = missing.isEmpty ? PrefetchedFrames()
+            : try FrameBatch.prefetch(missing.map { locations[indices.lowerBound + $0] }, store: owner.store.chunks, cache: owner.cache)
+        let decoded = try parallelMap(missing.count) { m in try owner.chunkBytes(locations[indices.lowerBound + missing[m]], prefetched: frames) }
         for (m, k) in missing.enumerated() { chunks[k] = decoded[m] }
         // Safe: every slot is a cache hit or was just decoded.
         return chunks.map { $0! }

@@ -59,3 +59,12 @@ enum Output {
         FileHandle.standardError.write(Data("tpstore: warning: \(message)\n".utf8))
     }
 }
+
+extension Output {
+    /// For Tools/bench_distributed.sh (TPSTORE_TRAFFIC=1): the server traffic of this command on a
+    /// distributed store, on stderr.
+    static func reportTraffic(_ store: ModelStore) {
+        guard ProcessInfo.processInfo.environment["TPSTORE_TRAFFIC"] == "1", let traffic = store.chunks.distributedTraffic else { return }
+        FileHandle.standardError.write(Data("traffic: \(traffic.s3Requests) S3 requests, \(traffic.postgresRoundTrips) PostgreSQL round trips\n".utf8))
+    }
+}

@@ -115,8 +115,13 @@ final class DistributedTests: XCTestCase {
         // A second process-like opening of the same store sees the revision (shared servers).
         let other = try ModelStore.open(directory: path)
         let out = TestSupport.temporaryDirectory(self, "out")
+        let before = try XCTUnwrap(other.chunks.distributedTraffic)
         try other.get(model: "tiny-ft", revision: "v1", to: out)
         try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out)
+        // Neighbouring frames (and their bases) come in shared ranged GETs, not one GET per frame.
+        let frames = ft.files.reduce(0) { $0 + $1.sharedChunks + $1.deltaChunks + $1.freshChunks }
+        let requests = try XCTUnwrap(other.chunks.distributedTraffic).s3Requests - before.s3Requests
+        XCTAssertLessThan(requests, frames / 2, "\(requests) S3 requests for \(frames) chunks")
         XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
 
         // rm the base: its chunks stay as bases of the fine-tune's deltas; rm both: gc reclaims.

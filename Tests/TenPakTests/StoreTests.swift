@@ -1,7 +1,7 @@
 import Foundation
 import TenPakChunkStore
 import TenPakFormat
-import TenPakModelStore
+@testable import TenPakModelStore
 import XCTest
 
 /// put/get/rm through the library on real files, a real SQLite catalog and real pack files.
@@ -175,5 +175,26 @@ final class StoreTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// How get and the reader group frames into reads: neighbours in one pack merge, gaps and the
+    /// span limit split, packs never mix, a frame is read once however often it is asked for.
+    func testFrameBatchPlansFewContiguousReads() {
+        let id = ChunkID(xxh: Hashing.xxh3_128([1]), sha: Hashing.sha256([1]))
+        func frame(_ row: Int64, _ pack: String, _ offset: Int, _ length: Int) -> ChunkLocation {
+            ChunkLocation(rowID: row, id: id, rawLength: length, pack: pack, frameOffset: offset, frameLength: length, encoding: 0, baseRowID: nil, depth: 0)
+        }
+        let frames = [frame(3, "a", 300, 100), frame(1, "a", 16, 100), frame(2, "a", 116, 100), frame(2, "a", 116, 100),
+                      frame(4, "a", 1000, 50), frame(5, "b", 16, 10), frame(6, "a", 1050, 5000)]
+        let spans = FrameBatch.plan(frames, maxGap: 100, maxSpan: 4000)
+        XCTAssertEqual(spans.map { "\($0.pack)@\($0.offset)+\($0.length):\($0.frames.map(\.rowID))" },
+                       ["a@16+384:[1, 2, 3]", "a@1000+50:[4]", "a@1050+5000:[6]", "b@16+10:[5]"])
+        // Every frame lies inside its span.
+        for span in spans {
+            for f in span.frames {
+                XCTAssertTrue(f.frameOffset >= span.offset && f.frameOffset + f.frameLength <= span.offset + span.length)
+            }
+        }
+        XCTAssertEqual(FrameBatch.plan([]), [])
     }
 }

@@ -13,6 +13,7 @@ extension TPStore {
             let store = try options.open()
             let started = Date()
             let files = try store.get(model: target.model, revision: target.revision, to: destination, progress: Output.progress("get"))
+            Output.reportTraffic(store)
             let bytes = files.reduce(0) { $0 + $1.size }
             let seconds = Date().timeIntervalSince(started)
             print("wrote \(files.count) files, \(Output.bytes(bytes)), to \(destination), SHA-256 verified, in \(String(format: "%.2f", seconds)) s (\(String(format: "%.0f", Double(bytes) / max(seconds, 1e-6) / 1e6)) MB/s)")

@@ -27,10 +27,7 @@ extension TPStore {
             let report = try store.put(model: target.model, revision: target.revision, paths: paths, base: choice,
                                        progress: Output.progress("put"))
             for warning in report.warnings where !(warning.hasPrefix("no base") && json) { Output.warn(warning) }
-            // For Tools/bench_distributed.sh: server traffic of this put on a distributed store.
-            if ProcessInfo.processInfo.environment["TPSTORE_TRAFFIC"] == "1", let traffic = store.chunks.distributedTraffic {
-                FileHandle.standardError.write(Data("traffic: \(traffic.s3Requests) S3 requests, \(traffic.postgresRoundTrips) PostgreSQL round trips\n".utf8))
-            }
+            Output.reportTraffic(store)
             if json {
                 print(try Output.json(PutJSON(report)))
                 return
