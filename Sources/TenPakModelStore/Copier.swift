@@ -29,6 +29,8 @@ public struct Copier {
     let source: ModelStore
     let destination: ModelStore
     static let packLimit = 128 << 20
+    /// Chunks whose frames are read ahead together.
+    static let batchChunks = 32
 
     public init(source: ModelStore, destination: ModelStore) {
         self.source = source
@@ -98,13 +100,18 @@ public struct Copier {
         var newChunks: [NewChunk] = []
         var newManifest: NewChunk?
         do {
-            for c in missing {
+            var frames = PrefetchedFrames()
+            for (i, c) in missing.enumerated() {
+                if i % Copier.batchChunks == 0 {
+                    // The next batch's frames in shared reads (bases are in `missing` themselves).
+                    frames = try FrameBatch.prefetch(Array(missing[i ..< min(i + Copier.batchChunks, missing.count)]), store: src, bases: false)
+                }
                 if writer == nil || writer!.size > Copier.packLimit {
                     if let w = writer { try w.seal(); sealed.append((w.name, w.size)) }
                     writer = try dst.packs.createPack()
                 }
                 let w = writer!
-                var (header, payload) = try src.readFrame(c)
+                var (header, payload) = try frames.frames[c.rowID].map { try src.checkFrame($0, c) } ?? src.readFrame(c)
                 var depth = 0
                 if let base = header.base {
                     guard let baseDepth = depthAt[base] else {

@@ -47,14 +47,15 @@ public struct FrameBatch {
         return spans
     }
 
-    /// The frames of `locations` and of their bases (transitively), and the bases' locations,
-    /// skipping chunks `cache` already holds. Spans are read in parallel.
-    public static func prefetch(_ locations: [ChunkLocation], store: ChunkStore, cache: ChunkCache? = nil) throws -> PrefetchedFrames {
+    /// The frames of `locations` and (with `bases`) of their bases, transitively, and the bases'
+    /// locations, skipping chunks `cache` already holds. Spans are read in parallel.
+    public static func prefetch(_ locations: [ChunkLocation], store: ChunkStore, cache: ChunkCache? = nil,
+                                bases: Bool = true) throws -> PrefetchedFrames {
         var result = PrefetchedFrames()
         var wanted = locations.filter { cache?.get($0.rowID) == nil }
         var all = wanted
         // Bases, level by level (at most maxDeltaDepth levels), one catalog query per level.
-        for _ in 0 ..< ChunkStore.maxDeltaDepth {
+        for _ in 0 ..< (bases ? ChunkStore.maxDeltaDepth : 0) {
             let missing = Set(wanted.compactMap(\.baseRowID)).filter { result.locations[$0] == nil }
             guard !missing.isEmpty else { break }
             let found = try store.catalog.chunks(rowIDs: Array(missing))

@@ -150,22 +150,35 @@ final class Putter {
                     let pieces = Array(plan.pieces[start ..< end])
                     let windowStart = pieces[0].offset
                     let window = try file.read(count: bytes, at: windowStart)
-                    // One extra iteration hashes the whole window into the file's SHA-256 while the
-                    // others code chunks.
                     let shaBox = SHABox(sha)
                     let coded: [Coded?] = try window.withUnsafeBytes { raw in
                         nonisolated(unsafe) let raw = raw
-                        return try parallelMap(pieces.count + 1) { i -> Coded? in
+                        func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
+                            UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
+                        }
+                        // 1. Chunk ids in parallel; one extra iteration hashes the whole window into
+                        //    the file's SHA-256 meanwhile.
+                        let ids = try parallelMap(pieces.count + 1) { i -> ChunkID? in
                             if i == pieces.count {
                                 shaBox.sha.update(raw)
                                 return nil
                             }
-                            let piece = pieces[i]
-                            let slice = UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
-                            let baseChunk = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
+                            return ChunkID(of: slice(pieces[i]))
+                        }.compactMap { $0 }
+                        // 2. One catalog lookup for the window, 3. the new chunks' base frames in
+                        //    shared reads, 4. encodes in parallel.
+                        let existing = try store.catalog.findChunks(Array(Set(ids)))
+                        var bases: [Int: ChunkLocation] = [:]
+                        for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
+                            let paired = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
                                 piece.indexInTensor < t.chunks.count ? t.chunks[piece.indexInTensor] : nil
                             }
-                            return try self.code(slice, element: piece.element, base: baseChunk)
+                            if let paired, let usable = try usableBase(paired) { bases[i] = usable }
+                        }
+                        let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
+                        return try parallelMap(pieces.count) { i -> Coded? in
+                            if let location = existing[ids[i]] { return .existing(location) }
+                            return try self.code(slice(pieces[i]), id: ids[i], element: pieces[i].element, base: bases[i], frames: frames)
                         }
                     }
                     sha = shaBox.sha
@@ -243,23 +256,22 @@ final class Putter {
         return try append(header: header, payload: packed)
     }
 
-    /// Hashes a piece, looks it up, and if it is new, encodes it (against its base chunk when it
-    /// has one) and checks that the encoding decodes back to the same bytes before it is kept.
-    private func code(_ raw: UnsafeRawBufferPointer, element: ElementType, base: ChunkLocation?) throws -> Coded {
-        let id = ChunkID(of: raw)
-        if let existing = try store.catalog.findChunks([id])[id] { return .existing(existing) }
-        var reference: ChunkLocation?
-        var baseBytes: [UInt8]?
-        if var candidate = base {
-            // Keep chains short: a base already at the depth limit is replaced by its own base.
-            while candidate.depth >= ChunkStore.maxDeltaDepth, let next = candidate.baseRowID, let loc = try store.catalog.chunk(rowID: next) {
-                candidate = loc
-            }
-            if candidate.depth < ChunkStore.maxDeltaDepth {
-                reference = candidate
-                baseBytes = try store.rawBytes(of: candidate)
-            }
+    /// The chunk a new chunk may be a delta against: `paired`, or (to keep chains short) the first
+    /// chunk down its base chain below the depth limit; nil when there is none.
+    private func usableBase(_ paired: ChunkLocation) throws -> ChunkLocation? {
+        var candidate = paired
+        while candidate.depth >= ChunkStore.maxDeltaDepth, let next = candidate.baseRowID, let loc = try store.catalog.chunk(rowID: next) {
+            candidate = loc
         }
+        return candidate.depth < ChunkStore.maxDeltaDepth ? candidate : nil
+    }
+
+    /// Encodes a new piece (against its base chunk when it has one) and checks that the encoding
+    /// decodes back to the same bytes before it is kept.
+    private func code(_ raw: UnsafeRawBufferPointer, id: ChunkID, element: ElementType, base: ChunkLocation?,
+                      frames: PrefetchedFrames) throws -> Coded {
+        let reference = base
+        let baseBytes = try base.map { try store.rawBytes(of: $0, prefetched: frames) }
         let encoded: EncodedChunk
         if let baseBytes {
             encoded = baseBytes.withUnsafeBytes { ChunkCodec.encode(raw, element: element, base: $0) }
