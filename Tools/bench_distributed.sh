@@ -39,10 +39,11 @@ for kind in local distributed; do
   if [[ $kind == local ]]; then store=$work/local; else store=$work/dist.json; fi
   t0=$(now); "$tp" put --store "$store" bench/base@v1 "$base" >/dev/null 2>&1; t1=$(now)
   TPSTORE_TRAFFIC=1 "$tp" put --store "$store" bench/ft@v1 "$ft" >/dev/null 2>"$work/$kind.traffic"; t2=$(now)
-  "$tp" get --store "$store" bench/ft@v1 "$work/out-$kind" >/dev/null; t3=$(now)
+  TPSTORE_TRAFFIC=1 "$tp" get --store "$store" bench/ft@v1 "$work/out-$kind" >/dev/null 2>"$work/$kind.get-traffic"; t3=$(now)
   printf '%-12s %14s %14s %14s\n' "$kind" "$(rate "$base_mb" "$t0" "$t1")" "$(rate "$ft_mb" "$t1" "$t2")" "$(rate "$ft_mb" "$t2" "$t3")"
   cmp -s <(cd "$ft" && find . -type f -exec sha256sum {} + | sort -k2) <(cd "$work/out-$kind" && find . -type f -exec sha256sum {} + | sort -k2) \
     || echo "  MISMATCH: $kind get differs from $ft" >&2
 done
 echo "put of the fine-tune on the distributed store: $(grep -h '^traffic:' "$work/distributed.traffic" || echo 'traffic: (not reported)')"
+echo "get of the fine-tune on the distributed store: $(grep -h '^traffic:' "$work/distributed.get-traffic" || echo 'traffic: (not reported)')"
 /usr/lib/postgresql/15/bin/psql -q -h 127.0.0.1 -p "$pgport" -U tenpak postgres -c "DROP DATABASE $tag WITH (FORCE)" >/dev/null || true

@@ -239,11 +239,20 @@ struct FileStream {
         let inFlight = DispatchSemaphore(value: 2)
         let failure = FailureBox()
         nonisolated(unsafe) let body = body
+        // The frames of one window (and their bases) in one read per run of neighbouring frames;
+        // the next window's are read while this one decodes, so an object store's latency hides
+        // behind decoding.
+        let store = self.store
+        func readAhead(from start: Int) -> Background<PrefetchedFrames> {
+            let locations = chunks[start ..< min(start + FileStream.windowChunks, chunks.count)].map(\.location)
+            return Background { try FrameBatch.prefetch(locations, store: store) }
+        }
         var start = 0
-        while start < chunks.count, failure.error == nil {
+        var next = chunks.isEmpty ? nil : readAhead(from: 0)
+        while start < chunks.count, failure.error == nil, let pending = next {
             let end = min(start + FileStream.windowChunks, chunks.count)
-            // One read per run of neighbouring frames (and their bases), then decodes in parallel.
-            let frames = try FrameBatch.prefetch(chunks[start ..< end].map(\.location), store: store)
+            let frames = try pending.value()
+            next = end < chunks.count ? readAhead(from: end) : nil
             let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location, prefetched: frames) }
             var window = [UInt8]()
             window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
