@@ -48,3 +48,12 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension StoreError {
+    /// Whether a failed catalog write may nonetheless have been applied: the server was lost before
+    /// it answered. Whoever wrote packs for it must then leave them to gc rather than delete them.
+    public static func outcomeUnknown(_ error: Error) -> Bool {
+        if case StoreError.unavailable = error { return true }
+        return false
+    }
+}

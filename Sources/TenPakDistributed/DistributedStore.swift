@@ -82,17 +82,24 @@ extension RepairTarget {
             throw StoreError.notAStore(path: location, reason: "bucket \(config.s3.bucket) does not exist")
         }
         return RepairTarget(packs: try S3PackStorage(config: config.s3), locking: PostgresStoreLocking(config: config.postgres, roundTrips: Counter()),
-                            rebuild: PostgresCatalogRebuild(config: config.postgres), place: location)
+                            rebuild: try PostgresCatalogRebuild(config: config.postgres), place: location)
     }
 }
 
-/// The distributed store's rebuild: a second schema in the same database, swapped in by renaming
-/// both schemas in one transaction. The old catalog is kept as schema `tenpak_damaged_<time>`.
+/// The distributed store's rebuild: the catalog's tables are built in a schema of their own
+/// (`tenpak_rebuild`, in the same database), then one transaction moves the live tables aside into
+/// a new schema `tenpak_damaged_<time>` and the rebuilt ones into the live schema. Only TenPak's
+/// tables move: the live schema, its grants and anything else in it stay.
 public struct PostgresCatalogRebuild: CatalogRebuild {
     public let config: PostgresConfig
     static let rebuildSchema = "tenpak_rebuild"
 
-    public init(config: PostgresConfig) { self.config = config }
+    public init(config: PostgresConfig) throws {
+        if let schema = config.schema, schema == PostgresCatalogRebuild.rebuildSchema || schema.hasPrefix("tenpak_damaged_") {
+            throw StoreError.invalidRequest("postgres.schema \(schema) is a name repair uses for its own schemas; choose another")
+        }
+        self.config = config
+    }
 
     public func makeEmpty() throws -> any Catalog {
         let admin = try PGSession(config: config)
@@ -105,21 +112,29 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
 
     public func replaceLive() throws -> String {
         let admin = try PGSession(config: config)
-        let live = try config.schema.map(PostgresConfig.checkedIdentifier)
-            ?? admin.query("SELECT current_schema()").first?.text(0) ?? "public"
+        // The schema the live catalog is in: where `meta` resolves, else where it would be made.
+        let found = try admin.query("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass('meta')")
+        let live = try PostgresConfig.checkedIdentifier(try found.first?.text(0) ?? config.schema ?? admin.query("SELECT current_schema()").first?.text(0) ?? "public")
         let aside = "tenpak_damaged_\(Int(Date().timeIntervalSince1970))"
-        let exists = try admin.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [.text(live)]).isEmpty == false
-        // DDL is transactional in PostgreSQL: other nodes see the old schema or the new one, never neither.
+        // DDL is transactional in PostgreSQL: other nodes see the old catalog or the new one, never
+        // neither; EXCLUSIVE on the old gc_runs waits out commits in flight and refuses new ones.
         try admin.query("BEGIN")
         do {
-            if exists { try admin.query("ALTER SCHEMA \(try PostgresConfig.checkedIdentifier(live)) RENAME TO \(aside)") }
-            try admin.query("ALTER SCHEMA \(PostgresCatalogRebuild.rebuildSchema) RENAME TO \(live)")
+            let present = Set(try admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1", [.text(live)]).map { try $0.text(0) })
+            let moving = PostgresCatalog.tables.filter(present.contains)
+            if present.contains("gc_runs") { try admin.query("LOCK TABLE \(live).gc_runs IN EXCLUSIVE MODE") }
+            if !moving.isEmpty { try admin.query("CREATE SCHEMA \(aside)") }
+            for table in moving { try admin.query("ALTER TABLE \(live).\(table) SET SCHEMA \(aside)") }
+            for table in PostgresCatalog.tables {
+                try admin.query("ALTER TABLE \(PostgresCatalogRebuild.rebuildSchema).\(table) SET SCHEMA \(live)")
+            }
+            try admin.query("DROP SCHEMA \(PostgresCatalogRebuild.rebuildSchema)")
             try admin.query("COMMIT")
+            return moving.isEmpty ? "catalog rebuilt in schema \(live) (there was none)"
+                : "catalog rebuilt in schema \(live); the previous tables are kept in schema \(aside)"
         } catch {
             _ = try? admin.query("ROLLBACK")
             throw error
         }
-        return exists ? "catalog rebuilt in schema \(live); the previous one is kept as schema \(aside)"
-            : "catalog rebuilt in schema \(live) (there was none)"
     }
 }

@@ -54,32 +54,53 @@ enum PGValue {
 /// the store's own threads, never an event-loop thread of `MultiThreadedEventLoopGroup.singleton`
 /// (NIO traps if that rule is broken), and nothing runs on Swift's cooperative pool.
 /// Queries on one session are serialized by `lock` (a session runs one query at a time anyway).
+///
+/// With `reconnects`, a session whose connection was closed (server restart, a statement timeout,
+/// a terminated backend) opens a new one at the next statement outside a transaction; inside one it
+/// fails, since the transaction is lost. Lock sessions never reconnect: their lock died with them.
 final class PGSession: @unchecked Sendable {
-    // Safe: `connection` is only used inside `lock`.
-    private let connection: PostgresConnection
+    // Safe: `connection` and `transactionOpen` are only used inside `lock`.
+    private var connection: PostgresConnection
+    private var transactionOpen = false
     private let lock = NSLock()
     let config: PostgresConfig
     let roundTrips: Counter
     /// Longest wait for one statement's answer, in seconds.
     let timeout: Double
+    let reconnects: Bool
     private static let logger = Logger(label: "tenpak.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    init(config: PostgresConfig, roundTrips: Counter = Counter(), timeout: Double = 300) throws {
+    init(config: PostgresConfig, roundTrips: Counter = Counter(), timeout: Double = 300, reconnects: Bool = false) throws {
         self.config = config
         self.roundTrips = roundTrips
         self.timeout = timeout
+        self.reconnects = reconnects
+        connection = try PGSession.connect(config, roundTrips: roundTrips, timeout: timeout)
+    }
+
+    /// A new connection, with the config's schema as its search path.
+    private static func connect(_ config: PostgresConfig, roundTrips: Counter, timeout: Double) throws -> PostgresConnection {
         var configuration = PostgresConnection.Configuration(host: config.host, port: config.port, username: config.user,
                                                              password: config.password, database: config.database, tls: .disable)
         configuration.options.connectTimeout = .seconds(5)
+        let connection: PostgresConnection
         do {
-            connection = try PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
-                                                        id: 1, logger: PGSession.logger).wait()
+            connection = try PGSession.wait(for: PostgresConnection.connect(on: MultiThreadedEventLoopGroup.singleton.any(), configuration: configuration,
+                                                                             id: 1, logger: PGSession.logger), seconds: 30) {}
         } catch {
             throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port) (database \(config.database), user \(config.user)) is unreachable: \(PGSession.describe(error)) (is the server running and reachable?)")
         }
         if let schema = config.schema {
-            try query("SET search_path TO \(try PostgresConfig.checkedIdentifier(schema))")
+            do {
+                roundTrips.add()
+                let set = PostgresQuery(unsafeSQL: "SET search_path TO \(try PostgresConfig.checkedIdentifier(schema))", binds: PostgresBindings())
+                _ = try PGSession.wait(for: connection.query(set, logger: PGSession.logger), seconds: timeout) {}
+            } catch {
+                let _: EventLoopFuture<Void> = connection.close()
+                throw error
+            }
         }
+        return connection
     }
 
     deinit {
@@ -140,9 +161,18 @@ final class PGSession: @unchecked Sendable {
         let q = PostgresQuery(unsafeSQL: sql, binds: binds)
         return try lock.withLock {
             roundTrips.add()
-            guard !connection.isClosed else {
-                throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port): the connection was closed (server restarted, or the session was terminated)")
+            if connection.isClosed {
+                guard reconnects, !transactionOpen || sql == "ROLLBACK" else {
+                    if sql == "COMMIT" || sql == "ROLLBACK" { transactionOpen = false }
+                    throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port): the connection was closed (server restarted, or the session was terminated)")
+                }
+                // A closed connection has no transaction left to roll back.
+                transactionOpen = false
+                if sql == "ROLLBACK" { return [] }
+                connection = try PGSession.connect(config, roundTrips: roundTrips, timeout: timeout)
             }
+            if sql == "BEGIN" { transactionOpen = true }
+            if sql == "COMMIT" || sql == "ROLLBACK" { transactionOpen = false }
             do {
                 let result = try PGSession.wait(for: connection.query(q, logger: PGSession.logger), seconds: timeout) { [connection] in
                     // The session is unusable after a lost answer: close it, so the next query fails at once.

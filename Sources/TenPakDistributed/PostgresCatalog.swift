@@ -22,6 +22,9 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
     /// One row per gc run started: the fence of commits (added after version 1; made on open when missing).
     static let gcRunsSchema = "CREATE TABLE IF NOT EXISTS gc_runs (id BIGSERIAL PRIMARY KEY, started_at BIGINT NOT NULL)"
 
+    /// Every table of the catalog (what a repair moves).
+    static let tables = ["meta", "gc_runs", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones", "annotations"]
+
     static let schema: [String] = [
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         PostgresCatalog.gcRunsSchema,
@@ -114,7 +117,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
     /// advisory lock, so two nodes creating it at once do not collide).
     public init(config: PostgresConfig, create: Bool, roundTrips: Counter? = nil) throws {
         self.config = config
-        session = try PGSession(config: config, roundTrips: roundTrips ?? Counter())
+        session = try PGSession(config: config, roundTrips: roundTrips ?? Counter(), reconnects: true)
         let place = "postgres://\(config.host):\(config.port)/\(config.database)"
         if create {
             try transaction {
@@ -126,7 +129,13 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         }
         let tables = try session.query("SELECT to_regclass('meta') IS NOT NULL, to_regclass('gc_runs') IS NOT NULL").first
         let hasMeta = try tables?.bool(0) ?? false
-        if hasMeta, try tables?.bool(1) == false { try session.query(PostgresCatalog.gcRunsSchema) }
+        if hasMeta, try tables?.bool(1) == false {
+            // Under the schema lock, so two nodes opening an older store at once do not collide.
+            try transaction {
+                try session.query("SELECT pg_advisory_xact_lock($1)", [.int(PostgresStoreLocking.key + 1)])
+                try session.query(PostgresCatalog.gcRunsSchema)
+            }
+        }
         guard hasMeta, let version = try session.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0),
               let number = Int(version) else {
             throw StoreError.notAStore(path: place, reason: "the database has no TenPak schema")

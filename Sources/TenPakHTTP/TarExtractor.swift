@@ -122,10 +122,11 @@ public final class TarExtractor {
         try verifyChecksum()
         let type = block[156]
         let size: Int
-        if let override = nextSize, type != UInt8(ascii: "x"), type != UInt8(ascii: "L") {
+        let takesOverrides = [0, UInt8(ascii: "0"), UInt8(ascii: "7"), UInt8(ascii: "5")].contains(type)
+        if let override = nextSize, takesOverrides {
             size = override
         } else {
-            size = try TarExtractor.number(block[124 ..< 136], field: "size")
+            size = try TarExtractor.number(block[124 ..< 136], field: "size", base256: true)
         }
         let padding = (TarExtractor.blockSize - size % TarExtractor.blockSize) % TarExtractor.blockSize
         switch type {
@@ -137,18 +138,19 @@ public final class TarExtractor {
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
             let path = try takePath()
             let location = directory + "/" + path
-            try FileSystem.makeDirectories(FileSystem.parentDirectory(location))
             let file: OpenFile
             do {
+                try FileSystem.makeDirectories(FileSystem.parentDirectory(location))
                 file = try OpenFile(path: location, mode: .createExclusive)
             } catch {
-                throw TarError("tar entry \(Names.printable(path)) cannot be written: a directory or file of that name exists (\(error))")
+                throw TarError("tar entry \(Names.printable(path)) clashes with another entry (a file where a directory is needed, or the reverse): \(error)")
             }
             files.append((path, location))
             state = size == 0 ? .skip(remaining: padding) : .file(file, written: 0, remaining: size, padding: padding)
         case UInt8(ascii: "5"):
             _ = try takePath(directory: true)
-            state = .skip(remaining: size + padding)
+            guard size == 0 else { throw TarError("a tar directory entry claims \(size) bytes of data") }
+            state = .skip(remaining: padding)
         default:
             let name = (try? takePath(directory: true)) ?? "?"
             let kind = [UInt8(ascii: "1"): "a hard link", UInt8(ascii: "2"): "a symbolic link", UInt8(ascii: "3"): "a device",
@@ -213,7 +215,7 @@ public final class TarExtractor {
         var at = 0
         while at < data.count {
             guard let space = data[at...].firstIndex(of: UInt8(ascii: " ")),
-                  let length = Int(String(decoding: data[at ..< space], as: UTF8.self)), length > space - at, at + length <= data.count,
+                  let length = Int(String(decoding: data[at ..< space], as: UTF8.self)), length > space - at, length <= data.count - at,
                   data[at + length - 1] == UInt8(ascii: "\n"),
                   let equals = data[(space + 1) ..< (at + length)].firstIndex(of: UInt8(ascii: "="))
             else { throw TarError("malformed pax header record in the tar archive") }
@@ -229,20 +231,28 @@ public final class TarExtractor {
         String(decoding: field.prefix { $0 != 0 }, as: UTF8.self)
     }
 
-    /// An octal field (spaces and NULs around it allowed), or GNU's base-256 (high bit set).
-    static func number(_ field: ArraySlice<UInt8>, field name: String) throws -> Int {
+    /// An octal field (spaces and NULs around it allowed), or, with `base256` (the size field),
+    /// GNU's base-256 form (high bit set). Never traps: values past `Int.max` are refused.
+    static func number(_ field: ArraySlice<UInt8>, field name: String, base256: Bool = false) throws -> Int {
         guard let first = field.first else { throw TarError("tar header field \(name) is empty") }
         if first & 0x80 != 0 {
-            guard first == 0x80, field.dropFirst().prefix(field.count - 9).allSatisfy({ $0 == 0 }) else {
-                throw TarError("tar header field \(name) holds a base-256 number too large or negative")
+            guard base256, first == 0x80 else {
+                throw TarError("not a tar archive (header field \(name) is not an octal number)")
             }
-            return field.suffix(8).reduce(0) { ($0 << 8) | Int($1) } & Int.max
+            var value = 0
+            for byte in field.dropFirst() {
+                let (shifted, overflow) = value.multipliedReportingOverflow(by: 256)
+                guard !overflow else { throw TarError("tar header field \(name) holds a number too large") }
+                value = shifted | Int(byte)
+            }
+            return value
         }
         let digits = field.drop { $0 == 32 || $0 == 0 }.prefix { $0 >= 48 && $0 <= 55 }
         let rest = field.drop { $0 == 32 || $0 == 0 }.dropFirst(digits.count)
         guard rest.allSatisfy({ $0 == 32 || $0 == 0 }) else {
             throw TarError("not a tar archive (header field \(name) is not an octal number)")
         }
+        // At most 12 octal digits (36 bits): no overflow.
         return digits.reduce(0) { $0 * 8 + Int($1 - 48) }
     }
 }

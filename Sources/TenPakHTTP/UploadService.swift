@@ -24,11 +24,15 @@ public struct UploadOptions: Sendable {
     public var token: String?
     /// Largest request body accepted, in bytes.
     public var maxBytes: Int
+    /// Uploads spooling or waiting to be stored at once; more get 503. Spool disk use is bounded
+    /// by this times `maxBytes`.
+    public var maxConcurrent: Int
 
-    public init(spoolDirectory: String = NSTemporaryDirectory(), token: String? = nil, maxBytes: Int = 1 << 40) {
+    public init(spoolDirectory: String = NSTemporaryDirectory(), token: String? = nil, maxBytes: Int = 1 << 40, maxConcurrent: Int = 4) {
         self.spoolDirectory = spoolDirectory
         self.token = token
         self.maxBytes = maxBytes
+        self.maxConcurrent = max(1, maxConcurrent)
     }
 }
 
@@ -57,6 +61,7 @@ public struct UploadService: Sendable {
     public let store: ModelStore
     public let options: UploadOptions
     private let gate = PutGate()
+    private let admitted = AdmissionCounter()
     static let bufferSize = 1 << 20
 
     public init(store: ModelStore, options: UploadOptions) {
@@ -79,13 +84,14 @@ public struct UploadService: Sendable {
                 }
                 segments.append(decoded)
             }
+            // The resolve forms first, in the order GET reads them, so one URL never names two things.
             let modelSegments: Int
-            if segments.count == 3, segments[1] == "revisions" {
+            if segments.count >= 4, segments[1] == "resolve" {
+                (modelSegments, body) = (1, .file(path: segments[3...].joined(separator: "/")))
+            } else if segments.count == 3, segments[1] == "revisions" {
                 (modelSegments, body) = (1, .tar)
             } else if segments.count == 4, segments[2] == "revisions" {
                 (modelSegments, body) = (2, .tar)
-            } else if segments.count >= 4, segments[1] == "resolve" {
-                (modelSegments, body) = (1, .file(path: segments[3...].joined(separator: "/")))
             } else if segments.count >= 5, segments[2] == "resolve" {
                 (modelSegments, body) = (2, .file(path: segments[4...].joined(separator: "/")))
             } else {
@@ -115,6 +121,10 @@ public struct UploadService: Sendable {
             if try await RangeService.blocking({ [store] in try UploadService.exists(store, target) }) {
                 throw StoreError.revisionExists("\(target.model)@\(target.revision) already exists; revisions are immutable, choose another revision name")
             }
+            guard admitted.enter(limit: options.maxConcurrent) else {
+                throw StoreError.busy("this server is already taking \(options.maxConcurrent) uploads")
+            }
+            defer { admitted.leave() }
             let spool = try UploadSpool(parent: options.spoolDirectory, target: target)
             defer { spool.remove() }
             try await receive(request.body, into: spool)
@@ -208,6 +218,7 @@ public struct UploadService: Sendable {
         case let error as StoreError:
             if case .revisionExists = error { return RangeService.error(.conflict, "\(error)") }
             if case .unavailable = error { return RangeService.error(.serviceUnavailable, "\(error)") }
+            if case .fenced = error { return RangeService.error(.serviceUnavailable, "\(error)") }
         case let error as TarError:
             return RangeService.error(.badRequest, "\(error)")
         case let failure as RangeService.Failure where failure.status == .unauthorized:
@@ -236,13 +247,18 @@ final class UploadSpool: @unchecked Sendable {
         guard mkdir(directory, 0o700) == 0 else {
             throw StoreError.io(operation: "mkdir (upload spool)", path: directory, errno: errno)
         }
-        switch target.body {
-        case .tar:
-            tar = TarExtractor(directory: directory + "/files")
-            try FileSystem.makeDirectories(directory + "/files")
-        case .file:
-            tar = nil
-            file = try OpenFile(path: directory + "/file", mode: .createExclusive)
+        do {
+            switch target.body {
+            case .tar:
+                tar = TarExtractor(directory: directory + "/files")
+                try FileSystem.makeDirectories(directory + "/files")
+            case .file:
+                tar = nil
+                file = try OpenFile(path: directory + "/file", mode: .createExclusive)
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
         }
     }
 
@@ -292,4 +308,21 @@ actor PutGate {
         }
         return try await body()
     }
+}
+
+/// How many uploads a server is taking now.
+final class AdmissionCounter: @unchecked Sendable {
+    // Safe: `count` is touched only inside `lock`.
+    private var count = 0
+    private let lock = NSLock()
+
+    func enter(limit: Int) -> Bool {
+        lock.withLock {
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func leave() { lock.withLock { count -= 1 } }
 }

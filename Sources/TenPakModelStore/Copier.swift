@@ -165,9 +165,17 @@ public struct Copier {
                                                    chunks: chunks.map { (offset: $0.offset, id: $0.location.id) },
                                                    tensors: try src.catalog.tensors(file: file)))
         }
-        _ = try dst.catalog.commit(RevisionCommit(
-            model: record.model, revision: record.revision, createdAt: record.createdAt, baseModel: record.baseModel,
-            baseRevision: record.baseRevision, baseReason: record.baseReason, packs: sealed, chunks: newChunks,
-            manifest: manifestChunk, files: commitFiles, gcFence: fence))
+        do {
+            _ = try dst.catalog.commit(RevisionCommit(
+                model: record.model, revision: record.revision, createdAt: record.createdAt, baseModel: record.baseModel,
+                baseRevision: record.baseRevision, baseReason: record.baseReason, packs: sealed, chunks: newChunks,
+                manifest: manifestChunk, files: commitFiles, gcFence: fence))
+        } catch {
+            // As a put does: a refused commit's packs go now; an unanswered one's are left to gc.
+            if !StoreError.outcomeUnknown(error) {
+                for pack in sealed { try? dst.packs.delete(pack: pack.name) }
+            }
+            throw error
+        }
     }
 }

@@ -239,6 +239,9 @@ struct FileStream {
         let inFlight = DispatchSemaphore(value: 2)
         let failure = FailureBox()
         nonisolated(unsafe) let body = body
+        // However this returns (an error included), the consumer has finished with `body` first:
+        // callers pass closures that must not outlive the call (`forEachWindowSync`).
+        defer { consumer.sync {} }
         // The frames of one window (and their bases) in one read per run of neighbouring frames;
         // the next window's are read while this one decodes, so an object store's latency hides
         // behind decoding.

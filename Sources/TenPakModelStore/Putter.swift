@@ -124,6 +124,7 @@ final class Putter {
         var manifestFiles: [RevisionManifest.File] = []
         var commitFiles: [RevisionCommit.File] = []
         var reports: [PutReport.File] = []
+        var committing = false
         do {
             for (input, plan) in inputs {
                 let file = try OpenFile(path: input.source, mode: .read)
@@ -233,6 +234,7 @@ final class Putter {
                 sealed.append((writer.name, writer.size))
                 self.writer = nil
             }
+            committing = true
             let record = try store.catalog.commit(RevisionCommit(
                 model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
                 baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
@@ -242,8 +244,11 @@ final class Putter {
         } catch {
             writer?.abandon()
             // Packs sealed by this put are not referenced by any catalog row: drop them now rather
-            // than leave them to gc.
-            for pack in sealed { try? store.packs.delete(pack: pack.name) }
+            // than leave them to gc. Unless the commit's outcome is unknown (the catalog server
+            // went away before answering): then the revision may exist, and gc decides later.
+            if !(committing && StoreError.outcomeUnknown(error)) {
+                for pack in sealed { try? store.packs.delete(pack: pack.name) }
+            }
             throw error
         }
     }

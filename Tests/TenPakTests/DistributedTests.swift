@@ -382,8 +382,9 @@ final class DistributedTests: XCTestCase {
         try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out)
     }
 
-    /// `fsck --repair` on a distributed store: the catalog schema is lost; the rebuild reads the
-    /// packs from the bucket, fills a second schema and swaps it in. Removed revisions stay removed.
+    /// `fsck --repair` on a distributed store: catalog tables are lost; the rebuild reads the packs
+    /// from the bucket, fills a schema of its own and moves its tables in, the damaged ones aside.
+    /// Removed revisions stay removed; other tables in the schema are not touched.
     func testRepairRebuildsALostCatalogFromTheBucket() throws {
         let (store, path) = try makeStore()
         _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
@@ -392,13 +393,18 @@ final class DistributedTests: XCTestCase {
         try store.remove(model: "misc", revision: "v1")
         let config = try DistributedConfig.load(path: path)
         let admin = try PGSession(config: config.postgres)
-        try admin.query("DROP SCHEMA public CASCADE")
-        try admin.query("CREATE SCHEMA public")
-        var r = try TestSupport.run(TestSupport.tpstore, ["ls", "--store", path])
-        XCTAssertNotEqual(r.status, 0, "the catalog is gone")
+        try admin.query("CREATE TABLE public.not_tenpak (x INTEGER)")
+        try admin.query("DROP TABLE files, file_chunks, tensors CASCADE")
+        var r = try TestSupport.run(TestSupport.tpstore, ["get", "--store", path, "tiny-ft@v1", TestSupport.temporaryDirectory(self, "x")])
+        XCTAssertNotEqual(r.status, 0, "the catalog is damaged")
         r = try TestSupport.run(TestSupport.tpstore, ["fsck", "--repair", "--store", path])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        XCTAssertTrue(r.stdout.contains("recovered tiny-ft@v1") && r.stdout.contains("kept as schema tenpak_damaged_"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("recovered tiny-ft@v1") && r.stdout.contains("kept in schema tenpak_damaged_"), r.stdout)
+        XCTAssertEqual(try admin.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'not_tenpak'").first?.int(0), 1)
+        XCTAssertEqual(try admin.query("SELECT count(*) FROM pg_tables WHERE schemaname LIKE 'tenpak_damaged_%' AND tablename = 'revisions'").first?.int(0), 1)
+        // A second repair over a healthy catalog finds the same revisions (and sets the first one aside).
+        r = try TestSupport.run(TestSupport.tpstore, ["fsck", "--repair", "--store", path])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
         let repaired = try ModelStore.open(directory: path)
         XCTAssertEqual(Set(try repaired.revisions().map(\.model)), ["tiny-base", "tiny-ft"])
         XCTAssertTrue(try Checker(store: repaired, readData: true).run().isHealthy)
@@ -413,5 +419,24 @@ final class DistributedTests: XCTestCase {
         XCTAssertFalse(file.tensors.isEmpty)
         _ = try repaired.put(model: "misc", revision: "v2", paths: [TestSupport.fixtures + "/misc"])
         XCTAssertTrue(try Checker(store: repaired, readData: true).run().isHealthy)
+    }
+
+    /// The catalog's session comes back after the server drops it (a restart, an administrator's
+    /// pg_terminate_backend): the next statement outside a transaction reconnects.
+    func testCatalogSessionReconnectsAfterTheServerDropsIt() throws {
+        let (store, path) = try makeStore()
+        _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        let admin = try PGSession(config: try DistributedConfig.load(path: path).postgres)
+        let killed = try admin.query("""
+            SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+            """).first?.int(0) ?? 0
+        XCTAssertGreaterThan(killed, 0)
+        usleep(200_000)
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try store.get(model: "tiny-base", revision: "v1", to: out)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-base", out)
+        _ = try store.put(model: "misc", revision: "v1", paths: [TestSupport.fixtures + "/misc"])
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
     }
 }

@@ -236,9 +236,38 @@ final class UploadTests: XCTestCase {
         }
         // Octal and base-256 numbers.
         XCTAssertEqual(try TarExtractor.number(Array("0000644 \0".utf8)[...], field: "mode"), 0o644)
-        XCTAssertEqual(try TarExtractor.number(([0x80] + [UInt8](repeating: 0, count: 6) + [0, 0, 0, 2, 0, 0])[...], field: "size"), 2 << 16)
+        XCTAssertEqual(try TarExtractor.number(([0x80] + [UInt8](repeating: 0, count: 6) + [0, 0, 0, 2, 0, 0])[...], field: "size", base256: true), 2 << 16)
+        XCTAssertThrowsError(try TarExtractor.number(([0x80] + [UInt8](repeating: 0xFF, count: 11))[...], field: "size", base256: true))
+        XCTAssertThrowsError(try TarExtractor.number(([0x80] + [UInt8](repeating: 0, count: 7))[...], field: "checksum"))
         XCTAssertThrowsError(try TarExtractor.number(Array("12x4".utf8)[...], field: "size"))
         XCTAssertEqual(try TarExtractor.paxRecords(Array("18 path=a/b/c.txt\n9 size=7\n".utf8)).map { "\($0.0)=\($0.1)" }, ["path=a/b/c.txt", "size=7"])
         XCTAssertThrowsError(try TarExtractor.paxRecords(Array("99 path=x\n".utf8)))
+        XCTAssertThrowsError(try TarExtractor.paxRecords(Array("9 size=7\n9223372036854775807 path=x\n".utf8)))
+        // Hostile headers are refused, never a crash: a checksum field in base-256 form, and a
+        // directory claiming Int.max bytes through a pax record.
+        var hostile = [UInt8](repeating: 0, count: 512)
+        hostile[0] = UInt8(ascii: "a")
+        hostile[148] = 0x80
+        let first = TarExtractor(directory: TestSupport.temporaryDirectory(self, "x"))
+        XCTAssertThrowsError(try hostile.withUnsafeBytes { try first.feed($0) })
+        func header(_ name: String, type: UInt8, size: Int) -> [UInt8] {
+            var h = [UInt8](repeating: 0, count: 512)
+            h.replaceSubrange(0 ..< name.utf8.count, with: Array(name.utf8))
+            let octal = Array(String(size, radix: 8).utf8)
+            h.replaceSubrange((135 - octal.count) ..< 135, with: octal)
+            h[156] = type
+            h.replaceSubrange(257 ..< 263, with: Array("ustar\0".utf8))
+            for i in 148 ..< 156 { h[i] = 32 }
+            let sum = Array(String(h.reduce(0) { $0 + Int($1) }, radix: 8).utf8)
+            h.replaceSubrange((155 - sum.count) ..< 155, with: sum)
+            return h
+        }
+        let record = Array("28 size=9223372036854775807\n".utf8)
+        var pax = header("pax", type: UInt8(ascii: "x"), size: record.count) + record
+        pax += [UInt8](repeating: 0, count: 512 - record.count) + header("dir", type: UInt8(ascii: "5"), size: 0)
+        let second = TarExtractor(directory: TestSupport.temporaryDirectory(self, "x"))
+        XCTAssertThrowsError(try pax.withUnsafeBytes { try second.feed($0) }) { error in
+            XCTAssertTrue("\(error)".contains("directory"), "\(error)")
+        }
     }
 }

@@ -35,6 +35,9 @@ public struct Repairer {
         let target = try RepairTarget.open(location: location)
         let lock = try target.locking.acquire(.exclusive, timeout: 60)
         defer { withExtendedLifetime(lock) {} }
+        // Fence the old catalog first (when it still opens): a writer that lost its lock cannot
+        // commit into it between this scan and the swap, so nothing acknowledged is left behind.
+        _ = try? ChunkStore.open(location: location).catalog.beginCollection()
         let packs = target.packs
         var report = RepairReport()
         var chunks: [ChunkID: ScannedChunk] = [:]
