@@ -134,6 +134,11 @@ final class UploadTests: XCTestCase {
                 with tarfile.open(out, 'a') as t: t.addfile(i, io.BytesIO(b'evil'))
                 """),
             ("truncated", "open(out, 'r+b').truncate(700)"),
+            ("clash", """
+                import io
+                i = tarfile.TarInfo('notes.txt/inner'); i.size = 2
+                with tarfile.open(out, 'a') as t: t.addfile(i, io.BytesIO(b'hi'))
+                """),
         ]
         for (name, script) in cases {
             let tar = try makeTar(TestSupport.fixtures + "/misc", format: "PAX_FORMAT", extra: script)
