@@ -78,15 +78,19 @@ public struct Copier {
         guard let manifest = try src.catalog.findChunks([record.manifest])[record.manifest] else {
             throw StoreError.corrupt("the manifest of \(record.model)@\(record.revision) is not in the source catalog")
         }
-        // Bases, transitively.
+        // Bases, transitively: one catalog query per delta level.
         var frontier = Array(needed.values)
-        while let c = frontier.popLast() {
-            guard let baseRow = c.baseRowID, needed[baseRow] == nil else { continue }
-            guard let base = try src.catalog.chunk(rowID: baseRow) else {
-                throw StoreError.corrupt("chunk \(c.id.short) names a base the source catalog does not have")
+        while !frontier.isEmpty {
+            let missing = Set(frontier.compactMap(\.baseRowID)).filter { needed[$0] == nil }
+            let found = try src.catalog.chunks(rowIDs: Array(missing))
+            for c in frontier {
+                guard let row = c.baseRowID, needed[row] == nil else { continue }
+                guard let base = found[row] else {
+                    throw StoreError.corrupt("chunk \(c.id.short) names a base the source catalog does not have")
+                }
+                needed[row] = base
             }
-            needed[baseRow] = base
-            frontier.append(base)
+            frontier = Array(found.values)
         }
         let all = Array(needed.values) + [manifest]
         let present = try dst.catalog.findChunks(all.map(\.id))
