@@ -53,7 +53,7 @@ public struct SQLiteCatalogRebuild: CatalogRebuild {
 
     public func replaceLive() throws -> String {
         // ORDER: the rebuilt catalog is complete and closed (checkpointed) → the old one moves aside → swap.
-        let aside = live + ".damaged-\(Int(Date().timeIntervalSince1970))"
+        let aside = live + ".damaged-\(Int(Date().timeIntervalSince1970))-\(FileSystem.randomHex(bytes: 3))"
         let hadCatalog = FileSystem.exists(live)
         for suffix in ["", "-wal", "-shm"] where FileSystem.exists(live + suffix) {
             try FileSystem.rename(live + suffix, to: aside + suffix)

@@ -115,7 +115,7 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
         // The schema the live catalog is in: where `meta` resolves, else where it would be made.
         let found = try admin.query("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass('meta')")
         let live = try PostgresConfig.checkedIdentifier(try found.first?.text(0) ?? config.schema ?? admin.query("SELECT current_schema()").first?.text(0) ?? "public")
-        let aside = "tenpak_damaged_\(Int(Date().timeIntervalSince1970))"
+        let aside = "tenpak_damaged_\(Int(Date().timeIntervalSince1970))_\(FileSystem.randomHex(bytes: 3))"
         // DDL is transactional in PostgreSQL: other nodes see the old catalog or the new one, never
         // neither; EXCLUSIVE on the old gc_runs waits out commits in flight and refuses new ones.
         try admin.query("BEGIN")

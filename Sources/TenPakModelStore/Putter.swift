@@ -157,17 +157,10 @@ final class Putter {
                         func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
                             UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
                         }
-                        // 1. Chunk ids in parallel; one extra iteration hashes the whole window into
-                        //    the file's SHA-256 meanwhile.
-                        let ids = try parallelMap(pieces.count + 1) { i -> ChunkID? in
-                            if i == pieces.count {
-                                shaBox.sha.update(raw)
-                                return nil
-                            }
-                            return ChunkID(of: slice(pieces[i]))
-                        }.compactMap { $0 }
-                        // 2. One catalog lookup for the window, 3. the new chunks' base frames in
-                        //    shared reads, 4. encodes in parallel.
+                        // 1. Chunk ids in parallel, 2. one catalog lookup for the window, 3. the new
+                        //    chunks' base frames in shared reads, 4. encodes in parallel, with one
+                        //    extra iteration hashing the whole window into the file's SHA-256.
+                        let ids = try parallelMap(pieces.count) { i in ChunkID(of: slice(pieces[i])) }
                         let existing = try store.catalog.findChunks(Array(Set(ids)))
                         var bases: [Int: ChunkLocation] = [:]
                         for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
@@ -177,7 +170,11 @@ final class Putter {
                             if let paired, let usable = try usableBase(paired) { bases[i] = usable }
                         }
                         let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
-                        return try parallelMap(pieces.count) { i -> Coded? in
+                        return try parallelMap(pieces.count + 1) { i -> Coded? in
+                            if i == pieces.count {
+                                shaBox.sha.update(raw)
+                                return nil
+                            }
                             if let location = existing[ids[i]] { return .existing(location) }
                             return try self.code(slice(pieces[i]), id: ids[i], element: pieces[i].element, base: bases[i], frames: frames)
                         }
