@@ -244,7 +244,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
             try db.transaction {
                 // BEGIN IMMEDIATE serializes this with gc's beginCollection: the check holds to COMMIT.
                 if let fence = commit.gcFence, try generation() != fence {
-                    throw StoreError.fenced(SQLiteCatalog.fencedMessage(commit))
+                    throw StoreError.fencedCommit(model: commit.model, revision: commit.revision)
                 }
                 let now = Int64(Date().timeIntervalSince1970)
                 let insertPack = try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
@@ -289,7 +289,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 }
                 if try db.prepare("SELECT 1 FROM revisions WHERE model_id = ? AND name = ?")
                     .bind(.int(modelID), .text(commit.revision)).firstRow({ _ in true }) != nil {
-                    throw StoreError.revisionExists("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                    throw StoreError.revisionAlreadyExists(model: commit.model, revision: commit.revision)
                 }
                 try db.prepare("""
                     INSERT INTO revisions(model_id, name, created_at, base_model, base_revision, base_reason, manifest_chunk)
@@ -307,7 +307,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                         try insertFileChunk.bind(.int(fileID), .int(seq), .int(chunk.offset), .int(try rowID(chunk.id))).run()
                     }
                     for t in file.tensors {
-                        try insertTensor.bind(.int(fileID), .text(t.name), .text(t.dtype), .text(t.shape.map(String.init).joined(separator: ",")),
+                        try insertTensor.bind(.int(fileID), .text(t.name), .text(t.dtype), .text(t.shapeText),
                                               .int(t.begin), .int(t.end)).run()
                     }
                 }
@@ -337,12 +337,6 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         }
     }
 
-    public static func fencedMessage(_ commit: RevisionCommit) -> String {
-        "\(commit.model)@\(commit.revision) was not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again"
-    }
-
-    static let revisionColumns = "r.id, m.name, r.name, r.created_at, r.base_model, r.base_revision, r.base_reason, c.xxh, c.sha"
-    static let revisionFrom = "revisions r JOIN models m ON m.id = r.model_id JOIN chunks c ON c.id = r.manifest_chunk"
 
     static func revision(_ s: Statement) throws -> RevisionRecord {
         guard let xxh = XXH128(bytes: s.blob(7)), let sha = Digest256(bytes: s.blob(8)) else {
@@ -356,27 +350,26 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         try locked {
             let found: RevisionRecord?
             if let revision {
-                found = try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) WHERE m.name = ? AND r.name = ?")
+                found = try db.prepare("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE m.name = ? AND r.name = ?")
                     .bind(.text(model), .text(revision)).firstRow { try SQLiteCatalog.revision($0) }
             } else {
-                found = try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) WHERE m.name = ? ORDER BY r.id DESC LIMIT 1")
+                found = try db.prepare("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE m.name = ? ORDER BY r.id DESC LIMIT 1")
                     .bind(.text(model)).firstRow { try SQLiteCatalog.revision($0) }
             }
             if let found { return found }
             let modelKnown = try db.prepare("SELECT 1 FROM models m WHERE m.name = ? AND EXISTS (SELECT 1 FROM revisions r WHERE r.model_id = m.id)")
                 .bind(.text(model)).firstRow { _ in true } != nil
-            if !modelKnown { throw StoreError.notFound("no model named \(model) in this store (see `tpstore ls`)") }
-            throw StoreError.notFound("model \(model) has no revision \(revision ?? "") (see `tpstore ls \(model)`)")
+            throw StoreError.unknownRevision(model: model, revision: revision, modelKnown: modelKnown)
         }
     }
 
     public func revisions(model: String?) throws -> [RevisionRecord] {
         try locked {
             if let model {
-                return try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) WHERE m.name = ? ORDER BY r.id")
+                return try db.prepare("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE m.name = ? ORDER BY r.id")
                     .bind(.text(model)).rows { try SQLiteCatalog.revision($0) }
             }
-            return try db.prepare("SELECT \(SQLiteCatalog.revisionColumns) FROM \(SQLiteCatalog.revisionFrom) ORDER BY m.name, r.id")
+            return try db.prepare("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) ORDER BY m.name, r.id")
                 .bind().rows { try SQLiteCatalog.revision($0) }
         }
     }
@@ -409,9 +402,8 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         try locked {
             try db.prepare("SELECT name, dtype, shape, begin_offset, end_offset FROM tensors WHERE file_id = ? ORDER BY begin_offset, name")
                 .bind(.int(file.rowID)).rows { s in
-                    let shapeText = s.text(2)
-                    let shape = shapeText.isEmpty ? [] : shapeText.split(separator: ",").compactMap { Int($0) }
-                    return TensorRecord(name: s.text(0), dtype: s.text(1), shape: shape, begin: Int(s.int(3)), end: Int(s.int(4)))
+                    TensorRecord(name: s.text(0), dtype: s.text(1), shape: TensorRecord.shape(fromText: s.text(2)),
+                                 begin: Int(s.int(3)), end: Int(s.int(4)))
                 }
         }
     }
@@ -498,13 +490,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
 
     public func liveChunkRowIDs() throws -> Set<Int64> {
         try locked {
-            Set(try db.prepare("""
-                WITH RECURSIVE live(id) AS (
-                    SELECT chunk_id FROM file_chunks
-                    UNION SELECT manifest_chunk FROM revisions
-                    UNION SELECT c.base_id FROM chunks c JOIN live ON c.id = live.id WHERE c.base_id IS NOT NULL)
-                SELECT id FROM live
-                """).bind().rows { $0.int(0) })
+            Set(try db.prepare(CatalogSQL.liveChunks).bind().rows { $0.int(0) })
         }
     }
 

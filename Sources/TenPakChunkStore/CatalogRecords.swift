@@ -68,6 +68,13 @@ public struct TensorRecord: Hashable, Sendable {
         self.begin = begin
         self.end = end
     }
+
+    /// The shape as the catalog stores it: "d0,d1,..." (empty for a scalar).
+    public var shapeText: String { shape.map(String.init).joined(separator: ",") }
+
+    public static func shape(fromText text: String) -> [Int] {
+        text.isEmpty ? [] : text.split(separator: ",").compactMap { Int($0) }
+    }
 }
 
 /// Everything one put records, committed in one transaction.
@@ -213,4 +220,19 @@ public struct AnnotationRecord: Hashable, Sendable {
         self.createdAt = createdAt
         self.result = result
     }
+}
+
+/// SQL text both catalog backends run as is (plain SQL that SQLite and PostgreSQL read alike).
+public enum CatalogSQL {
+    /// Columns of a `RevisionRecord`, over `revisionFrom`.
+    public static let revisionColumns = "r.id, m.name, r.name, r.created_at, r.base_model, r.base_revision, r.base_reason, c.xxh, c.sha"
+    public static let revisionFrom = "revisions r JOIN models m ON m.id = r.model_id JOIN chunks c ON c.id = r.manifest_chunk"
+    /// gc's mark: chunks used by a file or as a manifest, and their bases, transitively.
+    public static let liveChunks = """
+        WITH RECURSIVE live(id) AS (
+            SELECT chunk_id FROM file_chunks
+            UNION SELECT manifest_chunk FROM revisions
+            UNION SELECT c.base_id FROM chunks c JOIN live ON c.id = live.id WHERE c.base_id IS NOT NULL)
+        SELECT id FROM live
+        """
 }

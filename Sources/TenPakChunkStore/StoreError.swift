@@ -57,3 +57,21 @@ extension StoreError {
         return false
     }
 }
+
+extension StoreError {
+    /// A put or copy to a revision name that is taken.
+    public static func revisionAlreadyExists(model: String, revision: String) -> StoreError {
+        .revisionExists("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
+    }
+
+    /// A commit refused by the gc fence (SPEC section 11).
+    public static func fencedCommit(model: String, revision: String) -> StoreError {
+        .fenced("\(model)@\(revision) was not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again")
+    }
+
+    /// A model the catalog does not know, or a revision it does not have (`revision` nil: any).
+    public static func unknownRevision(model: String, revision: String?, modelKnown: Bool) -> StoreError {
+        modelKnown ? .notFound("model \(model) has no revision \(revision ?? "") (see `tpstore ls \(model)`)")
+            : .notFound("no model named \(model) in this store (see `tpstore ls`)")
+    }
+}

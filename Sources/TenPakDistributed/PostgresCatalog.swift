@@ -251,7 +251,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 // can start; a gc that started before is seen here, and the commit is refused.
                 try q("LOCK TABLE gc_runs IN SHARE MODE")
                 guard try q("SELECT COALESCE(MAX(id), 0) FROM gc_runs").first?.int(0) == fence else {
-                    throw StoreError.fenced(SQLiteCatalog.fencedMessage(commit))
+                    throw StoreError.fencedCommit(model: commit.model, revision: commit.revision)
                 }
             }
             let now = Int64(Date().timeIntervalSince1970)
@@ -316,7 +316,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 throw StoreError.catalog("model row vanished during commit")
             }
             if try !q("SELECT 1 FROM revisions WHERE model_id = $1 AND name = $2", [.int(modelID), .text(commit.revision)]).isEmpty {
-                throw StoreError.revisionExists("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                throw StoreError.revisionAlreadyExists(model: commit.model, revision: commit.revision)
             }
             let revisionID: Int64
             do {
@@ -329,7 +329,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 }
                 revisionID = id
             } catch let error as PGError where error.sqlState == "23505" {
-                throw StoreError.revisionExists("\(commit.model)@\(commit.revision) already exists; revisions are immutable, choose another revision name")
+                throw StoreError.revisionAlreadyExists(model: commit.model, revision: commit.revision)
             }
             for file in commit.files {
                 guard let fileID = try q("INSERT INTO files(revision_id, path, size, sha256, kind) VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -351,7 +351,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                         INSERT INTO tensors(file_id, name, dtype, shape, begin_offset, end_offset)
                         SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
                         """, [.int(fileID), .textArray(file.tensors.map(\.name)), .textArray(file.tensors.map(\.dtype)),
-                              .textArray(file.tensors.map { $0.shape.map(String.init).joined(separator: ",") }),
+                              .textArray(file.tensors.map(\.shapeText)),
                               .text(PostgresCatalog.arrayLiteral(file.tensors.map { Int64($0.begin) })),
                               .text(PostgresCatalog.arrayLiteral(file.tensors.map { Int64($0.end) }))])
                 }
@@ -381,8 +381,6 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         return out
     }
 
-    static let revisionColumns = "r.id, m.name, r.name, r.created_at, r.base_model, r.base_revision, r.base_reason, c.xxh, c.sha"
-    static let revisionFrom = "revisions r JOIN models m ON m.id = r.model_id JOIN chunks c ON c.id = r.manifest_chunk"
 
     static func revision(_ r: PostgresRandomAccessRow) throws -> RevisionRecord {
         guard let xxh = XXH128(bytes: try r.bytes(7)), let sha = Digest256(bytes: try r.bytes(8)) else {
@@ -397,27 +395,26 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         try locked {
             let found: RevisionRecord?
             if let revision {
-                found = try q("SELECT \(PostgresCatalog.revisionColumns) FROM \(PostgresCatalog.revisionFrom) WHERE m.name = $1 AND r.name = $2",
+                found = try q("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE m.name = $1 AND r.name = $2",
                               [.text(model), .text(revision)]).first.map { try PostgresCatalog.revision($0) }
             } else {
-                found = try q("SELECT \(PostgresCatalog.revisionColumns) FROM \(PostgresCatalog.revisionFrom) WHERE m.name = $1 ORDER BY r.id DESC LIMIT 1",
+                found = try q("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE m.name = $1 ORDER BY r.id DESC LIMIT 1",
                               [.text(model)]).first.map { try PostgresCatalog.revision($0) }
             }
             if let found { return found }
             let modelKnown = try !q("SELECT 1 FROM models m WHERE m.name = $1 AND EXISTS (SELECT 1 FROM revisions r WHERE r.model_id = m.id)",
                                     [.text(model)]).isEmpty
-            if !modelKnown { throw StoreError.notFound("no model named \(model) in this store (see `tpstore ls`)") }
-            throw StoreError.notFound("model \(model) has no revision \(revision ?? "") (see `tpstore ls \(model)`)")
+            throw StoreError.unknownRevision(model: model, revision: revision, modelKnown: modelKnown)
         }
     }
 
     public func revisions(model: String?) throws -> [RevisionRecord] {
         try locked {
             if let model {
-                return try q("SELECT \(PostgresCatalog.revisionColumns) FROM \(PostgresCatalog.revisionFrom) WHERE m.name = $1 ORDER BY r.id",
+                return try q("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE m.name = $1 ORDER BY r.id",
                              [.text(model)]).map { try PostgresCatalog.revision($0) }
             }
-            return try q("SELECT \(PostgresCatalog.revisionColumns) FROM \(PostgresCatalog.revisionFrom) ORDER BY m.name COLLATE \"C\", r.id")
+            return try q("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) ORDER BY m.name COLLATE \"C\", r.id")
                 .map { try PostgresCatalog.revision($0) }
         }
     }
@@ -449,9 +446,8 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         try locked {
             try q("SELECT name, dtype, shape, begin_offset, end_offset FROM tensors WHERE file_id = $1 ORDER BY begin_offset, name COLLATE \"C\"",
                   [.int(file.rowID)]).map { r in
-                let shapeText = try r.text(2)
-                let shape = shapeText.isEmpty ? [] : shapeText.split(separator: ",").compactMap { Int($0) }
-                return TensorRecord(name: try r.text(0), dtype: try r.text(1), shape: shape, begin: Int(try r.int(3)), end: Int(try r.int(4)))
+                TensorRecord(name: try r.text(0), dtype: try r.text(1), shape: TensorRecord.shape(fromText: try r.text(2)),
+                             begin: Int(try r.int(3)), end: Int(try r.int(4)))
             }
         }
     }
@@ -549,13 +545,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
 
     public func liveChunkRowIDs() throws -> Set<Int64> {
         try locked {
-            Set(try q("""
-                WITH RECURSIVE live(id) AS (
-                    SELECT chunk_id FROM file_chunks
-                    UNION SELECT manifest_chunk FROM revisions
-                    UNION SELECT c.base_id FROM chunks c JOIN live ON c.id = live.id WHERE c.base_id IS NOT NULL)
-                SELECT id FROM live
-                """).map { try $0.int(0) })
+            Set(try q(CatalogSQL.liveChunks).map { try $0.int(0) })
         }
     }
 

@@ -157,6 +157,17 @@ public struct RangeService: HTTPResponder {
         let message: String
     }
 
+    /// A URL path's segments after the leading "/", each percent-decoded (empty ones kept, so
+    /// validation sees them).
+    static func segments(of path: String) throws -> [String] {
+        try path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map { part in
+            guard let decoded = part.removingPercentEncoding else {
+                throw Failure(status: .badRequest, message: "malformed percent-encoding in the URL path")
+            }
+            return decoded
+        }
+    }
+
     /// The model, revision and path a URL names.
     struct Target: Sendable {
         let model: String
@@ -164,14 +175,7 @@ public struct RangeService: HTTPResponder {
         let path: String
 
         init(path raw: String) throws {
-            let parts = raw.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-            var segments: [String] = []
-            for part in parts {
-                guard let decoded = part.removingPercentEncoding else {
-                    throw Failure(status: .badRequest, message: "malformed percent-encoding in the URL path")
-                }
-                segments.append(decoded)
-            }
+            let segments = try RangeService.segments(of: raw)
             let modelSegments: Int
             if segments.count >= 4, segments[1] == "resolve" {
                 modelSegments = 1

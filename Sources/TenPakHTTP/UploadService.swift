@@ -77,13 +77,7 @@ public struct UploadService: Sendable {
         let body: Body
 
         init(path raw: String) throws {
-            var segments: [String] = []
-            for part in raw.split(separator: "/", omittingEmptySubsequences: false).dropFirst() {
-                guard let decoded = part.removingPercentEncoding else {
-                    throw RangeService.Failure(status: .badRequest, message: "malformed percent-encoding in the URL path")
-                }
-                segments.append(decoded)
-            }
+            let segments = try RangeService.segments(of: raw)
             // The resolve forms first, in the order GET reads them, so one URL never names two things.
             let modelSegments: Int
             if segments.count >= 4, segments[1] == "resolve" {
@@ -119,7 +113,7 @@ public struct UploadService: Sendable {
             }
             // Refused before the body is read, so a large upload to a taken name costs nothing.
             if try await RangeService.blocking({ [store] in try UploadService.exists(store, target) }) {
-                throw StoreError.revisionExists("\(target.model)@\(target.revision) already exists; revisions are immutable, choose another revision name")
+                throw StoreError.revisionAlreadyExists(model: target.model, revision: target.revision)
             }
             guard admitted.enter(limit: options.maxConcurrent) else {
                 throw StoreError.busy("this server is already taking \(options.maxConcurrent) uploads")

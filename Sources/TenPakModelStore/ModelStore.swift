@@ -59,7 +59,7 @@ public final class ModelStore: Sendable {
         // Read under the lock, before any dedup lookup: the commit is refused if a gc starts after it.
         let gcFence = try catalog.gcGeneration()
         if (try? catalog.resolve(model: model, revision: revision)) != nil {
-            throw StoreError.revisionExists("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
+            throw StoreError.revisionAlreadyExists(model: model, revision: revision)
         }
         var planned: [(input: PutInput, plan: ChunkPlan)] = []
         var warnings: [String] = []

@@ -47,8 +47,8 @@ public struct Repairer {
         var frames = 0
 
         for name in try packs.packNames() {
-            let file = WindowedPackReader(packs: packs, pack: name)
             let size = try packs.size(pack: name)
+            let file = WindowedPackReader(packs: packs, pack: name, size: size)
             packSizes[name] = size
             let start = try file.read(count: min(size, PackHeader.size), at: 0)
             do {
@@ -230,13 +230,15 @@ public struct Repairer {
 final class WindowedPackReader {
     let packs: any PackStorage
     let pack: String
+    let size: Int
     private var window: [UInt8] = []
     private var windowStart = 0
     static let windowSize = 16 << 20
 
-    init(packs: any PackStorage, pack: String) {
+    init(packs: any PackStorage, pack: String, size: Int) {
         self.packs = packs
         self.pack = pack
+        self.size = size
     }
 
     /// `count` bytes at `offset`; the caller keeps `offset + count` within the pack.
@@ -247,7 +249,6 @@ final class WindowedPackReader {
         if count > WindowedPackReader.windowSize / 2 {
             return try packs.read(pack: pack, offset: offset, length: count)
         }
-        let size = try packs.size(pack: pack)
         window = try packs.read(pack: pack, offset: offset, length: min(WindowedPackReader.windowSize, size - offset))
         windowStart = offset
         guard window.count >= count else {
