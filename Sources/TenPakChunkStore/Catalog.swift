@@ -16,6 +16,9 @@ public protocol Catalog: AnyObject, Sendable {
     func commit(_ commit: RevisionCommit) throws -> RevisionRecord
     /// How many gc runs have started (the fence `RevisionCommit.gcFence` is checked against).
     func gcGeneration() throws -> Int64
+    /// Reconnects when the catalog was replaced under this process (by `fsck --repair`); true
+    /// when it did. Called by `ChunkStore.lock` once the store lock is held.
+    func reopenIfReplaced() throws -> Bool
     /// Records that a gc is starting and returns the new generation: above every earlier one and at
     /// least the time in milliseconds, so a rebuilt catalog (which starts a generation of its own)
     /// still fences writers that read a generation from the catalog it replaced. Atomic with respect to
@@ -64,13 +67,20 @@ public protocol Catalog: AnyObject, Sendable {
     func putAnnotation(_ annotation: AnnotationRecord) throws
 }
 
+extension Catalog {
+    /// A catalog whose tables are swapped in place (PostgreSQL's repair renames tables inside the
+    /// live schema) is never replaced under its connections.
+    public func reopenIfReplaced() throws -> Bool { false }
+}
+
 /// The local catalog: one SQLite database in WAL mode.
 ///
 /// One connection per process, serialized by a lock: SQLite connections are not safe to share
 /// between threads, and catalog work is small next to chunk coding.
 public final class SQLiteCatalog: Catalog, @unchecked Sendable {
-    // Safe: every use of `db` happens inside `lock`.
-    private let db: SQLiteDatabase
+    // Safe: every use of `db` and `identity` happens inside `lock`.
+    private var db: SQLiteDatabase
+    private var identity: FileIdentity?
     private let lock = NSLock()
     public let path: String
 
@@ -165,7 +175,15 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
             throw StoreError.notAStore(path: FileSystem.parentDirectory(path), reason: "no catalog at \(path)")
         }
         self.path = path
-        db = try SQLiteDatabase(path: path)
+        (db, identity) = try SQLiteCatalog.connect(path: path, create: create)
+    }
+
+    /// One connection to the catalog at `path`, its schema checked (and created or upgraded), and
+    /// the identity of the file it opened.
+    private static func connect(path: String, create: Bool) throws -> (SQLiteDatabase, FileIdentity?) {
+        let db = try SQLiteDatabase(path: path)
+        // Read right after the open: if the file is swapped later, the two differ.
+        let identity = FileSystem.identity(path)
         try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
         if create {
             try db.transaction {
@@ -187,6 +205,25 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         }
         if try db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gc_runs'").firstRow({ _ in true }) == nil {
             try db.execute(SQLiteCatalog.gcRunsSchema)
+        }
+        return (db, identity)
+    }
+
+    /// Reopens the connection when `catalog.db` is no longer the file it opened (`fsck --repair`
+    /// renamed a rebuilt catalog over it). Called with the store lock held, so no repair is
+    /// running: a long-lived process (`tpstore serve`) then reads and commits into the live
+    /// catalog instead of the one set aside. Returns true when it reopened.
+    public func reopenIfReplaced() throws -> Bool {
+        try locked {
+            guard let now = FileSystem.identity(path) else {
+                throw StoreError.notAStore(path: FileSystem.parentDirectory(path), reason: "no catalog at \(path)")
+            }
+            if let identity, identity.isSameFile(as: now) { return false }
+            // The old connection must close without a checkpoint: that would delete
+            // `catalog.db-wal` by name, which is now the new catalog's WAL.
+            db.skipCheckpointOnClose()
+            (db, identity) = try SQLiteCatalog.connect(path: path, create: false)
+            return true
         }
     }
 

@@ -33,8 +33,20 @@ public final class ChunkStore: Sendable {
     }
 
     /// Takes the store lock (shared for put/get/rm, exclusive for gc); held until the token is released.
+    ///
+    /// With the lock held no repair runs, so this is where a long-lived process notices a catalog
+    /// that `fsck --repair` swapped in since its last operation, and reconnects to it.
     public func lock(_ mode: StoreLock.Mode, timeout: Double = 60) throws -> AnyObject {
-        try locking.acquire(mode, timeout: timeout)
+        let token = try locking.acquire(mode, timeout: timeout)
+        if try catalog.reopenIfReplaced() { packs.forgetOpenHandles() }
+        return token
+    }
+
+    /// What a reader's resolved chunk locations are valid for: they stay right while this value
+    /// is unchanged. gc (which moves frames and deletes packs) and repair (which renumbers rows)
+    /// both start a new gc generation. Read with the store lock held.
+    public func locationGeneration() throws -> Int64 {
+        try catalog.gcGeneration()
     }
 
     /// Opens the local store at `directory`; with `create`, makes it first if it does not exist.
@@ -97,8 +109,11 @@ public final class ChunkStore: Sendable {
     /// `prefetched` may hold the chunk's and its bases' frames (read together by `FrameBatch`) and
     /// the locations of its bases; what it lacks is read and looked up here.
     public func rawBytes(of location: ChunkLocation, cache: ChunkCache? = nil, prefetched: PrefetchedFrames? = nil) throws -> [UInt8] {
-        if let cached = cache?.get(location.rowID) { return cached }
+        if let cached = cache?.get(location.id, length: location.rawLength) { return cached }
         let (header, payload) = try prefetched?.frames[location.rowID].map { try checkFrame($0, location) } ?? readFrame(location)
+        guard header.rawLength == location.rawLength else {
+            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) is \(header.rawLength) bytes, the catalog says \(location.rawLength)")
+        }
         guard let encoding = Encoding(rawValue: header.encoding) else {
             throw StoreError.corrupt("chunk \(location.id.short) uses encoding \(header.encoding), unknown to this tpstore")
         }
@@ -131,7 +146,7 @@ public final class ChunkStore: Sendable {
         guard Hashing.xxh3_128(raw) == location.id.xxh else {
             throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) decodes to the wrong bytes")
         }
-        cache?.put(location.rowID, raw)
+        cache?.put(location.id, raw)
         return raw
     }
 }

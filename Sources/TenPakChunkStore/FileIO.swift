@@ -30,9 +30,14 @@ public final class OpenFile: @unchecked Sendable {
     deinit { close(fd) }
 
     public func size() throws -> Int {
+        try identity().size
+    }
+
+    /// What the open file is now (fstat): compared before and after a read to notice a writer.
+    public func identity() throws -> FileIdentity {
         var st = stat()
         _ = try retrying("stat", path) { fstat(fd, &st) }
-        return Int(st.st_size)
+        return FileIdentity(st)
     }
 
     /// Reads exactly `buffer.count` bytes at `offset`, or throws (a short file is an error).
@@ -90,8 +95,83 @@ func retrying<T: BinaryInteger>(_ operation: String, _ path: String, _ call: () 
     }
 }
 
+/// The identity and version of a file as stat reports it: the same inode with the same size,
+/// modification and change times has not been written to (as far as the file system can tell).
+public struct FileIdentity: Equatable, Sendable {
+    public let device: UInt64
+    public let inode: UInt64
+    public let size: Int
+    /// st_mtim and st_ctim in nanoseconds.
+    public let modified: Int64
+    public let changed: Int64
+
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int(st.st_size)
+        modified = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        changed = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+    }
+
+    /// Same file (device and inode), whatever its contents.
+    public func isSameFile(as other: FileIdentity) -> Bool { device == other.device && inode == other.inode }
+}
+
+/// What a directory entry is, without following a symbolic link (lstat).
+public enum EntryKind: Equatable, Sendable {
+    case regular, directory, symbolicLink, missing
+    /// A FIFO, socket or device: named for messages.
+    case other(String)
+}
+
 /// File system operations on paths.
 public enum FileSystem {
+    /// The entry at `path` itself (a symbolic link is reported as one, not followed).
+    public static func entryKind(_ path: String) -> EntryKind {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return .missing }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return .regular
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symbolicLink
+        case S_IFIFO: return .other("a FIFO")
+        case S_IFSOCK: return .other("a socket")
+        case S_IFCHR: return .other("a character device")
+        case S_IFBLK: return .other("a block device")
+        default: return .other("of an unknown file type")
+        }
+    }
+
+    /// The identity of the file `path` names (following links); nil when it does not exist.
+    public static func identity(_ path: String) -> FileIdentity? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileIdentity(st)
+    }
+
+    /// Makes the directories of `relative` (a `/`-separated path) under `root`, refusing to go
+    /// through a symbolic link or anything that is not a directory: what is written below stays
+    /// inside `root` whatever the tree already holds.
+    public static func makeDirectories(inside root: String, relative: String) throws {
+        var current = root
+        for component in relative.split(separator: "/") {
+            current += "/" + component
+            switch entryKind(current) {
+            case .directory: continue
+            case .missing:
+                if mkdir(current, 0o755) != 0, errno != EEXIST { throw StoreError.io(operation: "mkdir", path: current, errno: errno) }
+                // A racing creator may have made something else there: look again.
+                guard entryKind(current) == .directory else {
+                    throw StoreError.invalidRequest("\(current) changed while it was being created; refusing to write through it")
+                }
+            case .symbolicLink:
+                throw StoreError.invalidRequest("\(current) is a symbolic link; refusing to write through it (remove it or choose another destination)")
+            case .regular, .other:
+                throw StoreError.invalidRequest("\(current) exists and is not a directory")
+            }
+        }
+    }
+
     public static func exists(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0

@@ -15,6 +15,9 @@ public protocol PackStorage: Sendable {
     func delete(pack: String) throws
     /// Sealed packs gc may delete when no catalog row names them (see the extension).
     func orphanCandidates() throws -> [String]
+    /// Closes cached handles, so packs deleted by another process (gc) release their space and
+    /// a later read of a deleted pack fails instead of reading the unlinked file.
+    func forgetOpenHandles()
 }
 
 extension PackStorage {
@@ -23,6 +26,9 @@ extension PackStorage {
     /// distributed backend overrides this so that a writer cut off from the lock server for a while
     /// does not lose packs it is about to commit.
     public func orphanCandidates() throws -> [String] { try packNames() }
+
+    /// Backends that keep no handles have nothing to forget.
+    public func forgetOpenHandles() {}
 }
 
 /// A pack being written. After any error it is broken: every later call fails.
@@ -91,6 +97,10 @@ public final class LocalPackDirectory: PackStorage, @unchecked Sendable {
 
     public func size(pack: String) throws -> Int {
         try file(pack).size()
+    }
+
+    public func forgetOpenHandles() {
+        lock.withLock { openFiles.removeAll() }
     }
 
     public func delete(pack: String) throws {

@@ -22,6 +22,13 @@ final class SQLiteDatabase {
 
     deinit { sqlite3_close_v2(handle) }
 
+    /// Makes the close of this connection leave the WAL alone. For a connection whose file was
+    /// renamed away: a checkpoint on close would delete `<path>-wal` by name, which by then is the
+    /// WAL of the database that replaced it.
+    func skipCheckpointOnClose() {
+        _ = tenpak_sqlite_no_checkpoint_on_close(handle)
+    }
+
     func execute(_ sql: String) throws {
         var error: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &error)

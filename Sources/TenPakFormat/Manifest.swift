@@ -69,6 +69,16 @@ public struct RevisionManifest: Hashable, Sendable {
         self.files = files
     }
 
+    /// The size `encoded()` gives for a manifest with these names and files, computed without
+    /// building it: a put checks it against the frame limit before it reads any data.
+    public static func encodedSize(model: String, revision: String, baseModel: String, baseRevision: String, baseReason: String,
+                                   files: [(path: String, chunks: Int)]) -> Int {
+        func string(_ s: String) -> Int { 2 + s.utf8.count }
+        let head = magic.count + 2 + string(model) + string(revision) + 8 + string(baseModel) + string(baseRevision) + string(baseReason) + 4
+        // Per file: path, size, SHA-256, kind, chunk count; per chunk: raw length and id.
+        return files.reduce(head) { $0 + string($1.path) + 8 + 32 + 1 + 4 + $1.chunks * (4 + 48) }
+    }
+
     public func encoded() throws -> [UInt8] {
         var w = ByteWriter(capacity: 64 + files.reduce(0) { $0 + 64 + $1.chunks.count * 52 })
         w.append(bytes: RevisionManifest.magic)

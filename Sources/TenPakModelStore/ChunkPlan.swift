@@ -26,6 +26,9 @@ public struct ChunkPlan: Sendable {
     public let dtypes: [DType]
     /// Why a file named *.safetensors was stored opaque, if it was.
     public let warning: String?
+    /// The source file as it was when planned; the put checks it again after its last read and
+    /// refuses a file that was written to meanwhile (its bytes would be a mix of two versions).
+    public var sourceIdentity: FileIdentity?
 
     /// 1 MiB: a whole number of elements of every dtype; small enough that a random 4 KiB read
     /// decodes little and a fine-tune's partly changed tensor dedupes in large part; large enough

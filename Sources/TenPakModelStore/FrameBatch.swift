@@ -52,7 +52,7 @@ public struct FrameBatch {
     public static func prefetch(_ locations: [ChunkLocation], store: ChunkStore, cache: ChunkCache? = nil,
                                 bases: Bool = true) throws -> PrefetchedFrames {
         var result = PrefetchedFrames()
-        var wanted = locations.filter { cache?.get($0.rowID) == nil }
+        var wanted = locations.filter { cache?.contains($0.id) != true }
         var all = wanted
         // Bases, level by level (at most maxDeltaDepth levels), one catalog query per level.
         for _ in 0 ..< (bases ? ChunkStore.maxDeltaDepth : 0) {
@@ -60,7 +60,7 @@ public struct FrameBatch {
             guard !missing.isEmpty else { break }
             let found = try store.catalog.chunks(rowIDs: Array(missing))
             result.locations.merge(found) { first, _ in first }
-            wanted = found.values.filter { cache?.get($0.rowID) == nil }
+            wanted = found.values.filter { cache?.contains($0.id) != true }
             all += wanted
         }
         let spans = plan(all)

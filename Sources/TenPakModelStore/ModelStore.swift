@@ -31,11 +31,17 @@ public final class ModelStore: Sendable {
 
     /// Stores files as a new revision of `model`. `paths` are files or directories (walked
     /// recursively; a directory's files keep their paths relative to it, `.git` is skipped).
-    public func put(model: String, revision: String? = nil, paths: [String], base: BaseChoice = .automatic,
+    ///
+    /// A walk never leaves the directories named: a symbolic link inside them is refused unless
+    /// `followLinks` is set, and then only a link to a regular file is followed (its target's
+    /// bytes are stored under the link's path); links to directories, FIFOs, sockets and devices
+    /// are always refused, by name. Paths named here are followed as given.
+    public func put(model: String, revision: String? = nil, paths: [String], followLinks: Bool = false, base: BaseChoice = .automatic,
                     progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> PutReport {
         try Names.validateModel(model)
         if let revision { try Names.validateRevision(revision) }
-        return try put(model: model, revision: revision, inputs: try ModelStore.collectInputs(paths), base: base, progress: progress)
+        return try put(model: model, revision: revision, inputs: try ModelStore.collectInputs(paths, followLinks: followLinks),
+                       base: base, progress: progress)
     }
 
     /// Stores exactly these files, each under its own `path` in the revision (a caller that names
@@ -65,9 +71,11 @@ public final class ModelStore: Sendable {
         var warnings: [String] = []
         for input in inputs {
             let file = try OpenFile(path: input.source, mode: .read)
-            let size = try file.size()
+            let identity = try file.identity()
+            let size = identity.size
             let named = input.path.hasSuffix(".safetensors")
-            let plan = try ChunkPlan.make(file: file, size: size, looksLikeSafetensors: named || (try ChunkPlan.sniffSafetensors(file: file, size: size)))
+            var plan = try ChunkPlan.make(file: file, size: size, looksLikeSafetensors: named || (try ChunkPlan.sniffSafetensors(file: file, size: size)))
+            plan.sourceIdentity = identity
             // Content that merely looked like safetensors and is not, is an ordinary opaque file.
             if let w = plan.warning, named { warnings.append("\(input.path): \(w)") }
             planned.append((input, plan))
@@ -88,19 +96,27 @@ public final class ModelStore: Sendable {
             decision = chosen
             if chosen == nil { warnings.append(note) }
         }
+        // The manifest is one frame: refuse a revision whose manifest cannot be, before any data
+        // is read or written (paths and chunk counts are known from the plans).
+        let manifestSize = RevisionManifest.encodedSize(
+            model: model, revision: revision, baseModel: decision?.revision.model ?? "", baseRevision: decision?.revision.revision ?? "",
+            baseReason: decision?.reason ?? "", files: planned.map { ($0.input.path, $0.plan.pieces.count) })
+        guard manifestSize <= FrameHeader.maxLength else {
+            throw StoreError.invalidRequest("the revision's manifest would be \(manifestSize) bytes (\(planned.count) files), over the \(FrameHeader.maxLength >> 20) MiB frame limit; nothing was stored: put the files as several revisions")
+        }
         let index = try decision.map { try BaseIndex.load(chunks, revision: $0.revision) }
         let putter = Putter(store: chunks, model: model, revision: revision, gcFence: gcFence, progress: progress)
         return try putter.run(inputs: planned, base: decision, baseIndex: index, warnings: warnings)
     }
 
     /// Expands files and directories into (source, path-in-revision) pairs, sorted by path.
-    static func collectInputs(_ paths: [String]) throws -> [PutInput] {
+    static func collectInputs(_ paths: [String], followLinks: Bool = false) throws -> [PutInput] {
         guard !paths.isEmpty else { throw StoreError.invalidRequest("nothing to put: give at least one file or directory") }
         var inputs: [PutInput] = []
         for path in paths {
             let trimmed = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
             if FileSystem.isDirectory(trimmed) {
-                try walk(trimmed, prefix: "", into: &inputs)
+                try walk(trimmed, prefix: "", followLinks: followLinks, into: &inputs)
             } else if FileSystem.isRegularFile(trimmed) {
                 let name = trimmed.split(separator: "/").last.map(String.init) ?? trimmed
                 inputs.append(PutInput(source: trimmed, path: name))
@@ -120,14 +136,30 @@ public final class ModelStore: Sendable {
         return inputs.sorted { $0.path < $1.path }
     }
 
-    private static func walk(_ directory: String, prefix: String, into inputs: inout [PutInput]) throws {
+    /// Walks `directory` without following links to directories, so the walk stays inside the
+    /// tree and cannot loop; see `put(model:revision:paths:followLinks:base:progress:)`.
+    private static func walk(_ directory: String, prefix: String, followLinks: Bool, into inputs: inout [PutInput]) throws {
         for name in try FileSystem.list(directory) where name != ".git" {
             let full = directory + "/" + name
             let relative = prefix.isEmpty ? name : prefix + "/" + name
-            if FileSystem.isDirectory(full) {
-                try walk(full, prefix: relative, into: &inputs)
-            } else if FileSystem.isRegularFile(full) {
+            switch FileSystem.entryKind(full) {
+            case .directory:
+                try walk(full, prefix: relative, followLinks: followLinks, into: &inputs)
+            case .regular:
                 inputs.append(PutInput(source: full, path: relative))
+            case .symbolicLink:
+                guard followLinks else {
+                    throw StoreError.invalidRequest("\(Names.printable(full)) is a symbolic link; put stores regular files only (--follow-links stores what a link to a regular file points to)")
+                }
+                guard FileSystem.isRegularFile(full) else {
+                    throw StoreError.invalidRequest("\(Names.printable(full)) is a symbolic link to something other than a regular file; only links to regular files are followed")
+                }
+                inputs.append(PutInput(source: full, path: relative))
+            case let .other(kind):
+                throw StoreError.invalidRequest("\(Names.printable(full)) is \(kind); put stores regular files only")
+            case .missing:
+                // Removed between the listing and the look: the tree is changing under the put.
+                throw StoreError.invalidRequest("\(Names.printable(full)) disappeared while the directory was being read")
             }
         }
     }
@@ -149,7 +181,8 @@ public final class ModelStore: Sendable {
         for file in files {
             try Names.validatePath(file.path)
             let target = destination + "/" + file.path
-            try FileSystem.makeDirectories(FileSystem.parentDirectory(target))
+            // Never through a link the destination already holds: every file lands inside it.
+            try FileSystem.makeDirectories(inside: destination, relative: FileSystem.parentDirectory(file.path) == "." ? "" : FileSystem.parentDirectory(file.path))
             let before = done
             let counter = ExportState()
             try export(file, to: target) { bytes in

@@ -75,6 +75,8 @@ final class Putter {
     private var sealed: [(name: String, size: Int)] = []
     private var pending: [ChunkID: NewChunk] = [:]
     private var newChunks: [NewChunk] = []
+    /// Stored chunks this put shares whose frames (and bases' frames) it has checked.
+    private var verified = Set<Int64>()
     /// Packs roll over at this size: bounded objects for a bucket, bounded rewrite for gc.
     static let packTarget = 1 << 30
     /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
@@ -162,6 +164,7 @@ final class Putter {
                         //    extra iteration hashing the whole window into the file's SHA-256.
                         let ids = try parallelMap(pieces.count) { i in ChunkID(of: slice(pieces[i])) }
                         let existing = try store.catalog.findChunks(Array(Set(ids)))
+                        try verifyShared(Array(existing.values))
                         var bases: [Int: ChunkLocation] = [:]
                         for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
                             let paired = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
@@ -210,6 +213,9 @@ final class Putter {
                     start = end
                 }
                 let digest = sha.finalize()
+                if let before = plan.sourceIdentity, try file.identity() != before {
+                    throw StoreError.invalidRequest("\(input.source) changed while it was being stored; nothing was stored (put it again once it is complete)")
+                }
                 if let expected = input.expectedSHA256, expected != digest {
                     // Before the manifest and the commit: the revision never becomes visible.
                     throw StoreError.invalidRequest("\(input.path): content SHA-256 is \(digest.hex), expected \(expected.hex); nothing was stored")
@@ -250,9 +256,38 @@ final class Putter {
         }
     }
 
+    /// Checks the frames of stored chunks this put is about to share, and of their delta bases:
+    /// a revision must never reference a chunk whose pack is gone or whose payload is damaged (it
+    /// would commit and then fail every read). Reads the stored frames once per put (ranged and
+    /// batched) and checks their header and payload checksums, not their decodes. A failure
+    /// refuses the put before anything is committed and says how to get out of it.
+    private func verifyShared(_ locations: [ChunkLocation]) throws {
+        let unchecked = locations.filter { !verified.contains($0.rowID) }
+        guard !unchecked.isEmpty else { return }
+        do {
+            let frames = try FrameBatch.prefetch(unchecked, store: store)
+            for location in unchecked + Array(frames.locations.values) where !verified.contains(location.rowID) {
+                guard let bytes = frames.frames[location.rowID] else {
+                    throw StoreError.corrupt("chunk \(location.id.short): its frame was not read")
+                }
+                _ = try store.checkFrame(bytes, location)
+                verified.insert(location.rowID)
+            }
+        } catch let error as StoreError {
+            guard case let .corrupt(reason) = error else { throw error }
+            throw StoreError.corrupt("this put shares a stored chunk that is damaged or missing (\(reason)); nothing was stored: run `tpstore fsck`, then `tpstore fsck --repair` to drop what is lost, and put again")
+        }
+    }
+
     private func appendManifest(_ bytes: [UInt8]) throws -> NewChunk {
+        guard bytes.count <= FrameHeader.maxLength else {
+            throw StoreError.invalidRequest("the revision's manifest is \(bytes.count) bytes, over the \(FrameHeader.maxLength >> 20) MiB frame limit; nothing was stored: put the files as several revisions")
+        }
         let id = bytes.withUnsafeBytes { ChunkID(of: $0) }
         let packed = bytes.withUnsafeBytes { Zstd.compress($0) }
+        guard packed.count <= FrameHeader.maxLength else {
+            throw StoreError.invalidRequest("the revision's manifest compresses to \(packed.count) bytes, over the \(FrameHeader.maxLength >> 20) MiB frame limit; nothing was stored: put the files as several revisions")
+        }
         let header = FrameHeader(kind: .manifest, encoding: Encoding.zstd.rawValue, payloadLength: packed.count, rawLength: bytes.count,
                                  elementWidth: 1, floatLayout: .none, id: id, base: nil, payloadChecksum: Hashing.xxh3_64(packed))
         return try append(header: header, payload: packed)

@@ -76,6 +76,7 @@ public final class StoreReader: Sendable {
     private let prefetcher: Prefetcher
     private let counters = Counters()
     private let openFiles = FileReaderCache(capacity: 64)
+    private let generation = GenerationWatch()
 
     public init(store: ModelStore, configuration: Configuration = Configuration()) {
         self.store = store
@@ -105,36 +106,73 @@ public final class StoreReader: Sendable {
     /// malformed name. Readers of the same file are shared (and so is their sequential-access state).
     public func open(model: String, revision: String?, path: String) throws -> FileReader {
         try Names.validatePath(path)
-        let (record, files) = try self.files(model: model, revision: revision)
+        try Names.validateModel(model)
+        if let revision { try Names.validateRevision(revision) }
+        // Under the store lock, so the locations read belong to the generation read with them.
+        let lock = try store.chunks.lock(.shared)
+        defer { withExtendedLifetime(lock) {} }
+        let generation = try currentGeneration()
+        let record = try store.catalog.resolve(model: model, revision: revision)
+        let files = try store.catalog.files(revision: record)
         guard let file = files.first(where: { $0.path == path }) else {
             throw StoreError.notFound("\(model)@\(record.revision) has no file \(Names.printable(path)) (see `tpstore show \(model)@\(record.revision)`)")
         }
-        if let open = openFiles.get(file) { return open }
+        if let open = openFiles.get(file, revision: record) { return open }
         let chunks = try store.catalog.fileChunks(file: file)
         let tensors = file.kind == .safetensors ? try store.catalog.tensors(file: file) : []
-        let reader = try FileReader(owner: self, revision: record, file: file, chunks: chunks, tensors: tensors)
+        let reader = try FileReader(owner: self, revision: record, file: file, chunks: chunks, tensors: tensors, generation: generation)
         openFiles.put(reader)
         return reader
     }
 
+    /// The store's location generation, read with the store lock held. When it moved on since the
+    /// last look (a gc or a repair ran), every open file reader is dropped from the cache and the
+    /// pack handles are closed: readers re-resolve their chunks, deleted packs free their space.
+    func currentGeneration() throws -> Int64 {
+        let now = try store.chunks.locationGeneration()
+        if generation.advance(to: now) {
+            openFiles.removeAll()
+            store.chunks.packs.forgetOpenHandles()
+        }
+        return now
+    }
+
+    /// Where `reader`'s chunks are now: its file looked up again (same revision, path, size and
+    /// SHA-256) and its chunk list checked against the content ids it was opened with. Throws
+    /// `StoreError.notFound` when the revision or file is gone (removed since it was opened).
+    func relocate(_ reader: FileReader) throws -> [ChunkLocation] {
+        let gone = StoreError.notFound("\(reader.model)@\(reader.revision.revision) \(Names.printable(reader.path)) was removed while it was being read")
+        guard let record = try? store.catalog.resolve(model: reader.model, revision: reader.revision.revision),
+              record.manifest == reader.revision.manifest else { throw gone }
+        guard let file = try store.catalog.files(revision: record).first(where: { $0.path == reader.path }),
+              file.size == reader.file.size, file.sha256 == reader.file.sha256 else { throw gone }
+        let chunks = try store.catalog.fileChunks(file: file)
+        guard chunks.map(\.location.id) == reader.chunkIDs, chunks.map(\.offset) == reader.chunkOffsets else {
+            throw StoreError.corrupt("\(reader.model)@\(reader.revision.revision) \(Names.printable(reader.path)): its chunk list changed in the catalog")
+        }
+        return chunks.map(\.location)
+    }
+
     /// The decoded bytes of a chunk: from the cache, from a decode another thread already started,
-    /// or decoded here (through its delta chain, checked against its XXH3-128 address).
+    /// or decoded here (through its delta chain, checked against its content address).
     func chunkBytes(_ location: ChunkLocation, prefetched: PrefetchedFrames? = nil) throws -> [UInt8] {
-        if let hit = cache.get(location.rowID) {
+        if let hit = cache.get(location.id, length: location.rawLength) {
             counters.add(hits: 1)
             return hit
         }
-        return try flights.run(location.rowID) {
-            if let hit = cache.get(location.rowID) { return hit }
+        return try flights.run(location.id) {
+            if let hit = cache.get(location.id, length: location.rawLength) { return hit }
             counters.add(decodes: 1)
             return try store.chunks.rawBytes(of: location, cache: cache, prefetched: prefetched)
         }
     }
 
     /// Starts background decodes of `locations` that are neither cached nor being decoded, as long
-    /// as fewer than `limit` prefetches are running (prefetch is a hint, never a queue).
+    /// as fewer than `limit` prefetches are running (prefetch is a hint, never a queue). A prefetch
+    /// of a location that gc moved meanwhile fails its frame check and is dropped: nothing
+    /// unchecked reaches the cache.
     func prefetch(_ locations: ArraySlice<ChunkLocation>) {
-        for location in locations where cache.get(location.rowID) == nil && !flights.isRunning(location.rowID) {
+        for location in locations where !cache.contains(location.id) && !flights.isRunning(location.id) {
             guard prefetcher.reserve() else { return }
             counters.add(prefetches: 1)
             DispatchQueue.global(qos: .utility).async { [self] in
@@ -161,7 +199,11 @@ public final class FileReader: Sendable {
     /// For a safetensors file, its tensors in file order with absolute byte ranges; else empty.
     public let tensors: [TensorRecord]
     private let offsets: [Int]
-    private let locations: [ChunkLocation]
+    /// The chunks' content ids: what the file is made of, whatever gc or repair do to where the
+    /// chunks are.
+    let chunkIDs: [ChunkID]
+    /// Where the chunks are, and the generation that resolved it (re-resolved when it moves on).
+    private let layout: Layout
     private let tensorIndex: [String: Int]
     private let owner: StoreReader
     private let streams = StreamTracker()
@@ -176,7 +218,8 @@ public final class FileReader: Sendable {
     /// The file offset where each of the file's chunks starts, ascending (empty for an empty file).
     public var chunkOffsets: [Int] { offsets }
 
-    init(owner: StoreReader, revision: RevisionRecord, file: FileRecord, chunks: [FileChunk], tensors: [TensorRecord]) throws {
+    init(owner: StoreReader, revision: RevisionRecord, file: FileRecord, chunks: [FileChunk], tensors: [TensorRecord],
+         generation: Int64) throws {
         var expected = 0
         for c in chunks {
             guard c.offset == expected else {
@@ -192,7 +235,8 @@ public final class FileReader: Sendable {
         self.file = file
         self.tensors = tensors
         offsets = chunks.map(\.offset)
-        locations = chunks.map(\.location)
+        chunkIDs = chunks.map(\.location.id)
+        layout = Layout(generation: generation, locations: chunks.map(\.location))
         tensorIndex = Dictionary(tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
@@ -222,13 +266,17 @@ public final class FileReader: Sendable {
         let first = chunkIndex(containing: offset), last = chunkIndex(containing: end - 1)
         let lock = try owner.store.chunks.lock(.shared)
         defer { withExtendedLifetime(lock) {} }
+        let locations = try currentLocations()
         var windowStart = first
         while windowStart <= last {
             let windowEnd = min(last + 1, windowStart + owner.configuration.windowChunks)
-            let chunks = try fetch(windowStart ..< windowEnd)
+            let chunks = try fetch(windowStart ..< windowEnd, locations: locations)
             for (k, bytes) in chunks.enumerated() {
                 let i = windowStart + k
                 let chunkStart = offsets[i]
+                guard bytes.count == locations[i].rawLength else {
+                    throw StoreError.corrupt("\(path): chunk \(locations[i].id.short) gave \(bytes.count) bytes, expected \(locations[i].rawLength)")
+                }
                 let from = max(offset, chunkStart), to = min(end, chunkStart + bytes.count)
                 bytes.withUnsafeBytes { src in
                     // Safe: from..<to lies inside both the chunk and the requested range.
@@ -238,7 +286,17 @@ public final class FileReader: Sendable {
             }
             windowStart = windowEnd
         }
-        afterRead(offset: offset, end: end, lastChunk: last)
+        afterRead(offset: offset, end: end, lastChunk: last, locations: locations)
+    }
+
+    /// The chunks' locations for this read: those resolved at open while the store's location
+    /// generation is unchanged, else resolved again. Called with the store lock held.
+    private func currentLocations() throws -> [ChunkLocation] {
+        let generation = try owner.currentGeneration()
+        if let current = layout.locations(at: generation) { return current }
+        let fresh = try owner.relocate(self)
+        layout.update(generation: generation, locations: fresh)
+        return fresh
     }
 
     /// Calls `body` with consecutive pieces of `range`, each at most `pieceSize` bytes, in order.
@@ -275,11 +333,11 @@ public final class FileReader: Sendable {
     }
 
     /// The decoded chunks `indices`, decoding the uncached ones in parallel.
-    private func fetch(_ indices: Range<Int>) throws -> [[UInt8]] {
+    private func fetch(_ indices: Range<Int>, locations: [ChunkLocation]) throws -> [[UInt8]] {
         var chunks = [[UInt8]?](repeating: nil, count: indices.count)
         var missing: [Int] = []
         for (k, i) in indices.enumerated() {
-            if let hit = owner.cache.get(locations[i].rowID) {
+            if let hit = owner.cache.get(locations[i].id, length: locations[i].rawLength) {
                 chunks[k] = hit
             } else {
                 missing.append(k)
@@ -300,7 +358,7 @@ public final class FileReader: Sendable {
     /// that ends exactly on a chunk boundary, starts background decodes of the chunks after the one
     /// it ended in (those not cached or already being decoded). Without a cache there is nowhere to
     /// put them, so no prefetch.
-    private func afterRead(offset: Int, end: Int, lastChunk: Int) {
+    private func afterRead(offset: Int, end: Int, lastChunk: Int, locations: [ChunkLocation]) {
         let sequential = streams.record(start: offset, end: end)
         let ahead = owner.configuration.prefetchChunks
         guard ahead > 0, owner.cache.capacity > 0, lastChunk + 1 < locations.count else { return }
@@ -429,15 +487,19 @@ private final class InFlightDecodes: @unchecked Sendable {
 
     // Safe: `running` and every `Flight.result` are touched only with `condition` locked.
     private let condition = NSCondition()
-    private var running: [Int64: Flight] = [:]
+    private var running: [ChunkID: Flight] = [:]
 
-    func run(_ key: Int64, _ body: () throws -> [UInt8]) throws -> [UInt8] {
+    func run(_ key: ChunkID, _ body: () throws -> [UInt8]) throws -> [UInt8] {
         condition.lock()
         if let flight = running[key] {
-            while flight.result == nil { condition.wait() }
-            let result = flight.result!
+            var result = flight.result
+            while result == nil {
+                condition.wait()
+                result = flight.result
+            }
             condition.unlock()
-            return try result.get()
+            // Safe: the loop above ends only once the result is set.
+            return try result!.get()
         }
         let flight = Flight()
         running[key] = flight
@@ -451,7 +513,7 @@ private final class InFlightDecodes: @unchecked Sendable {
         return try result.get()
     }
 
-    func isRunning(_ key: Int64) -> Bool {
+    func isRunning(_ key: ChunkID) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         return running[key] != nil
@@ -528,10 +590,17 @@ private final class FileReaderCache: @unchecked Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func get(_ file: FileRecord) -> FileReader? {
+    func get(_ file: FileRecord, revision: RevisionRecord) -> FileReader? {
         lock.withLock {
-            guard let reader = entries[file.rowID], reader.file == file else { return nil }
+            guard let reader = entries[file.rowID], reader.file == file, reader.revision == revision else { return nil }
             return reader
+        }
+    }
+
+    func removeAll() {
+        lock.withLock {
+            entries.removeAll()
+            order.removeAll()
         }
     }
 
@@ -544,3 +613,43 @@ private final class FileReaderCache: @unchecked Sendable {
     }
 }
 
+
+/// A file reader's chunk locations and the location generation they were resolved at.
+private final class Layout: @unchecked Sendable {
+    // Safe: both fields are touched only inside `lock`.
+    private let lock = NSLock()
+    private var generation: Int64
+    private var current: [ChunkLocation]
+
+    init(generation: Int64, locations: [ChunkLocation]) {
+        self.generation = generation
+        current = locations
+    }
+
+    /// The locations when they were resolved at `generation`; nil when they are out of date.
+    func locations(at generation: Int64) -> [ChunkLocation]? {
+        lock.withLock { self.generation == generation ? current : nil }
+    }
+
+    func update(generation: Int64, locations: [ChunkLocation]) {
+        lock.withLock {
+            self.generation = generation
+            current = locations
+        }
+    }
+}
+
+/// The last location generation a store reader saw.
+private final class GenerationWatch: @unchecked Sendable {
+    // Safe: `seen` is touched only inside `lock`.
+    private let lock = NSLock()
+    private var seen: Int64?
+
+    /// Records `generation`; true when it differs from the one seen before (not on the first look).
+    func advance(to generation: Int64) -> Bool {
+        lock.withLock {
+            defer { seen = generation }
+            return seen.map { $0 != generation } ?? false
+        }
+    }
+}

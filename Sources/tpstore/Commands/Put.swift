@@ -15,6 +15,8 @@ extension TPStore {
         @Option(help: ArgumentHelp("Delta-code against this stored model.", valueName: "BASE[@REV]")) var base: ModelReference?
         @Flag(help: "Store without a base model.") var noBase = false
         @Flag(help: "Print the report as JSON.") var json = false
+        @Flag(help: "Store what symbolic links to regular files inside the directories point to (by default a link is refused; links to directories are never followed).")
+        var followLinks = false
 
         func validate() throws {
             if base != nil, noBase { throw ValidationError("--base and --no-base exclude each other") }
@@ -24,7 +26,7 @@ extension TPStore {
         func run() throws {
             let store = try options.open(create: true)
             let choice: BaseChoice = noBase ? .none : base.map { .explicit(model: $0.model, revision: $0.revision) } ?? .automatic
-            let report = try store.put(model: target.model, revision: target.revision, paths: paths, base: choice,
+            let report = try store.put(model: target.model, revision: target.revision, paths: paths, followLinks: followLinks, base: choice,
                                        progress: Output.progress("put"))
             for warning in report.warnings where !(warning.hasPrefix("no base") && json) { Output.warn(warning) }
             Output.reportTraffic(store)
