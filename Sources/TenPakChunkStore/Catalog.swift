@@ -181,7 +181,9 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
     /// One connection to the catalog at `path`, its schema checked (and created or upgraded), and
     /// the identity of the file it opened.
     private static func connect(path: String, create: Bool) throws -> (SQLiteDatabase, FileIdentity?) {
-        let db = try SQLiteDatabase(path: path)
+        // Only `create` may make the file: a reconnect that raced a repair's rename must fail,
+        // not leave an empty database where the rebuilt one is about to go.
+        let db = try SQLiteDatabase(path: path, create: create)
         // Read right after the open: if the file is swapped later, the two differ.
         let identity = FileSystem.identity(path)
         try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
@@ -210,14 +212,14 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
     }
 
     /// Reopens the connection when `catalog.db` is no longer the file it opened (`fsck --repair`
-    /// renamed a rebuilt catalog over it). Called with the store lock held, so no repair is
-    /// running: a long-lived process (`tpstore serve`) then reads and commits into the live
-    /// catalog instead of the one set aside. Returns true when it reopened.
+    /// renamed a rebuilt catalog over it), so a long-lived process (`tpstore serve`) reads and
+    /// commits into the live catalog instead of the one set aside. One `stat`; returns true when
+    /// it reopened. Writers call it with the store lock held, so no repair is running; a reader
+    /// calls it without, and then may catch the moment between a repair's two renames, when there
+    /// is no `catalog.db`: it keeps its connection (to the old catalog, still whole) until the next look.
     public func reopenIfReplaced() throws -> Bool {
         try locked {
-            guard let now = FileSystem.identity(path) else {
-                throw StoreError.notAStore(path: FileSystem.parentDirectory(path), reason: "no catalog at \(path)")
-            }
+            guard let now = FileSystem.identity(path) else { return false }
             if let identity, identity.isSameFile(as: now) { return false }
             // The old connection must close without a checkpoint: that would delete
             // `catalog.db-wal` by name, which is now the new catalog's WAL.

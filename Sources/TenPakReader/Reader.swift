@@ -108,9 +108,8 @@ public final class StoreReader: Sendable {
         try Names.validatePath(path)
         try Names.validateModel(model)
         if let revision { try Names.validateRevision(revision) }
-        // Under the store lock, so the locations read belong to the generation read with them.
-        let lock = try store.chunks.lock(.shared)
-        defer { withExtendedLifetime(lock) {} }
+        // No store lock: a gc may run beside this. The generation is read before the locations,
+        // so locations resolved mid-gc count as that gc's and are re-resolved if a read fails.
         let generation = try currentGeneration()
         let record = try store.catalog.resolve(model: model, revision: revision)
         let files = try store.catalog.files(revision: record)
@@ -125,10 +124,12 @@ public final class StoreReader: Sendable {
         return reader
     }
 
-    /// The store's location generation, read with the store lock held. When it moved on since the
-    /// last look (a gc or a repair ran), every open file reader is dropped from the cache and the
-    /// pack handles are closed: readers re-resolve their chunks, deleted packs free their space.
+    /// The store's location generation. When it moved on since the last look (a gc or a repair
+    /// started), every open file reader is dropped from the cache and the pack handles are closed:
+    /// readers re-resolve their chunks, deleted packs free their space. A catalog swapped in by a
+    /// repair is reconnected first.
     func currentGeneration() throws -> Int64 {
+        if try store.chunks.catalog.reopenIfReplaced() { store.chunks.packs.forgetOpenHandles() }
         let now = try store.chunks.locationGeneration()
         if generation.advance(to: now) {
             openFiles.removeAll()
@@ -264,9 +265,32 @@ public final class FileReader: Sendable {
         guard count > 0 else { return }
         let end = offset + count
         let first = chunkIndex(containing: offset), last = chunkIndex(containing: end - 1)
-        let lock = try owner.store.chunks.lock(.shared)
-        defer { withExtendedLifetime(lock) {} }
-        let locations = try currentLocations()
+        // Reads take no store lock, so they never wait for gc and never hold it off. A gc may
+        // move frames and delete packs between the look-up of the locations and their reads:
+        // such a read fails its frame checks (it never returns unchecked bytes) and is tried
+        // again on locations looked up afresh.
+        var attempt = 0
+        while true {
+            let locations = try currentLocations(refresh: attempt > 0)
+            do {
+                try copy(first ... last, offset: offset, into: buffer, locations: locations)
+                afterRead(offset: offset, end: end, lastChunk: last, locations: locations)
+                return
+            } catch let error as StoreError where attempt < FileReader.relocationRetries && error.mayBeAMovedFrame {
+                attempt += 1
+            }
+        }
+    }
+
+    /// Reads after which a failed chunk read is reported rather than tried again on fresh
+    /// locations: enough for a gc that commits between two looks, and for two gcs in a row.
+    static let relocationRetries = 2
+
+    /// Copies the bytes of `offset ..< offset + buffer.count`, which lie in chunks `indices`.
+    private func copy(_ indices: ClosedRange<Int>, offset: Int, into buffer: UnsafeMutableRawBufferPointer,
+                      locations: [ChunkLocation]) throws {
+        let first = indices.lowerBound, last = indices.upperBound
+        let end = offset + buffer.count
         var windowStart = first
         while windowStart <= last {
             let windowEnd = min(last + 1, windowStart + owner.configuration.windowChunks)
@@ -286,14 +310,13 @@ public final class FileReader: Sendable {
             }
             windowStart = windowEnd
         }
-        afterRead(offset: offset, end: end, lastChunk: last, locations: locations)
     }
 
     /// The chunks' locations for this read: those resolved at open while the store's location
-    /// generation is unchanged, else resolved again. Called with the store lock held.
-    private func currentLocations() throws -> [ChunkLocation] {
+    /// generation is unchanged (and no `refresh` is asked for), else resolved again.
+    private func currentLocations(refresh: Bool) throws -> [ChunkLocation] {
         let generation = try owner.currentGeneration()
-        if let current = layout.locations(at: generation) { return current }
+        if !refresh, let current = layout.locations(at: generation) { return current }
         let fresh = try owner.relocate(self)
         layout.update(generation: generation, locations: fresh)
         return fresh
@@ -650,6 +673,18 @@ private final class GenerationWatch: @unchecked Sendable {
         lock.withLock {
             defer { seen = generation }
             return seen.map { $0 != generation } ?? false
+        }
+    }
+}
+
+extension StoreError {
+    /// An error a read through stale locations gives when gc moved the frame meanwhile: the
+    /// frame is not where the location says (a different or no frame: `corrupt`), the pack is
+    /// gone (`notFound`, or `io` from the file system). Worth one look-up and read again.
+    var mayBeAMovedFrame: Bool {
+        switch self {
+        case .corrupt, .notFound, .io: return true
+        default: return false
         }
     }
 }

@@ -84,6 +84,57 @@ final class LongLivedStoreTests: XCTestCase {
         XCTAssertEqual(openDeletedPacks(), [])
     }
 
+    /// Readers take no store lock: while another opening removes, repacks and re-puts, a reader
+    /// thread keeps reading one live file, and every read returns exactly its bytes.
+    func testReadsBesideRepeatedGcRepacksAreExact() throws {
+        let dir = TestSupport.temporaryDirectory(self, "store")
+        let store = try ModelStore.open(directory: dir, create: true)
+        let reader = StoreReader(store: store, configuration: .init(cacheCapacity: 1 << 20, prefetchChunks: 0))
+        let keep = Self.model(seed: 12, tensors: 1), drop = Self.model(seed: 13, tensors: 4)
+        let both = try write(["keep.safetensors": keep, "drop.safetensors": drop], in: TestSupport.temporaryDirectory(self, "a"))
+        _ = try store.put(model: "m/a", revision: "v0", paths: [both], base: .none)
+        _ = try store.put(model: "m/b", revision: "v1", paths: [try write(["keep.safetensors": keep], in: TestSupport.temporaryDirectory(self, "b"))], base: .none)
+
+        final class Tally: @unchecked Sendable {
+            let lock = NSLock()
+            var reads = 0, wrong = 0
+            var failures: [String] = []
+            var done = false
+        }
+        let tally = Tally()
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var random = TestSupport.Random(seed: 99)
+            while !tally.lock.withLock({ tally.done }) {
+                let start = random.int(0 ..< keep.count), count = random.int(1 ..< min(3 << 20, keep.count - start + 1))
+                do {
+                    let file = try reader.open(model: "m/b", revision: "v1", path: "keep.safetensors")
+                    let bytes = try file.read(offset: start, count: count)
+                    tally.lock.withLock {
+                        tally.reads += 1
+                        if bytes != Array(keep[start ..< start + count]) { tally.wrong += 1 }
+                    }
+                } catch {
+                    tally.lock.withLock { tally.failures.append("\(error)") }
+                }
+            }
+            finished.signal()
+        }
+        let other = try ModelStore.open(directory: dir)
+        var repacks = 0
+        for round in 0 ..< 4 {
+            try other.remove(model: "m/a", revision: "v\(round)")
+            repacks += try Collector(store: other).run(dryRun: false, lockTimeout: 10).repackedPacks.count
+            _ = try other.put(model: "m/a", revision: "v\(round + 1)", paths: [both], base: .none)
+        }
+        tally.lock.withLock { tally.done = true }
+        finished.wait()
+        XCTAssertGreaterThan(repacks, 0, "the scenario needs repacks")
+        XCTAssertGreaterThan(tally.reads, 0)
+        XCTAssertEqual(tally.wrong, 0)
+        XCTAssertEqual(tally.failures, [])
+    }
+
     func testAProcessThatKeepsTheStoreOpenWritesIntoTheRepairedCatalog() throws {
         let dir = TestSupport.temporaryDirectory(self, "store")
         let store = try ModelStore.open(directory: dir, create: true)
