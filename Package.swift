@@ -1,27 +1,40 @@
 // swift-tools-version:6.0
-// TenPak: a chunked, content-addressed store for model weights.
+// TenPak: a chunked, content-addressed store for model weights. Linux (Glibc, /proc); Swift 6.
 //
-// Targets are layers; each depends only on layers above it in this list:
+// Targets are layers; each depends only on layers above it in this list (SPEC.md section 2):
+//
 //   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev)
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
-//   TenPakChunkStore          packs + catalog behind one seam (local: directory + SQLite), dedup
-//   TenPakDistributed         the same seam distributed: packs in an S3 bucket, catalog in PostgreSQL
-//   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm
+//   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild) and the
+//                             local backend behind them (directory + SQLite), dedup, frame checks
+//   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm, fsck/gc/repair
 //   TenPakReader              random access to any byte range or tensor of a stored file
 //   TenPakLFS                 git-lfs custom transfer agent: protocol, oid -> model mapping
 //   TenPakOptimizer           quantization methods measured on stored models; annotations in the catalog
-//   TenPakHTTP                the HTTP range service over TenPakReader (Hummingbird)
+//   ---- backends and faces, composed at the edge ----
+//   TenPakDistributed         the seams distributed: packs in an S3 bucket, catalog in PostgreSQL
+//   TenPakStoreLocation       opens a store of either backend from a location (directory or config)
+//   TenPakHTTP                the HTTP service over TenPakReader (Hummingbird)
 //   tpstore                   the command line, thin over the library
+//
+// Products: `TenPak` is the core with the local backend and links no PostgreSQL driver, HTTP
+// client or HTTP server; `TenPakDistributed` adds the S3 + PostgreSQL backend and opening by
+// location; `TenPakHTTP` is the HTTP service.
 import PackageDescription
+
+/// Every target's imports are checked per file (a member used from a module the file does not
+/// import is an error), so the dependency list above stays honest.
+let honestImports: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
 
 let package = Package(
     name: "TenPak",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "TenPak", targets: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
+        .library(name: "TenPakDistributed", targets: ["TenPakDistributed", "TenPakStoreLocation"]),
+        .library(name: "TenPakHTTP", targets: ["TenPakHTTP"]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
     dependencies: [
@@ -53,23 +66,29 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed"]),
+        .target(name: "TenPakModelStore", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore"]),
         .target(name: "TenPakReader", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakLFS", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"]),
         .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader"]),
+        .target(name: "TenPakStoreLocation", dependencies: ["TenPakChunkStore", "TenPakDistributed", "TenPakModelStore"]),
         .target(name: "TenPakHTTP", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         .executableTarget(name: "tpstore", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakHTTP", "TenPakLFS", "TenPakOptimizer",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader", "TenPakHTTP",
+            "TenPakLFS", "TenPakOptimizer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         .testTarget(name: "TenPakTests", dependencies: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader",
+            "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
         ]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + honestImports
+}

@@ -19,12 +19,16 @@ public struct RepairTarget: Sendable {
     public let rebuild: any CatalogRebuild
     /// The store's name in messages.
     public let place: String
+    /// Opens the live catalog, when it still opens: repair fences it before it scans.
+    public let openLiveCatalog: @Sendable () throws -> any Catalog
 
-    public init(packs: any PackStorage, locking: any StoreLocking, rebuild: any CatalogRebuild, place: String) {
+    public init(packs: any PackStorage, locking: any StoreLocking, rebuild: any CatalogRebuild, place: String,
+                openLiveCatalog: @escaping @Sendable () throws -> any Catalog) {
         self.packs = packs
         self.locking = locking
         self.rebuild = rebuild
         self.place = place
+        self.openLiveCatalog = openLiveCatalog
     }
 
     /// The local store in `directory`: the new catalog is built as `catalog.db.rebuild`, then
@@ -34,7 +38,8 @@ public struct RepairTarget: Sendable {
             throw StoreError.notAStore(path: directory, reason: "no \(ChunkStore.markerName) marker")
         }
         return RepairTarget(packs: LocalPackDirectory(root: directory), locking: LocalStoreLocking(root: directory),
-                            rebuild: SQLiteCatalogRebuild(directory: directory), place: directory)
+                            rebuild: SQLiteCatalogRebuild(directory: directory), place: directory,
+                            openLiveCatalog: { try SQLiteCatalog(path: directory + "/catalog.db", create: false) })
     }
 }
 

@@ -44,16 +44,6 @@ public struct DistributedTraffic: Sendable {
 }
 
 extension ChunkStore {
-    /// Opens a store by location: a directory is a local store; a regular file is a distributed
-    /// store's JSON config (packs in S3, catalog in PostgreSQL). With `create`, makes the store
-    /// (local directory; or bucket and schema) when missing.
-    public static func open(location: String, create: Bool = false) throws -> ChunkStore {
-        if DistributedConfig.isConfigFile(location) {
-            return try openDistributed(config: DistributedConfig.load(path: location), root: location, create: create)
-        }
-        return try openLocal(directory: location, create: create)
-    }
-
     /// Opens the distributed store a config describes. `root` names it in messages.
     public static func openDistributed(config: DistributedConfig, root: String, create: Bool = false) throws -> ChunkStore {
         let roundTrips = Counter()
@@ -73,16 +63,15 @@ extension ChunkStore {
 }
 
 extension RepairTarget {
-    /// The store at `location` (directory or distributed config file), for `fsck --repair`: opened
-    /// without its catalog, which may be the part that is lost.
-    public static func open(location: String) throws -> RepairTarget {
-        guard DistributedConfig.isConfigFile(location) else { return try local(directory: location) }
-        let config = try DistributedConfig.load(path: location)
+    /// The distributed store `config` describes (`place` names it in messages), for `fsck
+    /// --repair`: opened without its catalog, which may be the part that is lost.
+    public static func distributed(config: DistributedConfig, place: String) throws -> RepairTarget {
         guard try S3Client(config: config.s3).bucketExists() else {
-            throw StoreError.notAStore(path: location, reason: "bucket \(config.s3.bucket) does not exist")
+            throw StoreError.notAStore(path: place, reason: "bucket \(config.s3.bucket) does not exist")
         }
         return RepairTarget(packs: try S3PackStorage(config: config.s3), locking: PostgresStoreLocking(config: config.postgres, roundTrips: Counter()),
-                            rebuild: try PostgresCatalogRebuild(config: config.postgres), place: location)
+                            rebuild: try PostgresCatalogRebuild(config: config.postgres), place: place,
+                            openLiveCatalog: { try PostgresCatalog(config: config.postgres, create: false) })
     }
 }
 

@@ -13,6 +13,7 @@ import TenPakModelStore
 public final class LFSAgent {
     public private(set) var state = AgentState.awaitingInit
     public let storeDirectory: String
+    private let openStoreAt: (_ location: String, _ create: Bool) throws -> ModelStore
     private var objects: LFSObjectStore?
     private let output: LFSOutput
     private let downloadDirectoryResolver: () throws -> String
@@ -23,10 +24,15 @@ public final class LFSAgent {
     ///   - downloadDirectory: where downloaded objects are written; it must be on the same file
     ///     system as git-lfs's object directory, which moves them in. Default: git-lfs's own
     ///     temporary directory of the repository the agent runs in (`GitLFSPaths.temporaryDirectory`).
+    ///   - openStore: opens (or with its second argument, creates) the store at a location; by
+    ///     default the local store in that directory. The CLI passes one that also opens
+    ///     distributed stores.
     ///   - write: takes one response line (no line feed); called from one thread at a time.
     public init(storeDirectory: String, downloadDirectory: @escaping () throws -> String = { try GitLFSPaths.temporaryDirectory() },
+                openStore: @escaping (_ location: String, _ create: Bool) throws -> ModelStore = { try ModelStore.open(directory: $0, create: $1) },
                 write: @escaping @Sendable (String) -> Void) {
         self.storeDirectory = storeDirectory
+        openStoreAt = openStore
         downloadDirectoryResolver = downloadDirectory
         output = LFSOutput(write: write)
     }
@@ -85,11 +91,11 @@ public final class LFSAgent {
 
     private func openStore(create: Bool) throws -> ModelStore {
         do {
-            return try ModelStore.open(directory: storeDirectory, create: create)
+            return try openStoreAt(storeDirectory, create)
         } catch where create {
             // Several agents of one push may race to create the store: the loser opens the winner's.
             usleep(300_000)
-            return try ModelStore.open(directory: storeDirectory, create: false)
+            return try openStoreAt(storeDirectory, false)
         }
     }
 

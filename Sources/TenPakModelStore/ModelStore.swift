@@ -1,7 +1,6 @@
 import Foundation
 import TenPakChunkStore
 import TenPakCodecs
-import TenPakDistributed
 import TenPakFormat
 
 /// Models and their revisions over a chunk store: the library's main entry point.
@@ -19,10 +18,11 @@ public final class ModelStore: Sendable {
         self.chunks = chunks
     }
 
-    /// Opens the store at `directory` (creating it with `create`): a directory is a local store,
-    /// a regular file a distributed store's JSON config (see `ChunkStore.open(location:)`).
+    /// Opens the local store in `directory` (creating it with `create`). A store of another
+    /// backend is opened by its own module and handed to `init(chunks:)`; `StoreLocation` (product
+    /// `TenPakDistributed`) opens either kind from a location.
     public static func open(directory: String, create: Bool = false) throws -> ModelStore {
-        ModelStore(chunks: try ChunkStore.open(location: directory, create: create))
+        ModelStore(chunks: try ChunkStore.openLocal(directory: directory, create: create))
     }
 
     public var catalog: any Catalog { chunks.catalog }

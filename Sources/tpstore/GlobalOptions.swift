@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TenPakChunkStore
 import TenPakModelStore
+import TenPakStoreLocation
 
 /// Options every command that touches a store shares.
 struct StoreOptions: ParsableArguments {
@@ -16,7 +17,7 @@ struct StoreOptions: ParsableArguments {
     }
 
     func open(create: Bool = false) throws -> ModelStore {
-        try ModelStore.open(directory: directory, create: create)
+        try StoreLocation.open(directory, create: create)
     }
 }
 

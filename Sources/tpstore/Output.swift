@@ -1,5 +1,6 @@
 import Foundation
 import TenPakModelStore
+import TenPakDistributed
 
 /// Terminal output helpers: sizes, tables, JSON, and a progress line on TTYs.
 enum Output {

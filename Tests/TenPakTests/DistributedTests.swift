@@ -4,6 +4,7 @@ import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
 import TenPakReader
+import TenPakStoreLocation
 import XCTest
 
 /// The servers a distributed store runs on, for tests: SeaweedFS (S3) and PostgreSQL on loopback,
@@ -63,7 +64,7 @@ enum DistributedServices {
 final class DistributedTests: XCTestCase {
     func makeStore() throws -> (ModelStore, String) {
         let path = try DistributedServices.makeStoreConfig(self)
-        return (try ModelStore.open(directory: path, create: true), path)
+        return (try StoreLocation.open(path, create: true), path)
     }
 
     func assertSameTree(_ a: String, _ b: String, file: StaticString = #filePath, line: UInt = #line) throws {
@@ -113,7 +114,7 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(ft.base?.revision.model, "tiny-base")
         XCTAssertGreaterThan(ft.files.reduce(0) { $0 + $1.deltaChunks }, 0, "stored as deltas against the base")
         // A second process-like opening of the same store sees the revision (shared servers).
-        let other = try ModelStore.open(directory: path)
+        let other = try StoreLocation.open(path)
         let out = TestSupport.temporaryDirectory(self, "out")
         let before = try XCTUnwrap(other.chunks.distributedTraffic)
         try other.get(model: "tiny-ft", revision: "v1", to: out)
@@ -171,7 +172,7 @@ final class DistributedTests: XCTestCase {
         for (i, delay) in [0.3, 0.8, 1.5, 3.0].enumerated() {
             try TestSupport.killTpstore(["put", "--store", path, "killed\(i)@r", source], after: delay)
         }
-        let reopened = try ModelStore.open(directory: path)
+        let reopened = try StoreLocation.open(path)
         let check = try Checker(store: reopened, readData: true).run()
         XCTAssertTrue(check.isHealthy, "fsck after killed writers: \(check)")
         let out = TestSupport.temporaryDirectory(self, "out")
@@ -201,7 +202,7 @@ final class DistributedTests: XCTestCase {
 
     func testUnreachableServersFailFastWithAClearError() throws {
         let path = try DistributedServices.makeStoreConfig(self)
-        _ = try ModelStore.open(directory: path, create: true)
+        _ = try StoreLocation.open(path, create: true)
         var config = try DistributedConfig.load(path: path)
         // A port nothing listens on (bound and closed just now).
         let deadPort = 1 // privileged and unused on loopback: connection refused
@@ -210,14 +211,14 @@ final class DistributedTests: XCTestCase {
         s3Dead.s3.endpoint = "http://127.0.0.1:\(deadPort)"
         try JSONEncoder().encode(s3Dead).write(to: URL(fileURLWithPath: dir + "/s3.json"))
         var start = Date()
-        XCTAssertThrowsError(try ModelStore.open(directory: dir + "/s3.json")) { error in
+        XCTAssertThrowsError(try StoreLocation.open(dir + "/s3.json")) { error in
             XCTAssertTrue("\(error)".contains("S3") && "\(error)".contains("reachable"), "\(error)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
         config.postgres.port = deadPort
         try JSONEncoder().encode(config).write(to: URL(fileURLWithPath: dir + "/pg.json"))
         start = Date()
-        XCTAssertThrowsError(try ModelStore.open(directory: dir + "/pg.json")) { error in
+        XCTAssertThrowsError(try StoreLocation.open(dir + "/pg.json")) { error in
             XCTAssertTrue("\(error)".contains("PostgreSQL") && "\(error)".contains("unreachable"), "\(error)")
         }
         XCTAssertLessThan(Date().timeIntervalSince(start), 10)
@@ -226,7 +227,7 @@ final class DistributedTests: XCTestCase {
         blackhole.s3.endpoint = "http://10.255.255.1:9"
         try JSONEncoder().encode(blackhole).write(to: URL(fileURLWithPath: dir + "/bh.json"))
         start = Date()
-        XCTAssertThrowsError(try ModelStore.open(directory: dir + "/bh.json"))
+        XCTAssertThrowsError(try StoreLocation.open(dir + "/bh.json"))
         XCTAssertLessThan(Date().timeIntervalSince(start), 15)
     }
 
@@ -247,7 +248,7 @@ final class DistributedTests: XCTestCase {
 
     func testCopyLocalToDistributedAndBack() throws {
         let localDir = TestSupport.temporaryDirectory(self, "local") + "/store"
-        let local = try ModelStore.open(directory: localDir, create: true)
+        let local = try StoreLocation.open(localDir, create: true)
         _ = try local.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
         _ = try local.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
         _ = try local.put(model: "misc", revision: "v1", paths: [TestSupport.fixtures + "/misc"])
@@ -265,11 +266,11 @@ final class DistributedTests: XCTestCase {
         }
         // And back into a fresh local store; a second copy is a no-op.
         let back = TestSupport.temporaryDirectory(self, "back") + "/store"
-        let first = try Copier(source: dist, destination: try ModelStore.open(directory: back, create: true)).run()
+        let first = try Copier(source: dist, destination: try StoreLocation.open(back, create: true)).run()
         XCTAssertEqual(Set(first.copiedRevisions), ["tiny-base@v1", "tiny-ft@v1", "misc@v1"])
-        let second = try Copier(source: dist, destination: try ModelStore.open(directory: back)).run()
+        let second = try Copier(source: dist, destination: try StoreLocation.open(back)).run()
         XCTAssertTrue(second.copiedRevisions.isEmpty)
-        let backStore = try ModelStore.open(directory: back)
+        let backStore = try StoreLocation.open(back)
         XCTAssertTrue(try Checker(store: backStore, readData: true).run().isHealthy)
         let out = TestSupport.temporaryDirectory(self, "out")
         try backStore.get(model: "tiny-ft", revision: "v1", to: out)
@@ -284,7 +285,7 @@ final class DistributedTests: XCTestCase {
         _ = try store.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
         let original = try TestSupport.read(TestSupport.fixtures + "/models/tiny-ft/model.safetensors")
         // No cache: every read goes to the bucket (ranged GETs), through the delta chain.
-        let reader = StoreReader(store: try ModelStore.open(directory: path), configuration: .init(cacheCapacity: 0))
+        let reader = StoreReader(store: try StoreLocation.open(path), configuration: .init(cacheCapacity: 0))
         let file = try reader.open(model: "tiny-ft", revision: nil, path: "model.safetensors")
         XCTAssertEqual(file.size, original.count)
         var random = TestSupport.Random(seed: 0xD157)
@@ -341,7 +342,7 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(r.headers["etag"], "\"\(Hashing.sha256(ft).hex)\"")
         // The read-only node takes no uploads.
         XCTAssertEqual(try TestSupport.curl(self, ["-T", ftDir + "/config.json", reader + "/org/x/resolve/v1/config.json"]).status, 405)
-        XCTAssertTrue(try Checker(store: try ModelStore.open(directory: path), readData: true).run().isHealthy)
+        XCTAssertTrue(try Checker(store: try StoreLocation.open(path), readData: true).run().isHealthy)
     }
 
     /// The partition gc's grace period cannot cover alone: a writer whose lock session the server
@@ -353,7 +354,7 @@ final class DistributedTests: XCTestCase {
         _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
         let config = try DistributedConfig.load(path: path)
         let admin = try PGSession(config: config.postgres)
-        let otherNode = try ModelStore.open(directory: path)
+        let otherNode = try StoreLocation.open(path)
         let cut = OnceFlag()
         nonisolated(unsafe) var gcError: Error?
         XCTAssertThrowsError(try store.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"], progress: { _ in
@@ -376,7 +377,7 @@ final class DistributedTests: XCTestCase {
         XCTAssertThrowsError(try otherNode.catalog.resolve(model: "tiny-ft", revision: "v1"))
         XCTAssertTrue(try Checker(store: otherNode, readData: true).run().isHealthy)
         // Run again with a lock it holds, it commits.
-        _ = try ModelStore.open(directory: path).put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
+        _ = try StoreLocation.open(path).put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
         let out = TestSupport.temporaryDirectory(self, "out")
         try otherNode.get(model: "tiny-ft", revision: "v1", to: out)
         try assertSameTree(TestSupport.fixtures + "/models/tiny-ft", out)
@@ -405,7 +406,7 @@ final class DistributedTests: XCTestCase {
         // A second repair over a healthy catalog finds the same revisions (and sets the first one aside).
         r = try TestSupport.run(TestSupport.tpstore, ["fsck", "--repair", "--store", path])
         XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
-        let repaired = try ModelStore.open(directory: path)
+        let repaired = try StoreLocation.open(path)
         XCTAssertEqual(Set(try repaired.revisions().map(\.model)), ["tiny-base", "tiny-ft"])
         XCTAssertTrue(try Checker(store: repaired, readData: true).run().isHealthy)
         for (model, dir) in [("tiny-base", "models/tiny-base"), ("tiny-ft", "models/tiny-ft")] {

@@ -4,6 +4,7 @@ import TenPakChunkStore
 import TenPakFormat
 import TenPakLFS
 import TenPakModelStore
+import TenPakStoreLocation
 import XCTest
 
 /// Real git and git-lfs moving a model repository through `tpstore lfs-agent`: push, clone, pull,
@@ -102,7 +103,7 @@ class LFSGitTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: remote + "/lfs/objects"), "objects went to the store, not the remote")
 
         // The store holds both objects; the fine-tune as deltas against the base, found automatically.
-        let models = try ModelStore.open(directory: store)
+        let models = try StoreLocation.open(store)
         let ft = try models.catalog.resolve(model: "lfs/" + ftOid, revision: "o")
         XCTAssertEqual(ft.baseModel, "lfs/" + baseOid)
         let show = try tpstore(["show", "--store", store, "--json", "lfs/\(ftOid)@o"], cwd: root)
@@ -153,7 +154,7 @@ class LFSGitTests: XCTestCase {
         // git-lfs traces one `exec: sh -c '<tpstore> lfs-agent ...'` per agent process it starts.
         let workers = push.stderr.split(separator: "\n").filter { $0.contains("trace git-lfs: exec: sh") && $0.contains("lfs-agent") }
         XCTAssertGreaterThan(workers.count, 1, "several agent processes: \(workers)")
-        let revisions = try ModelStore.open(directory: store).revisions().filter { $0.model.hasPrefix("lfs/") }
+        let revisions = try StoreLocation.open(store).revisions().filter { $0.model.hasPrefix("lfs/") }
         XCTAssertEqual(revisions.count, 13)
 
         let clone = root + "/clone"

@@ -3,6 +3,7 @@ import TenPakFormat
 import TenPakLFS
 import TenPakModelStore
 import XCTest
+import TenPakChunkStore
 
 /// The transfer-agent dialogue without git: parsing, event order, answers, and the store behind it.
 final class LFSProtocolTests: XCTestCase {

@@ -3,6 +3,7 @@ import TenPakChunkStore
 import TenPakModelStore
 @testable import TenPakOptimizer
 import XCTest
+import TenPakFormat
 
 /// The optimizer: quantizers (round trips, a numpy oracle for bitsandbytes), GPTQ and AWQ against
 /// round-to-nearest, pricing, annotations in the catalog and the resumable pass.

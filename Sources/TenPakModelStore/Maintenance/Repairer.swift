@@ -17,11 +17,17 @@ public struct RepairReport: Sendable {
 /// new catalog, which then replaces the live one; the old one is kept aside (`CatalogRebuild`: a
 /// second SQLite file locally, a second PostgreSQL schema on a distributed store).
 public struct Repairer {
-    /// A store directory or a distributed store's config file.
-    let location: String
+    /// The store's packs, lock and rebuild (local or distributed; see `StoreLocation` for opening
+    /// one by location).
+    let target: RepairTarget
 
-    public init(directory location: String) {
-        self.location = location
+    public init(target: RepairTarget) {
+        self.target = target
+    }
+
+    /// The local store in `directory`.
+    public init(directory: String) throws {
+        target = try RepairTarget.local(directory: directory)
     }
 
     struct ScannedChunk {
@@ -32,12 +38,11 @@ public struct Repairer {
     }
 
     public func run() throws -> RepairReport {
-        let target = try RepairTarget.open(location: location)
         let lock = try target.locking.acquire(.exclusive, timeout: 60)
         defer { withExtendedLifetime(lock) {} }
         // Fence the old catalog first (when it still opens): a writer that lost its lock cannot
         // commit into it between this scan and the swap, so nothing acknowledged is left behind.
-        _ = try? ChunkStore.open(location: location).catalog.beginCollection()
+        _ = try? target.openLiveCatalog().beginCollection()
         let packs = target.packs
         var report = RepairReport()
         var chunks: [ChunkID: ScannedChunk] = [:]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TenPakStoreLocation
 import TenPakModelStore
 
 extension TPStore {
@@ -14,8 +15,8 @@ extension TPStore {
         @Argument(help: ArgumentHelp("The store to copy into (created if missing).", valueName: "DEST")) var destination: String
 
         func run() throws {
-            let from = try ModelStore.open(directory: source)
-            let to = try ModelStore.open(directory: destination, create: true)
+            let from = try StoreLocation.open(source)
+            let to = try StoreLocation.open(destination, create: true)
             let report = try Copier(source: from, destination: to).run { print($0) }
             print("copied \(report.copiedRevisions.count) revisions (\(report.skippedRevisions.count) already there): "
                 + "\(report.copiedFrames) frames copied, \(report.restoredFrames) re-stored, \(report.reusedChunks) chunks reused, "

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TenPakStoreLocation
 import TenPakDistributed
 import Foundation
 import TenPakModelStore
@@ -20,7 +21,7 @@ extension TPStore {
 
         func run() throws {
             if repair {
-                let report = try Repairer(directory: options.directory).run()
+                let report = try Repairer(target: StoreLocation.repairTarget(options.directory)).run()
                 for line in report.lines { print(line) }
                 if !report.unrecoverable.isEmpty {
                     for line in report.unrecoverable { FileHandle.standardError.write(Data("tpstore: not recovered: \(line)\n".utf8)) }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import TenPakChunkStore
+import TenPakModelStore
 
 extension TPStore {
     struct Get: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TenPakStoreLocation
 import TenPakLFS
 import TenPakModelStore
 
@@ -12,7 +13,7 @@ extension TPStore {
         @OptionGroup var options: StoreOptions
 
         func run() throws {
-            let agent = LFSAgent(storeDirectory: options.directory) { line in
+            let agent = LFSAgent(storeDirectory: options.directory, openStore: { try StoreLocation.open($0, create: $1) }) { line in
                 FileHandle.standardOutput.write(Data((line + "\n").utf8))
             }
             agent.run { readLine(strippingNewline: true) }
@@ -29,7 +30,7 @@ extension TPStore {
 
         func run() throws {
             let store = FileSystemPaths.absolute(options.directory)
-            _ = try ModelStore.open(directory: store, create: true)
+            _ = try StoreLocation.open(store, create: true)
             let entries = GitLFSConfig.entries(executable: FileSystemPaths.executable(), storeDirectory: store)
             try GitLFSConfig.install(entries, global: global)
             for (key, value) in entries { print("git config \(global ? "--global" : "--local") \(key) \(GitLFSConfig.shellQuoted(value))") }

@@ -3,6 +3,8 @@ import Foundation
 import TenPakCodecs
 import TenPakDistributed
 import TenPakModelStore
+import TenPakChunkStore
+import TenPakFormat
 
 extension TPStore {
     struct Put: ParsableCommand {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TenPakModelStore
 
 extension TPStore {
     struct Remove: ParsableCommand {

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import TenPakCodecs
+import TenPakChunkStore
+import TenPakFormat
+import TenPakModelStore
 
 extension TPStore {
     struct Show: ParsableCommand {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import TenPakCodecs
+import TenPakChunkStore
+import TenPakModelStore
 
 extension TPStore {
     struct Stats: ParsableCommand {
