@@ -212,12 +212,18 @@ extension PostgresRandomAccessRow {
 /// writer never leaves the store locked, and no shared file system is needed.
 ///
 /// A released shared lock's session is kept for the next shared lock (after
-/// `pg_advisory_unlock_shared`), so a server that takes the lock per read pays two round trips per
-/// read, not a new connection. At most `idleLimit` idle sessions are kept.
+/// `pg_advisory_unlock_shared`), so a process that takes the lock per operation pays a few round
+/// trips per operation, not a new connection. At most `idleLimit` idle sessions are kept.
+///
+/// Writer-preferring, as the local `StoreLock`: acquirers pass a second key, the gate, on the way
+/// in. A shared acquirer holds the gate shared only while it takes the main key; gc (or repair)
+/// takes the gate exclusively first, so a store that is never idle cannot starve it.
 public struct PostgresStoreLocking: StoreLocking {
     public let config: PostgresConfig
     /// The advisory lock key ("TenPak" in ASCII).
     public static let key: Int64 = 0x5465_6E50_616B
+    /// The gate's key, next to the lock's.
+    public static let gateKey: Int64 = key + 1
     let roundTrips: Counter
     private let idle: IdleSessions
 
@@ -229,18 +235,28 @@ public struct PostgresStoreLocking: StoreLocking {
 
     public func acquire(_ mode: StoreLock.Mode, timeout: Double) throws -> AnyObject {
         var session = try (mode == .shared ? idle.take() : nil) ?? PGSession(config: config, roundTrips: roundTrips, timeout: 30)
-        let function = mode == .shared ? "pg_try_advisory_lock_shared" : "pg_try_advisory_lock"
-        let sql = "SELECT \(function)($1)"
+        let key = PostgresStoreLocking.key, gate = PostgresStoreLocking.gateKey
+        let take = mode == .shared ? "SELECT pg_try_advisory_lock_shared($1)" : "SELECT pg_try_advisory_lock($1)"
+        let release = mode == .shared ? "SELECT pg_advisory_unlock_shared($1)" : "SELECT pg_advisory_unlock($1)"
         var waited = 0.0
         var fresh = mode == .exclusive
+        var holdingGate = false
         while true {
             let granted: Bool
             do {
-                granted = try session.query(sql, [.int(PostgresStoreLocking.key)]).first?.bool(0) == true
+                // Shared: through the gate, the main key, out of the gate, each try. Exclusive:
+                // the gate is held from its first grant until the main key is.
+                if !holdingGate { holdingGate = try session.query(take, [.int(gate)]).first?.bool(0) == true }
+                granted = try holdingGate && session.query(take, [.int(key)]).first?.bool(0) == true
+                if holdingGate, mode == .shared || granted {
+                    _ = try session.query(release, [.int(gate)])
+                    holdingGate = false
+                }
             } catch where !fresh {
                 // A kept session the server has since dropped (restart, idle timeout): use a new one.
                 session = try PGSession(config: config, roundTrips: roundTrips, timeout: 30)
                 fresh = true
+                holdingGate = false
                 continue
             }
             fresh = true

@@ -135,6 +135,44 @@ final class LongLivedStoreTests: XCTestCase {
         XCTAssertEqual(tally.failures, [])
     }
 
+    /// A store that is never idle (two holders of the shared lock whose holds overlap, so one is
+    /// always held) still lets gc in: the exclusive lock turns new shared holders away at the gate.
+    func testANeverIdleStoreCannotStarveGc() throws {
+        let dir = TestSupport.temporaryDirectory(self, "store")
+        let store = try ModelStore.open(directory: dir, create: true)
+        final class Flag: @unchecked Sendable {
+            let lock = NSLock()
+            var stop = false
+            var holds = 0
+        }
+        let flag = Flag()
+        let group = DispatchGroup()
+        for worker in 0 ..< 2 {
+            DispatchQueue.global().async(group: group) {
+                usleep(UInt32(worker) * 50_000)
+                while !flag.lock.withLock({ flag.stop }) {
+                    guard let token = try? store.chunks.lock(.shared, timeout: 30) else { continue }
+                    flag.lock.withLock { flag.holds += 1 }
+                    usleep(100_000)
+                    withExtendedLifetime(token) {}
+                }
+            }
+        }
+        usleep(300_000)
+        var holdsWhileExclusive = 0
+        do {
+            let exclusive = try store.chunks.lock(.exclusive, timeout: 20)
+            holdsWhileExclusive = flag.lock.withLock { flag.holds }
+            usleep(300_000)
+            XCTAssertEqual(flag.lock.withLock { flag.holds }, holdsWhileExclusive, "no shared hold begins while gc holds the lock")
+            withExtendedLifetime(exclusive) {}
+        }
+        usleep(500_000)
+        flag.lock.withLock { flag.stop = true }
+        group.wait()
+        XCTAssertGreaterThan(flag.holds, holdsWhileExclusive, "readers go on once gc is done")
+    }
+
     func testAProcessThatKeepsTheStoreOpenWritesIntoTheRepairedCatalog() throws {
         let dir = TestSupport.temporaryDirectory(self, "store")
         let store = try ModelStore.open(directory: dir, create: true)
