@@ -28,7 +28,6 @@ public struct CopyReport: Sendable {
 public struct Copier {
     let source: ModelStore
     let destination: ModelStore
-    static let packLimit = 128 << 20
     /// Chunks whose frames are read ahead together.
     static let batchChunks = 32
 
@@ -98,70 +97,51 @@ public struct Copier {
         let missing = all.filter { present[$0.id] == nil }.sorted { ($0.depth, $0.rowID) < ($1.depth, $1.rowID) }
         report.reusedChunks += all.count - missing.count
 
-        var writer: (any PackWriting)?
-        var sealed: [(name: String, size: Int)] = []
+        let writer = FrameWriter(packs: dst.packs)
         var depthAt: [ChunkID: Int] = present.mapValues(\.depth)
         var newChunks: [NewChunk] = []
         var newManifest: NewChunk?
-        do {
-            var frames = PrefetchedFrames()
-            for (i, c) in missing.enumerated() {
-                if i % Copier.batchChunks == 0 {
-                    // The next batch's frames in shared reads (bases are in `missing` themselves).
-                    frames = try FrameBatch.prefetch(Array(missing[i ..< min(i + Copier.batchChunks, missing.count)]), store: src, bases: false)
+        var frames = PrefetchedFrames()
+        for (i, c) in missing.enumerated() {
+            if i % Copier.batchChunks == 0 {
+                // The next batch's frames in shared reads (bases are in `missing` themselves).
+                frames = try FrameBatch.prefetch(Array(missing[i ..< min(i + Copier.batchChunks, missing.count)]), store: src, bases: false)
+            }
+            var (header, payload) = try frames.frames[c.rowID].map { try src.checkFrame($0, c) } ?? src.readFrame(c)
+            var depth = 0
+            if let base = header.base {
+                guard let baseDepth = depthAt[base] else {
+                    throw StoreError.corrupt("chunk \(c.id.short): its base \(base.short) was not copied first")
                 }
-                if writer == nil || writer!.size > Copier.packLimit {
-                    if let w = writer { try w.seal(); sealed.append((w.name, w.size)) }
-                    writer = try dst.packs.createPack()
-                }
-                let w = writer!
-                var (header, payload) = try frames.frames[c.rowID].map { try src.checkFrame($0, c) } ?? src.readFrame(c)
-                var depth = 0
-                if let base = header.base {
-                    guard let baseDepth = depthAt[base] else {
-                        throw StoreError.corrupt("chunk \(c.id.short): its base \(base.short) was not copied first")
-                    }
-                    depth = baseDepth + 1
-                    if depth > ChunkStore.maxDeltaDepth {
-                        // Re-store raw: the destination's base sits deeper than the source's did.
-                        let raw = try src.rawBytes(of: c)
-                        header = FrameHeader(kind: header.kind, encoding: Encoding.stored.rawValue, payloadLength: raw.count,
-                                             rawLength: raw.count, elementWidth: header.elementWidth, floatLayout: header.floatLayout,
-                                             id: header.id, base: nil, payloadChecksum: Hashing.xxh3_64(raw))
-                        payload = raw
-                        depth = 0
-                        report.restoredFrames += 1
-                    } else {
-                        report.copiedFrames += 1
-                    }
+                depth = baseDepth + 1
+                if depth > ChunkStore.maxDeltaDepth {
+                    // Re-store raw: the destination's base sits deeper than the source's did.
+                    let raw = try src.rawBytes(of: c)
+                    header = FrameHeader(kind: header.kind, encoding: Encoding.stored.rawValue, payloadLength: raw.count,
+                                         rawLength: raw.count, elementWidth: header.elementWidth, floatLayout: header.floatLayout,
+                                         id: header.id, base: nil, payloadChecksum: Hashing.xxh3_64(raw))
+                    payload = raw
+                    depth = 0
+                    report.restoredFrames += 1
                 } else {
                     report.copiedFrames += 1
                 }
-                let headerBytes = header.encoded()
-                let offset = try headerBytes.withUnsafeBytes { try w.append($0) }
-                _ = try payload.withUnsafeBytes { try w.append($0) }
-                report.copiedBytes += headerBytes.count + payload.count
-                let chunk = NewChunk(id: header.id, rawLength: header.rawLength, pack: w.name, frameOffset: offset,
-                                     frameLength: headerBytes.count + payload.count, encoding: header.encoding, base: header.base, depth: depth)
-                depthAt[header.id] = depth
-                if c.id == manifest.id, c.rowID == manifest.rowID { newManifest = chunk } else { newChunks.append(chunk) }
+            } else {
+                report.copiedFrames += 1
             }
-            if let w = writer {
-                // ORDER: packs sealed (durable, visible) → catalog commit.
-                try w.seal()
-                sealed.append((w.name, w.size))
-            }
-        } catch {
-            writer?.abandon()
-            throw error
+            let chunk = try writer.append(header: header, payload: payload, depth: depth)
+            report.copiedBytes += chunk.frameLength
+            depthAt[header.id] = depth
+            if c.id == manifest.id, c.rowID == manifest.rowID { newManifest = chunk } else { newChunks.append(chunk) }
         }
         let manifestChunk: NewChunk
         if let newManifest {
             manifestChunk = newManifest
-        } else {
-            let at = present[manifest.id]!
+        } else if let at = present[manifest.id] {
             manifestChunk = NewChunk(id: at.id, rawLength: at.rawLength, pack: at.pack, frameOffset: at.frameOffset,
                                      frameLength: at.frameLength, encoding: at.encoding, base: nil, depth: at.depth)
+        } else {
+            throw StoreError.corrupt("the manifest of \(record.model)@\(record.revision) was neither copied nor found at the destination")
         }
         var commitFiles: [RevisionCommit.File] = []
         for (file, chunks) in fileChunks {
@@ -169,17 +149,13 @@ public struct Copier {
                                                    chunks: chunks.map { (offset: $0.offset, id: $0.location.id) },
                                                    tensors: try src.catalog.tensors(file: file)))
         }
-        do {
-            _ = try dst.catalog.commit(RevisionCommit(
+        // ORDER: packs sealed (durable, visible) → catalog commit; a refused commit's packs go now,
+        // an unanswered one's are left to gc (FrameWriter).
+        _ = try writer.commit { sealed in
+            try dst.catalog.commit(RevisionCommit(
                 model: record.model, revision: record.revision, createdAt: record.createdAt, baseModel: record.baseModel,
                 baseRevision: record.baseRevision, baseReason: record.baseReason, packs: sealed, chunks: newChunks,
                 manifest: manifestChunk, files: commitFiles, gcFence: fence))
-        } catch {
-            // As a put does: a refused commit's packs go now; an unanswered one's are left to gc.
-            if !StoreError.outcomeUnknown(error) {
-                for pack in sealed { try? dst.packs.delete(pack: pack.name) }
-            }
-            throw error
         }
     }
 }

@@ -237,15 +237,14 @@ public final class ModelStore: Sendable {
         // does not bring the revision back.
         let tombstone = try RevisionTombstone(model: model, revision: revision, manifest: record.manifest,
                                               removedAt: Int64(Date().timeIntervalSince1970)).encoded()
-        let writer = try chunks.packs.createPack()
         let id = tombstone.withUnsafeBytes { ChunkID(of: $0) }
         let header = FrameHeader(kind: .tombstone, encoding: Encoding.stored.rawValue, payloadLength: tombstone.count,
                                  rawLength: tombstone.count, elementWidth: 1, floatLayout: .none, id: id, base: nil,
                                  payloadChecksum: Hashing.xxh3_64(tombstone))
-        _ = try header.encoded().withUnsafeBytes { try writer.append($0) }
-        _ = try tombstone.withUnsafeBytes { try writer.append($0) }
-        try writer.seal()
-        try catalog.remove(revision: record, tombstonePack: (writer.name, writer.size))
+        let writer = FrameWriter(packs: chunks.packs)
+        _ = try writer.append(header: header, payload: tombstone)
+        // A refused removal deletes its tombstone pack: left behind, a repair would apply it.
+        try writer.commit { sealed in try catalog.remove(revision: record, tombstonePack: sealed[0]) }
     }
 }
 

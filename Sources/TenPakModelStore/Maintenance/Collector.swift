@@ -89,29 +89,21 @@ public struct Collector {
 
         // Copy live frames out of packs being repacked.
         var moved: [(rowID: Int64, pack: String, offset: Int)] = []
-        var sealed: [(name: String, size: Int)] = []
-        if !repack.isEmpty {
-            let writer = try chunkStore.packs.createPack()
-            do {
-                for name in repack {
-                    for c in (liveChunks[name] ?? []).sorted(by: { $0.frameOffset < $1.frameOffset }) {
-                        // Re-check before copying: gc must not launder damage into a fresh pack.
-                        let (header, payload) = try chunkStore.readFrame(c)
-                        let bytes = header.encoded() + payload
-                        let offset = try bytes.withUnsafeBytes { try writer.append($0) }
-                        moved.append((c.rowID, writer.name, offset))
-                    }
-                }
-                try writer.seal()
-                sealed.append((writer.name, writer.size))
-                report.newPacks.append(writer.name)
-            } catch {
-                writer.abandon()
-                throw error
+        let writer = FrameWriter(packs: chunkStore.packs)
+        for name in repack {
+            for c in (liveChunks[name] ?? []).sorted(by: { $0.frameOffset < $1.frameOffset }) {
+                // Re-check before copying: gc must not launder damage into a fresh pack.
+                let (header, payload) = try chunkStore.readFrame(c)
+                let placed = try writer.append(header: header, payload: payload)
+                moved.append((c.rowID, placed.pack, placed.frameOffset))
             }
         }
-        // ORDER: new pack durable → catalog → old files deleted.
-        try catalog.applyCollection(newPacks: sealed, moved: moved, deadChunks: dead, deadPacks: emptied + repack)
+        // ORDER: new packs durable → catalog → old files deleted.
+        let sealed = try writer.commit { sealed in
+            try catalog.applyCollection(newPacks: sealed, moved: moved, deadChunks: dead, deadPacks: emptied + repack)
+            return sealed
+        }
+        report.newPacks = sealed.map(\.name)
         for name in emptied + repack + report.orphanPacks {
             try chunkStore.packs.delete(pack: name)
         }
