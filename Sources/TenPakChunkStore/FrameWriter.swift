@@ -30,7 +30,7 @@ public final class FrameWriter {
     }
 
     deinit {
-        if !finished { discard() }
+        discard()
     }
 
     /// Frame bytes (headers and payloads) appended so far.
@@ -79,8 +79,10 @@ public final class FrameWriter {
         }
     }
 
-    /// Drops everything written: the open pack is abandoned, sealed packs are deleted.
+    /// Drops everything written: the open pack is abandoned, sealed packs are deleted. Does
+    /// nothing once `commit` has run (its packs are referenced, deleted already, or left for gc).
     public func discard() {
+        guard !finished else { return }
         finished = true
         open?.abandon()
         open = nil

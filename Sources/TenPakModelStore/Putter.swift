@@ -71,14 +71,11 @@ final class Putter {
     let progress: (@Sendable (TransferProgress) -> Void)?
     /// The gc generation read when the store lock was taken (see `RevisionCommit.gcFence`).
     let gcFence: Int64
-    private var writer: (any PackWriting)?
-    private var sealed: [(name: String, size: Int)] = []
+    private let writer: FrameWriter
     private var pending: [ChunkID: NewChunk] = [:]
     private var newChunks: [NewChunk] = []
     /// Stored chunks this put shares whose frames (and bases' frames) it has checked.
     private var verified = Set<Int64>()
-    /// Packs roll over at this size: bounded objects for a bucket, bounded rewrite for gc.
-    static let packTarget = 1 << 30
     /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
     static let windowBytes = 16 << 20
 
@@ -88,28 +85,7 @@ final class Putter {
         self.model = model
         self.revision = revision
         self.progress = progress
-    }
-
-    private func packWriter() throws -> any PackWriting {
-        if let writer, writer.size < Putter.packTarget { return writer }
-        if let writer {
-            try writer.seal()
-            sealed.append((writer.name, writer.size))
-        }
-        let fresh = try store.packs.createPack()
-        writer = fresh
-        return fresh
-    }
-
-    /// Appends a frame; returns where it went.
-    private func append(header: FrameHeader, payload: [UInt8]) throws -> NewChunk {
-        let w = try packWriter()
-        let headerBytes = header.encoded()
-        let offset = try headerBytes.withUnsafeBytes { try w.append($0) }
-        _ = try payload.withUnsafeBytes { try w.append($0) }
-        return NewChunk(id: header.id, rawLength: header.rawLength, pack: w.name, frameOffset: offset,
-                        frameLength: headerBytes.count + payload.count, encoding: header.encoding, base: header.base,
-                        depth: 0)
+        writer = FrameWriter(packs: store.packs)
     }
 
     /// The result of coding one piece in parallel.
@@ -126,7 +102,6 @@ final class Putter {
         var manifestFiles: [RevisionManifest.File] = []
         var commitFiles: [RevisionCommit.File] = []
         var reports: [PutReport.File] = []
-        var committing = false
         do {
             for (input, plan) in inputs {
                 let file = try OpenFile(path: input.source, mode: .read)
@@ -195,9 +170,7 @@ final class Putter {
                             if pending[freshID] != nil {
                                 report.sharedChunks += 1
                             } else {
-                                var chunk = try append(header: header, payload: payload)
-                                chunk = NewChunk(id: chunk.id, rawLength: chunk.rawLength, pack: chunk.pack, frameOffset: chunk.frameOffset,
-                                                 frameLength: chunk.frameLength, encoding: chunk.encoding, base: chunk.base, depth: depth)
+                                let chunk = try writer.append(header: header, payload: payload, depth: depth)
                                 pending[freshID] = chunk
                                 newChunks.append(chunk)
                                 report.storedBytes += chunk.frameLength
@@ -231,27 +204,19 @@ final class Putter {
                                             baseReason: base?.reason ?? "", files: manifestFiles)
             let manifestBytes = try manifest.encoded()
             let manifestChunk = try appendManifest(manifestBytes)
-            // ORDER: packs durable (fsync, rename, dir fsync) → catalog transaction.
-            if let writer {
-                try writer.seal()
-                sealed.append((writer.name, writer.size))
-                self.writer = nil
+            // ORDER: packs durable (fsync, rename, dir fsync) → catalog transaction. A refused
+            // commit's packs are deleted; an unanswered one's stay for gc (FrameWriter).
+            let record = try writer.commit { sealed in
+                try store.catalog.commit(RevisionCommit(
+                    model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
+                    baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
+                    manifest: manifestChunk, files: commitFiles, gcFence: gcFence))
             }
-            committing = true
-            let record = try store.catalog.commit(RevisionCommit(
-                model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
-                baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
-                manifest: manifestChunk, files: commitFiles, gcFence: gcFence))
             return PutReport(revision: record, files: reports, base: base, warnings: warnings,
                              seconds: Date().timeIntervalSince(started))
         } catch {
-            writer?.abandon()
-            // Packs sealed by this put are not referenced by any catalog row: drop them now rather
-            // than leave them to gc. Unless the commit's outcome is unknown (the catalog server
-            // went away before answering): then the revision may exist, and gc decides later.
-            if !(committing && StoreError.outcomeUnknown(error)) {
-                for pack in sealed { try? store.packs.delete(pack: pack.name) }
-            }
+            // Packs this put wrote are referenced by no catalog row: drop them now, not at gc.
+            writer.discard()
             throw error
         }
     }
@@ -290,7 +255,7 @@ final class Putter {
         }
         let header = FrameHeader(kind: .manifest, encoding: Encoding.zstd.rawValue, payloadLength: packed.count, rawLength: bytes.count,
                                  elementWidth: 1, floatLayout: .none, id: id, base: nil, payloadChecksum: Hashing.xxh3_64(packed))
-        return try append(header: header, payload: packed)
+        return try writer.append(header: header, payload: packed)
     }
 
     /// The chunk a new chunk may be a delta against: `paired`, or (to keep chains short) the first
