@@ -107,7 +107,7 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
         let aside = "tenpak_damaged_\(Int(Date().timeIntervalSince1970))_\(FileSystem.randomHex(bytes: 3))"
         // DDL is transactional in PostgreSQL: other nodes see the old catalog or the new one, never
         // neither; EXCLUSIVE on the old gc_runs waits out commits in flight and refuses new ones.
-        try admin.query("BEGIN")
+        try admin.begin()
         do {
             let present = Set(try admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1", [.text(live)]).map { try $0.text(0) })
             let moving = PostgresCatalog.tables.filter(present.contains)
@@ -118,11 +118,11 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
                 try admin.query("ALTER TABLE \(PostgresCatalogRebuild.rebuildSchema).\(table) SET SCHEMA \(live)")
             }
             try admin.query("DROP SCHEMA \(PostgresCatalogRebuild.rebuildSchema)")
-            try admin.query("COMMIT")
+            try admin.commit()
             return moving.isEmpty ? "catalog rebuilt in schema \(live) (there was none)"
                 : "catalog rebuilt in schema \(live); the previous tables are kept in schema \(aside)"
         } catch {
-            _ = try? admin.query("ROLLBACK")
+            _ = try? admin.rollback()
             throw error
         }
     }

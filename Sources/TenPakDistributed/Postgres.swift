@@ -146,6 +146,21 @@ final class PGSession: @unchecked Sendable {
     /// `StoreError.unavailable` instead of blocking forever.
     @discardableResult
     func query(_ sql: String, _ values: [PGValue] = []) throws -> [PostgresRandomAccessRow] {
+        try run(sql, values, step: .statement)
+    }
+
+    /// Starts a transaction; `commit` or `rollback` ends it. The session tracks it by these calls
+    /// (a session whose connection dropped mid-transaction must not reconnect into a new one).
+    func begin() throws { try run("BEGIN", [], step: .begin) }
+    func commit() throws { try run("COMMIT", [], step: .end) }
+    /// Ends the transaction; on a connection already gone there is nothing to roll back.
+    func rollback() throws { try run("ROLLBACK", [], step: .rollback) }
+
+    /// What a statement does to the session's transaction.
+    private enum Step { case statement, begin, end, rollback }
+
+    @discardableResult
+    private func run(_ sql: String, _ values: [PGValue], step: Step) throws -> [PostgresRandomAccessRow] {
         var binds = PostgresBindings(capacity: values.count)
         for v in values {
             switch v {
@@ -162,17 +177,20 @@ final class PGSession: @unchecked Sendable {
         return try lock.withLock {
             roundTrips.add()
             if connection.isClosed {
-                guard reconnects, !transactionOpen || sql == "ROLLBACK" else {
-                    if sql == "COMMIT" || sql == "ROLLBACK" { transactionOpen = false }
+                guard reconnects, !transactionOpen || step == .rollback else {
+                    if step == .end || step == .rollback { transactionOpen = false }
                     throw StoreError.unavailable("PostgreSQL at \(config.host):\(config.port): the connection was closed (server restarted, or the session was terminated)")
                 }
                 // A closed connection has no transaction left to roll back.
                 transactionOpen = false
-                if sql == "ROLLBACK" { return [] }
+                if step == .rollback { return [] }
                 connection = try PGSession.connect(config, roundTrips: roundTrips, timeout: timeout)
             }
-            if sql == "BEGIN" { transactionOpen = true }
-            if sql == "COMMIT" || sql == "ROLLBACK" { transactionOpen = false }
+            switch step {
+            case .begin: transactionOpen = true
+            case .end, .rollback: transactionOpen = false
+            case .statement: break
+            }
             do {
                 let result = try PGSession.wait(for: connection.query(q, logger: PGSession.logger), seconds: timeout) { [connection] in
                     // The session is unusable after a lost answer: close it, so the next query fails at once.

@@ -161,13 +161,13 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
     private func transaction<T>(_ body: () throws -> T) throws -> T {
         transactionLock.lock()
         defer { transactionLock.unlock() }
-        try session.query("BEGIN")
+        try session.begin()
         do {
             let result = try body()
-            try session.query("COMMIT")
+            try session.commit()
             return result
         } catch {
-            _ = try? session.query("ROLLBACK")
+            _ = try? session.rollback()
             if let e = error as? PGError { throw StoreError.catalog(PGSession.describe(e.error)) }
             throw error
         }
