@@ -81,9 +81,15 @@ let package = Package(
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
+        // Tests by layer. Scratch space, fixtures, process runners and safetensors builders shared by both.
+        .target(name: "TenPakTestSupport", path: "Tests/TenPakTestSupport"),
+        // Unit tests of the lower floors: no NIO, PostgreSQL or Hummingbird is compiled for them.
+        .testTarget(name: "TenPakUnitTests", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakTestSupport"]),
+        // Everything above: the model store, the reader, the CLI as a process, git-lfs, the HTTP
+        // service, the distributed backend against real SeaweedFS and PostgreSQL.
         .testTarget(name: "TenPakTests", dependencies: [
             "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader",
-            "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
+            "TenPakLFS", "TenPakOptimizer", "TenPakHTTP", "TenPakTestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

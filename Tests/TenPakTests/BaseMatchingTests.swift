@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
+import TenPakTestSupport
 import XCTest
 
 /// How a fine-tune's tensors find their base: by name, dtype and shape across shards; vocabulary

@@ -1,4 +1,5 @@
 import Foundation
+import TenPakTestSupport
 import XCTest
 
 /// The tpstore binary as a user runs it: exit codes, one-line errors, no crash on bad input.

@@ -5,6 +5,7 @@ import TenPakFormat
 import TenPakModelStore
 import TenPakReader
 import TenPakStoreLocation
+import TenPakTestSupport
 import XCTest
 
 /// The servers a distributed store runs on, for tests: SeaweedFS (S3) and PostgreSQL on loopback,

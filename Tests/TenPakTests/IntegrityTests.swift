@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
+import TenPakTestSupport
 import XCTest
 
 /// fsck, fsck --repair and gc on real stores, with damage injected into real pack and catalog files.

@@ -5,6 +5,7 @@ import TenPakFormat
 import TenPakLFS
 import TenPakModelStore
 import TenPakStoreLocation
+import TenPakTestSupport
 import XCTest
 
 /// Real git and git-lfs moving a model repository through `tpstore lfs-agent`: push, clone, pull,

@@ -2,6 +2,7 @@ import Foundation
 import TenPakFormat
 import TenPakLFS
 import TenPakModelStore
+import TenPakTestSupport
 import XCTest
 import TenPakChunkStore
 

@@ -3,6 +3,7 @@ import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
 import TenPakReader
+import TenPakTestSupport
 import XCTest
 
 /// A process that keeps a store open (a server, an embedder) while other processes rm, gc and

@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 import TenPakModelStore
 @testable import TenPakOptimizer
+import TenPakTestSupport
 import XCTest
 import TenPakFormat
 

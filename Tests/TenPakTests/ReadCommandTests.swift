@@ -1,4 +1,5 @@
 import Foundation
+import TenPakTestSupport
 import XCTest
 
 /// `tpstore cat`, `tpstore tensor` and `tpstore serve` through the binary, as a user runs them.

@@ -3,6 +3,7 @@ import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
 import TenPakReader
+import TenPakTestSupport
 import XCTest
 
 /// The random-access reader: every range of every fixture file comes back byte for byte, including

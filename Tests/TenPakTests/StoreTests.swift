@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 import TenPakFormat
 @testable import TenPakModelStore
+import TenPakTestSupport
 import XCTest
 
 /// put/get/rm through the library on real files, a real SQLite catalog and real pack files.

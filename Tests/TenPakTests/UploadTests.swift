@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 @testable import TenPakHTTP
 import TenPakModelStore
+import TenPakTestSupport
 import XCTest
 
 /// `tpstore serve --allow-uploads`: PUT of one file or of a tar archive, through the binary and curl.

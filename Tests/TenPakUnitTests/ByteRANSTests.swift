@@ -1,4 +1,5 @@
 @testable import TenPakCodecs
+import TenPakTestSupport
 import XCTest
 
 final class ByteRANSTests: XCTestCase {

@@ -1,3 +1,4 @@
+import TenPakTestSupport
 import XCTest
 @testable import TenPakCodecs
 import TenPakFormat

@@ -1,5 +1,6 @@
 @testable import TenPakCodecs
 import TenPakFormat
+import TenPakTestSupport
 import XCTest
 
 /// Every encoding must give back exactly the bytes it was given: random bit patterns, special

@@ -2,35 +2,35 @@ import Foundation
 import XCTest
 
 /// Paths and scratch space shared by the tests.
-enum TestSupport {
+public enum TestSupport {
     /// The repository root (Tests/TenPakTests/ is two levels below it).
-    static let root: String = {
+    public static let root: String = {
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0 ..< 3 { url.deleteLastPathComponent() }
         return url.path
     }()
 
-    static let fixtures = root + "/Fixtures"
+    public static let fixtures = root + "/Fixtures"
 
     /// A fresh empty directory, removed when the test ends.
-    static func temporaryDirectory(_ test: XCTestCase, _ name: String = "t") -> String {
+    public static func temporaryDirectory(_ test: XCTestCase, _ name: String = "t") -> String {
         let path = NSTemporaryDirectory() + "tenpak-\(name)-\(UUID().uuidString.prefix(8))"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
         return path
     }
 
-    static func read(_ path: String) throws -> [UInt8] {
+    public static func read(_ path: String) throws -> [UInt8] {
         Array(try Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
-    static func write(_ bytes: [UInt8], to path: String) throws {
+    public static func write(_ bytes: [UInt8], to path: String) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
     /// Every regular file under `directory`, as relative paths.
-    static func files(under directory: String) -> [String] {
+    public static func files(under directory: String) -> [String] {
         guard let e = FileManager.default.enumerator(atPath: directory) else { return [] }
         var out: [String] = []
         while let p = e.nextObject() as? String {
@@ -41,25 +41,25 @@ enum TestSupport {
     }
 
     /// Deterministic pseudo-random bytes (SplitMix64).
-    struct Random {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
+    public struct Random {
+        public var state: UInt64
+        public init(seed: UInt64) { state = seed }
+        public mutating func next() -> UInt64 {
             state &+= 0x9E37_79B9_7F4A_7C15
             var z = state
             z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
             z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
             return z ^ (z >> 31)
         }
-        mutating func bytes(_ n: Int) -> [UInt8] { (0 ..< n).map { _ in UInt8(truncatingIfNeeded: next()) } }
-        mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
-        mutating func double() -> Double { Double(next() >> 11) / Double(1 << 53) }
+        public mutating func bytes(_ n: Int) -> [UInt8] { (0 ..< n).map { _ in UInt8(truncatingIfNeeded: next()) } }
+        public mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
+        public mutating func double() -> Double { Double(next() >> 11) / Double(1 << 53) }
         /// Approximately normal (sum of uniforms).
-        mutating func normal() -> Double { (0 ..< 4).reduce(0.0) { acc, _ in acc + double() } - 2.0 }
+        public mutating func normal() -> Double { (0 ..< 4).reduce(0.0) { acc, _ in acc + double() } - 2.0 }
     }
 
     /// The tpstore binary built beside the test bundle.
-    static var tpstore: String {
+    public static var tpstore: String {
         let bundle = Bundle.main.bundleURL.deletingLastPathComponent().path
         for candidate in [bundle + "/tpstore", root + "/.build/debug/tpstore"] where FileManager.default.isExecutableFile(atPath: candidate) {
             return candidate
@@ -67,17 +67,17 @@ enum TestSupport {
         return root + "/.build/debug/tpstore"
     }
 
-    struct RunResult {
-        let status: Int32
+    public struct RunResult {
+        public let status: Int32
         /// Standard output exactly as written (binary output such as `tpstore cat` is compared byte for byte).
-        let stdoutBytes: [UInt8]
-        let stderr: String
-        var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
+        public let stdoutBytes: [UInt8]
+        public let stderr: String
+        public var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
     }
 
     /// Runs a program to completion and captures its output.
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil, input: String? = nil) throws -> RunResult {
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil, input: String? = nil) throws -> RunResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -112,7 +112,7 @@ enum TestSupport {
     }
 
     /// Starts tpstore with `arguments`, lets it run for `delay` seconds, then SIGKILLs it (crash tests).
-    static func killTpstore(_ arguments: [String], after delay: Double) throws {
+    public static func killTpstore(_ arguments: [String], after delay: Double) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tpstore)
         process.arguments = arguments
@@ -124,11 +124,11 @@ enum TestSupport {
         process.waitUntilExit()
     }
 
-    struct ServerDidNotStart: Error, CustomStringConvertible { let description: String }
+    public struct ServerDidNotStart: Error, CustomStringConvertible { public let description: String }
 
     /// A running `tpstore serve --store STORE` on a free loopback port (its base URL), stopped
     /// (SIGTERM, then SIGKILL) at teardown. A server that does not start fails the test.
-    static func startServer(_ test: XCTestCase, store: String, extra: [String] = []) throws -> String {
+    public static func startServer(_ test: XCTestCase, store: String, extra: [String] = []) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tpstore)
         process.arguments = ["serve", "--store", store, "--listen", "127.0.0.1:0"] + extra
@@ -165,7 +165,7 @@ enum TestSupport {
     }
 
     /// curl's status, headers (lowercased names) and body for one request.
-    static func curl(_ test: XCTestCase, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws
+    public static func curl(_ test: XCTestCase, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws
         -> (status: Int, headers: [String: String], body: [UInt8]) {
         let dir = temporaryDirectory(test, "curl")
         let r = try run("/usr/bin/env", ["curl", "-s", "--max-time", "60", "-D", dir + "/h", "-o", dir + "/b"] + args)
@@ -183,7 +183,7 @@ enum TestSupport {
         return (status, headers, body)
     }
 
-    static func python3() -> String? {
+    public static func python3() -> String? {
         // PATH first: the python3 that Tools/setup.sh installed the oracle packages into.
         for p in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map({ "\($0)/python3" }) + ["/usr/bin/python3"]
         where FileManager.default.isExecutableFile(atPath: p) { return p }
@@ -192,21 +192,23 @@ enum TestSupport {
 }
 
 /// Builds safetensors files for tests (header JSON in the given order, data back to back).
-struct SafetensorsBuilder {
-    struct Tensor {
-        let name: String
-        let dtype: String
-        let shape: [Int]
-        let data: [UInt8]
+public struct SafetensorsBuilder {
+    public struct Tensor {
+        public let name: String
+        public let dtype: String
+        public let shape: [Int]
+        public let data: [UInt8]
     }
 
-    var tensors: [Tensor] = []
+    public var tensors: [Tensor] = []
 
-    mutating func add(_ name: String, _ dtype: String, _ shape: [Int], _ data: [UInt8]) {
+    public init() {}
+
+    public mutating func add(_ name: String, _ dtype: String, _ shape: [Int], _ data: [UInt8]) {
         tensors.append(Tensor(name: name, dtype: dtype, shape: shape, data: data))
     }
 
-    func bytes() -> [UInt8] {
+    public func bytes() -> [UInt8] {
         var entries: [String] = []
         var offset = 0
         for t in tensors {
@@ -223,7 +225,7 @@ struct SafetensorsBuilder {
     }
 
     /// Float32 weight-like values.
-    static func f32(_ count: Int, seed: UInt64, scale: Double = 0.05) -> [UInt8] {
+    public static func f32(_ count: Int, seed: UInt64, scale: Double = 0.05) -> [UInt8] {
         var r = TestSupport.Random(seed: seed)
         var out = [UInt8]()
         out.reserveCapacity(count * 4)
@@ -232,7 +234,7 @@ struct SafetensorsBuilder {
     }
 
     /// A fine-tune of F32 data: each value times (1 + ~1e-3 noise).
-    static func nudge(_ data: [UInt8], seed: UInt64) -> [UInt8] {
+    public static func nudge(_ data: [UInt8], seed: UInt64) -> [UInt8] {
         var r = TestSupport.Random(seed: seed)
         var out = data
         for i in stride(from: 0, to: data.count - 3, by: 4) {
@@ -245,12 +247,14 @@ struct SafetensorsBuilder {
 }
 
 /// True for the first caller only (thread-safe): "do this once" inside callbacks.
-final class OnceFlag: @unchecked Sendable {
+public final class OnceFlag: @unchecked Sendable {
+    public init() {}
+
     // Safe: `taken` is touched only inside `lock`.
     private var taken = false
     private let lock = NSLock()
 
-    func claim() -> Bool {
+    public func claim() -> Bool {
         lock.withLock {
             defer { taken = true }
             return !taken

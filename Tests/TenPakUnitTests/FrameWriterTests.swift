@@ -2,6 +2,7 @@ import Foundation
 import TenPakChunkStore
 import TenPakCodecs
 import TenPakFormat
+import TenPakTestSupport
 import XCTest
 
 /// Packs in memory, with faults on demand: a seal or an append can be made to fail.

@@ -1,4 +1,5 @@
 import TenPakFormat
+import TenPakTestSupport
 import XCTest
 
 final class FormatTests: XCTestCase {
