@@ -33,11 +33,12 @@ final class LongLivedStoreTests: XCTestCase {
         return try file.read(0 ..< file.size)
     }
 
-    /// Paths of deleted pack files this process still holds open.
-    func openDeletedPacks() -> [String] {
+    /// Paths of deleted pack files of the store in `directory` this process still holds open
+    /// (other tests' stores in the same process are not this test's business).
+    func openDeletedPacks(in directory: String) -> [String] {
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
         return fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0) }
-            .filter { $0.contains(".pack") && $0.hasSuffix("(deleted)") }
+            .filter { $0.hasPrefix(directory + "/") && $0.contains(".pack") && $0.hasSuffix("(deleted)") }
     }
 
     // MARK: the reader across gc and repair
@@ -82,7 +83,7 @@ final class LongLivedStoreTests: XCTestCase {
 
         XCTAssertEqual(try file.read(0 ..< file.size), keep)
         XCTAssertEqual(try readAll(reader, "m/b", "v1", "keep.safetensors"), keep)
-        XCTAssertEqual(openDeletedPacks(), [])
+        XCTAssertEqual(openDeletedPacks(in: dir), [])
     }
 
     /// Readers take no store lock: while another opening removes, repacks and re-puts, a reader
