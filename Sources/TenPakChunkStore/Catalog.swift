@@ -17,7 +17,7 @@ public protocol Catalog: AnyObject, Sendable {
     /// How many gc runs have started (the fence `RevisionCommit.gcFence` is checked against).
     func gcGeneration() throws -> Int64
     /// Reconnects when the catalog was replaced under this process (by `fsck --repair`); true
-    /// when it did. Called by `ChunkStore.lock` once the store lock is held.
+    /// when it did. Called through `ChunkStore.reconnectIfCatalogReplaced`.
     func reopenIfReplaced() throws -> Bool
     /// Records that a gc is starting and returns the new generation: above every earlier one and at
     /// least the time in milliseconds, so a rebuilt catalog (which starts a generation of its own)

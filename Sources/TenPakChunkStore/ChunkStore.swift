@@ -38,8 +38,14 @@ public final class ChunkStore: Sendable {
     /// that `fsck --repair` swapped in since its last operation, and reconnects to it.
     public func lock(_ mode: StoreLock.Mode, timeout: Double = 60) throws -> AnyObject {
         let token = try locking.acquire(mode, timeout: timeout)
-        if try catalog.reopenIfReplaced() { packs.forgetOpenHandles() }
+        try reconnectIfCatalogReplaced()
         return token
+    }
+
+    /// Reconnects to a catalog that `fsck --repair` swapped in under this process, and then closes
+    /// the pack handles opened for the old one. Called by `lock` and by lock-free readers.
+    public func reconnectIfCatalogReplaced() throws {
+        if try catalog.reopenIfReplaced() { packs.forgetOpenHandles() }
     }
 
     /// What a reader's resolved chunk locations are valid for: they stay right while this value

@@ -182,7 +182,8 @@ public final class ModelStore: Sendable {
             try Names.validatePath(file.path)
             let target = destination + "/" + file.path
             // Never through a link the destination already holds: every file lands inside it.
-            try FileSystem.makeDirectories(inside: destination, relative: FileSystem.parentDirectory(file.path) == "." ? "" : FileSystem.parentDirectory(file.path))
+            let parent = FileSystem.parentDirectory(file.path)
+            try FileSystem.makeDirectories(inside: destination, relative: parent == "." ? "" : parent)
             let before = done
             let counter = ExportState()
             try export(file, to: target) { bytes in

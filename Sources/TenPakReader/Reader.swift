@@ -129,7 +129,7 @@ public final class StoreReader: Sendable {
     /// readers re-resolve their chunks, deleted packs free their space. A catalog swapped in by a
     /// repair is reconnected first.
     func currentGeneration() throws -> Int64 {
-        if try store.chunks.catalog.reopenIfReplaced() { store.chunks.packs.forgetOpenHandles() }
+        try store.chunks.reconnectIfCatalogReplaced()
         let now = try store.chunks.locationGeneration()
         if generation.advance(to: now) {
             openFiles.removeAll()

@@ -215,12 +215,17 @@ final class LongLivedStoreTests: XCTestCase {
         XCTAssertEqual(try store.chunks.packs.packNames(), [])
     }
 
-    func testSharingAChunkWhosePackIsMissingIsRefused() throws {
+    /// A new store holding one model, `m/a@v1`, put without a base from the directory returned.
+    func storeWithOneModel(seed: UInt64) throws -> (dir: String, store: ModelStore, source: String) {
         let dir = TestSupport.temporaryDirectory(self, "store")
         let store = try ModelStore.open(directory: dir, create: true)
-        let bytes = Self.model(seed: 7)
-        let src = try write(["model.safetensors": bytes], in: TestSupport.temporaryDirectory(self, "src"))
+        let src = try write(["model.safetensors": Self.model(seed: seed)], in: TestSupport.temporaryDirectory(self, "src"))
         _ = try store.put(model: "m/a", revision: "v1", paths: [src], base: .none)
+        return (dir, store, src)
+    }
+
+    func testSharingAChunkWhosePackIsMissingIsRefused() throws {
+        let (dir, store, src) = try storeWithOneModel(seed: 7)
         for pack in try store.chunks.packs.packNames() { try FileSystem.remove(LocalPackDirectory(root: dir).path(of: pack)) }
 
         XCTAssertThrowsError(try ModelStore.open(directory: dir).put(model: "m/a", revision: "v2", paths: [src], base: .none)) { error in
@@ -230,11 +235,7 @@ final class LongLivedStoreTests: XCTestCase {
     }
 
     func testSharingAChunkWithAFlippedPayloadByteIsRefusedAndPlainFsckFindsIt() throws {
-        let dir = TestSupport.temporaryDirectory(self, "store")
-        let store = try ModelStore.open(directory: dir, create: true)
-        let bytes = Self.model(seed: 8)
-        let src = try write(["model.safetensors": bytes], in: TestSupport.temporaryDirectory(self, "src"))
-        _ = try store.put(model: "m/a", revision: "v1", paths: [src], base: .none)
+        let (dir, store, src) = try storeWithOneModel(seed: 8)
         XCTAssertTrue(try Checker(store: store, readData: false).run().isHealthy)
 
         // Flip one byte in the middle of the payload of the file's largest chunk.

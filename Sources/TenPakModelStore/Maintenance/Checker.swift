@@ -91,12 +91,16 @@ public struct Checker {
                 }
             }
             do {
+                if readData {
+                    // Reads and checks the frame as below, then decodes it through its chain.
+                    _ = try chunkStore.rawBytes(of: c)
+                    return nil
+                }
                 // Header checksum, identity, frame length and payload checksum.
                 let (header, _) = try chunkStore.readFrame(c)
                 guard header.rawLength == c.rawLength else {
                     return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): the frame there does not match the catalog"
                 }
-                if readData { _ = try chunkStore.rawBytes(of: c) }
                 return nil
             } catch {
                 return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): \(error)"
