@@ -11,7 +11,7 @@
 //   TenPakReader              random access to any byte range or tensor of a stored file
 //   TenPakLFS                 git-lfs custom transfer agent: protocol, oid -> model mapping
 //   TenPakOptimizer           quantization methods measured on stored models; annotations in the catalog
-//   TenPakHTTP                the HTTP range service over TenPakReader (Hummingbird)
+//   TenPakHTTP                the hub-compatible HTTP server over TenPakReader (Hummingbird): its own product
 //   tpstore                   the command line, thin over the library
 import PackageDescription
 
@@ -20,8 +20,11 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "TenPak", targets: [
-            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
+            "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
+        // The hub-compatible HTTP server on its own: only what embeds the server links Hummingbird,
+        // swift-log's access log and the Prometheus exposition.
+        .library(name: "TenPakHTTP", targets: ["TenPakHTTP"]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
     dependencies: [
@@ -33,6 +36,8 @@ let package = Package(
         // Already pulled in by the two above; named because TenPakDistributed imports them directly.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // /metrics of `tpstore serve` (TenPakHTTP only).
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -60,6 +65,9 @@ let package = Package(
         .target(name: "TenPakHTTP", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "tpstore", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakHTTP", "TenPakLFS", "TenPakOptimizer",
