@@ -483,13 +483,22 @@ struct HubAPI: Sendable {
             var written = 0
             var limits = uploads.options.limits
             limits.maxBytes = size
-            try await BodyReader.read(request.body, limits: limits, channel: channel) { piece in
-                let bytes = Array(piece.readableBytesView)
-                let at = written
+            // Hashed as it arrives; written in 1 MiB batches off the async threads.
+            var pending: [UInt8] = []
+            func flush() async throws {
+                let bytes = pending, at = written - pending.count
                 try await RangeService.blocking { try bytes.withUnsafeBytes { try out.write($0, at: at) } }
-                sha.update(bytes)
-                written += bytes.count
+                pending.removeAll(keepingCapacity: true)
             }
+            try await BodyReader.read(request.body, limits: limits, channel: channel) { piece in
+                piece.withUnsafeReadableBytes { raw in
+                    sha.update(raw)
+                    pending.append(contentsOf: raw)
+                }
+                written += piece.readableBytes
+                if pending.count >= UploadService.bufferSize { try await flush() }
+            }
+            try await flush()
             guard written == size else { throw HubFailure.bad("the body ended after \(written) of \(size) bytes: nothing was stored") }
             let digest = sha.finalize().hex
             guard digest == oid else {

@@ -224,6 +224,9 @@ public struct HubServer: HTTPResponder {
             }
             guard policy.canWrite(principal, repo) else {
                 if principal == .unknownToken || !policy.canRead(principal, repo) { throw denied(principal, repo: repo) }
+                if principal == .anonymous {
+                    throw HubFailure(status: .unauthorized, description: "writing to \(repo) needs a token with write access: send Authorization: Bearer TOKEN")
+                }
                 throw HubFailure(status: .forbidden, description: "this token may read \(repo) but not write to it")
             }
             return hub
