@@ -357,6 +357,74 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spool), [])
     }
 
+    func testHalfSentRequestsAndCutLFSUploadsLeaveNothing() throws {
+        let url = try server(["--connection-idle-timeout", "2"])
+        let port = try XCTUnwrap(url.split(separator: ":").last)
+        let py = try XCTUnwrap(TestSupport.python3())
+        // A request head that never ends: the connection is closed after the idle timeout.
+        var r = try TestSupport.run(py, ["-c", """
+            import socket, sys, time
+            s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); s.settimeout(20)
+            s.sendall(b'GET /public/x/resolve/main/a HTTP/1.1\\r\\nHost: x\\r\\nX-Slow:')
+            start = time.time()
+            print('closed' if s.recv(100) == b'' else 'answered', int(time.time() - start))
+            """, String(port)])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.hasPrefix("closed"), r.stdout)
+        XCTAssertLessThan(Int(r.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "99") ?? 99, 10, r.stdout)
+
+        // An LFS upload cut off half way: nothing stored, nothing spooled, verify says absent.
+        let auth = "Authorization: Bearer \(writeToken)"
+        var c = try curl("-H", auth, "-d", "{\"name\":\"cut\",\"organization\":\"org\"}", url + "/api/repos/create")
+        XCTAssertEqual(c.status, 200, text(c.body))
+        let bytes = Array(repeating: UInt8(3), count: 3 << 20)
+        let oid = Hashing.sha256(bytes).hex
+        let batch = "{\"operation\":\"upload\",\"objects\":[{\"oid\":\"\(oid)\",\"size\":\(bytes.count)}]}"
+        c = try curl("-H", auth, "-d", batch, url + "/org/cut.git/info/lfs/objects/batch")
+        let answer = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(c.body)) as? [String: Any])
+        let actions = try XCTUnwrap((answer["objects"] as? [[String: Any]])?.first?["actions"] as? [String: Any])
+        let href = try XCTUnwrap((actions["upload"] as? [String: Any])?["href"] as? String)
+        let verify = try XCTUnwrap((actions["verify"] as? [String: Any])?["href"] as? String)
+        let target = try XCTUnwrap(href.split(separator: "/", maxSplits: 3).last)
+        r = try TestSupport.run(py, ["-c", """
+            import socket, sys
+            s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+            s.sendall(b'PUT /' + sys.argv[2].encode() + b' HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 3145728\\r\\n\\r\\n')
+            s.sendall(b'\\x03' * (1 << 20)); s.close()
+            """, String(port), String(target)])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var spooled = ["?"]
+        for _ in 0 ..< 100 {
+            spooled = try FileManager.default.contentsOfDirectory(atPath: spool)
+            if spooled.isEmpty { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(spooled, [])
+        c = try curl("-d", "{\"oid\":\"\(oid)\",\"size\":\(bytes.count)}", verify)
+        XCTAssertEqual(c.status, 404, text(c.body))
+        XCTAssertFalse(try TestSupport.run(TestSupport.tpstore, ["ls", "--store", store]).stdout.contains(oid))
+    }
+
+    func testGetWhileGcHoldsTheStoreWaitsThenAnswersWhole() throws {
+        let source = root + "/w.bin"
+        var rng = TestSupport.Random(seed: 9)
+        try TestSupport.write(rng.bytes(3 << 20), to: source)
+        XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["put", "--store", store, "--no-base", "public/g@v1", source]).status, 0)
+        let url = try server(["--cache-mib", "0"])
+        // A gc stand-in: the exclusive store lock, held for two seconds.
+        let models = try ModelStore.open(directory: store)
+        nonisolated(unsafe) var lock: AnyObject? = try models.chunks.lock(.exclusive)
+        XCTAssertNotNil(lock)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 2) { lock = nil }
+        let out = root + "/got.bin"
+        let r = try TestSupport.run("/usr/bin/env", ["curl", "-s", "-o", out, "-w", "%{http_code} %{time_starttransfer}", url + "/public/g/resolve/v1/w.bin"])
+        let fields = r.stdout.split(separator: " ")
+        // Not a 200 (or 206) sent at once whose body then waits: the head waits for the first piece.
+        XCTAssertEqual(fields.first, "200", r.stdout)
+        XCTAssertGreaterThan(Double(fields.last ?? "0") ?? 0, 1.5, "the head came before the store was free: \(r.stdout)")
+        XCTAssertEqual(try TestSupport.read(out), try TestSupport.read(source))
+    }
+
     func testSpoolLeftoversOfACrashedServerAreRemovedAtStart() throws {
         // What a SIGKILLed server leaves: a spool directory with a lock nobody holds.
         let leftover = spool + "/tpstore-upload-0123456789abcdef"

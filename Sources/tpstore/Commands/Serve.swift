@@ -27,14 +27,16 @@ extension TPStore {
         @Option(name: .customLong("upload-idle-timeout"), help: "Seconds an upload body may pause before its connection is closed (408).") var uploadIdleTimeout = 30
         @Option(name: .customLong("upload-min-rate"), help: "Bytes per second an upload body must average after the first 10 s (408 below; 0: no minimum).") var uploadMinRate = 16 << 10
         @Option(name: .customLong("upload-grace"), help: "Seconds before the minimum rate applies.") var uploadGrace = 10
+        @Option(name: .customLong("connection-idle-timeout"), help: "Seconds a connection may sit idle (between requests, or with a request head half sent) before it is closed.")
+        var connectionIdleTimeout = 60
 
         func validate() throws {
             _ = try address()
             guard cacheMiB >= 0 else { throw ValidationError("--cache-mib must be 0 or more") }
             guard maxUploadMiB > 0, maxUploadMiB < 1 << 40 else { throw ValidationError("--max-upload-mib must be positive") }
             guard maxConcurrentUploads > 0 else { throw ValidationError("--max-concurrent-uploads must be positive") }
-            guard uploadIdleTimeout > 0, uploadMinRate >= 0, uploadGrace >= 0 else {
-                throw ValidationError("--upload-idle-timeout must be positive, --upload-min-rate and --upload-grace 0 or more")
+            guard uploadIdleTimeout > 0, uploadMinRate >= 0, uploadGrace >= 0, connectionIdleTimeout > 0 else {
+                throw ValidationError("--upload-idle-timeout and --connection-idle-timeout must be positive, --upload-min-rate and --upload-grace 0 or more")
             }
             if authFile != nil, allowUploads || uploadTokenFile != nil {
                 throw ValidationError("--auth replaces --allow-uploads and --upload-token-file: give writers tokens with \"write\" patterns instead")
@@ -102,7 +104,7 @@ extension TPStore {
                 logger.warning("no --auth: this server is public and takes writes from \(uploadTokenFile == nil ? "anyone who reaches the port" : "the --upload-token-file bearer")")
             }
             let reader = try StoreReader(store: options.open(), configuration: .init(cacheCapacity: cacheMiB << 20))
-            try await RangeServer.run(reader: reader, options: ServerOptions(access: access, uploads: uploads), host: host, port: port, logger: logger) { host, port in
+            try await RangeServer.run(reader: reader, options: ServerOptions(access: access, uploads: uploads, connectionIdleTimeout: Int64(connectionIdleTimeout)), host: host, port: port, logger: logger) { host, port in
                 // Written straight to fd 1 (unbuffered): a parent waiting for this line gets it now.
                 let line = "listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)\n"
                 try? Array(line.utf8).withUnsafeBytes { try StandardOutput.write($0) }
