@@ -251,6 +251,24 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(r.status, 200, text(r.body))
     }
 
+    func testErrorAnswersDoNotShowTheSpoolPath() throws {
+        let url = try server()
+        let tar = root + "/clash.tar"
+        let py = try XCTUnwrap(TestSupport.python3())
+        // A file and a directory of one name: the extractor fails on the spooled path.
+        let made = try TestSupport.run(py, ["-c", """
+            import io, sys, tarfile
+            with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:
+                for name, data in (('notes.txt', b'hi'), ('notes.txt/inner', b'x')):
+                    i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))
+            """, tar])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        let r = try curl("-T", tar, "-H", "Authorization: Bearer \(writeToken)", url + "/org/clash/revisions/r1")
+        XCTAssertEqual(r.status, 400, text(r.body))
+        XCTAssertTrue(text(r.body).contains("notes.txt/inner"), text(r.body))
+        XCTAssertFalse(text(r.body).contains(spool) || text(r.body).contains("tpstore-upload-"), text(r.body))
+    }
+
     func testTokenFilesThatDoNotParseStopTheStart() throws {
         for (name, content) in [("garbage", "{\"tokens\": [ {\"token\": }"), ("short", "{\"tokens\": [{\"token\": \"abc\"}]}"),
                                 ("shape", "[1, 2]"), ("anonymous-write", "{\"anonymous\": {\"write\": [\"*\"]}}")] {
