@@ -121,6 +121,13 @@ def main():
                 expect(s.lfs is not None and s.lfs.sha256 == sha256(path), f"{repo}: {rel} lfs sha256 {s.lfs}")
             files = reader.list_repo_files(repo)
             expect(set(files) - {".gitattributes"} == set(local), f"{repo}: list_repo_files {files}")
+            # A sub-directory's listing, one level and recursive.
+            subdirs = sorted({rel.split("/")[0] for rel in local if "/" in rel})
+            for sub in subdirs:
+                deep = {e.path for e in reader.list_repo_tree(repo, path_in_repo=sub, recursive=True) if hasattr(e, "lfs")}
+                expect(deep == {rel for rel in local if rel.startswith(sub + "/")}, f"{repo}: tree of {sub}: {sorted(deep)}")
+                top = {e.path for e in reader.list_repo_tree(repo, path_in_repo=sub)}
+                expect(all(p.count("/") == 1 for p in top) and top, f"{repo}: one level of {sub}: {sorted(top)}")
             meta = reader.get_safetensors_metadata(repo)
             with open(local["model.safetensors"], "rb") as f:
                 n = struct.unpack("<Q", f.read(8))[0]

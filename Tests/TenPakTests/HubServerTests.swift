@@ -123,6 +123,24 @@ final class HubServerTests: XCTestCase {
         XCTAssertTrue(text(metrics.body).contains("tpstore_http_requests_total{route=\"api\",status=\"2xx\"}"), text(metrics.body))
     }
 
+    /// The real pair (all-MiniLM-L6-v2 and its 105-step fine-tune) when TENPAK_HUB_CORPUS names the
+    /// directory `../shared/corpus/fetch.sh DIR` laid out; minutes in a debug build, so opt-in.
+    func testCorpusFineTuneUploadedWithHuggingFaceHubIsStoredAsDeltas() throws {
+        guard let corpus = ProcessInfo.processInfo.environment["TENPAK_HUB_CORPUS"] else {
+            throw XCTSkip("set TENPAK_HUB_CORPUS to a directory made by ../shared/corpus/fetch.sh")
+        }
+        let url = try server()
+        let work = TestSupport.temporaryDirectory(self, "hf")
+        let base = corpus + "/minilm-base", ft = corpus + "/minilm-ft105"
+        _ = try driver(url, "upload-base", work: work, base: base, ft: ft)
+        let afterBase = try storedBytes()
+        _ = try driver(url, "upload-ft", work: work, base: base, ft: ft)
+        let growth = try storedBytes() - afterBase
+        let model = try TestSupport.read(ft + "/model.safetensors").count
+        XCTAssertLessThan(growth, model / 2, "the fine-tune grew the store by \(growth) of its \(model) bytes")
+        _ = try driver(url, "read", work: work, base: base, ft: ft)
+    }
+
     // MARK: git-lfs
 
     func testGitLFSPushAndCloneThroughLFSURL() throws {
