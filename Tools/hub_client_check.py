@@ -99,10 +99,15 @@ def main():
     if phase in ("read", "all"):
         for repo, folder in (("org/base", base_dir), ("org/ft", ft_dir)):
             local = files_under(folder)
+
+            def listed(names):
+                # The repository's own .gitattributes (from create_repo) unless the folder brought one.
+                return set(names) if ".gitattributes" in local else set(names) - {".gitattributes"}
+
             commit = state[repo]
             snap = snapshot_download(repo_id=repo, endpoint=endpoint, token=read_token, cache_dir=os.path.join(work, "cache"))
             got = files_under(snap)
-            expect(set(got) - {".gitattributes"} == set(local), f"{repo}: snapshot files {sorted(got)} != {sorted(local)}")
+            expect(listed(got) == set(local), f"{repo}: snapshot files {sorted(got)} != {sorted(local)}")
             for rel, path in local.items():
                 expect(same_bytes(path, got[rel]), f"{repo}: snapshot {rel} differs")
             expect(os.path.basename(snap) == commit, f"{repo}: snapshot folder {snap} is not commit {commit}")
@@ -114,13 +119,13 @@ def main():
             info = reader.model_info(repo, files_metadata=True)
             expect(info.sha == commit, f"{repo}: model_info sha {info.sha} != {commit}")
             siblings = {s.rfilename: s for s in info.siblings}
-            expect(set(siblings) - {".gitattributes"} == set(local), f"{repo}: siblings {sorted(siblings)}")
+            expect(listed(siblings) == set(local), f"{repo}: siblings {sorted(siblings)}")
             for rel, path in local.items():
                 s = siblings[rel]
                 expect(s.size == os.path.getsize(path), f"{repo}: {rel} size {s.size}")
                 expect(s.lfs is not None and s.lfs.sha256 == sha256(path), f"{repo}: {rel} lfs sha256 {s.lfs}")
             files = reader.list_repo_files(repo)
-            expect(set(files) - {".gitattributes"} == set(local), f"{repo}: list_repo_files {files}")
+            expect(listed(files) == set(local), f"{repo}: list_repo_files {files}")
             # A sub-directory's listing, one level and recursive.
             subdirs = sorted({rel.split("/")[0] for rel in local if "/" in rel})
             for sub in subdirs:
@@ -158,9 +163,15 @@ def main():
         expect_status(lambda: writer.create_commit(repo_id="org/ft", operations=[CommitOperationDelete(path_in_repo="README.md")],
                                                    commit_message="stale", parent_commit=before), [412], "stale parent")
         expect(reader.model_info("org/ft").sha == info.oid, "a refused commit moved main")
-        state["org/ft-2"] = info.oid
+        # upload_file: one more commit on top, read back through hf_hub_download.
+        up = writer.upload_file(path_or_fileobj=b"uploaded with upload_file\n", path_in_repo="notes/uploaded.txt", repo_id="org/ft")
+        expect(reader.model_info("org/ft").sha == up.oid, "upload_file did not move main")
+        p = hf_hub_download(repo_id="org/ft", filename="notes/uploaded.txt", endpoint=endpoint, token=read_token,
+                            cache_dir=os.path.join(work, "cache-up"))
+        expect(open(p, "rb").read() == b"uploaded with upload_file\n", "upload_file's bytes differ")
+        state["org/ft-2"] = up.oid
         json.dump(state, open(state_path, "w"))
-        print(json.dumps({"phase": "commit", "commit": info.oid}), flush=True)
+        print(json.dumps({"phase": "commit", "commit": info.oid, "upload_file": up.oid}), flush=True)
 
     if phase in ("refuse", "all"):
         anonymous = HfApi(endpoint=endpoint, token=False)
