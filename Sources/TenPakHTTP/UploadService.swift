@@ -1,4 +1,5 @@
-// Uploads through `tpstore serve --allow-uploads`: a new revision from one request.
+// Uploads through `tpstore serve` (with `--auth` write tokens or `--allow-uploads`): a new revision
+// from one request. The router (Server.swift) has checked that the caller may write the model.
 //
 //     PUT /{model}/resolve/{revision}/{path}   body: one file; the revision holds that file
 //     PUT /{model}/revisions/{revision}        body: a tar archive; the revision holds its files
@@ -7,8 +8,9 @@
 // `tpstore put` does. The body is spooled to local disk as it arrives (memory stays bounded by one
 // 1 MiB buffer), then stored with the ordinary put, so the guarantees are put's: the revision
 // appears whole at its commit or not at all. Answers: 201 with a JSON receipt; 400 malformed
-// names or archive; 401 missing or wrong bearer token (when the server has one); 409 revision
-// exists; 413 body over the limit; 503 store busy or a server unreachable.
+// names or archive; 408 a body too slow or stalled; 409 revision exists; 413 body over the limit;
+// 503 store busy, a server unreachable, or every upload slot taken. Error messages never show
+// the spool path.
 import Foundation
 import Hummingbird
 import NIOCore
