@@ -309,6 +309,46 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(AccessControl.token(from: "Basic " + Data("user:\(readToken)".utf8).base64EncodedString()), readToken)
     }
 
+    /// The access log (stderr) of a server used with tokens in every form names them, never shows them.
+    func testAccessLogNeverShowsTokens() throws {
+        let log = root + "/serve.log"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
+        process.arguments = ["serve", "--store", store, "--listen", "127.0.0.1:0", "--auth", authFile, "--spool-dir", spool]
+        let out = Pipe()
+        process.standardOutput = out
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let more = out.fileHandleForReading.availableData
+            if more.isEmpty { break }
+            line += more
+        }
+        let url = try XCTUnwrap(String(decoding: line, as: UTF8.self).split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines))
+        _ = try curl("-H", "Authorization: Bearer \(writeToken)", "-d", "{\"name\":\"logged\",\"organization\":\"org\"}", url + "/api/repos/create")
+        _ = try curl("-u", "user:\(readToken)", url + "/api/models/org/logged")
+        _ = try curl("-H", "Authorization: Bearer hf_wrong_token_123456", url + "/api/models/org/logged")
+        let batch = "{\"operation\":\"upload\",\"objects\":[{\"oid\":\"\(String(repeating: "d", count: 64))\",\"size\":1}]}"
+        let r = try curl("-H", "Authorization: Bearer \(writeToken)", "-d", batch, url + "/org/logged.git/info/lfs/objects/batch")
+        let signature = text(r.body).components(separatedBy: "sig=").dropFirst().first.map { String($0.prefix(64)) } ?? "no-signature"
+        _ = try curl("-T", TestSupport.fixtures + "/misc/notes.txt", text(r.body).components(separatedBy: "\"href\":\"").dropFirst().first?.components(separatedBy: "\"").first ?? url)
+        process.terminate()
+        process.waitUntilExit()
+        let written = text(try TestSupport.read(log))
+        XCTAssertTrue(written.contains("POST /api/repos/create 200"), written)
+        XCTAssertTrue(written.contains(" writer") && written.contains("token#1") && written.contains("unknown-token"), written)
+        for secret in [writeToken, readToken, "hf_wrong_token_123456", signature] {
+            XCTAssertFalse(written.contains(secret), "the log shows \(secret)")
+        }
+        XCTAssertTrue(written.contains("SIGHUP re-reads"), "the start says which access rules apply: \(written)")
+    }
+
     func testUploadTokenFileWithCRLF() throws {
         let tokenFile = root + "/token"
         try TestSupport.write(Array("s3cret-token \r\n".utf8), to: tokenFile)
