@@ -501,6 +501,29 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(try TestSupport.read(out), try TestSupport.read(source))
     }
 
+    func testSIGTERMLetsAResponseInFlightFinish() throws {
+        let source = root + "/s.bin"
+        var rng = TestSupport.Random(seed: 11)
+        try TestSupport.write(rng.bytes(6 << 20), to: source)
+        XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["put", "--store", store, "--no-base", "public/s@v1", source]).status, 0)
+        let url = try server()
+        let out = root + "/got.bin"
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-s", "--limit-rate", "2M", "-o", out, url + "/public/s/resolve/v1/s.bin"]
+        try curl.run()
+        usleep(1_000_000)
+        let pids = try TestSupport.run("/usr/bin/pgrep", ["-f", "--", "--auth \(authFile)"]).stdout.split(separator: "\n").compactMap { Int32($0) }
+        XCTAssertEqual(pids.count, 1)
+        for pid in pids { kill(pid, SIGTERM) }
+        curl.waitUntilExit()
+        XCTAssertEqual(curl.terminationStatus, 0, "the download was cut by the shutdown")
+        XCTAssertEqual(try TestSupport.read(out), try TestSupport.read(source))
+        // And the server is gone: new connections are refused.
+        let after = try TestSupport.run("/usr/bin/env", ["curl", "-s", "-o", "/dev/null", url + "/metrics"])
+        XCTAssertNotEqual(after.status, 0)
+    }
+
     func testSpoolLeftoversOfACrashedServerAreRemovedAtStart() throws {
         // What a SIGKILLed server leaves: a spool directory with a lock nobody holds.
         let leftover = spool + "/tpstore-upload-0123456789abcdef"
