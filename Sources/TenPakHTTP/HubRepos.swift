@@ -84,10 +84,11 @@ struct HubRepos: Sendable {
     /// of the object, else a file of one of its commits with that SHA-256 (newest first).
     func locateObject(repo: String, oid: String) throws -> (record: RevisionRecord, file: FileRecord)? {
         guard HubRepos.isObjectID(oid) else { return nil }
-        if let record = try? store.catalog.resolve(model: HubRepos.objectModel(oid), revision: HubRepos.objectRevision(repo: repo)),
-           let file = try store.catalog.files(revision: record).first {
-            return (record, file)
-        }
+        // Only "no such revision" falls through: a catalog that fails must not read as "absent".
+        do {
+            let record = try store.catalog.resolve(model: HubRepos.objectModel(oid), revision: HubRepos.objectRevision(repo: repo))
+            if let file = try store.catalog.files(revision: record).first { return (record, file) }
+        } catch StoreError.notFound {}
         guard let digest = Digest256(hex: oid) else { return nil }
         for record in try store.catalog.revisions(model: repo).reversed() {
             if let file = try store.catalog.files(revision: record).first(where: { $0.sha256 == digest }) {
