@@ -466,7 +466,11 @@ final class HubServerTests: XCTestCase {
             import socket, sys
             s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
             s.sendall(b'PUT /' + sys.argv[2].encode() + b' HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 3145728\\r\\n\\r\\n')
-            s.sendall(b'\\x03' * (1 << 20)); s.close()
+            try:
+                s.sendall(b'\\x03' * (1 << 20))
+            except OSError as e:
+                print('server closed first:', e)
+            s.close()
             """, String(port), String(target)])
         XCTAssertEqual(r.status, 0, r.stderr)
         var spooled = ["?"]
