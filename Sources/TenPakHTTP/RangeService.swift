@@ -4,8 +4,12 @@
 //     GET|HEAD /{model}/resolve/{revision}/{path}      model: "name" or "org/name"
 //
 // `revision` `main` means the revision named main if there is one, else the model's newest.
-// Responses carry Content-Length, Accept-Ranges: bytes, ETag: "<SHA-256 hex>", and
-// X-TenPak-Revision (the revision served). One `Range: bytes=` range gives 206 with Content-Range;
+// Responses carry Content-Length, Accept-Ranges: bytes, ETag: "<SHA-256 hex>", X-TenPak-Revision
+// (the revision served) and the headers huggingface_hub relies on: X-Repo-Commit (the 40-hex commit
+// id), X-Linked-Etag and X-Linked-Size. Status and length are decided before the first body byte:
+// the first piece is read before the head is sent, so a damaged or busy start is a 500/503, and an
+// error later in the body closes the connection (the client sees fewer bytes than Content-Length,
+// never a short response it could trust). One `Range: bytes=` range gives 206 with Content-Range;
 // a range starting past the end gives 416 with `Content-Range: bytes */SIZE`; a malformed one 400;
 // several ranges at once are ignored (200, the whole file, as RFC 9110 allows). Unknown model,
 // revision or path: 404. Names or paths with `.`/`..` components, backslashes or control
@@ -18,43 +22,54 @@ import TenPakFormat
 import TenPakReader
 
 /// Answers `/{model}/resolve/{revision}/{path}` requests from a `StoreReader`.
-public struct RangeService: HTTPResponder {
-    public typealias Context = BasicRequestContext
-
+public struct RangeService: Sendable {
     public let reader: StoreReader
     /// Largest piece of a body read and written at once: a response of any length holds at most two
     /// pieces in memory (the one being written and the next, read ahead).
     public let pieceSize: Int
+    let metrics: ServerMetrics?
 
     public init(reader: StoreReader, pieceSize: Int = 4 << 20) {
-        self.reader = reader
-        self.pieceSize = max(pieceSize, 4096)
+        self.init(reader: reader, pieceSize: pieceSize, metrics: nil)
     }
 
-    public func respond(to request: Request, context: Context) async throws -> Response {
-        guard request.method == .get || request.method == .head else {
-            var response = RangeService.error(.methodNotAllowed, "only GET and HEAD are supported")
-            response.headers[.allow] = "GET, HEAD"
-            return response
-        }
-        let target: Target
+    init(reader: StoreReader, pieceSize: Int, metrics: ServerMetrics?) {
+        self.reader = reader
+        self.pieceSize = max(pieceSize, 4096)
+        self.metrics = metrics
+    }
+
+    /// A GET or HEAD of a file the caller may read (the router checked the model).
+    func respond(to request: Request, target: Target) async -> Response {
+        let repos = HubRepos(store: reader.store)
+        let opened: (file: FileReader, commit: String)
         do {
-            target = try Target(path: request.uri.path)
-        } catch let failure as Failure {
-            return RangeService.error(failure.status, failure.message)
-        }
-        let file: FileReader
-        do {
-            file = try await RangeService.blocking { [reader] in try target.open(reader) }
+            opened = try await RangeService.blocking { [reader] in
+                let record = try repos.resolve(target.model, target.revision)
+                let commit = HubRepos.commitID(record)
+                let files = try reader.files(model: target.model, revision: record.revision).files
+                guard files.contains(where: { $0.path == target.path }) else {
+                    throw HubLookupError.entryNotFound(repo: target.model, commit: commit, path: target.path)
+                }
+                return (try reader.open(model: target.model, revision: record.revision, path: target.path), commit)
+            }
         } catch {
             return RangeService.error(for: error)
         }
+        return await serve(file: opened.file, commit: opened.commit, request: request)
+    }
+
+    /// GET or HEAD of an opened file: whole, or one range.
+    func serve(file: FileReader, commit: String?, request: Request) async -> Response {
         var headers = HTTPFields()
         headers[.acceptRanges] = "bytes"
         headers[.eTag] = "\"\(file.sha256.hex)\""
         headers[.contentType] = "application/octet-stream"
         // HTTPField.Name is HTTPTypes', which Hummingbird does not re-export: built by inference.
         headers[.init("X-TenPak-Revision")!] = file.revision.revision
+        if let commit { headers[.init("X-Repo-Commit")!] = commit }
+        headers[.init("X-Linked-Etag")!] = "\"\(file.sha256.hex)\""
+        headers[.init("X-Linked-Size")!] = String(file.size)
         var status = HTTPResponse.Status.ok
         var range = 0 ..< file.size
         if let value = request.headers[.range] {
@@ -78,32 +93,52 @@ public struct RangeService: HTTPResponder {
         if request.method == .head {
             return Response(status: status, headers: headers, body: ResponseBody())
         }
-        return Response(status: status, headers: headers, body: body(file, range))
+        // The first piece before the head: a damaged first chunk or a store held by gc answers
+        // 500/503 instead of a 200 followed by nothing.
+        let first: ByteBuffer
+        do {
+            first = try await readPiece(file, at: range.lowerBound, end: range.upperBound).value
+        } catch {
+            return RangeService.error(for: error)
+        }
+        return Response(status: status, headers: headers, body: body(file, range, first: first))
+    }
+
+    private func readPiece(_ file: FileReader, at: Int, end: Int) -> Task<ByteBuffer, Error> {
+        let n = min(pieceSize, end - at)
+        let metrics = self.metrics
+        return Task {
+            try await RangeService.blocking {
+                let clock = ContinuousClock()
+                let started = clock.now
+                var buffer = ByteBufferAllocator().buffer(capacity: n)
+                try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
+                    // Safe: `raw` holds at least `n` writable bytes (minimumWritableBytes).
+                    try file.read(offset: at, into: UnsafeMutableRawBufferPointer(rebasing: raw[0 ..< n]))
+                    return n
+                }
+                metrics?.recordRead(clock.now - started)
+                return buffer
+            }
+        }
     }
 
     /// A streamed body: pieces of at most `pieceSize`, the next one read while this one is written.
-    private func body(_ file: FileReader, _ range: Range<Int>) -> ResponseBody {
-        let pieceSize = self.pieceSize
-        return ResponseBody(contentLength: range.count) { writer in
-            func readPiece(_ at: Int) -> Task<ByteBuffer, Error> {
-                let n = min(pieceSize, range.upperBound - at)
-                return Task {
-                    try await RangeService.blocking {
-                        var buffer = ByteBufferAllocator().buffer(capacity: n)
-                        try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
-                            try file.read(offset: at, into: UnsafeMutableRawBufferPointer(rebasing: raw[0 ..< n]))
-                            return n
-                        }
-                        return buffer
-                    }
-                }
+    /// An error after the head throws out of the writer, and Hummingbird closes the connection.
+    private func body(_ file: FileReader, _ range: Range<Int>, first: ByteBuffer) -> ResponseBody {
+        ResponseBody(contentLength: range.count) { writer in
+            var at = range.lowerBound + first.readableBytes
+            var pending = at < range.upperBound ? readPiece(file, at: at, end: range.upperBound) : nil
+            do {
+                try await writer.write(first)
+            } catch {
+                pending?.cancel()
+                throw error
             }
-            var at = range.lowerBound
-            var pending = at < range.upperBound ? readPiece(at) : nil
             while let task = pending {
                 let buffer = try await task.value
                 at += buffer.readableBytes
-                pending = at < range.upperBound ? readPiece(at) : nil
+                pending = at < range.upperBound ? readPiece(file, at: at, end: range.upperBound) : nil
                 do {
                     try await writer.write(buffer)
                 } catch {
@@ -195,38 +230,45 @@ public struct RangeService: HTTPResponder {
                 throw Failure(status: .badRequest, message: "\(error)")
             }
         }
-
-        /// `main` is the revision named main if there is one, else the newest.
-        func open(_ reader: StoreReader) throws -> FileReader {
-            if revision == "main" {
-                do {
-                    return try reader.open(model: model, revision: "main", path: path)
-                } catch let error as StoreError {
-                    guard case let .notFound(message) = error, message.contains("has no revision") else { throw error }
-                    return try reader.open(model: model, revision: nil, path: path)
-                }
-            }
-            return try reader.open(model: model, revision: revision, path: path)
-        }
     }
 
-    static func error(for error: Error) -> Response {
+    /// The answer to an error, its message passed through `message` (which may hide details).
+    static func error(for error: Error, message: (String) -> String = { $0 }) -> Response {
+        func answer(_ status: HTTPResponse.Status, code: String? = nil) -> Response {
+            var response = RangeService.error(status, message("\(error)"))
+            if let code { response.headers[.init("X-Error-Code")!] = code }
+            return response
+        }
         switch error {
         case let failure as Failure:
-            return RangeService.error(failure.status, failure.message)
+            return RangeService.error(failure.status, message(failure.message))
+        case let lookup as HubLookupError:
+            switch lookup {
+            case .repoNotFound: return answer(.notFound, code: "RepoNotFound")
+            case .revisionNotFound: return answer(.notFound, code: "RevisionNotFound")
+            case let .entryNotFound(_, commit, _):
+                var response = answer(.notFound, code: "EntryNotFound")
+                response.headers[.init("X-Repo-Commit")!] = commit
+                return response
+            }
         case let error as StoreError:
-            if case .notFound = error { return RangeService.error(.notFound, "\(error)") }
-            if case .invalidRequest = error { return RangeService.error(.badRequest, "\(error)") }
-            if case .busy = error { return RangeService.error(.serviceUnavailable, "\(error)") }
-            return RangeService.error(.internalServerError, "\(error)")
+            if case .notFound = error { return answer(.notFound) }
+            if case .invalidRequest = error { return answer(.badRequest) }
+            if case .busy = error {
+                var response = answer(.serviceUnavailable)
+                response.headers[.retryAfter] = "10"
+                return response
+            }
+            if case .unavailable = error { return answer(.serviceUnavailable) }
+            return answer(.internalServerError)
         case let error as ReaderError:
-            if case .outOfRange = error { return RangeService.error(.rangeNotSatisfiable, "\(error)") }
-            if case .malformedRange = error { return RangeService.error(.badRequest, "\(error)") }
-            return RangeService.error(.notFound, "\(error)")
-        case let error as FormatError:
-            return RangeService.error(.badRequest, "\(error)")
+            if case .outOfRange = error { return answer(.rangeNotSatisfiable) }
+            if case .malformedRange = error { return answer(.badRequest) }
+            return answer(.notFound)
+        case is FormatError:
+            return answer(.badRequest)
         default:
-            return RangeService.error(.internalServerError, "\(error)")
+            return answer(.internalServerError)
         }
     }
 
@@ -243,51 +285,5 @@ public struct RangeService: HTTPResponder {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
         }
-    }
-}
-
-/// Routes a request: PUT to the `UploadService` when the server takes uploads, everything else
-/// to the `RangeService`.
-public struct StoreService: HTTPResponder {
-    public typealias Context = BasicRequestContext
-    public let ranges: RangeService
-    public let uploads: UploadService?
-
-    public init(ranges: RangeService, uploads: UploadService?) {
-        self.ranges = ranges
-        self.uploads = uploads
-    }
-
-    public func respond(to request: Request, context: Context) async throws -> Response {
-        if request.method == .put, let uploads {
-            return await uploads.respond(to: request, context: context)
-        }
-        if request.method != .get, request.method != .head {
-            var response = RangeService.error(.methodNotAllowed, uploads == nil
-                ? "only GET and HEAD are supported (this server takes no uploads: start it with --allow-uploads)"
-                : "only GET, HEAD and PUT are supported")
-            response.headers[.allow] = uploads == nil ? "GET, HEAD" : "GET, HEAD, PUT"
-            return response
-        }
-        return try await ranges.respond(to: request, context: context)
-    }
-}
-
-/// The `tpstore serve` server: a `StoreService` on one address until SIGINT or SIGTERM.
-public enum RangeServer {
-    /// Serves until SIGINT/SIGTERM (graceful: running responses finish). `onListening` gets the
-    /// bound host and port (the real port when `port` is 0). With `uploads`, PUT stores revisions.
-    public static func run(reader: StoreReader, uploads: UploadOptions? = nil, host: String, port: Int,
-                           onListening: @escaping @Sendable (String, Int) -> Void) async throws {
-        let service = StoreService(ranges: RangeService(reader: reader),
-                                   uploads: uploads.map { UploadService(store: reader.store, options: $0) })
-        let app = Application(
-            responder: service,
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "tpstore"),
-            onServerRunning: { channel in
-                onListening(host, channel.localAddress?.port ?? port)
-            }
-        )
-        try await app.runService()
     }
 }

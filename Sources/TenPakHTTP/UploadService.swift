@@ -1,4 +1,5 @@
-// Uploads through `tpstore serve --allow-uploads`: a new revision from one request.
+// Uploads through `tpstore serve` (with `--auth` write tokens or `--allow-uploads`): a new revision
+// from one request. The router (Server.swift) has checked that the caller may write the model.
 //
 //     PUT /{model}/resolve/{revision}/{path}   body: one file; the revision holds that file
 //     PUT /{model}/revisions/{revision}        body: a tar archive; the revision holds its files
@@ -7,10 +8,12 @@
 // `tpstore put` does. The body is spooled to local disk as it arrives (memory stays bounded by one
 // 1 MiB buffer), then stored with the ordinary put, so the guarantees are put's: the revision
 // appears whole at its commit or not at all. Answers: 201 with a JSON receipt; 400 malformed
-// names or archive; 401 missing or wrong bearer token (when the server has one); 409 revision
-// exists; 413 body over the limit; 503 store busy or a server unreachable.
+// names or archive; 408 a body too slow or stalled; 409 revision exists; 413 body over the limit;
+// 503 store busy, a server unreachable, or every upload slot taken. Error messages never show
+// the spool path.
 import Foundation
 import Hummingbird
+import NIOCore
 import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
@@ -18,22 +21,34 @@ import TenPakModelStore
 /// How a server takes uploads.
 public struct UploadOptions: Sendable {
     /// Where request bodies are spooled before they are stored (one subdirectory per request,
-    /// removed when the request ends).
+    /// removed when the request ends; leftovers of a crashed server are removed at start).
     public var spoolDirectory: String
-    /// When set, uploads need `Authorization: Bearer <token>`.
+    /// When set (and the server has no `--auth` file), uploads need `Authorization: Bearer <token>`.
     public var token: String?
     /// Largest request body accepted, in bytes.
     public var maxBytes: Int
     /// Uploads spooling or waiting to be stored at once; more get 503. Spool disk use is bounded
     /// by this times `maxBytes`.
     public var maxConcurrent: Int
+    /// How long a body may pause, and the rate it must keep (SPEC section 14): a slow or stalled
+    /// client loses its upload slot instead of holding it forever.
+    public var idleTimeout: Duration
+    public var minimumRate: Int
+    public var grace: Duration
 
-    public init(spoolDirectory: String = NSTemporaryDirectory(), token: String? = nil, maxBytes: Int = 1 << 40, maxConcurrent: Int = 4) {
+    public init(spoolDirectory: String = NSTemporaryDirectory(), token: String? = nil, maxBytes: Int = 1 << 40, maxConcurrent: Int = 4,
+                idleTimeout: Duration = .seconds(30), minimumRate: Int = 16 << 10, grace: Duration = .seconds(10)) {
         self.spoolDirectory = spoolDirectory
         self.token = token
         self.maxBytes = maxBytes
         self.maxConcurrent = max(1, maxConcurrent)
+        self.idleTimeout = idleTimeout
+        self.minimumRate = minimumRate
+        self.grace = grace
     }
+
+    /// The limits of an upload body.
+    var limits: BodyLimits { BodyLimits(maxBytes: maxBytes, idleTimeout: idleTimeout, minimumRate: minimumRate, grace: grace) }
 }
 
 /// What a successful upload answers (201, `application/json`).
@@ -60,8 +75,10 @@ struct UploadReceipt: Codable {
 public struct UploadService: Sendable {
     public let store: ModelStore
     public let options: UploadOptions
-    private let gate = PutGate()
-    private let admitted = AdmissionCounter()
+    /// Shared with the hub API's commits and LFS uploads: one put at a time, at most
+    /// `maxConcurrent` bodies spooling at once.
+    let gate = PutGate()
+    let admitted = AdmissionCounter()
     static let bufferSize = 1 << 20
 
     public init(store: ModelStore, options: UploadOptions) {
@@ -103,25 +120,25 @@ public struct UploadService: Sendable {
         }
     }
 
-    public func respond(to request: Request, context: some RequestContext) async -> Response {
+    /// Stores one PUT. The caller has checked that the request may write to the target's model.
+    public func respond(to request: Request, channel: (any Channel)?) async -> Response {
+        var spoolPath: String?
         do {
-            try authorize(request)
             let target = try Target(path: request.uri.path)
             let base = try UploadService.baseChoice(request.uri.queryParameters["base"].map(String.init))
             if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxBytes {
-                throw RangeService.Failure(status: .contentTooLarge, message: "the body (\(length) bytes) is larger than this server's upload limit of \(options.maxBytes) bytes")
+                throw BodyFailure.tooLarge(limit: options.maxBytes)
             }
             // Refused before the body is read, so a large upload to a taken name costs nothing.
             if try await RangeService.blocking({ [store] in try UploadService.exists(store, target) }) {
                 throw StoreError.revisionAlreadyExists(model: target.model, revision: target.revision)
             }
-            guard admitted.enter(limit: options.maxConcurrent) else {
-                throw StoreError.busy("this server is already taking \(options.maxConcurrent) uploads")
-            }
-            defer { admitted.leave() }
+            let slot = try admit()
+            defer { slot.leave() }
             let spool = try UploadSpool(parent: options.spoolDirectory, target: target)
+            spoolPath = spool.directory
             defer { spool.remove() }
-            try await receive(request.body, into: spool)
+            try await receive(request.body, channel: channel, into: spool)
             let inputs = try await RangeService.blocking { try spool.finish() }
             let report = try await gate.run { [store] in
                 try await RangeService.blocking {
@@ -130,28 +147,23 @@ public struct UploadService: Sendable {
             }
             return UploadService.created(report)
         } catch {
-            return UploadService.error(for: error)
+            return UploadService.error(for: error, hiding: spoolPath)
         }
     }
 
-    private func authorize(_ request: Request) throws {
-        guard let token = options.token else { return }
-        let given = request.headers[.authorization] ?? ""
-        guard UploadService.constantTimeEqual(Array(given.utf8), Array("Bearer \(token)".utf8)) else {
-            throw RangeService.Failure(status: .unauthorized, message: given.isEmpty ? "uploads need an Authorization: Bearer token" : "wrong upload token")
+    /// One of the `maxConcurrent` upload slots, or 503.
+    func admit() throws -> AdmissionCounter.Slot {
+        guard let slot = admitted.enter(limit: options.maxConcurrent) else {
+            throw UploadSlotsFull(limit: options.maxConcurrent)
         }
+        return slot
     }
 
     /// Copies the body into the spool in buffers of `bufferSize`, each written off the cooperative pool.
-    private func receive(_ body: RequestBody, into spool: UploadSpool) async throws {
+    private func receive(_ body: RequestBody, channel: (any Channel)?, into spool: UploadSpool) async throws {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(UploadService.bufferSize)
-        var total = 0
-        for try await piece in body {
-            total += piece.readableBytes
-            guard total <= options.maxBytes else {
-                throw RangeService.Failure(status: .contentTooLarge, message: "the body is larger than this server's upload limit of \(options.maxBytes) bytes")
-            }
+        try await BodyReader.read(body, limits: options.limits, channel: channel) { piece in
             piece.withUnsafeReadableBytes { buffer.append(contentsOf: $0) }
             if buffer.count >= UploadService.bufferSize {
                 let full = buffer
@@ -186,11 +198,6 @@ public struct UploadService: Sendable {
         }
     }
 
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
-    }
-
     static func created(_ report: PutReport) -> Response {
         let receipt = UploadReceipt(
             model: report.revision.model, revision: report.revision.revision,
@@ -207,40 +214,54 @@ public struct UploadService: Sendable {
         return Response(status: .created, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(json) + [10])))
     }
 
-    static func error(for error: Error) -> Response {
+    /// The answer to a failed upload. Messages never show where the body was spooled: `hiding`
+    /// (the request's spool directory) is replaced by "(upload)".
+    static func error(for error: Error, hiding spool: String? = nil) -> Response {
+        let text = { (message: String) -> String in
+            guard let spool else { return message }
+            return message.replacingOccurrences(of: spool + "/files/", with: "").replacingOccurrences(of: spool, with: "(upload)")
+        }
         switch error {
         case let error as StoreError:
-            if case .revisionExists = error { return RangeService.error(.conflict, "\(error)") }
-            if case .unavailable = error { return RangeService.error(.serviceUnavailable, "\(error)") }
-            if case .fenced = error { return RangeService.error(.serviceUnavailable, "\(error)") }
+            if case .revisionExists = error { return RangeService.error(.conflict, text("\(error)")) }
+            if case .unavailable = error { return RangeService.error(.serviceUnavailable, text("\(error)")) }
+            if case .fenced = error { return RangeService.error(.serviceUnavailable, text("\(error)")) }
         case let error as TarError:
-            return RangeService.error(.badRequest, "\(error)")
-        case let failure as RangeService.Failure where failure.status == .unauthorized:
-            var response = RangeService.error(failure.status, failure.message)
-            response.headers[.wwwAuthenticate] = "Bearer"
+            return RangeService.error(.badRequest, text("\(error)"))
+        case let failure as UploadSlotsFull:
+            var response = RangeService.error(.serviceUnavailable, failure.description)
+            response.headers[.retryAfter] = "5"
             return response
+        case let failure as BodyFailure:
+            if case .tooLarge = failure { return RangeService.error(.contentTooLarge, failure.description) }
+            return RangeService.error(.requestTimeout, failure.description)
         default:
             break
         }
-        return RangeService.error(for: error)
+        return RangeService.error(for: error, message: text)
     }
+}
+
+/// Every upload slot is taken (503, `Retry-After`).
+struct UploadSlotsFull: Error, CustomStringConvertible {
+    let limit: Int
+    var description: String { "this server is already receiving \(limit) uploads, its limit: try again in a few seconds" }
 }
 
 /// One request's spool directory and what is being written into it.
 final class UploadSpool: @unchecked Sendable {
     // Safe: a request writes its spool from one task at a time, each step awaited before the next.
     let directory: String
+    private let spool: SpoolDirectory
     private let target: UploadService.Target
     private let tar: TarExtractor?
     private var file: OpenFile?
     private var written = 0
 
     init(parent: String, target: UploadService.Target) throws {
-        directory = (parent.hasSuffix("/") ? String(parent.dropLast()) : parent) + "/tpstore-upload-" + FileSystem.randomHex(bytes: 8)
+        spool = try SpoolDirectory(parent: parent)
+        directory = spool.path
         self.target = target
-        guard mkdir(directory, 0o700) == 0 else {
-            throw StoreError.io(operation: "mkdir (upload spool)", path: directory, errno: errno)
-        }
         do {
             switch target.body {
             case .tar:
@@ -251,7 +272,7 @@ final class UploadSpool: @unchecked Sendable {
                 file = try OpenFile(path: directory + "/file", mode: .createExclusive)
             }
         } catch {
-            try? FileManager.default.removeItem(atPath: directory)
+            spool.remove()
             throw error
         }
     }
@@ -281,7 +302,7 @@ final class UploadSpool: @unchecked Sendable {
 
     func remove() {
         file = nil
-        try? FileManager.default.removeItem(atPath: directory)
+        spool.remove()
     }
 }
 
@@ -310,13 +331,25 @@ final class AdmissionCounter: @unchecked Sendable {
     private var count = 0
     private let lock = NSLock()
 
-    func enter(limit: Int) -> Bool {
+    /// A taken slot; `leave` gives it back (once).
+    final class Slot: @unchecked Sendable {
+        // Safe: `left` is touched only inside the counter's lock.
+        private let counter: AdmissionCounter
+        private var left = false
+        init(_ counter: AdmissionCounter) { self.counter = counter }
+        func leave() { counter.release(self) }
+        fileprivate func markLeft() -> Bool { if left { return false }; left = true; return true }
+    }
+
+    func enter(limit: Int) -> Slot? {
         lock.withLock {
-            guard count < limit else { return false }
+            guard count < limit else { return nil }
             count += 1
-            return true
+            return Slot(self)
         }
     }
 
-    func leave() { lock.withLock { count -= 1 } }
+    fileprivate func release(_ slot: Slot) { lock.withLock { if slot.markLeft() { count -= 1 } } }
+
+    var inUse: Int { lock.withLock { count } }
 }
