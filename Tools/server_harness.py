@@ -103,7 +103,7 @@ def tensor_starts(tensors):
 
 
 NP_OF = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
-SIZE_CLASSES = {"tiny": (2 << 10, 24 << 10), "small": (64 << 10, 400 << 10), "multi": (1100 << 10, 3300 << 10)}
+SIZE_CLASSES = {"tiny": (2 << 10, 24 << 10), "small": (64 << 10, 400 << 10), "multi": (1100 << 10, 2600 << 10)}
 
 
 class Content:
@@ -116,6 +116,7 @@ class Content:
         self.lineage = lineage  # short description: "base small BF16", "ft of org/alpha@r00003"
         self.sha = {p: hashlib.sha256(b).hexdigest() for p, b in files.items()}
         self.starts = tensor_starts(tensors) if tensors else []
+        self.parent = None  # "model@rev" this was fine-tuned from
 
 
 def random_array(nprng, dtype, shape):
@@ -160,11 +161,13 @@ def make_finetune(rng, parent, parent_ref):
     parent's pack falls under half live when the parent is removed), sometimes one added."""
     nprng = np.random.default_rng(rng.getrandbits(63))
     tensors = []
-    for name, dtype, arr in parent.tensors:
+    for i, (name, dtype, arr) in enumerate(parent.tensors):
         r = rng.random()
-        if r < 0.25 and len(parent.tensors) > 1:
-            continue  # dropped
-        if r < 0.65:
+        if r < 0.35 and (tensors or i < len(parent.tensors) - 1):
+            continue  # dropped (at least one tensor stays)
+        if r < 0.6:
+            arr = random_array(nprng, dtype, arr.shape)  # retrained from scratch: no useful delta
+        elif r < 0.85:
             arr = arr.copy()
             flat = arr.reshape(-1)
             idx = nprng.random(flat.size) < rng.uniform(0.05, 0.6)
@@ -177,7 +180,9 @@ def make_finetune(rng, parent, parent_ref):
         dtype = parent.tensors[0][1]
         tensors.append((f"head.{rng.randrange(100)}.weight", dtype, random_array(nprng, dtype, (rng.randint(8, 200), 128))))
     extra = {p: b for p, b in parent.files.items() if p not in (parent.st_path, "config.json") and rng.random() < 0.7}
-    return build_content(rng, nprng, tensors, f"ft of {parent_ref}", keep_files=(parent.st_path, extra))
+    content = build_content(rng, nprng, tensors, f"ft of {parent_ref}", keep_files=(parent.st_path, extra))
+    content.parent = parent_ref
+    return content
 
 
 def write_tree(root, files):
@@ -254,12 +259,16 @@ def http_call(port, method, url, headers=None, body=None, timeout=30.0):
 # The server
 
 
+try:  # Linux: a server gets SIGKILL if the harness dies without stopping it (PR_SET_PDEATHSIG)
+    import ctypes
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (ImportError, OSError, AttributeError):
+    _prctl = None
+
+
 def _die_with_parent():
-    try:  # Linux: the server gets SIGKILL if the harness dies without cleaning up
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL)
 
 
 class Server:
@@ -320,13 +329,18 @@ class Server:
         self.proc = None
         return complaint
 
-    def log_tail(self, n=6):
+    def log_tail(self, n=4):
+        """The serve log's fatal error line (if any) and its last lines."""
         try:
             with open(self.log_path, "rb") as f:
-                lines = f.read().decode(errors="replace").strip().splitlines()
-            return "serve stderr: " + " | ".join(lines[-n:]) if lines else "serve stderr empty"
+                lines = [l.strip() for l in f.read().decode(errors="replace").splitlines() if l.strip()]
         except OSError:
             return "no serve log"
+        if not lines:
+            return "serve stderr empty"
+        fatal = [l for l in lines if "fatal error" in l.lower()][:1]
+        fatal += [l for l in lines if "/Sources/" in l][:1] if fatal else []
+        return "serve stderr: " + " | ".join(fatal or lines[-n:])[:600]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,13 +435,29 @@ class Round:
         self.busy_answers = 0
         self.pool = ThreadPoolExecutor(max_workers=4)
         self.history = []
+        self.server_since = 0  # op index when the running serve started
+        self.events = []       # what changed the store under the running serve (for failure reports)
 
     # ---- bookkeeping
 
     def count(self, what, n=1):
         self.counts[what] = self.counts.get(what, 0) + n
 
+    def event(self, what):
+        self.events.append(f"{what} #{self.op_index}")
+
+    def context(self):
+        under = ", ".join(self.events[-6:]) if self.events else "nothing but puts"
+        return f" [serve up since op #{self.server_since}; under it: {under}]"
+
+    def start_server(self):
+        self.server.start()
+        self.server_since = self.op_index
+        self.events = []
+
     def fail(self, kind, detail):
+        if kind not in ("harness-error", "serve-stop", "interrupted"):
+            detail += self.context()
         f = Failure(kind, self.seed, self.cache, self.op_index, self.op_desc, detail)
         self.failures.append(f)
         shown = self.shown.get(kind, 0)
@@ -463,14 +493,14 @@ class Round:
                 code = self.server.proc.returncode
                 self.fail("serve-crash", f"tpstore serve exited ({code}); {self.server.log_tail()}")
                 self.server.stop()
-            self.server.start()
+            self.start_server()
 
     def restart_server(self, why):
         complaint = self.server.stop()
         if complaint:
             self.fail("serve-stop", complaint)
         self.restarts += 1
-        self.server.start()
+        self.start_server()
         self.history.append(f"(serve restarted: {why})")
 
     # ---- checks
@@ -499,12 +529,18 @@ class Round:
         """Whose bytes are these? (For wrong-bytes reports.)"""
         if body and body.count(0) == len(body):
             return "all zero bytes"
+        probe = body[:64]
+        elsewhere = None
         for key, content in self.known_contents():
+            state = "live" if key in self.live else "REMOVED"
             for path, data in content.files.items():
                 if len(body) >= 16 and data[a:a + len(body)] == body:
-                    state = "live" if key in self.live else "REMOVED"
                     return f"they are the bytes of {state} {self.ref(key)}/{path} at the same offset"
-        return "they match no file the harness stored at that offset"
+                if elsewhere is None and len(probe) >= 16:
+                    at = data.find(probe)
+                    if at >= 0:
+                        elsewhere = f"they start with the bytes of {state} {self.ref(key)}/{path} at offset {at}"
+        return elsewhere or "they match no file the harness stored"
 
     def classify(self, req):
         rep = req.reply
@@ -546,6 +582,10 @@ class Round:
             return False
         problems = []
         h = rep.headers
+        if "main=" in req.note and rep.status in (200, 206) and h.get("x-tenpak-revision") != req.note.split("main=")[1]:
+            self.fail("stale-main", f"{what}: served revision {h.get('x-tenpak-revision')!r} as main, want {req.note.split('main=')[1]} "
+                      f"(the newest revision of {req.model})")
+            return False
         if want_status == 416:
             if h.get("content-range") != f"bytes */{len(data)}":
                 problems.append(f"Content-Range {h.get('content-range')!r}, want 'bytes */{len(data)}'")
@@ -650,7 +690,7 @@ class Round:
         before = len(self.failures)
         self.check_listing()
         self.ensure_server()
-        self.run_reads(list(extra) + self.plan_reads(self.rng.randint(3, 8)))
+        self.run_reads(list(extra) + self.plan_reads(self.rng.randint(2, 6)))
         if not self.server.alive():
             self.ensure_server()
         elif len(self.failures) > before:
@@ -675,7 +715,9 @@ class Round:
         self.order[key] = self.seq
 
     def pick_parent(self):
-        pool = [(k, c) for k, c in self.known_contents() if c.tensors]
+        """Mostly a live revision (only those can be the base put finds), sometimes a removed one."""
+        live = [(k, c) for k, c in self.live.items() if c.tensors]
+        pool = live if live and self.rng.random() < 0.8 else [(k, c) for k, c in self.known_contents() if c.tensors]
         return self.rng.choice(pool) if pool else (None, None)
 
     def new_content(self, kind):
@@ -745,7 +787,14 @@ class Round:
         if not self.live:
             return self.op_put("base")
         live = sorted(self.live, key=lambda k: self.order[k])
-        key = live[-1] if self.rng.random() < 0.5 else self.rng.choice(live)
+        parents = sorted({c.parent for c in self.live.values() if c.parent} & {self.ref(k) for k in live})
+        r = self.rng.random()
+        if r < 0.4:
+            key = live[-1]  # the newest: gc then frees the highest catalog row ids, which the next put reuses
+        elif r < 0.75 and parents:
+            key = tuple(self.rng.choice(parents).split("@"))  # a base of a live fine-tune: its pack is partly live, gc repacks it
+        else:
+            key = self.rng.choice(live)
         self.op_desc = f"rm {self.ref(key)}"
         r = self.cli("rm", self.ref(key))
         if r.returncode != 0:
@@ -788,6 +837,7 @@ class Round:
             self.fail("cli", "tpstore gc did not finish within 300 s (killed)")
         if killed:
             self.count("gc-killed")
+            self.event("gc killed")
         elif p.returncode != 0:
             self.fail("cli", f"tpstore gc failed ({p.returncode}): {err.strip()[:300]}")
         else:
@@ -796,8 +846,12 @@ class Round:
             for line in out.splitlines():
                 if line.startswith("packs:"):
                     try:
-                        self.count("packs repacked", int(line.split(" deleted, ")[1].split(" repacked")[0]))
-                        self.count("packs deleted", int(line.split("packs: ")[1].split(" deleted")[0]))
+                        repacked = int(line.split(" deleted, ")[1].split(" repacked")[0])
+                        deleted = int(line.split("packs: ")[1].split(" deleted")[0])
+                        self.count("packs repacked", repacked)
+                        self.count("packs deleted", deleted)
+                        if repacked or deleted:
+                            self.event(f"gc deleting {deleted} and repacking {repacked} packs")
                     except (IndexError, ValueError):
                         pass
                     self.op_desc += f" [{line.strip()}]"
@@ -809,6 +863,7 @@ class Round:
         if r.returncode != 0:
             self.fail("cli", f"tpstore fsck --repair failed ({r.returncode}): {r.stderr.strip()[:300]}")
         self.count("repair")
+        self.event("fsck --repair")
         return []
 
     def op_fsck(self, read_data=False):
@@ -883,7 +938,7 @@ class Round:
             r = self.cli("init")
             if r.returncode != 0:
                 raise RuntimeError(f"tpstore init failed: {r.stderr.strip()}")
-            self.server.start()
+            self.start_server()
             body()
             self.final_checks()
         except Exception:
