@@ -2,7 +2,7 @@
 """Long-running-server harness: one `tpstore serve` while the store changes under it.
 
 Usage: server_harness.py [--tpstore PATH] [--ops N] [--seconds S] [--seed K] [--cache on|off|both]
-                         [--scenario NAME[,NAME...]] [--timeout T] [--keep]
+                         [--scenario NAME[,NAME...]] [--timeout T] [--keep] [--verbose]
 
 Each round makes a fresh local store in a temporary directory, starts ONE `tpstore serve` on
 127.0.0.1 (port 0: the server picks a free one; --allow-uploads, spool in the round's directory;
@@ -434,6 +434,7 @@ class Round:
         self.gc_seconds = [0.3]
         self.busy_answers = 0
         self.pool = ThreadPoolExecutor(max_workers=4)
+        self.timing = {}
         self.history = []
         self.server_since = 0  # op index when the running serve started
         self.events = []       # what changed the store under the running serve (for failure reports)
@@ -470,10 +471,13 @@ class Round:
             print(f"  (more [{kind}] failures in this round are counted, not printed)", flush=True)
 
     def cli(self, *args, timeout=300):
+        t0 = time.monotonic()
         try:
             return subprocess.run([self.tpstore, *args[:1], "--store", self.store, *args[1:]], capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(args, -1, "", f"timed out after {timeout} s")
+        finally:
+            self.timing["cli"] = self.timing.get("cli", 0) + time.monotonic() - t0
 
     def new_rev(self):
         self.seq += 1
@@ -674,6 +678,7 @@ class Round:
         for req in reqs:
             req.busy_ok = busy_ok
         port, timeout = self.server.port, self.args.timeout
+        t0 = time.monotonic()
         futures = [self.pool.submit(http_call, port, req.method, url_of(req.model, req.rev, req.path),
                                     {"Range": req.range} if req.range else {}, None, timeout) for req in reqs]
         ok = True
@@ -683,6 +688,7 @@ class Round:
             ok &= good
             if good and req.method == "HEAD" and req.note == "HEAD, GET later" and len(self.headed) < 12:
                 self.headed.append((req.model, req.rev, req.path, req.reply.headers.get("etag")))
+        self.timing["reads"] = self.timing.get("reads", 0) + time.monotonic() - t0
         return ok
 
     def after_op(self, extra=()):
@@ -795,6 +801,9 @@ class Round:
             key = tuple(self.rng.choice(parents).split("@"))  # a base of a live fine-tune: its pack is partly live, gc repacks it
         else:
             key = self.rng.choice(live)
+        return self.rm_key(key)
+
+    def rm_key(self, key):
         self.op_desc = f"rm {self.ref(key)}"
         r = self.cli("rm", self.ref(key))
         if r.returncode != 0:
@@ -805,6 +814,38 @@ class Round:
             del self.removed[next(iter(self.removed))]
         self.count("rm")
         return [Request("GET", key[0], key[1], self.rng.choice(sorted(self.removed[key].files)), "404", note="just removed")]
+
+    def op_rm_base_gc(self):
+        """HEAD the files of a fine-tune, rm its base, gc (which often repacks the base's pack,
+        moving chunks the fine-tune reads); the HEADed files are fetched right after."""
+        parents = sorted({c.parent for c in self.live.values() if c.parent} & {self.ref(k) for k in self.live})
+        desc = ""
+        if not parents:
+            # Make one: a fine-tune of a live revision.
+            bases = sorted(k for k, c in self.live.items() if c.tensors)
+            if not bases:
+                return self.op_put("base")
+            base = self.rng.choice(bases)
+            content = make_finetune(self.rng, self.live[base], self.ref(base))
+            if not self.put_given((self.rng.choice(MODELS), self.new_rev()), content, "a fine-tune"):
+                return []
+            desc = self.op_desc + ", "
+            parents = [self.ref(base)]
+        pref = self.rng.choice(parents)
+        key = tuple(pref.split("@"))
+        child = self.rng.choice(sorted(k for k, c in self.live.items() if c.parent == pref))
+        heads = [self.read_live(child, path=p, method="HEAD", note="HEAD before its base's rm and gc") for p in sorted(self.live[child].files)]
+        self.ensure_server()
+        self.run_reads(heads)
+        self.rm_key(key)
+        self.count("rm-base-gc")
+        desc += f"HEAD {self.ref(child)}, rm its base {pref}, "
+        self.gc_with_reads(False, beside=False)
+        self.op_desc = desc + self.op_desc
+        if child not in self.live:
+            return []
+        return [self.read_live(child, path=p, ranged=self.rng.random() < 0.4, note="HEADed before its base's rm and gc")
+                for p in sorted(self.live[child].files)]
 
     def gc_with_reads(self, kill, beside=True):
         """gc as a subprocess, reads running beside it (sometimes); SIGKILL after a random delay if `kill`."""
@@ -878,8 +919,8 @@ class Round:
         self.count("fsck")
         return []
 
-    OPS = [("put", 11), ("ft", 14), ("dedup", 6), ("upload-file", 3), ("upload-tar", 3), ("rm", 17), ("gc", 12),
-           ("gc-kill", 6), ("repair", 5), ("fsck", 4)]
+    OPS = [("put", 11), ("ft", 14), ("dedup", 6), ("upload-file", 3), ("upload-tar", 3), ("rm", 14), ("rm-base-gc", 8),
+           ("gc", 10), ("gc-kill", 6), ("repair", 5), ("fsck", 4)]
 
     def random_op(self):
         names, weights = zip(*self.OPS)
@@ -895,6 +936,8 @@ class Round:
             return self.op_upload(name == "upload-tar")
         if name == "rm":
             return self.op_rm()
+        if name == "rm-base-gc":
+            return self.op_rm_base_gc()
         if name in ("gc", "gc-kill"):
             return self.gc_with_reads(name == "gc-kill")
         if name == "repair":
@@ -907,6 +950,8 @@ class Round:
         self.op_desc = fn.__name__
         extra = fn(*a)
         self.history.append(f"#{self.op_index} {self.op_desc}")
+        if self.args.verbose:
+            print(f"  op #{self.op_index}: {self.op_desc}", flush=True)
         self.ops_done += 1
         self.after_op(extra)
 
@@ -916,6 +961,8 @@ class Round:
         self.op_desc = fn.__name__
         fn(*a)
         self.history.append(f"#{self.op_index} {self.op_desc}")
+        if self.args.verbose:
+            print(f"  op #{self.op_index}: {self.op_desc}", flush=True)
         self.ops_done += 1
         self.check_listing()
         self.ensure_server()
@@ -1028,9 +1075,9 @@ class Round:
         shutil.rmtree(src, ignore_errors=True)
         if r.returncode != 0:
             self.fail("cli", f"tpstore put {self.ref(key)} failed ({r.returncode}): {r.stderr.strip()[:300]}")
-            return []
+            return False
         self.remember_put(key, content)
-        return []
+        return True
 
     def upload_given(self, key, content, tar):
         self.op_desc = f"upload {'tar' if tar else 'file'} {self.ref(key)} ({content.lineage})"
@@ -1087,6 +1134,7 @@ def main():
     ap.add_argument("--scenario", default="random", help="rm-gc-put, head-gc-read, repair-then-put, random; named (the three), all; comma-separated")
     ap.add_argument("--timeout", type=float, default=30, help="seconds a request may take before it counts as a hang (default 30)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (stores, serve logs)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every operation")
     a = ap.parse_args()
     names = []
     for part in a.scenario.split(","):
@@ -1127,7 +1175,7 @@ def main():
             rnd.run(lambda: SCENARIOS[name](rnd))
             coverage = ", ".join(f"{k} {v}" for k, v in sorted(rnd.counts.items()))
             print(f"round {i + 1}: {name}, cache {cache}: {rnd.ops_done} operations, {rnd.requests} requests, {len(rnd.failures)} failures, "
-                  f"{rnd.seconds:.1f} s; serve restarts {rnd.restarts}, 503 while gc ran {rnd.busy_answers}; {coverage}", flush=True)
+                  f"{rnd.seconds:.1f} s ({', '.join(f'{k} {v:.0f} s' for k, v in sorted(rnd.timing.items()))}); serve restarts {rnd.restarts}, 503 while gc ran {rnd.busy_answers}; {coverage}", flush=True)
     except KeyboardInterrupt as e:
         print(f"server harness: interrupted ({e})", flush=True)
         if rounds and not hasattr(rounds[-1], "seconds"):
