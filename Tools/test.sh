@@ -14,7 +14,7 @@ python3 Tools/crash_harness.py --tpstore .build/debug/tpstore --kills 25 --seed 
 echo "== server harness (short run: issue 12's sequences and 100 random operations per cache mode; the full one: --scenario all --ops 500)"
 # Its failure fails the run, but only after the XCTest suite has run too.
 server_harness=0
-python3 Tools/server_harness.py --tpstore .build/debug/tpstore --scenario all --ops 100 --seconds 150 \
+python3 Tools/server_harness.py --tpstore .build/debug/tpstore --scenario all --ops 100 --seconds 140 \
   --seed "${TENPAK_SERVER_SEED:-$RANDOM}" | tail -n 40 || server_harness=$?
 echo "== test services (SeaweedFS S3, PostgreSQL) for the distributed-store tests"
 # A failure here is not fatal: the distributed tests then fail with the reason (they never skip).
