@@ -567,9 +567,10 @@ class Round:
             if rep.status == 503 and req.busy_ok:
                 self.busy_answers += 1
                 return True
-            if rep.status in (200, 206) and req.method == "GET":
+            if rep.status in (200, 206):
+                whose = self.identify(rep.body, req.a) if req.method == "GET" else f"Content-Length {rep.headers.get('content-length')}"
                 self.fail("removed-served", f"{what}: {rep.status} with {len(rep.body)} bytes for a removed revision or unknown path, want 404; "
-                          f"{self.identify(rep.body, req.a)}")
+                          f"{whose}")
             else:
                 self.fail("wrong-status", f"{what}: {rep.status} {rep.body[:160]!r}, want 404")
             return False
@@ -599,8 +600,9 @@ class Round:
                 problems.append(f"Content-Length {h.get('content-length')!r}, want {want_len}")
             if h.get("etag") != f'"{content.sha[req.path]}"':
                 problems.append(f"ETag {h.get('etag')!r}, want the file's SHA-256 {content.sha[req.path][:16]}...")
-            if h.get("x-tenpak-revision") != (req.note.split("main=")[1] if "main=" in req.note else req.rev):
-                problems.append(f"X-TenPak-Revision {h.get('x-tenpak-revision')!r}")
+            want_rev = req.note.split("main=")[1] if "main=" in req.note else req.rev
+            if h.get("x-tenpak-revision") != want_rev:
+                problems.append(f"X-TenPak-Revision {h.get('x-tenpak-revision')!r}, want {want_rev!r}")
             if want_status == 206 and h.get("content-range") != f"bytes {req.a}-{req.b - 1}/{len(data)}":
                 problems.append(f"Content-Range {h.get('content-range')!r}, want 'bytes {req.a}-{req.b - 1}/{len(data)}'")
             if req.method == "GET":
