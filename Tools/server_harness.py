@@ -14,9 +14,13 @@ seeded RNG change the store:
            live when the base goes), or identical bytes again (dedup); through the CLI
   upload   the same through the server: PUT of one file, or of a tar of the model
   rm       of a revision (often the newest, so gc frees the highest catalog row ids)
+  rm-base-gc  HEAD a fine-tune's files, rm its base, gc (which often repacks the base's pack,
+           moving chunks the fine-tune reads), then GET the HEADed files
   gc       to completion (repacks), sometimes with reads running during it
   gc-kill  gc started as a subprocess and SIGKILLed after a random short delay
-  repair   `fsck --repair` (the catalog is rebuilt and swapped under the server)
+  repair   `fsck --repair` (the catalog is rebuilt and swapped under the server; a repair that
+           refuses because the store is served, which issue 12 allows, is not a failure: the
+           server is then stopped for it)
   fsck     plain fsck, which must find no damage
 After every operation `tpstore ls` must list exactly the revisions the harness expects (a lost
 acknowledged write fails here), and several HTTP reads go through the running server: full GETs,
@@ -1147,7 +1151,7 @@ def main():
     default_bin = next((p for p in (os.path.join(here, "..", ".build", b, "tpstore") for b in ("debug", "release")) if os.access(p, os.X_OK)),
                        os.path.join(here, "..", ".build", "debug", "tpstore"))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[2:]))
+                                 epilog="\n".join(__doc__.splitlines()[5:]))
     ap.add_argument("--tpstore", default=default_bin)
     ap.add_argument("--ops", type=int, default=500, help="random operations per round (default 500)")
     ap.add_argument("--seconds", type=float, default=1800, help="cap on the whole run's time (default 1800)")
