@@ -122,6 +122,10 @@ class Content:
         self.starts = tensor_starts(tensors) if tensors else []
         self.parent = None  # "model@rev" this was fine-tuned from
 
+    def main_path(self):
+        """The safetensors file, or (a revision uploaded as one other file) its one file."""
+        return self.st_path if self.st_path in self.files else sorted(self.files)[0]
+
 
 def random_array(nprng, dtype, shape):
     values = (nprng.standard_normal(shape) * 0.02).astype(np.float32)
@@ -766,7 +770,7 @@ class Round:
         self.remember_put(key, content)
         self.count("put")
         # The new revision must be visible through the running server at once.
-        return [self.read_live(key, path=content.st_path, ranged=False, note="just put"), self.read_live(key, note="just put")]
+        return [self.read_live(key, path=content.main_path(), ranged=False, note="just put"), self.read_live(key, note="just put")]
 
     def op_upload(self, tar):
         content, _ = self.new_content(self.rng.choice(["base", "ft", "ft", "dedup"]))
@@ -1126,7 +1130,7 @@ class Round:
             return []
         content = self.live[key]
         reqs = [self.read_live(key, path=p, ranged=False, note=label) for p in sorted(content.files)]
-        reqs += [self.read_live(key, path=content.st_path, ranged=True, note=label) for _ in range(4)]
+        reqs += [self.read_live(key, path=content.main_path(), ranged=True, note=label) for _ in range(4)]
         self.run_reads(reqs)
         return []
 
