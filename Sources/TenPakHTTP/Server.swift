@@ -215,6 +215,9 @@ public struct HubServer: HTTPResponder {
     private func answer(_ route: Route, request: Request, context: Context, policy: AccessPolicy, principal: Principal) async throws -> Response {
         let method = request.method
         let endpoint = HubServer.endpoint(request)
+        // Every route reads the catalog, some without going through `StoreReader.open`: a catalog
+        // that `fsck --repair` swapped in since the last request is picked up first.
+        try await RangeService.blocking { [reader] in try reader.catchUp() }
         func mayRead(_ repo: String) throws {
             guard policy.canRead(principal, repo) else { throw denied(principal, repo: repo) }
         }

@@ -124,6 +124,13 @@ public final class StoreReader: Sendable {
         return reader
     }
 
+    /// Catches up with what other processes did to the store: a catalog swapped in by a repair is
+    /// reconnected, readers opened before a gc or repair are dropped. A server calls it before it
+    /// looks anything up in the catalog outside `open` (revision lists, file lists).
+    public func catchUp() throws {
+        _ = try currentGeneration()
+    }
+
     /// The store's location generation. When it moved on since the last look (a gc or a repair
     /// started), every open file reader is dropped from the cache and the pack handles are closed:
     /// readers re-resolve their chunks, deleted packs free their space. A catalog swapped in by a
