@@ -58,7 +58,7 @@ public enum BaseMatcher {
         var notes: [String] = ["\(candidates.count)\(candidates.count == candidateLimit ? "+" : "") candidate\(candidates.count == 1 ? "" : "s") by tensor signature"]
 
         // 2. Sketches: stored ones, then missing or damaged ones made from their chunks (bounded).
-        var bits: [Int64: Double] = [:]
+        var distances: [Int64: Double] = [:]
         var unsketched: [Int64] = []
         var damaged = 0
         if let sketch {
@@ -70,7 +70,7 @@ public enum BaseMatcher {
                     unsketched.append(c.revisionRowID)
                     continue
                 }
-                if let d = sketch.distance(to: theirs) { bits[c.revisionRowID] = d.bitsPerElement } else { unsketched.append(c.revisionRowID) }
+                if let d = sketch.distance(to: theirs) { distances[c.revisionRowID] = d.log2RMS } else { unsketched.append(c.revisionRowID) }
             }
             // Newest first: the ones most likely to be near, and an old store converges put by put.
             unsketched.sort(by: >)
@@ -81,9 +81,9 @@ public enum BaseMatcher {
                 // Best effort: the revision may be removed meanwhile, and the choice works without it.
                 try? catalog.putSketch(revisionRowID: id, sketch: theirs.encoded())
                 made += 1
-                if let d = sketch.distance(to: theirs) { bits[id] = d.bitsPerElement }
+                if let d = sketch.distance(to: theirs) { distances[id] = d.log2RMS }
             }
-            unsketched.removeAll { bits[$0] != nil }
+            unsketched.removeAll { distances[$0] != nil }
             if made > 0 { notes.append("\(made) sketch\(made == 1 ? "" : "es") made from stored chunks") }
             if damaged > 0 { notes.append("\(damaged) damaged sketch\(damaged == 1 ? "" : "es") ignored") }
         } else {
@@ -91,14 +91,14 @@ public enum BaseMatcher {
             notes.append("the upload has no float tensors to sketch")
         }
         let matched = Dictionary(uniqueKeysWithValues: candidates.map { ($0.revisionRowID, $0.matchedBytes) })
-        let ranked = bits.keys.sorted { a, b in
-            (bits[a] ?? 0, -(matched[a] ?? 0), -a) < (bits[b] ?? 0, -(matched[b] ?? 0), -b)
+        let ranked = distances.keys.sorted { a, b in
+            (distances[a] ?? 0, -(matched[a] ?? 0), -a) < (distances[b] ?? 0, -(matched[b] ?? 0), -b)
         }
         var shortlistIDs = Array(ranked.prefix(shortlist))
         if !ranked.isEmpty {
             let nearest = ranked[0], next = ranked.count > 1 ? ranked[1] : nil
-            notes.append("\(ranked.count) compared by content sketch, nearest \(format(bits[nearest] ?? 0)) bits/value"
-                         + (next.map { " (next \(format(bits[$0] ?? 0)))" } ?? ""))
+            notes.append("\(ranked.count) compared by content sketch, nearest RMS difference \(format(distances[nearest] ?? 0))"
+                         + (next.map { " (next \(format(distances[$0] ?? 0)))" } ?? ""))
         }
         if !unsketched.isEmpty {
             let sampled = unsketched.prefix(unsketchedSampled)
@@ -134,7 +134,7 @@ public enum BaseMatcher {
                 continue
             }
             let gain = try sampledGain(store: store, uploads: uploads, index: index)
-            let how = bits[id].map { "sketch \(format($0)) bits/value, " } ?? "no sketch, "
+            let how = distances[id].map { "sketch RMS difference \(format($0)), " } ?? "no sketch, "
             let line = "\(name): \(count)/\(tensors.count) tensors match, \(how)sampled delta \(percent(1 - gain)) of no-base size"
             lines.append(line)
             guard gain >= requiredGain else { continue }
@@ -161,7 +161,8 @@ public enum BaseMatcher {
         return try BaseSketch.make(stored: index, tensors: tensors, store: store)
     }
 
-    static func format(_ x: Double) -> String { String(format: "%.2f", x) }
+    /// A sketch distance (log2 of an RMS difference) as the RMS difference itself.
+    static func format(_ log2RMS: Double) -> String { log2RMS <= -100 ? "0" : String(format: "%.2e", pow(2, log2RMS)) }
 
     /// 1 − (delta-coded bytes / no-base bytes) over a few paired chunks.
     static func sampledGain(store: ChunkStore, uploads: [(input: PutInput, plan: ChunkPlan)], index: BaseIndex) throws -> Double {
@@ -177,7 +178,12 @@ public enum BaseMatcher {
         }
         guard !pairs.isEmpty else { return 0 }
         let step = max(1, pairs.count / samplesPerCandidate)
-        let sample = stride(from: step / 2, to: pairs.count, by: step).prefix(samplesPerCandidate).map { pairs[$0] }
+        // Against the chunk the put would really use: a candidate stored as a delta of a delta
+        // lends its own base chunk instead (SPEC §8.5), which is farther from the upload.
+        let sample = try stride(from: step / 2, to: pairs.count, by: step).prefix(samplesPerCandidate).compactMap { i in
+            try usableBase(pairs[i].base, catalog: store.catalog).map { (pairs[i].source, pairs[i].piece, $0) }
+        }
+        guard !sample.isEmpty else { return 0 }
         let sizes = try parallelMap(sample.count) { i -> (Int, Int) in
             let (source, piece, base) = sample[i]
             let raw = try OpenFile(path: source, mode: .read).read(count: piece.length, at: piece.offset)
@@ -190,6 +196,16 @@ public enum BaseMatcher {
         }
         let alone = sizes.reduce(0) { $0 + $1.0 }, delta = sizes.reduce(0) { $0 + $1.1 }
         return alone == 0 ? 0 : 1 - Double(delta) / Double(alone)
+    }
+
+    /// The chunk a put codes against for `paired`: it, or the first chunk down its base chain below
+    /// the depth limit (as `Putter` does); nil when there is none.
+    static func usableBase(_ paired: ChunkLocation, catalog: any Catalog) throws -> ChunkLocation? {
+        var candidate = paired
+        while candidate.depth >= ChunkStore.maxDeltaDepth, let next = candidate.baseRowID, let location = try catalog.chunk(rowID: next) {
+            candidate = location
+        }
+        return candidate.depth < ChunkStore.maxDeltaDepth ? candidate : nil
     }
 
     static func percent(_ x: Double) -> String { "\(Int((x * 100).rounded()))%" }

@@ -245,9 +245,10 @@ final class BaseChoiceTests: XCTestCase {
         let toBase = try XCTUnwrap(ft.distance(to: b)), toSibling = try XCTUnwrap(ft.distance(to: sibling))
         let toOther = try XCTUnwrap(ft.distance(to: other))
         XCTAssertEqual(toBase.samples, 3 * 128)
-        XCTAssertLessThan(toBase.bitsPerElement, toSibling.bitsPerElement)
-        XCTAssertLessThan(toSibling.bitsPerElement, toOther.bitsPerElement)
-        XCTAssertEqual(b.distance(to: b)?.bitsPerElement, 0)
+        // A sibling's difference is two updates: about √2 the spread, half a bit (log2) farther.
+        XCTAssertGreaterThan(toSibling.log2RMS - toBase.log2RMS, 0.3)
+        XCTAssertGreaterThan(toOther.log2RMS - toSibling.log2RMS, 3, "an unrelated model is many bits farther")
+        XCTAssertEqual(b.distance(to: b)?.log2RMS, -100, "identical values: as near as it gets")
     }
 
     /// A catalog written before schema version 2 (no index, no sketches) opens, is upgraded in
