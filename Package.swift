@@ -67,6 +67,8 @@ let package = Package(
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
+        // Base choice and put cost against the number of stored revisions (a tool; prints numbers).
+        .executableTarget(name: "bench-scale", dependencies: ["TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
         .testTarget(name: "TenPakTests", dependencies: [
             "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
         ]),
