@@ -15,8 +15,8 @@ public struct BaseDecision: Sendable {
 ///    of the bytes of the upload's largest tensors (`TensorSignature`), however many revisions the
 ///    store holds; at most `candidateLimit` of them, most bytes and newest first.
 /// 2. Content sketch: the upload's `BaseSketch` is compared with every candidate's (a candidate
-///    without one gets it made from its chunks, up to `sketchesMadePerPut` per put); the
-///    `shortlist` nearest go on. Candidates whose sketch is missing, damaged or not comparable are
+///    without one gets it made from its chunks, up to `sketchesMadePerPut` per put); of the
+///    `shortlist` nearest, those within `confirmMargin` of the nearest go on. Candidates whose sketch is missing, damaged or not comparable are
 ///    not ranked: the newest `unsketchedSampled` of them go on instead (sampling, as before
 ///    sketches existed).
 /// 3. Confirmation: a few paired chunks are encoded with and without each shortlisted candidate's
@@ -29,6 +29,10 @@ public enum BaseMatcher {
     static let requiredGain = 0.05
     static let samplesPerCandidate = 6
     static let shortlist = 3
+    /// Only candidates this close to the nearest (log2 of the RMS ratio: 2^0.25 ≈ 1.19×) are
+    /// confirmed: a sibling is about √2 (0.5) farther, while the estimate's own noise over 1,024
+    /// samples is a few hundredths; a near tie (a light fine-tune of the base) is left to the encodes.
+    static let confirmMargin = 0.25
     static let unsketchedSampled = 2
     static let sketchesMadePerPut = 8
     /// Bounds the work of one choice (index rows read, sketches compared) whatever the store holds.
@@ -94,7 +98,8 @@ public enum BaseMatcher {
         let ranked = distances.keys.sorted { a, b in
             (distances[a] ?? 0, -(matched[a] ?? 0), -a) < (distances[b] ?? 0, -(matched[b] ?? 0), -b)
         }
-        var shortlistIDs = Array(ranked.prefix(shortlist))
+        let nearestDistance = ranked.first.flatMap { distances[$0] } ?? 0
+        var shortlistIDs = ranked.prefix(shortlist).filter { (distances[$0] ?? 0) <= nearestDistance + confirmMargin }
         if !ranked.isEmpty {
             let nearest = ranked[0], next = ranked.count > 1 ? ranked[1] : nil
             notes.append("\(ranked.count) compared by content sketch, nearest RMS difference \(format(distances[nearest] ?? 0))"

@@ -334,4 +334,32 @@ final class BaseChoiceTests: XCTestCase {
         XCTAssertTrue(try store.catalog.baseCandidates(wanted, minimumBytes: 1, limit: 10).isEmpty)
         XCTAssertTrue(try store.catalog.sketches(revisionRowIDs: [base.revision.rowID]).isEmpty)
     }
+
+    /// The put path's catalog queries are index lookups: SQLite's plan reads no store table by a
+    /// full scan (only the upload's own signature list), so their cost does not grow with the store.
+    func testPutPathQueriesUseIndexes() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        _ = try store.put(model: "base", paths: [try model("base", baseTensors())])
+        _ = try store.put(model: "ft", paths: [try model("ft", nudged(baseTensors(), seed: 10))])
+        let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+        // No ANALYZE: tpstore never runs it, so these are the plans a store of any size gets (with
+        // statistics of this two-revision store the planner would rightly scan it).
+        let revision = "SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom)"
+        let queries: [(String, [SQLValue])] = [
+            ("WITH want(signature, bytes) AS (VALUES (?, ?), (?, ?)) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?"),
+             [.int(1), .int(2), .int(3), .int(4), .int(1), .int(10)]),
+            ("SELECT sketch FROM revision_sketches WHERE revision_id = ?", [.int(1)]),
+            (revision + " WHERE m.name = ? ORDER BY r.id DESC LIMIT 1", [.text("base")]),
+            (revision + " WHERE m.name = ? AND r.name = ?", [.text("base"), .text("v1")]),
+            (revision + " WHERE r.id = ?", [.int(1)]),
+            ("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.xxh = ? AND c.sha = ?", [.blob([1]), .blob([2])]),
+            ("SELECT id, path, size, sha256, kind FROM files WHERE revision_id = ? ORDER BY path", [.int(1)]),
+            ("SELECT name, dtype, shape, begin_offset, end_offset FROM tensors WHERE file_id = ? ORDER BY begin_offset, name", [.int(1)]),
+        ]
+        for (sql, values) in queries {
+            let plan = try db.prepare("EXPLAIN QUERY PLAN " + sql).bind(values).rows { $0.text(3) }
+            let scans = plan.filter { $0.hasPrefix("SCAN") && !$0.contains("CONSTANT ROW") && !$0.hasPrefix("SCAN w") }
+            XCTAssertTrue(scans.isEmpty, "\(sql)\n\(plan.joined(separator: "\n"))")
+        }
+    }
 }
