@@ -89,6 +89,8 @@ let package = Package(
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
+        // Base choice and put cost against the number of stored revisions (a tool; prints numbers).
+        .executableTarget(name: "bench-scale", dependencies: ["TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
         // Tests by layer. Scratch space, fixtures, process runners and safetensors builders shared by both.
         .target(name: "TenPakTestSupport", path: "Tests/TenPakTestSupport"),
         // Unit tests of the lower floors: no NIO, PostgreSQL or Hummingbird is compiled for them.

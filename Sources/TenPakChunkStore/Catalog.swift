@@ -32,6 +32,20 @@ public protocol Catalog: AnyObject, Sendable {
     func files(revision: RevisionRecord) throws -> [FileRecord]
     func fileChunks(file: FileRecord) throws -> [FileChunk]
     func tensors(file: FileRecord) throws -> [TensorRecord]
+    /// Revisions by row id (ids not found are absent from the answer).
+    func revisions(rowIDs: [Int64]) throws -> [Int64: RevisionRecord]
+
+    // Base choice (SPEC §10): the candidate index and the revisions' content sketches.
+
+    /// Revisions whose indexed tensor signatures cover at least `minimumBytes` of `signatures`'
+    /// bytes, most first (newest first among equals), at most `limit`. Indexed: the work follows
+    /// the number of matching revisions, not the size of the store.
+    func baseCandidates(_ signatures: [TensorSignature.Weighted], minimumBytes: Int, limit: Int) throws -> [BaseCandidate]
+    /// The stored sketches of these revisions (revisions without one are absent).
+    func sketches(revisionRowIDs: [Int64]) throws -> [Int64: [UInt8]]
+    /// Stores (or replaces) a revision's sketch: a missing or damaged one computed again from its
+    /// chunks. Fails with `notFound` when the revision is gone.
+    func putSketch(revisionRowID: Int64, sketch: [UInt8]) throws
     /// Forgets a revision (its chunks stay until gc finds them unreferenced), recording the sealed
     /// pack that holds its tombstone frame.
     func remove(revision: RevisionRecord, tombstonePack: (name: String, size: Int)) throws
@@ -84,7 +98,10 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
     private let lock = NSLock()
     public let path: String
 
-    public static let schemaVersion = 1
+    /// 2: the candidate index and sketches (`candidateSchema`). A version-1 catalog is upgraded in
+    /// place when opened; a tpstore that knows only version 1 then refuses it ("upgrade tpstore"),
+    /// because its commits would leave revisions out of the index.
+    public static let schemaVersion = 2
 
     static let schema = """
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -148,7 +165,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         manifest_xxh BLOB NOT NULL,
         manifest_sha BLOB NOT NULL,
         removed_at INTEGER NOT NULL);
-    """ + annotationsSchema
+    """ + annotationsSchema + candidateSchema
 
     /// Added after schema version 1 shipped; created on open when missing (additive, so the schema
     /// version stays 1 and older tpstore binaries simply ignore the table).
@@ -167,6 +184,23 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
     static let gcRunsSchema = """
 
     CREATE TABLE IF NOT EXISTS gc_runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL);
+    """
+
+    /// Schema version 2 (SPEC §9): the candidate index (tensor signature → revisions, written by
+    /// each commit), each revision's content sketch, and revisions by model in id order (the newest
+    /// revision of a model without a sort over all of them).
+    static let candidateSchema = """
+
+    CREATE TABLE IF NOT EXISTS tensor_index (
+        signature INTEGER NOT NULL,
+        revision_id INTEGER NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (signature, revision_id)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS tensor_index_by_revision ON tensor_index(revision_id);
+    CREATE TABLE IF NOT EXISTS revision_sketches (
+        revision_id INTEGER PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
+        sketch BLOB NOT NULL);
+    CREATE INDEX IF NOT EXISTS revisions_by_model ON revisions(model_id, id);
     """
 
     /// Opens (and with `create`, creates) the catalog at `path`.
@@ -208,6 +242,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         if try db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gc_runs'").firstRow({ _ in true }) == nil {
             try db.execute(SQLiteCatalog.gcRunsSchema)
         }
+        if number < 2 { try upgradeToVersion2(db) }
         return (db, identity)
     }
 
@@ -226,6 +261,33 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
             db.skipCheckpointOnClose()
             (db, identity) = try SQLiteCatalog.connect(path: path, create: false)
             return true
+        }
+    }
+
+    /// Version 1 → 2 in place, in one transaction: the new tables, the index filled from the
+    /// tensors already stored (linear in the store, once), then the version. Sketches of these
+    /// revisions are made later (base choice computes a missing one from the revision's chunks;
+    /// `fsck --repair` makes all of them). Two processes upgrading at once queue on the write lock;
+    /// the second finds the work done.
+    private static func upgradeToVersion2(_ db: SQLiteDatabase) throws {
+        try db.transaction {
+            let current = try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").firstRow { $0.text(0) }
+            guard let current, let number = Int(current), number < 2 else { return }
+            try db.execute(SQLiteCatalog.candidateSchema)
+            var byRevision: [Int64: [TensorRecord]] = [:]
+            for (revision, tensor) in try db.prepare(CatalogSQL.tensorsByRevision).bind().rows({ s in
+                (s.int(0), TensorRecord(name: s.text(1), dtype: s.text(2), shape: TensorRecord.shape(fromText: s.text(3)),
+                                        begin: Int(s.int(4)), end: Int(s.int(5))))
+            }) {
+                byRevision[revision, default: []].append(tensor)
+            }
+            let insert = try db.prepare("INSERT OR IGNORE INTO tensor_index(signature, revision_id, bytes) VALUES (?, ?, ?)")
+            for (revision, tensors) in byRevision {
+                for row in TensorSignature.indexRows(tensors) {
+                    try insert.bind(.int(row.signature), .int(revision), .int(row.bytes)).run()
+                }
+            }
+            try db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").bind(.text(String(SQLiteCatalog.schemaVersion))).run()
         }
     }
 
@@ -350,6 +412,14 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                                               .int(t.begin), .int(t.end)).run()
                     }
                 }
+                // The candidate index and the sketch are part of the revision: same transaction.
+                let insertIndex = try db.prepare("INSERT OR IGNORE INTO tensor_index(signature, revision_id, bytes) VALUES (?, ?, ?)")
+                for row in TensorSignature.indexRows(commit.files.flatMap(\.tensors)) {
+                    try insertIndex.bind(.int(row.signature), .int(revisionID), .int(row.bytes)).run()
+                }
+                if let sketch = commit.sketch {
+                    try db.prepare("INSERT INTO revision_sketches(revision_id, sketch) VALUES (?, ?)").bind(.int(revisionID), .blob(sketch)).run()
+                }
                 return RevisionRecord(rowID: revisionID, model: commit.model, revision: commit.revision, createdAt: commit.createdAt,
                                       baseModel: commit.baseModel, baseRevision: commit.baseRevision, baseReason: commit.baseReason,
                                       manifest: commit.manifest.id)
@@ -410,6 +480,53 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
             }
             return try db.prepare("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) ORDER BY m.name, r.id")
                 .bind().rows { try SQLiteCatalog.revision($0) }
+        }
+    }
+
+    public func revisions(rowIDs: [Int64]) throws -> [Int64: RevisionRecord] {
+        try locked {
+            let find = try db.prepare("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE r.id = ?")
+            var found: [Int64: RevisionRecord] = [:]
+            for id in Set(rowIDs) {
+                if let record = try find.bind(.int(id)).firstRow({ try SQLiteCatalog.revision($0) }) { found[id] = record }
+            }
+            return found
+        }
+    }
+
+    public func baseCandidates(_ signatures: [TensorSignature.Weighted], minimumBytes: Int, limit: Int) throws -> [BaseCandidate] {
+        let want = Array(Set(signatures))
+        guard !want.isEmpty, limit > 0 else { return [] }
+        return try locked {
+            let values = Array(repeating: "(?, ?)", count: want.count).joined(separator: ", ")
+            let sql = "WITH want(signature, bytes) AS (VALUES \(values)) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?")
+            var bound: [SQLValue] = []
+            for w in want { bound += [.int(w.signature), .int(w.bytes)] }
+            bound += [.int(minimumBytes), .int(limit)]
+            return try db.prepare(sql).bind(bound).rows { BaseCandidate(revisionRowID: $0.int(0), matchedBytes: Int($0.int(1))) }
+        }
+    }
+
+    public func sketches(revisionRowIDs: [Int64]) throws -> [Int64: [UInt8]] {
+        try locked {
+            let find = try db.prepare("SELECT sketch FROM revision_sketches WHERE revision_id = ?")
+            var found: [Int64: [UInt8]] = [:]
+            for id in Set(revisionRowIDs) {
+                if let sketch = try find.bind(.int(id)).firstRow({ $0.blob(0) }) { found[id] = sketch }
+            }
+            return found
+        }
+    }
+
+    public func putSketch(revisionRowID: Int64, sketch: [UInt8]) throws {
+        try locked {
+            try db.transaction {
+                guard try db.prepare("SELECT 1 FROM revisions WHERE id = ?").bind(.int(revisionRowID)).firstRow({ _ in true }) != nil else {
+                    throw StoreError.notFound("the revision was removed before its sketch was stored")
+                }
+                try db.prepare("INSERT OR REPLACE INTO revision_sketches(revision_id, sketch) VALUES (?, ?)")
+                    .bind(.int(revisionRowID), .blob(sketch)).run()
+            }
         }
     }
 

@@ -115,9 +115,13 @@ public struct RevisionCommit: Sendable {
     /// distributed writer cut off from PostgreSQL): its packs or the chunks it deduplicated
     /// against may be gone. nil: no check (a writer holding the exclusive lock, such as repair).
     public let gcFence: Int64?
+    /// The revision's content sketch (`BaseSketch`, SPEC §10), stored with it; nil when the writer
+    /// has none (a copy, a repair before its sketch pass): base choice then falls back to sampling.
+    public let sketch: [UInt8]?
 
     public init(model: String, revision: String, createdAt: Int64, baseModel: String, baseRevision: String, baseReason: String,
-                packs: [(name: String, size: Int)], chunks: [NewChunk], manifest: NewChunk, files: [File], gcFence: Int64?) {
+                packs: [(name: String, size: Int)], chunks: [NewChunk], manifest: NewChunk, files: [File], gcFence: Int64?,
+                sketch: [UInt8]? = nil) {
         self.model = model
         self.revision = revision
         self.createdAt = createdAt
@@ -129,6 +133,7 @@ public struct RevisionCommit: Sendable {
         self.manifest = manifest
         self.files = files
         self.gcFence = gcFence
+        self.sketch = sketch
     }
 }
 

@@ -17,13 +17,33 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
     private let transactionLock = NSRecursiveLock()
     public let config: PostgresConfig
 
-    public static let schemaVersion = 1
+    /// 2: the candidate index and sketches (`candidateSchema`); a version-1 schema is upgraded when opened.
+    public static let schemaVersion = 2
 
     /// One row per gc run started: the fence of commits (added after version 1; made on open when missing).
     static let gcRunsSchema = "CREATE TABLE IF NOT EXISTS gc_runs (id BIGSERIAL PRIMARY KEY, started_at BIGINT NOT NULL)"
 
     /// Every table of the catalog (what a repair moves).
-    static let tables = ["meta", "gc_runs", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones", "annotations"]
+    static let tables = ["meta", "gc_runs", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones", "annotations",
+                         "tensor_index", "revision_sketches"]
+
+    /// Schema version 2 (SPEC §9, §17): the candidate index, the revisions' sketches, revisions by model.
+    static let candidateSchema: [String] = [
+        """
+        CREATE TABLE IF NOT EXISTS tensor_index (
+            signature BIGINT NOT NULL,
+            revision_id BIGINT NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+            bytes BIGINT NOT NULL,
+            PRIMARY KEY (signature, revision_id))
+        """,
+        "CREATE INDEX IF NOT EXISTS tensor_index_by_revision ON tensor_index(revision_id)",
+        """
+        CREATE TABLE IF NOT EXISTS revision_sketches (
+            revision_id BIGINT PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
+            sketch BYTEA NOT NULL)
+        """,
+        "CREATE INDEX IF NOT EXISTS revisions_by_model ON revisions(model_id, id)",
+    ]
 
     static let schema: [String] = [
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -111,7 +131,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
             result TEXT NOT NULL,
             PRIMARY KEY (revision_id, optimizer_version, parameters))
         """,
-    ]
+    ] + PostgresCatalog.candidateSchema
 
     /// Connects; with `create`, creates the schema when missing (under a transaction-level
     /// advisory lock, so two nodes creating it at once do not collide).
@@ -143,6 +163,37 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         guard number <= PostgresCatalog.schemaVersion else {
             throw StoreError.invalidRequest("catalog schema version \(number) is newer than this tpstore (\(PostgresCatalog.schemaVersion)): upgrade tpstore")
         }
+        if number < 2 { try upgradeToVersion2() }
+    }
+
+    /// Version 1 → 2 in one transaction under the schema lock (as SQLiteCatalog's): new tables,
+    /// the index filled from the stored tensors, the version. A second node finds it done.
+    private func upgradeToVersion2() throws {
+        try transaction {
+            try session.query("SELECT pg_advisory_xact_lock($1)", [.int(PostgresStoreLocking.key + 1)])
+            guard let current = try q("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0),
+                  let number = Int(current), number < 2 else { return }
+            for statement in PostgresCatalog.candidateSchema { try q(statement) }
+            var byRevision: [Int64: [TensorRecord]] = [:]
+            for r in try q(CatalogSQL.tensorsByRevision) {
+                byRevision[try r.int(0), default: []].append(
+                    TensorRecord(name: try r.text(1), dtype: try r.text(2), shape: TensorRecord.shape(fromText: try r.text(3)),
+                                 begin: Int(try r.int(4)), end: Int(try r.int(5))))
+            }
+            for (revision, tensors) in byRevision { try insertIndexRows(revision: revision, tensors: tensors) }
+            try q("UPDATE meta SET value = $1 WHERE key = 'schema_version'", [.text(String(PostgresCatalog.schemaVersion))])
+        }
+    }
+
+    /// A revision's candidate index rows, in one statement (inside the caller's transaction).
+    private func insertIndexRows(revision: Int64, tensors: [TensorRecord]) throws {
+        let rows = TensorSignature.indexRows(tensors)
+        guard !rows.isEmpty else { return }
+        try q("""
+            INSERT INTO tensor_index(signature, revision_id, bytes)
+            SELECT s, $1, b FROM unnest($2::bigint[], $3::bigint[]) AS w(s, b) ON CONFLICT DO NOTHING
+            """, [.int(revision), .text(PostgresCatalog.arrayLiteral(rows.map(\.signature))),
+                  .text(PostgresCatalog.arrayLiteral(rows.map { Int64($0.bytes) }))])
     }
 
     /// PostgreSQL round trips made by this catalog (for benchmarks).
@@ -356,9 +407,63 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                               .text(PostgresCatalog.arrayLiteral(file.tensors.map { Int64($0.end) }))])
                 }
             }
+            // The candidate index and the sketch are part of the revision: same transaction.
+            try insertIndexRows(revision: revisionID, tensors: commit.files.flatMap(\.tensors))
+            if let sketch = commit.sketch {
+                try q("INSERT INTO revision_sketches(revision_id, sketch) VALUES ($1, $2)", [.int(revisionID), .bytes(sketch)])
+            }
             return RevisionRecord(rowID: revisionID, model: commit.model, revision: commit.revision, createdAt: commit.createdAt,
                                   baseModel: commit.baseModel, baseRevision: commit.baseRevision, baseReason: commit.baseReason,
                                   manifest: commit.manifest.id)
+        }
+    }
+
+    public func revisions(rowIDs: [Int64]) throws -> [Int64: RevisionRecord] {
+        guard !rowIDs.isEmpty else { return [:] }
+        return try locked {
+            var found: [Int64: RevisionRecord] = [:]
+            for r in try q("SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom) WHERE r.id = ANY($1)", [.intArray(Array(Set(rowIDs)))]) {
+                let record = try PostgresCatalog.revision(r)
+                found[record.rowID] = record
+            }
+            return found
+        }
+    }
+
+    public func baseCandidates(_ signatures: [TensorSignature.Weighted], minimumBytes: Int, limit: Int) throws -> [BaseCandidate] {
+        let want = Array(Set(signatures))
+        guard !want.isEmpty, limit > 0 else { return [] }
+        // One round trip: the upload's signatures as two arrays.
+        return try locked {
+            try q("WITH want(signature, bytes) AS (SELECT * FROM unnest($1::bigint[], $2::bigint[])) "
+                  + CatalogSQL.baseCandidates(threshold: "$3", limit: "$4"),
+                  [.text(PostgresCatalog.arrayLiteral(want.map(\.signature))), .text(PostgresCatalog.arrayLiteral(want.map { Int64($0.bytes) })),
+                   .int(minimumBytes), .int(limit)]).map {
+                BaseCandidate(revisionRowID: try $0.int(0), matchedBytes: Int(try $0.int(1)))
+            }
+        }
+    }
+
+    public func sketches(revisionRowIDs: [Int64]) throws -> [Int64: [UInt8]] {
+        guard !revisionRowIDs.isEmpty else { return [:] }
+        return try locked {
+            var found: [Int64: [UInt8]] = [:]
+            for r in try q("SELECT revision_id, sketch FROM revision_sketches WHERE revision_id = ANY($1)", [.intArray(Array(Set(revisionRowIDs)))]) {
+                found[try r.int(0)] = try r.bytes(1)
+            }
+            return found
+        }
+    }
+
+    public func putSketch(revisionRowID: Int64, sketch: [UInt8]) throws {
+        try transaction {
+            guard try !q("SELECT 1 FROM revisions WHERE id = $1", [.int(revisionRowID)]).isEmpty else {
+                throw StoreError.notFound("the revision was removed before its sketch was stored")
+            }
+            try q("""
+                INSERT INTO revision_sketches(revision_id, sketch) VALUES ($1, $2)
+                ON CONFLICT (revision_id) DO UPDATE SET sketch = EXCLUDED.sketch
+                """, [.int(revisionRowID), .bytes(sketch)])
         }
     }
 
@@ -520,7 +625,8 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
     public func integrityCheck() throws -> [String] {
         try locked {
             var problems: [String] = []
-            for table in ["meta", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones", "annotations"] {
+            for table in ["meta", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones", "annotations",
+                          "tensor_index", "revision_sketches"] {
                 if try q("SELECT to_regclass($1) IS NOT NULL", [.text(table)]).first?.bool(0) != true {
                     problems.append("table \(table) is missing")
                 }

@@ -1,3 +1,4 @@
+import Foundation
 import TenPakChunkStore
 import TenPakCodecs
 import TenPakFormat
@@ -8,70 +9,165 @@ public struct BaseDecision: Sendable {
     public let reason: String
 }
 
-/// Finds the stored revision a new upload is most likely a fine-tune of.
+/// Finds the stored revision a new upload is most likely a fine-tune of (SPEC §10 "Base choice").
 ///
-/// 1. Signature: the share of the upload's tensor bytes whose name, dtype and shape (or shape but
-///    for the leading dimension) match a candidate's tensors, across all shards. Below
-///    `minimumSignatureShare` a candidate is out.
-/// 2. Content: a few paired chunks are encoded with and without the candidate's chunks as base;
-///    the candidate must make them at least `requiredGain` smaller. A same-shape model trained
-///    separately fails here.
-/// 3. A `base_model` in the model card's front matter breaks ties; it is a hint, never proof.
+/// 1. Candidates: the candidate index gives the revisions sharing at least `minimumSignatureShare`
+///    of the bytes of the upload's largest tensors (`TensorSignature`), however many revisions the
+///    store holds; at most `candidateLimit` of them, most bytes and newest first.
+/// 2. Content sketch: the upload's `BaseSketch` is compared with every candidate's (a candidate
+///    without one gets it made from its chunks, up to `sketchesMadePerPut` per put); of the
+///    `shortlist` nearest, those within `confirmMargin` of the nearest go on. Candidates whose sketch is missing, damaged or not comparable are
+///    not ranked: the newest `unsketchedSampled` of them go on instead (sampling, as before
+///    sketches existed).
+/// 3. Confirmation: a few paired chunks are encoded with and without each shortlisted candidate's
+///    chunks; it must make them at least `requiredGain` smaller, and the largest saving wins. A
+///    same-shape model trained separately fails here.
+/// 4. A `base_model` in the model card's front matter adds its newest revision to the shortlist and
+///    2 points to its saving: a hint, never proof.
 public enum BaseMatcher {
     static let minimumSignatureShare = 0.5
     static let requiredGain = 0.05
     static let samplesPerCandidate = 6
-    static let maxCandidatesSampled = 4
+    static let shortlist = 3
+    /// Only candidates this close to the nearest (log2 of the RMS ratio: 2^0.25 ≈ 1.19×) are
+    /// confirmed: a sibling is about √2 (0.5) farther, while the estimate's own noise over 1,024
+    /// samples is a few hundredths; a near tie (a light fine-tune of the base) is left to the encodes.
+    static let confirmMargin = 0.25
+    static let unsketchedSampled = 2
+    static let sketchesMadePerPut = 8
+    /// Bounds the work of one choice (index rows read, sketches compared) whatever the store holds.
+    static let candidateLimit = 4096
 
-    struct Candidate {
-        let index: BaseIndex
-        let share: Double
-        let matched: Int
-        let total: Int
+    /// The choice, the line saying how it was made, and the chosen revision's index (so the put
+    /// does not load it again).
+    struct Choice {
+        let decision: BaseDecision?
+        let note: String
+        let index: BaseIndex?
     }
 
-    static func choose(store: ChunkStore, uploads: [(input: PutInput, plan: ChunkPlan)], excluding model: String,
-                       hint: String?) throws -> (decision: BaseDecision?, note: String) {
-        let tensors = uploads.flatMap { upload in upload.plan.tensors.map { (upload, $0) } }
-        let totalBytes = tensors.reduce(0) { $0 + ($1.1.end - $1.1.begin) }
-        guard totalBytes > 0 else { return (nil, "no base: the upload has no safetensors tensors") }
-        var candidates: [Candidate] = []
-        for revision in try store.catalog.revisions(model: nil) {
-            let index = try BaseIndex.load(store, revision: revision)
-            guard !index.tensors.isEmpty else { continue }
-            var matched = 0, count = 0
-            for (_, t) in tensors where index.pair(name: t.name, dtype: t.dtype, shape: t.shape) != nil {
-                matched += t.end - t.begin
+    static func choose(store: ChunkStore, uploads: [(input: PutInput, plan: ChunkPlan)], hint: String?,
+                       sketch: BaseSketch?) throws -> Choice {
+        let tensors = uploads.flatMap(\.plan.tensors)
+        let totalBytes = tensors.reduce(0) { $0 + ($1.end - $1.begin) }
+        guard totalBytes > 0 else { return Choice(decision: nil, note: "no base: the upload has no safetensors tensors", index: nil) }
+        let catalog = store.catalog
+        let wanted = TensorSignature.indexRows(tensors)
+        let wantedBytes = wanted.reduce(0) { $0 + $1.bytes }
+        let threshold = Int((Double(wantedBytes) * minimumSignatureShare).rounded(.up))
+        let candidates = try catalog.baseCandidates(wanted, minimumBytes: max(1, threshold), limit: candidateLimit)
+        guard !candidates.isEmpty else {
+            return Choice(decision: nil, note: "no base: no stored model has at least \(Int(minimumSignatureShare * 100))% of this upload's tensor bytes under the same names, dtypes and shapes", index: nil)
+        }
+        var notes: [String] = ["\(candidates.count)\(candidates.count == candidateLimit ? "+" : "") candidate\(candidates.count == 1 ? "" : "s") by tensor signature"]
+
+        // 2. Sketches: stored ones, then missing or damaged ones made from their chunks (bounded).
+        var distances: [Int64: Double] = [:]
+        var unsketched: [Int64] = []
+        var damaged = 0
+        if let sketch {
+            let stored = try catalog.sketches(revisionRowIDs: candidates.map(\.revisionRowID))
+            for c in candidates {
+                guard let bytes = stored[c.revisionRowID] else { unsketched.append(c.revisionRowID); continue }
+                guard let theirs = try? BaseSketch.decode(bytes) else {
+                    damaged += 1
+                    unsketched.append(c.revisionRowID)
+                    continue
+                }
+                if let d = sketch.distance(to: theirs) { distances[c.revisionRowID] = d.log2RMS } else { unsketched.append(c.revisionRowID) }
+            }
+            // Newest first: the ones most likely to be near, and an old store converges put by put.
+            unsketched.sort(by: >)
+            var made = 0
+            for id in unsketched.prefix(sketchesMadePerPut) {
+                guard let record = try catalog.revisions(rowIDs: [id])[id],
+                      let theirs = try? remake(store: store, record: record) else { continue }
+                // Best effort: the revision may be removed meanwhile, and the choice works without it.
+                try? catalog.putSketch(revisionRowID: id, sketch: theirs.encoded())
+                made += 1
+                if let d = sketch.distance(to: theirs) { distances[id] = d.log2RMS }
+            }
+            unsketched.removeAll { distances[$0] != nil }
+            if made > 0 { notes.append("\(made) sketch\(made == 1 ? "" : "es") made from stored chunks") }
+            if damaged > 0 { notes.append("\(damaged) damaged sketch\(damaged == 1 ? "" : "es") ignored") }
+        } else {
+            unsketched = candidates.map(\.revisionRowID).sorted(by: >)
+            notes.append("the upload has no float tensors to sketch")
+        }
+        let matched = Dictionary(uniqueKeysWithValues: candidates.map { ($0.revisionRowID, $0.matchedBytes) })
+        let ranked = distances.keys.sorted { a, b in
+            (distances[a] ?? 0, -(matched[a] ?? 0), -a) < (distances[b] ?? 0, -(matched[b] ?? 0), -b)
+        }
+        let nearestDistance = ranked.first.flatMap { distances[$0] } ?? 0
+        var shortlistIDs = ranked.prefix(shortlist).filter { (distances[$0] ?? 0) <= nearestDistance + confirmMargin }
+        if !ranked.isEmpty {
+            let nearest = ranked[0], next = ranked.count > 1 ? ranked[1] : nil
+            notes.append("\(ranked.count) compared by content sketch, nearest RMS difference \(format(distances[nearest] ?? 0))"
+                         + (next.map { " (next \(format(distances[$0] ?? 0)))" } ?? ""))
+        }
+        if !unsketched.isEmpty {
+            let sampled = unsketched.prefix(unsketchedSampled)
+            shortlistIDs += sampled
+            notes.append("\(unsketched.count) without a usable sketch, the newest \(sampled.count) sampled")
+        }
+        var hintedID: Int64?
+        if let hint {
+            for name in [hint, hint.split(separator: "/").last.map(String.init) ?? hint] {
+                if let r = try? catalog.resolve(model: name, revision: nil), matched[r.rowID] != nil {
+                    hintedID = r.rowID
+                    break
+                }
+            }
+            if let hintedID, !shortlistIDs.contains(hintedID) { shortlistIDs.append(hintedID) }
+        }
+
+        // 3. Confirmation by sampled encodes.
+        let records = try catalog.revisions(rowIDs: shortlistIDs)
+        var best: (record: RevisionRecord, index: BaseIndex, score: Double, line: String)?
+        var lines: [String] = []
+        for id in shortlistIDs {
+            guard let record = records[id] else { continue }   // removed meanwhile
+            let index = try BaseIndex.load(store, revision: record)
+            let name = "\(record.model)@\(record.revision)"
+            var matchedBytes = 0, count = 0
+            for t in tensors where index.pair(name: t.name, dtype: t.dtype, shape: t.shape) != nil {
+                matchedBytes += t.end - t.begin
                 count += 1
             }
-            let share = Double(matched) / Double(totalBytes)
-            if share >= minimumSignatureShare {
-                candidates.append(Candidate(index: index, share: share, matched: count, total: tensors.count))
+            guard Double(matchedBytes) / Double(totalBytes) >= minimumSignatureShare else {
+                lines.append("\(name): only \(count)/\(tensors.count) tensors pair")
+                continue
             }
-        }
-        guard !candidates.isEmpty else {
-            return (nil, "no base: no stored model has at least \(Int(minimumSignatureShare * 100))% of this upload's tensor bytes under the same names, dtypes and shapes")
-        }
-        // Newest first among equals, so a chain of fine-tunes picks its latest ancestor.
-        candidates.sort { ($0.share, $0.index.revision.rowID) > ($1.share, $1.index.revision.rowID) }
-        var best: (Candidate, Double)?
-        var notes: [String] = []
-        for candidate in candidates.prefix(maxCandidatesSampled) {
-            let gain = try sampledGain(store: store, uploads: uploads, index: candidate.index)
-            let name = "\(candidate.index.revision.model)@\(candidate.index.revision.revision)"
-            notes.append("\(name): \(candidate.matched)/\(candidate.total) tensors match, sampled delta \(percent(1 - gain)) of no-base size")
+            let gain = try sampledGain(store: store, uploads: uploads, index: index)
+            let how = distances[id].map { "sketch RMS difference \(format($0)), " } ?? "no sketch, "
+            let line = "\(name): \(count)/\(tensors.count) tensors match, \(how)sampled delta \(percent(1 - gain)) of no-base size"
+            lines.append(line)
             guard gain >= requiredGain else { continue }
-            let hinted = hint.map { h in h == candidate.index.revision.model || h.hasSuffix("/" + candidate.index.revision.model) } ?? false
-            let score = gain + (hinted ? 0.02 : 0)
-            if best == nil || score > best!.1 { best = (candidate, score) }
+            let score = gain + (id == hintedID ? 0.02 : 0)
+            if best.map({ score > $0.score }) ?? true { best = (record, index, score, line) }
         }
-        guard let (chosen, _) = best else {
-            return (nil, "no base: candidates share tensor shapes but a delta does not pay (\(notes.joined(separator: "; ")))")
+        let how = notes.joined(separator: "; ")
+        guard let best else {
+            return Choice(decision: nil, note: "no base: candidates share tensor shapes but a delta does not pay (\(how); \(lines.joined(separator: "; ")))", index: nil)
         }
-        var reason = notes.first { $0.hasPrefix("\(chosen.index.revision.model)@\(chosen.index.revision.revision):") } ?? ""
+        var reason = "automatic: \(best.line) [\(how); confirmed \(lines.count) by sampled encodes]"
         if let hint { reason += "; model card base_model: \(hint)" }
-        return (BaseDecision(revision: chosen.index.revision, reason: "automatic: " + reason), reason)
+        return Choice(decision: BaseDecision(revision: best.record, reason: reason), note: reason, index: best.index)
     }
+
+    /// Makes a stored revision's sketch again from its chunks (for a revision stored before sketches
+    /// existed, or whose sketch is damaged); nil when it has no float tensors.
+    static func remake(store: ChunkStore, record: RevisionRecord) throws -> BaseSketch? {
+        let index = try BaseIndex.load(store, revision: record)
+        var tensors: [TensorRecord] = []
+        for file in try store.catalog.files(revision: record) where file.kind == .safetensors {
+            tensors += try store.catalog.tensors(file: file)
+        }
+        return try BaseSketch.make(stored: index, tensors: tensors, store: store)
+    }
+
+    /// A sketch distance (log2 of an RMS difference) as the RMS difference itself.
+    static func format(_ log2RMS: Double) -> String { log2RMS <= -100 ? "0" : String(format: "%.2e", pow(2, log2RMS)) }
 
     /// 1 − (delta-coded bytes / no-base bytes) over a few paired chunks.
     static func sampledGain(store: ChunkStore, uploads: [(input: PutInput, plan: ChunkPlan)], index: BaseIndex) throws -> Double {
@@ -87,7 +183,12 @@ public enum BaseMatcher {
         }
         guard !pairs.isEmpty else { return 0 }
         let step = max(1, pairs.count / samplesPerCandidate)
-        let sample = stride(from: step / 2, to: pairs.count, by: step).prefix(samplesPerCandidate).map { pairs[$0] }
+        // Against the chunk the put would really use: a candidate stored as a delta of a delta
+        // lends its own base chunk instead (SPEC §8.5), which is farther from the upload.
+        let sample = try stride(from: step / 2, to: pairs.count, by: step).prefix(samplesPerCandidate).compactMap { i in
+            try usableBase(pairs[i].base, catalog: store.catalog).map { (pairs[i].source, pairs[i].piece, $0) }
+        }
+        guard !sample.isEmpty else { return 0 }
         let sizes = try parallelMap(sample.count) { i -> (Int, Int) in
             let (source, piece, base) = sample[i]
             let raw = try OpenFile(path: source, mode: .read).read(count: piece.length, at: piece.offset)
@@ -100,6 +201,16 @@ public enum BaseMatcher {
         }
         let alone = sizes.reduce(0) { $0 + $1.0 }, delta = sizes.reduce(0) { $0 + $1.1 }
         return alone == 0 ? 0 : 1 - Double(delta) / Double(alone)
+    }
+
+    /// The chunk a put codes against for `paired`: it, or the first chunk down its base chain below
+    /// the depth limit (as `Putter` does); nil when there is none.
+    static func usableBase(_ paired: ChunkLocation, catalog: any Catalog) throws -> ChunkLocation? {
+        var candidate = paired
+        while candidate.depth >= ChunkStore.maxDeltaDepth, let next = candidate.baseRowID, let location = try catalog.chunk(rowID: next) {
+            candidate = location
+        }
+        return candidate.depth < ChunkStore.maxDeltaDepth ? candidate : nil
     }
 
     static func percent(_ x: Double) -> String { "\(Int((x * 100).rounded()))%" }

@@ -80,7 +80,11 @@ public final class ModelStore: Sendable {
             if let w = plan.warning, named { warnings.append("\(input.path): \(w)") }
             planned.append((input, plan))
         }
+        // The upload's sketch is stored with it whatever the base choice, so later uploads can
+        // compare against it.
+        let sketch = try BaseSketch.make(uploads: planned)
         let decision: BaseDecision?
+        var index: BaseIndex?
         switch base {
         case .none:
             decision = nil
@@ -89,12 +93,10 @@ public final class ModelStore: Sendable {
             let record = try catalog.resolve(model: baseModel, revision: baseRevision)
             decision = BaseDecision(revision: record, reason: "given with --base")
         case .automatic:
-            let hint = planned.first { $0.input.path.lowercased() == "readme.md" }.flatMap { entry in
-                (try? String(contentsOfFile: entry.input.source, encoding: .utf8)).flatMap(BaseMatcher.hint(fromModelCard:))
-            }
-            let (chosen, note) = try BaseMatcher.choose(store: chunks, uploads: planned, excluding: model, hint: hint)
-            decision = chosen
-            if chosen == nil { warnings.append(note) }
+            let choice = try chooseBase(planned, sketch: sketch)
+            decision = choice.decision
+            index = choice.index
+            if choice.decision == nil { warnings.append(choice.note) }
         }
         // The manifest is one frame: refuse a revision whose manifest cannot be, before any data
         // is read or written (paths and chunk counts are known from the plans).
@@ -104,9 +106,36 @@ public final class ModelStore: Sendable {
         guard manifestSize <= FrameHeader.maxLength else {
             throw StoreError.invalidRequest("the revision's manifest would be \(manifestSize) bytes (\(planned.count) files), over the \(FrameHeader.maxLength >> 20) MiB frame limit; nothing was stored: put the files as several revisions")
         }
-        let index = try decision.map { try BaseIndex.load(chunks, revision: $0.revision) }
+        if index == nil, let decision { index = try BaseIndex.load(chunks, revision: decision.revision) }
         let putter = Putter(store: chunks, model: model, revision: revision, gcFence: gcFence, progress: progress)
-        return try putter.run(inputs: planned, base: decision, baseIndex: index, warnings: warnings)
+        return try putter.run(inputs: planned, base: decision, baseIndex: index, warnings: warnings, sketch: sketch?.encoded())
+    }
+
+    /// The automatic base choice for files already planned (the model card's `base_model`, if
+    /// there is a README.md among them, is the hint).
+    private func chooseBase(_ planned: [(input: PutInput, plan: ChunkPlan)], sketch: BaseSketch?) throws -> BaseMatcher.Choice {
+        let hint = planned.first { $0.input.path.lowercased() == "readme.md" }.flatMap { entry in
+            (try? String(contentsOfFile: entry.input.source, encoding: .utf8)).flatMap(BaseMatcher.hint(fromModelCard:))
+        }
+        return try BaseMatcher.choose(store: chunks, uploads: planned, hint: hint, sketch: sketch)
+    }
+
+    /// What an automatic put of `paths` would choose as its base, and how long choosing took
+    /// (benchmarks, `Tools/bench_scale`). Stores nothing but sketches of candidates that lacked one.
+    public func explainBase(paths: [String]) throws -> (decision: BaseDecision?, note: String, seconds: Double) {
+        let inputs = try ModelStore.collectInputs(paths)
+        let lock = try chunks.lock(.shared)
+        defer { withExtendedLifetime(lock) {} }
+        var planned: [(input: PutInput, plan: ChunkPlan)] = []
+        for input in inputs {
+            let file = try OpenFile(path: input.source, mode: .read)
+            let size = try file.size()
+            let named = input.path.hasSuffix(".safetensors")
+            planned.append((input, try ChunkPlan.make(file: file, size: size, looksLikeSafetensors: named || (try ChunkPlan.sniffSafetensors(file: file, size: size)))))
+        }
+        let started = Date()
+        let choice = try chooseBase(planned, sketch: try BaseSketch.make(uploads: planned))
+        return (choice.decision, choice.note, Date().timeIntervalSince(started))
     }
 
     /// Expands files and directories into (source, path-in-revision) pairs, sorted by path.

@@ -95,7 +95,7 @@ final class Putter {
     }
 
     func run(inputs: [(input: PutInput, plan: ChunkPlan)], base: BaseDecision?, baseIndex: BaseIndex?,
-             warnings: [String]) throws -> PutReport {
+             warnings: [String], sketch: [UInt8]? = nil) throws -> PutReport {
         let started = Date()
         let total = inputs.reduce(0) { $0 + $1.plan.size }
         var done = 0
@@ -210,7 +210,7 @@ final class Putter {
                 try store.catalog.commit(RevisionCommit(
                     model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
                     baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
-                    manifest: manifestChunk, files: commitFiles, gcFence: gcFence))
+                    manifest: manifestChunk, files: commitFiles, gcFence: gcFence, sketch: sketch))
             }
             return PutReport(revision: record, files: reports, base: base, warnings: warnings,
                              seconds: Date().timeIntervalSince(started))

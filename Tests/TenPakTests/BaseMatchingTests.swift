@@ -1,7 +1,7 @@
 import Foundation
-import TenPakChunkStore
+@testable import TenPakChunkStore
 import TenPakFormat
-import TenPakModelStore
+@testable import TenPakModelStore
 import TenPakTestSupport
 import XCTest
 
@@ -125,5 +125,242 @@ final class BaseMatchingTests: XCTestCase {
         let forged = ChunkID(xxh: stored.id.xxh, sha: Hashing.sha256(Array("different bytes".utf8)))
         XCTAssertTrue(try catalog.findChunks([forged]).isEmpty, "lookup needs both hashes to match")
         XCTAssertEqual(try catalog.findChunks([stored.id])[stored.id]?.rowID, stored.rowID)
+    }
+}
+
+/// Base choice at hub scale (SPEC §10): the candidate index, content sketches, their fallbacks,
+/// the in-place upgrade of a version-1 catalog and the rebuild by repair.
+final class BaseChoiceTests: XCTestCase {
+    var dir = ""
+    var storeDir: String { dir + "/store" }
+
+    override func setUpWithError() throws {
+        dir = TestSupport.temporaryDirectory(self, "choice")
+    }
+
+    /// A small model: a two-chunk matrix, a layer and a bias (F32), as in BaseMatchingTests.
+    func model(_ name: String, _ tensors: (embed: [UInt8], layer: [UInt8], bias: [UInt8])) throws -> String {
+        var b = SafetensorsBuilder()
+        b.add("embed.weight", "F32", [300, 1024], tensors.embed)
+        b.add("layer.0.weight", "F32", [256, 256], tensors.layer)
+        b.add("layer.0.bias", "F32", [512], tensors.bias)
+        let path = dir + "/" + name + "/model.safetensors"
+        try TestSupport.write(b.bytes(), to: path)
+        return dir + "/" + name
+    }
+
+    func baseTensors(seed: UInt64 = 1) -> (embed: [UInt8], layer: [UInt8], bias: [UInt8]) {
+        (SafetensorsBuilder.f32(300 * 1024, seed: seed), SafetensorsBuilder.f32(256 * 256, seed: seed + 1),
+         SafetensorsBuilder.f32(512, seed: seed + 2))
+    }
+
+    func nudged(_ t: (embed: [UInt8], layer: [UInt8], bias: [UInt8]), seed: UInt64) -> (embed: [UInt8], layer: [UInt8], bias: [UInt8]) {
+        (SafetensorsBuilder.nudge(t.embed, seed: seed), SafetensorsBuilder.nudge(t.layer, seed: seed + 1),
+         SafetensorsBuilder.nudge(t.bias, seed: seed + 2))
+    }
+
+    func assertRoundTrip(_ store: ModelStore, _ model: String, _ source: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try store.get(model: model, revision: nil, to: out)
+        XCTAssertEqual(try TestSupport.read(out + "/model.safetensors"), try TestSupport.read(source + "/model.safetensors"), file: file, line: line)
+    }
+
+    func testFineTuneOfAFineTunePicksItsParentAndTheReasonSaysHow() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        let base = baseTensors()
+        let ft1 = nudged(base, seed: 10), ft2 = nudged(ft1, seed: 20)
+        _ = try store.put(model: "base", paths: [try model("base", base)])
+        let first = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
+        XCTAssertEqual(first.base?.revision.model, "base")
+        let second = try store.put(model: "ft2", paths: [try model("ft2", ft2)])
+        XCTAssertEqual(second.base?.revision.model, "ft1", second.base?.reason ?? second.warnings.joined())
+        let reason = try XCTUnwrap(second.base?.reason)
+        XCTAssertTrue(reason.contains("compared by content sketch"), reason)
+        XCTAssertTrue(reason.contains("sampled delta"), reason)
+        // The reason is the one stored with the revision.
+        XCTAssertEqual(try store.catalog.resolve(model: "ft2", revision: nil).baseReason, reason)
+        try assertRoundTrip(store, "ft2", dir + "/ft2")
+    }
+
+    /// The case of the issue: siblings (the same base, other seeds) are newer than the base, and
+    /// used to win because only the newest candidates were sampled.
+    func testSiblingFineTunesDoNotHideTheTrueBase() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        let base = baseTensors()
+        _ = try store.put(model: "base", paths: [try model("base", base)])
+        for i in 0 ..< 6 {
+            let sibling = try store.put(model: "sibling-\(i)", paths: [try model("sibling-\(i)", nudged(base, seed: 100 + 10 * UInt64(i)))])
+            XCTAssertEqual(sibling.base?.revision.model, "base", "sibling \(i): \(sibling.base?.reason ?? "no base")")
+        }
+        let target = try store.put(model: "target", paths: [try model("target", nudged(base, seed: 999))])
+        XCTAssertEqual(target.base?.revision.model, "base", target.base?.reason ?? target.warnings.joined())
+        XCTAssertTrue(try XCTUnwrap(target.base?.reason).contains("7 candidates by tensor signature"), target.base?.reason ?? "")
+        try assertRoundTrip(store, "target", dir + "/target")
+    }
+
+    func testUnrelatedModelOfTheSameShapeGetsNoBaseWithAReason() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        _ = try store.put(model: "base", paths: [try model("base", baseTensors())])
+        let other = try store.put(model: "retrained", paths: [try model("retrained", baseTensors(seed: 500))])
+        XCTAssertNil(other.base)
+        let note = other.warnings.first { $0.hasPrefix("no base") } ?? ""
+        XCTAssertTrue(note.contains("a delta does not pay") && note.contains("compared by content sketch"), note)
+    }
+
+    /// A damaged sketch is ignored (never trusted), the candidate's sketch is made again from its
+    /// chunks, and the choice and the bytes are right.
+    func testDamagedSketchIsRemadeFromChunks() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        let base = baseTensors()
+        let stored = try store.put(model: "base", paths: [try model("base", base)])
+        let good = try XCTUnwrap(try store.catalog.sketches(revisionRowIDs: [stored.revision.rowID])[stored.revision.rowID])
+        XCTAssertNoThrow(try BaseSketch.decode(good))
+        var flipped = good
+        flipped[20] ^= 0x40
+        XCTAssertThrowsError(try BaseSketch.decode(flipped)) { XCTAssertTrue("\($0)".contains("checksum"), "\($0)") }
+        XCTAssertThrowsError(try BaseSketch.decode([1, 2, 3]))
+        try store.catalog.putSketch(revisionRowID: stored.revision.rowID, sketch: flipped)
+
+        let ft = try store.put(model: "ft", paths: [try model("ft", nudged(base, seed: 10))])
+        XCTAssertEqual(ft.base?.revision.model, "base")
+        let reason = try XCTUnwrap(ft.base?.reason)
+        XCTAssertTrue(reason.contains("1 damaged sketch ignored") && reason.contains("1 sketch made from stored chunks"), reason)
+        let remade = try XCTUnwrap(try store.catalog.sketches(revisionRowIDs: [stored.revision.rowID])[stored.revision.rowID])
+        XCTAssertEqual(remade, good, "made again from the chunks, it equals the one made from the upload")
+        try assertRoundTrip(store, "ft", dir + "/ft")
+    }
+
+    /// The sketch of an upload and the one made later from its stored chunks agree byte for byte,
+    /// and a sketch is closer to a fine-tune's than to an unrelated model's.
+    func testSketchDistanceOrdersParentSiblingAndUnrelated() throws {
+        let base = baseTensors()
+        func sketch(_ t: (embed: [UInt8], layer: [UInt8], bias: [UInt8]), _ name: String) throws -> BaseSketch {
+            let path = try model(name, t) + "/model.safetensors"
+            let file = try OpenFile(path: path, mode: .read)
+            let plan = try ChunkPlan.make(file: file, size: try file.size(), looksLikeSafetensors: true)
+            return try XCTUnwrap(try BaseSketch.make(uploads: [(PutInput(source: path, path: "model.safetensors"), plan)]))
+        }
+        let b = try sketch(base, "b"), ft = try sketch(nudged(base, seed: 10), "ft")
+        let sibling = try sketch(nudged(base, seed: 30), "s"), other = try sketch(baseTensors(seed: 77), "o")
+        XCTAssertEqual(try BaseSketch.decode(b.encoded()), b)
+        let toBase = try XCTUnwrap(ft.distance(to: b)), toSibling = try XCTUnwrap(ft.distance(to: sibling))
+        let toOther = try XCTUnwrap(ft.distance(to: other))
+        XCTAssertEqual(toBase.samples, 3 * 128)
+        // A sibling's difference is two updates: about √2 the spread, half a bit (log2) farther.
+        XCTAssertGreaterThan(toSibling.log2RMS - toBase.log2RMS, 0.3)
+        XCTAssertGreaterThan(toOther.log2RMS - toSibling.log2RMS, 3, "an unrelated model is many bits farther")
+        XCTAssertEqual(b.distance(to: b)?.log2RMS, -100, "identical values: as near as it gets")
+    }
+
+    /// A catalog written before schema version 2 (no index, no sketches) opens, is upgraded in
+    /// place, and its revisions are found as candidates; their sketches are made when first needed.
+    func testVersion1CatalogIsUpgradedInPlace() throws {
+        let base = baseTensors()
+        do {
+            let store = try ModelStore.open(directory: storeDir, create: true)
+            _ = try store.put(model: "base", paths: [try model("base", base)])
+            _ = try store.put(model: "misc", paths: [TestSupport.fixtures + "/misc"])
+        }
+        // Back to exactly the version-1 schema: version 2 only added these three objects.
+        do {
+            let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+            try db.execute("""
+                DROP TABLE tensor_index; DROP TABLE revision_sketches; DROP INDEX revisions_by_model;
+                UPDATE meta SET value = '1' WHERE key = 'schema_version';
+                """)
+        }
+        let store = try ModelStore.open(directory: storeDir)
+        do {
+            let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+            XCTAssertEqual(try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").firstRow { $0.text(0) }, "2")
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM tensor_index").firstRow { $0.int(0) }, 3)
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM revision_sketches").firstRow { $0.int(0) }, 0)
+        }
+        let ft = try store.put(model: "ft", paths: [try model("ft", nudged(base, seed: 10))])
+        XCTAssertEqual(ft.base?.revision.model, "base")
+        XCTAssertTrue(try XCTUnwrap(ft.base?.reason).contains("1 sketch made from stored chunks"), ft.base?.reason ?? "")
+        let baseRow = try store.catalog.resolve(model: "base", revision: nil).rowID
+        XCTAssertNotNil(try store.catalog.sketches(revisionRowIDs: [baseRow])[baseRow])
+        try assertRoundTrip(store, "ft", dir + "/ft")
+        XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
+
+        // A catalog from a newer tpstore is refused, not half understood.
+        do {
+            let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+            try db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        }
+        XCTAssertThrowsError(try ModelStore.open(directory: storeDir)) { XCTAssertTrue("\($0)".contains("upgrade tpstore"), "\($0)") }
+    }
+
+    /// `fsck --repair` rebuilds the index (through its commits) and every sketch.
+    func testRepairRebuildsTheIndexAndTheSketches() throws {
+        let base = baseTensors()
+        let ft1 = nudged(base, seed: 10)
+        do {
+            let store = try ModelStore.open(directory: storeDir, create: true)
+            _ = try store.put(model: "base", paths: [try model("base", base)])
+            _ = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
+        }
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: storeDir + "/catalog.db" + suffix) }
+        let report = try Repairer(directory: storeDir).run()
+        XCTAssertTrue(report.lines.contains("candidate index rebuilt for 2 revisions, 2 content sketches made"), report.lines.joined(separator: "\n"))
+        let store = try ModelStore.open(directory: storeDir)
+        let rows = try store.revisions().map(\.rowID)
+        XCTAssertEqual(try store.catalog.sketches(revisionRowIDs: rows).count, 2)
+        let ft2 = try store.put(model: "ft2", paths: [try model("ft2", nudged(ft1, seed: 20))])
+        XCTAssertEqual(ft2.base?.revision.model, "ft1")
+        let reason = try XCTUnwrap(ft2.base?.reason)
+        XCTAssertTrue(reason.contains("2 compared by content sketch") && !reason.contains("made from stored chunks"), reason)
+    }
+
+    /// The index answers by signature share: another architecture is not a candidate, and the
+    /// threshold is on the upload's bytes.
+    func testCandidateIndexFindsOnlySharingRevisions() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        let base = try store.put(model: "base", paths: [try model("base", baseTensors())])
+        var other = SafetensorsBuilder()
+        other.add("encoder.weight", "F32", [300, 1024], SafetensorsBuilder.f32(300 * 1024, seed: 9))
+        try TestSupport.write(other.bytes(), to: dir + "/other/model.safetensors")
+        _ = try store.put(model: "other", paths: [dir + "/other"])
+        let wanted = TensorSignature.indexRows([
+            TensorRecord(name: "embed.weight", dtype: "F32", shape: [310, 1024], begin: 0, end: 310 * 4096),  // rows added: still pairs
+            TensorRecord(name: "layer.0.weight", dtype: "F32", shape: [256, 256], begin: 0, end: 262_144),
+        ])
+        let found = try store.catalog.baseCandidates(wanted, minimumBytes: 1, limit: 10)
+        XCTAssertEqual(found.map(\.revisionRowID), [base.revision.rowID])
+        XCTAssertEqual(found.first?.matchedBytes, 310 * 4096 + 262_144)
+        XCTAssertTrue(try store.catalog.baseCandidates(wanted, minimumBytes: 310 * 4096 + 262_145, limit: 10).isEmpty)
+        // Removing a revision removes its index rows and sketch (ON DELETE CASCADE).
+        try store.remove(model: "base", revision: base.revision.revision)
+        XCTAssertTrue(try store.catalog.baseCandidates(wanted, minimumBytes: 1, limit: 10).isEmpty)
+        XCTAssertTrue(try store.catalog.sketches(revisionRowIDs: [base.revision.rowID]).isEmpty)
+    }
+
+    /// The put path's catalog queries are index lookups: SQLite's plan reads no store table by a
+    /// full scan (only the upload's own signature list), so their cost does not grow with the store.
+    func testPutPathQueriesUseIndexes() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        _ = try store.put(model: "base", paths: [try model("base", baseTensors())])
+        _ = try store.put(model: "ft", paths: [try model("ft", nudged(baseTensors(), seed: 10))])
+        let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+        // No ANALYZE: tpstore never runs it, so these are the plans a store of any size gets (with
+        // statistics of this two-revision store the planner would rightly scan it).
+        let revision = "SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom)"
+        let queries: [(String, [SQLValue])] = [
+            ("WITH want(signature, bytes) AS (VALUES (?, ?), (?, ?)) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?"),
+             [.int(1), .int(2), .int(3), .int(4), .int(1), .int(10)]),
+            ("SELECT sketch FROM revision_sketches WHERE revision_id = ?", [.int(1)]),
+            (revision + " WHERE m.name = ? ORDER BY r.id DESC LIMIT 1", [.text("base")]),
+            (revision + " WHERE m.name = ? AND r.name = ?", [.text("base"), .text("v1")]),
+            (revision + " WHERE r.id = ?", [.int(1)]),
+            ("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.xxh = ? AND c.sha = ?", [.blob([1]), .blob([2])]),
+            ("SELECT id, path, size, sha256, kind FROM files WHERE revision_id = ? ORDER BY path", [.int(1)]),
+            ("SELECT name, dtype, shape, begin_offset, end_offset FROM tensors WHERE file_id = ? ORDER BY begin_offset, name", [.int(1)]),
+        ]
+        for (sql, values) in queries {
+            let plan = try db.prepare("EXPLAIN QUERY PLAN " + sql).bind(values).rows { $0.text(3) }
+            let scans = plan.filter { $0.hasPrefix("SCAN") && !$0.contains("CONSTANT ROW") && !$0.hasPrefix("SCAN w") }
+            XCTAssertTrue(scans.isEmpty, "\(sql)\n\(plan.joined(separator: "\n"))")
+        }
     }
 }

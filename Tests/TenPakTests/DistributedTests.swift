@@ -441,4 +441,32 @@ final class DistributedTests: XCTestCase {
         _ = try store.put(model: "misc", revision: "v1", paths: [TestSupport.fixtures + "/misc"])
         XCTAssertTrue(try Checker(store: store, readData: true).run().isHealthy)
     }
+
+    /// Base choice on PostgreSQL: the candidate index and sketches are written by the commit, a
+    /// fine-tune of a fine-tune picks its parent by content, and a version-1 schema (no index, no
+    /// sketches) is upgraded in place by the next opening.
+    func testCandidateIndexSketchesAndUpgradeOnPostgres() throws {
+        let (store, path) = try makeStore()
+        _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        let ft = try store.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
+        XCTAssertEqual(ft.base?.revision.model, "tiny-base")
+        XCTAssertTrue(try XCTUnwrap(ft.base?.reason).contains("compared by content sketch"), ft.base?.reason ?? "")
+        let rows = try store.revisions().map(\.rowID)
+        XCTAssertEqual(try store.catalog.sketches(revisionRowIDs: rows).count, 2)
+
+        let admin = try PGSession(config: try DistributedConfig.load(path: path).postgres)
+        try admin.query("DROP TABLE tensor_index, revision_sketches")
+        try admin.query("DROP INDEX revisions_by_model")
+        try admin.query("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        let reopened = try StoreLocation.open(path)
+        XCTAssertEqual(try admin.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0), "2")
+        XCTAssertGreaterThan(try admin.query("SELECT count(*) FROM tensor_index").first?.int(0) ?? 0, 0)
+        let again = try reopened.put(model: "tiny-sharded", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-sharded"])
+        let reason = try XCTUnwrap(again.base?.reason)
+        XCTAssertTrue(reason.contains("sketches made from stored chunks"), reason)
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try reopened.get(model: "tiny-sharded", revision: "v1", to: out)
+        try assertSameTree(TestSupport.fixtures + "/models/tiny-sharded", out)
+        XCTAssertTrue(try Checker(store: reopened, readData: true).run().isHealthy)
+    }
 }

@@ -102,6 +102,7 @@ public struct Repairer {
             var inserted = Set<ChunkID>()
             var insertedPacks = Set<String>()
             var depth: [ChunkID: Int] = [:]
+            var recovered: [RevisionRecord] = []
             func depthOf(_ id: ChunkID) -> Int? {
                 if let d = depth[id] { return d }
                 guard let c = chunks[id] else { return nil }
@@ -157,10 +158,10 @@ public struct Repairer {
                     let manifestChunk = NewChunk(id: id, rawLength: mc.header.rawLength, pack: mc.pack, frameOffset: mc.offset,
                                                  frameLength: mc.length, encoding: mc.header.encoding, base: nil, depth: 0)
                     inserted.insert(id)
-                    _ = try catalog.commit(RevisionCommit(
+                    recovered.append(try catalog.commit(RevisionCommit(
                         model: manifest.model, revision: manifest.revision, createdAt: manifest.createdAt, baseModel: manifest.baseModel,
                         baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: newPacks, chunks: newChunks,
-                        manifest: manifestChunk, files: files, gcFence: nil))
+                        manifest: manifestChunk, files: files, gcFence: nil)))
                     report.lines.append("recovered \(name) (\(manifest.files.count) files)")
                 } catch {
                     (inserted, insertedPacks) = snapshot
@@ -170,6 +171,22 @@ public struct Repairer {
             for (tombstone, pack) in tombstones {
                 try catalog.recordTombstone(tombstone, pack: (pack, packSizes[pack] ?? 0))
             }
+            // The candidate index was written by each commit above; the sketches are made now, from
+            // the chunks through the new catalog (a revision whose sketch cannot be made is still
+            // recovered: base choice samples it instead).
+            let rebuilt = ChunkStore(packs: packs, catalog: catalog, root: target.place, locking: target.locking)
+            var sketched = 0
+            for record in recovered {
+                do {
+                    if let sketch = try BaseMatcher.remake(store: rebuilt, record: record) {
+                        try catalog.putSketch(revisionRowID: record.rowID, sketch: sketch.encoded())
+                        sketched += 1
+                    }
+                } catch {
+                    report.lines.append("\(record.model)@\(record.revision): no content sketch (\(error)); base choice samples it instead")
+                }
+            }
+            report.lines.append("candidate index rebuilt for \(recovered.count) revisions, \(sketched) content sketches made")
             // A writer that read a gc generation from the old catalog must not commit into this one.
             _ = try catalog.beginCollection()
         }

@@ -1,0 +1,85 @@
+import TenPakFormat
+
+/// The candidate index: tensor signature → revisions (SPEC §9, §10 "Base choice").
+///
+/// A *signature* is a 64-bit hash of what decides whether two tensors pair for delta coding (SPEC
+/// §10 "Pairing"): the name, the dtype and the shape without its leading dimension (so a fine-tune
+/// whose vocabulary grew still finds its base). A collision only adds a candidate that the
+/// confirmation step then rejects; it never changes a stored byte.
+///
+/// Each revision indexes its `indexedTensors` largest tensors (bytes, then name), one row per
+/// signature, written in the commit transaction. A put asks for the revisions sharing at least half
+/// of the bytes of its own largest tensors: one indexed lookup per signature, so the cost follows
+/// the number of same-architecture candidates, not the size of the store.
+public enum TensorSignature {
+    /// Tensors indexed per revision. Bounded so that an LLM with thousands of tensors still costs a
+    /// few dozen index rows per candidate; the largest tensors carry nearly all the bytes.
+    public static let indexedTensors = 32
+
+    /// One index row: a signature and the tensor bytes behind it.
+    public struct Weighted: Hashable, Sendable {
+        public let signature: Int64
+        public let bytes: Int
+        public init(signature: Int64, bytes: Int) {
+            self.signature = signature
+            self.bytes = bytes
+        }
+    }
+
+    /// The pairing signature of a tensor (name, dtype, shape but its leading dimension).
+    public static func of(name: String, dtype: String, shape: [Int]) -> Int64 {
+        let key = name + "\u{0}" + dtype + "\u{0}" + shape.dropFirst().map(String.init).joined(separator: ",") + "\u{0}" + String(shape.count)
+        return Int64(bitPattern: Hashing.xxh3_64(Array(key.utf8)))
+    }
+
+    /// The exact signature (full shape), used to line up sketch entries: two tensors are compared
+    /// value by value only when every dimension agrees.
+    public static func exact(name: String, dtype: String, shape: [Int]) -> Int64 {
+        let key = "exact\u{0}" + name + "\u{0}" + dtype + "\u{0}" + shape.map(String.init).joined(separator: ",")
+        return Int64(bitPattern: Hashing.xxh3_64(Array(key.utf8)))
+    }
+
+    /// The rows a revision with these tensors puts into the index: its `indexedTensors` largest,
+    /// one per signature (a name repeated across shards counts once, as in base pairing).
+    public static func indexRows(_ tensors: [TensorRecord]) -> [Weighted] {
+        var seen = Set<Int64>()
+        var rows: [(Weighted, String)] = []
+        for t in tensors {
+            let s = of(name: t.name, dtype: t.dtype, shape: t.shape)
+            guard seen.insert(s).inserted else { continue }
+            rows.append((Weighted(signature: s, bytes: max(0, t.end - t.begin)), t.name))
+        }
+        rows.sort { ($0.0.bytes, $1.1) > ($1.0.bytes, $0.1) }
+        return rows.prefix(indexedTensors).map(\.0)
+    }
+}
+
+/// A revision the candidate index returned, with the bytes of the upload's indexed tensors it matches.
+public struct BaseCandidate: Hashable, Sendable {
+    public let revisionRowID: Int64
+    public let matchedBytes: Int
+    public init(revisionRowID: Int64, matchedBytes: Int) {
+        self.revisionRowID = revisionRowID
+        self.matchedBytes = matchedBytes
+    }
+}
+
+extension CatalogSQL {
+    /// The candidate query after a dialect's `WITH want(signature, bytes) AS (…)`: revisions whose
+    /// index rows cover at least the bound bytes, most bytes first, newest first among equals.
+    /// `threshold` and `limit` are the dialect's placeholders. (CAST: PostgreSQL sums bigints as numeric.)
+    public static func baseCandidates(threshold: String, limit: String) -> String {
+        """
+        SELECT t.revision_id, CAST(SUM(w.bytes) AS BIGINT) AS matched FROM tensor_index t JOIN want w ON w.signature = t.signature
+        GROUP BY t.revision_id HAVING SUM(w.bytes) >= \(threshold)
+        ORDER BY matched DESC, t.revision_id DESC LIMIT \(limit)
+        """
+    }
+
+    /// Every stored tensor with its revision, for filling the index of a catalog made before it
+    /// existed (once, at the upgrade).
+    public static let tensorsByRevision = """
+        SELECT f.revision_id, t.name, t.dtype, t.shape, t.begin_offset, t.end_offset
+        FROM tensors t JOIN files f ON f.id = t.file_id ORDER BY f.revision_id, f.path, t.begin_offset
+        """
+}
