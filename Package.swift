@@ -67,6 +67,8 @@ let package = Package(
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
+        // Per-codec microbenchmark on real chunks (a tool; prints MB/s, asserts nothing).
+        .executableTarget(name: "tenpak-bench", dependencies: ["TenPakFormat", "TenPakCodecs"], path: "Tools/tenpak-bench"),
         .testTarget(name: "TenPakTests", dependencies: [
             "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakOptimizer", "TenPakHTTP",
         ]),
