@@ -24,6 +24,25 @@ final class ByteRANSTests: XCTestCase {
         }
     }
 
+    /// Every length near the end of the branch-free fast loop, a single-symbol stream (one
+    /// frequency of 2^tableLog) and a near-uniform one (a renormalisation nearly every byte).
+    func testRoundTripsEdgeDistributionsAndLengths() throws {
+        var r = TestSupport.Random(seed: 9)
+        for n in Array(1 ... 40) + [1023, 1024, 1025, 65_536, 65_539] {
+            for kind in 0 ..< 3 {
+                let data: [UInt8] = switch kind {
+                case 0: [UInt8](repeating: 0x3F, count: n)
+                case 1: r.bytes(n)
+                default: skewed(n, seed: UInt64(n) &* 7)
+                }
+                let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
+                var out = [UInt8](repeating: 0xAA, count: n)
+                try payload.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
+                XCTAssertEqual(out, data, "n = \(n), kind \(kind)")
+            }
+        }
+    }
+
     func testDamagedPayloadsThrowNeverCrash() {
         let data = skewed(5000, seed: 1)
         let payload = data.withUnsafeBytes { ByteRANS.encode($0) }

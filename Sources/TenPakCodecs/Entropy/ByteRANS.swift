@@ -27,8 +27,25 @@ enum ByteRANS {
 
         init(_ bytes: UnsafeRawBufferPointer) {
             total = bytes.count
-            counts.withUnsafeMutableBufferPointer { c in
-                for b in bytes { c[Int(b)] &+= 1 }
+            // Four partial tables: a plane that repeats one byte value (exponents) would otherwise
+            // make every increment wait for the previous one to be stored.
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 4 * 256) { partial in
+                // Safe: `partial` has 4 × 256 entries and every index below is (0…3) × 256 + a byte.
+                guard let p = partial.baseAddress, let src = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+                p.initialize(repeating: 0, count: 4 * 256)
+                let n = bytes.count
+                var i = 0
+                while i &+ 4 <= n {
+                    p[Int(src[i])] &+= 1
+                    p[256 &+ Int(src[i &+ 1])] &+= 1
+                    p[512 &+ Int(src[i &+ 2])] &+= 1
+                    p[768 &+ Int(src[i &+ 3])] &+= 1
+                    i &+= 4
+                }
+                while i < n { p[Int(src[i])] &+= 1; i &+= 1 }
+                counts.withUnsafeMutableBufferPointer { c in
+                    for s in 0 ..< 256 { c[s] = p[s] &+ p[256 + s] &+ p[512 + s] &+ p[768 + s] }
+                }
             }
         }
 
@@ -113,33 +130,58 @@ enum ByteRANS {
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
         defer { freqs.deallocate() }
         try readTable(&src, alphabet: 256, tableLog: log, into: freqs)
-        // slot → symbol, and per symbol (freq, start).
-        let slots = UnsafeMutablePointer<UInt8>.allocate(capacity: m)
-        defer { slots.deallocate() }
-        let starts = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
-        defer { starts.deallocate() }
-        var start: UInt32 = 0
+        // One entry per slot: symbol (bits 0–7), frequency − 1 (bits 8–19), slot − start (bits
+        // 20–31), so a decode step is a single table load. Frequencies are 1…2^12, offsets < 2^12.
+        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: m)
+        defer { table.deallocate() }
+        var start = 0
         for s in 0 ..< 256 {
-            starts[s] = start
             let f = Int(freqs[s])
-            if f > 0 { (slots + Int(start)).initialize(repeating: UInt8(s), count: f) }
-            start += UInt32(f)
+            guard f > 0 else { continue }
+            guard start + f <= m else { throw EntropyCodecError("frequency table does not fill its slots") }
+            let head = UInt32(s) | UInt32(f - 1) << 8
+            // Safe: start + f <= m was checked, so every index is inside the m-entry table.
+            for k in 0 ..< f { table[start + k] = head | UInt32(k) << 20 }
+            start += f
         }
-        guard start == UInt32(m) else { throw EntropyCodecError("frequency table does not fill its slots") }
+        guard start == m else { throw EntropyCodecError("frequency table does not fill its slots") }
         let length = try src.varint(max: src.remaining)
         let stream = try src.slice(length)
         guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes after the rANS stream") }
         var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
         var words = try openRans(stream, &x)
         let mask = UInt32(m - 1), tl = UInt32(log)
-        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
-            let slot = state & mask
-            let s = Int(slots[Int(slot)])
-            out[i] = UInt8(truncatingIfNeeded: s)
-            state = freqs[s] &* (state &>> tl) &+ slot &- starts[s]
-            words.renorm(&state)
+        @inline(__always) func advance(_ state: UInt32, _ i: Int) -> UInt32 {
+            // Safe: the slot is masked to m − 1 and i < n (callers' loop bounds).
+            let e = table[Int(state & mask)]
+            out[i] = UInt8(truncatingIfNeeded: e)
+            return ((e &>> 8) & 0xFFF &+ 1) &* (state &>> tl) &+ (e &>> 20)
+        }
+        // Fast part: while a group of four can consume at most 8 stream bytes without reaching the
+        // end, renormalise without a branch (a data-dependent branch mispredicts about every other
+        // byte on a mantissa plane). Same arithmetic and word order as `RansSource.renorm`.
+        @inline(__always) func fast(_ state: inout UInt32, _ i: Int, _ rp: inout UnsafePointer<UInt8>) {
+            let v = advance(state, i)
+            // Safe: the loop condition leaves at least 2 readable bytes at rp for each of the 4 steps.
+            let w = UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
+            let need = v < ransLowerBound
+            state = need ? (v &<< 16) | w : v
+            rp += need ? 2 : 0
         }
         var i = 0
+        var rp = words.ptr
+        while i &+ 4 <= n, words.end - rp >= 8 {
+            fast(&x.0, i, &rp)
+            fast(&x.1, i &+ 1, &rp)
+            fast(&x.2, i &+ 2, &rp)
+            fast(&x.3, i &+ 3, &rp)
+            i &+= 4
+        }
+        words.ptr = rp
+        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
+            state = advance(state, i)
+            words.renorm(&state)
+        }
         while i + 4 <= n {
             step(&x.0, i)
             step(&x.1, i + 1)
