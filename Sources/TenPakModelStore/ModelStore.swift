@@ -256,10 +256,19 @@ struct FileStream {
             let end = min(start + FileStream.windowChunks, chunks.count)
             let frames = try pending.value()
             next = end < chunks.count ? readAhead(from: end) : nil
-            let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location, prefetched: frames) }
-            var window = [UInt8]()
-            window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
-            for d in decoded { window.append(contentsOf: d) }
+            // Each chunk decodes straight into its place in the window (no copy to assemble it).
+            var offsets = [0]
+            for c in chunks[start ..< end] { offsets.append(offsets[offsets.count - 1] + c.location.rawLength) }
+            let window = try [UInt8](unsafeUninitializedCapacity: offsets[offsets.count - 1]) { buffer, initialized in
+                nonisolated(unsafe) let buffer = buffer
+                _ = try parallelMap(end - start) { i in
+                    // Safe: offsets[i] ..< offsets[i + 1] lies inside the window; slices are disjoint.
+                    try store.decode(chunks[start + i].location, prefetched: frames,
+                                     into: UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[offsets[i] ..< offsets[i + 1]])))
+                }
+                // Every chunk wrote its whole slice (`decode` writes every byte or throws).
+                initialized = offsets[offsets.count - 1]
+            }
             // A serial queue: windows reach the consumer in order, one at a time.
             inFlight.wait()
             consumer.async { [window] in
