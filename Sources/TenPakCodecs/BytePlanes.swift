@@ -84,12 +84,16 @@ public enum BytePlanes {
             var i = 0
             while i &+ 16 <= n {
                 // Safe: elements i..<i+16 are inside each plane (n bytes) and the output (4n bytes).
-                let b0 = SIMD16<UInt32>(truncatingIfNeeded: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt8>.self))
-                let b1 = SIMD16<UInt32>(truncatingIfNeeded: UnsafeRawPointer(src + (n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self))
-                let b2 = SIMD16<UInt32>(truncatingIfNeeded: UnsafeRawPointer(src + (2 &* n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self))
-                let b3 = SIMD16<UInt32>(truncatingIfNeeded: UnsafeRawPointer(src + (3 &* n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self))
-                let v = b0 | b1 &<< 8 | b2 &<< 16 | b3 &<< 24
-                UnsafeMutableRawPointer(dst + 4 &* i).storeBytes(of: v, as: SIMD16<UInt32>.self)
+                // Interleave planes 0/1 and 2/3 bytewise into 16-bit lanes, then those lanes.
+                var low = SIMD32<UInt8>(), high = SIMD32<UInt8>()
+                low.evenHalf = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt8>.self)
+                low.oddHalf = UnsafeRawPointer(src + (n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                high.evenHalf = UnsafeRawPointer(src + (2 &* n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                high.oddHalf = UnsafeRawPointer(src + (3 &* n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                var v = SIMD32<UInt16>()
+                v.evenHalf = unsafeBitCast(low, to: SIMD16<UInt16>.self)
+                v.oddHalf = unsafeBitCast(high, to: SIMD16<UInt16>.self)
+                UnsafeMutableRawPointer(dst + 4 &* i).storeBytes(of: v, as: SIMD32<UInt16>.self)
                 i &+= 16
             }
             while i < n {

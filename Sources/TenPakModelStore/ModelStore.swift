@@ -168,9 +168,14 @@ public final class ModelStore: Sendable {
         do {
             let state = ExportState()
             try FileStream(store: chunks, file: file).forEachWindow { bytes in
+                // The write (a kernel copy into the page cache) and the SHA-256 of a window are
+                // about equally long and independent: run them side by side, not one after the other.
                 try bytes.withUnsafeBytes { raw in
-                    try out.write(raw, at: state.written)
-                    state.sha.update(raw)
+                    nonisolated(unsafe) let raw = raw
+                    let offset = state.written
+                    _ = try parallelMap(2) { k in
+                        if k == 0 { try out.write(raw, at: offset) } else { state.sha.update(raw) }
+                    }
                 }
                 state.written += bytes.count
                 advanced(bytes.count)
@@ -304,7 +309,7 @@ private final class FailureBox: @unchecked Sendable {
     var error: Error?
 }
 
-/// Running totals of one export, touched only by the consumer queue.
+/// Running totals of one export, touched only by the consumer queue (and the work it waits for).
 private final class ExportState: @unchecked Sendable {
     var sha = StreamingSHA256()
     var written = 0
