@@ -141,6 +141,9 @@ final class Putter {
                     return pairs
                 } ?? [:]
                 var start = 0
+                // One read buffer for every window of the file: a fresh 16 MiB per window costs a
+                // zero-fill and a page fault per 4 KiB before the read copies into it.
+                var readBuffer: [UInt8] = []
                 while start < plan.pieces.count {
                     var end = start + 1
                     var bytes = plan.pieces[start].length
@@ -150,10 +153,11 @@ final class Putter {
                     }
                     let pieces = Array(plan.pieces[start ..< end])
                     let windowStart = pieces[0].offset
-                    let window = try file.read(count: bytes, at: windowStart)
+                    if readBuffer.count < bytes { readBuffer = [UInt8](repeating: 0, count: bytes) }
+                    try readBuffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0 ..< bytes]), at: windowStart) }
                     let shaBox = SHABox(sha)
-                    let coded: ArraySlice<Coded?> = try window.withUnsafeBytes { raw in
-                        nonisolated(unsafe) let raw = raw
+                    let coded: ArraySlice<Coded?> = try readBuffer.withUnsafeBytes { buffer in
+                        nonisolated(unsafe) let raw = UnsafeRawBufferPointer(rebasing: buffer[0 ..< bytes])
                         func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
                             UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
                         }
