@@ -271,6 +271,8 @@ enum PlaneSet {
         let width = Int(try parsing { try r.read(UInt8.self) })
         guard width == expected else { throw CodecError("plane set has width \(width), frame says \(expected)") }
         let n = planes.count / width
+        // rANS planes are decoded two at a time (`ByteRANS.decodePair`); one left over alone.
+        var waiting: (plane: Int, bytes: UnsafeRawBufferPointer, target: UnsafeMutableRawBufferPointer)?
         for k in 0 ..< width {
             let end = k == width - 1 ? planes.count : (k + 1) * n
             let target = UnsafeMutableRawBufferPointer(rebasing: planes[k * n ..< end])
@@ -285,13 +287,25 @@ enum PlaneSet {
                 try Zstd.decompress(bytes, into: target)
             case 2:
                 guard target.count > 0 else { throw CodecError("rANS plane \(k) for an empty segment") }
+                guard let first = waiting else {
+                    waiting = (k, bytes, target)
+                    continue
+                }
+                waiting = nil
                 do {
-                    try ByteRANS.decode(bytes, into: target)
+                    try ByteRANS.decodePair(first.bytes, into: first.target, bytes, into: target)
                 } catch {
-                    throw CodecError("plane \(k): \(error)")
+                    throw CodecError("plane \(first.plane) or \(k): \(error)")
                 }
             default:
                 throw CodecError("plane \(k) has unknown mode \(mode)")
+            }
+        }
+        if let last = waiting {
+            do {
+                try ByteRANS.decode(last.bytes, into: last.target)
+            } catch {
+                throw CodecError("plane \(last.plane): \(error)")
             }
         }
         guard r.isAtEnd else { throw CodecError("plane set has \(r.remaining) trailing bytes") }

@@ -119,79 +119,25 @@ enum ByteRANS {
 
     /// Decodes exactly `output.count` bytes or throws; bounds-safe on any payload.
     static func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
-        let n = output.count
-        guard n > 0, let out = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-            throw EntropyCodecError("empty byte stream")
-        }
-        var src = ByteSource(payload)
-        let log = Int(try src.u8())
-        guard (minTableLog ... maxTableLog).contains(log) else { throw EntropyCodecError("bad tableLog \(log)") }
-        let m = 1 << log
-        let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
-        defer { freqs.deallocate() }
-        try readTable(&src, alphabet: 256, tableLog: log, into: freqs)
-        // One entry per slot: symbol (bits 0–7), frequency − 1 (bits 8–19), slot − start (bits
-        // 20–31), so a decode step is a single table load. Frequencies are 1…2^12, offsets < 2^12.
-        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: m)
-        defer { table.deallocate() }
-        var start = 0
-        for s in 0 ..< 256 {
-            let f = Int(freqs[s])
-            guard f > 0 else { continue }
-            guard start + f <= m else { throw EntropyCodecError("frequency table does not fill its slots") }
-            let head = UInt32(s) | UInt32(f - 1) << 8
-            // Safe: start + f <= m was checked, so every index is inside the m-entry table.
-            for k in 0 ..< f { table[start + k] = head | UInt32(k) << 20 }
-            start += f
-        }
-        guard start == m else { throw EntropyCodecError("frequency table does not fill its slots") }
-        let length = try src.varint(max: src.remaining)
-        let stream = try src.slice(length)
-        guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes after the rANS stream") }
-        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
-        var words = try openRans(stream, &x)
-        let mask = UInt32(m - 1), tl = UInt32(log)
-        @inline(__always) func advance(_ state: UInt32, _ i: Int) -> UInt32 {
-            // Safe: the slot is masked to m − 1 and i < n (callers' loop bounds).
-            let e = table[Int(state & mask)]
-            out[i] = UInt8(truncatingIfNeeded: e)
-            return ((e &>> 8) & 0xFFF &+ 1) &* (state &>> tl) &+ (e &>> 20)
-        }
-        // Fast part: while a group of four can consume at most 8 stream bytes without reaching the
-        // end, renormalise without a branch (a data-dependent branch mispredicts about every other
-        // byte on a mantissa plane). Same arithmetic and word order as `RansSource.renorm`.
-        @inline(__always) func fast(_ state: inout UInt32, _ i: Int, _ rp: inout UnsafePointer<UInt8>) {
-            let v = advance(state, i)
-            // Safe: the loop condition leaves at least 2 readable bytes at rp for each of the 4 steps.
-            let w = UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
-            let need = v < ransLowerBound
-            state = need ? (v &<< 16) | w : v
-            rp += need ? 2 : 0
-        }
-        var i = 0
-        var rp = words.ptr
-        while i &+ 4 <= n, words.end - rp >= 8 {
-            fast(&x.0, i, &rp)
-            fast(&x.1, i &+ 1, &rp)
-            fast(&x.2, i &+ 2, &rp)
-            fast(&x.3, i &+ 3, &rp)
-            i &+= 4
-        }
-        words.ptr = rp
-        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
-            state = advance(state, i)
-            words.renorm(&state)
-        }
-        while i + 4 <= n {
-            step(&x.0, i)
-            step(&x.1, i + 1)
-            step(&x.2, i + 2)
-            step(&x.3, i + 3)
-            i += 4
-        }
-        if i < n { step(&x.0, i); i += 1 }
-        if i < n { step(&x.1, i); i += 1 }
-        if i < n { step(&x.2, i); i += 1 }
-        try closeRans(words, x)
+        var stream = try ByteRANSDecoder(payload, into: output)
+        defer { stream.free() }
+        stream.decodeFast()
+        try stream.finish()
+    }
+
+    /// Decodes two independent streams (two planes) at once. Each stream's four states form
+    /// dependency chains whose latency bounds one stream's speed; eight chains in one loop keep
+    /// more of the core busy. Same output and checks as two `decode` calls.
+    static func decodePair(_ payloadA: UnsafeRawBufferPointer, into outputA: UnsafeMutableRawBufferPointer,
+                           _ payloadB: UnsafeRawBufferPointer, into outputB: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        var a = try ByteRANSDecoder(payloadA, into: outputA)
+        defer { a.free() }
+        var b = try ByteRANSDecoder(payloadB, into: outputB)
+        defer { b.free() }
+        ByteRANSDecoder.decodeFast(&a, &b)
+        a.decodeFast()
+        try a.finish()
+        b.decodeFast()
+        try b.finish()
     }
 }
