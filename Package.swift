@@ -91,6 +91,8 @@ let package = Package(
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         // Base choice and put cost against the number of stored revisions (a tool; prints numbers).
         .executableTarget(name: "bench-scale", dependencies: ["TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
+        // Per-codec microbenchmark on real chunks (a tool; prints MB/s, asserts nothing).
+        .executableTarget(name: "tenpak-bench", dependencies: ["TenPakFormat", "TenPakCodecs"], path: "Tools/tenpak-bench"),
         // Tests by layer. Scratch space, fixtures, process runners and safetensors builders shared by both.
         .target(name: "TenPakTestSupport", path: "Tests/TenPakTestSupport"),
         // Unit tests of the lower floors: no NIO, PostgreSQL or Hummingbird is compiled for them.

@@ -87,26 +87,31 @@ public final class ChunkStore: Sendable {
 
     /// Checks one frame's bytes, read by the caller from the chunk's place in its pack.
     public func checkFrame(_ bytes: [UInt8], _ location: ChunkLocation) throws -> (header: FrameHeader, payload: [UInt8]) {
-        guard bytes.count == location.frameLength else {
-            throw StoreError.corrupt("chunk \(location.id.short): pack \(location.pack) gave \(bytes.count) bytes at \(location.frameOffset), expected \(location.frameLength)")
+        try bytes.withUnsafeBytes { raw in
+            let (header, payload) = try checkFrame(raw, location)
+            return (header, Array(payload))
+        }
+    }
+
+    /// The same checks on borrowed bytes; the payload returned is a slice of `bytes`.
+    func checkFrame(_ raw: UnsafeRawBufferPointer, _ location: ChunkLocation) throws -> (header: FrameHeader, payload: UnsafeRawBufferPointer) {
+        guard raw.count == location.frameLength else {
+            throw StoreError.corrupt("chunk \(location.id.short): pack \(location.pack) gave \(raw.count) bytes at \(location.frameOffset), expected \(location.frameLength)")
         }
         let place = "pack \(location.pack) offset \(location.frameOffset)"
-        return try bytes.withUnsafeBytes { raw in
-            let header: FrameHeader
-            do {
-                header = try FrameHeader.decode(raw, where: place)
-                guard header.id == location.id else {
-                    throw StoreError.corrupt("\(place) holds chunk \(header.id.short), but the catalog expects \(location.id.short) there")
-                }
-                guard header.size + header.payloadLength == location.frameLength else {
-                    throw StoreError.corrupt("\(place): frame length \(header.size + header.payloadLength) differs from the catalog's \(location.frameLength)")
-                }
-                let payload = UnsafeRawBufferPointer(rebasing: raw[header.size...])
-                try header.verifyPayload(payload, where: place)
-                return (header, Array(payload))
-            } catch let error as FormatError {
-                throw StoreError.corrupt("chunk \(location.id.short): \(error)")
+        do {
+            let header = try FrameHeader.decode(raw, where: place)
+            guard header.id == location.id else {
+                throw StoreError.corrupt("\(place) holds chunk \(header.id.short), but the catalog expects \(location.id.short) there")
             }
+            guard header.size + header.payloadLength == location.frameLength else {
+                throw StoreError.corrupt("\(place): frame length \(header.size + header.payloadLength) differs from the catalog's \(location.frameLength)")
+            }
+            let payload = UnsafeRawBufferPointer(rebasing: raw[header.size...])
+            try header.verifyPayload(payload, where: place)
+            return (header, payload)
+        } catch let error as FormatError {
+            throw StoreError.corrupt("chunk \(location.id.short): \(error)")
         }
     }
 
@@ -116,44 +121,54 @@ public final class ChunkStore: Sendable {
     /// the locations of its bases; what it lacks is read and looked up here.
     public func rawBytes(of location: ChunkLocation, cache: ChunkCache? = nil, prefetched: PrefetchedFrames? = nil) throws -> [UInt8] {
         if let cached = cache?.get(location.id, length: location.rawLength) { return cached }
-        let (header, payload) = try prefetched?.frames[location.rowID].map { try checkFrame($0, location) } ?? readFrame(location)
-        guard header.rawLength == location.rawLength else {
-            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) is \(header.rawLength) bytes, the catalog says \(location.rawLength)")
-        }
-        guard let encoding = Encoding(rawValue: header.encoding) else {
-            throw StoreError.corrupt("chunk \(location.id.short) uses encoding \(header.encoding), unknown to this tpstore")
-        }
-        var base: [UInt8]?
-        if let baseID = header.base {
-            guard let baseRow = location.baseRowID, let baseLocation = try prefetched?.locations[baseRow] ?? catalog.chunk(rowID: baseRow),
-                  baseLocation.id == baseID else {
-                throw StoreError.corrupt("chunk \(location.id.short) is a delta against \(baseID.short), which the catalog does not locate")
-            }
-            guard location.depth <= ChunkStore.maxDeltaDepth, baseLocation.depth < location.depth else {
-                throw StoreError.corrupt("chunk \(location.id.short) has a delta chain deeper than \(ChunkStore.maxDeltaDepth)")
-            }
-            base = try rawBytes(of: baseLocation, cache: cache, prefetched: prefetched)
-        }
-        var raw = [UInt8](repeating: 0, count: header.rawLength)
-        do {
-            try payload.withUnsafeBytes { p in
-                try raw.withUnsafeMutableBytes { out in
-                    let element = ElementType(width: Int(header.elementWidth), layout: header.floatLayout)
-                    if let base {
-                        try base.withUnsafeBytes { try ChunkCodec.decode(p, encoding: encoding, element: element, base: $0, into: out) }
-                    } else {
-                        try ChunkCodec.decode(p, encoding: encoding, element: element, base: nil, into: out)
-                    }
-                }
-            }
-        } catch let error as CodecError {
-            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) does not decode: \(error)")
-        }
-        guard Hashing.xxh3_128(raw) == location.id.xxh else {
-            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) decodes to the wrong bytes")
+        let raw = try [UInt8](unsafeUninitializedCapacity: location.rawLength) { buffer, initialized in
+            // `decode` writes every byte or throws.
+            try decode(location, cache: cache, prefetched: prefetched, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = location.rawLength
         }
         cache?.put(location.id, raw)
         return raw
+    }
+
+    /// Decodes a chunk into `output` (exactly `location.rawLength` bytes), with the checks of
+    /// `rawBytes`; its bases go through `rawBytes` (and `cache`). Writes every byte or throws.
+    public func decode(_ location: ChunkLocation, cache: ChunkCache? = nil, prefetched: PrefetchedFrames? = nil,
+                       into output: UnsafeMutableRawBufferPointer) throws {
+        let frame = try prefetched?.frames[location.rowID]
+            ?? packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)
+        try frame.withUnsafeBytes { bytes in
+            let (header, payload) = try checkFrame(bytes, location)
+            guard let encoding = Encoding(rawValue: header.encoding) else {
+                throw StoreError.corrupt("chunk \(location.id.short) uses encoding \(header.encoding), unknown to this tpstore")
+            }
+            guard header.rawLength == location.rawLength, output.count == location.rawLength else {
+                throw StoreError.corrupt("chunk \(location.id.short): its frame holds \(header.rawLength) bytes, the catalog says \(location.rawLength)")
+            }
+            var base: [UInt8]?
+            if let baseID = header.base {
+                guard let baseRow = location.baseRowID, let baseLocation = try prefetched?.locations[baseRow] ?? catalog.chunk(rowID: baseRow),
+                      baseLocation.id == baseID else {
+                    throw StoreError.corrupt("chunk \(location.id.short) is a delta against \(baseID.short), which the catalog does not locate")
+                }
+                guard location.depth <= ChunkStore.maxDeltaDepth, baseLocation.depth < location.depth else {
+                    throw StoreError.corrupt("chunk \(location.id.short) has a delta chain deeper than \(ChunkStore.maxDeltaDepth)")
+                }
+                base = try rawBytes(of: baseLocation, cache: cache, prefetched: prefetched)
+            }
+            do {
+                let element = ElementType(width: Int(header.elementWidth), layout: header.floatLayout)
+                if let base {
+                    try base.withUnsafeBytes { try ChunkCodec.decode(payload, encoding: encoding, element: element, base: $0, into: output) }
+                } else {
+                    try ChunkCodec.decode(payload, encoding: encoding, element: element, base: nil, into: output)
+                }
+            } catch let error as CodecError {
+                throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) does not decode: \(error)")
+            }
+        }
+        guard Hashing.xxh3_128(UnsafeRawBufferPointer(output)) == location.id.xxh else {
+            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) decodes to the wrong bytes")
+        }
     }
 }
 

@@ -13,16 +13,38 @@ public enum BytePlanes {
             dst.update(from: src, count: source.count)
             return
         case 2:
-            for i in 0 ..< n {
+            // 16 elements at a time: the low bytes of 16 UInt16 lanes are plane 0, the high bytes
+            // plane 1 (a narrowing conversion: SSE2 pack instructions), then the rest one by one.
+            var i = 0
+            while i &+ 16 <= n {
+                // Safe: elements i..<i+16 are inside the source (2n bytes) and each plane (n bytes).
+                let v = UnsafeRawPointer(src + 2 &* i).loadUnaligned(as: SIMD16<UInt16>.self)
+                UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), as: SIMD16<UInt8>.self)
+                UnsafeMutableRawPointer(dst + (n &+ i)).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> 8), as: SIMD16<UInt8>.self)
+                i &+= 16
+            }
+            while i < n {
                 dst[i] = src[2 * i]
                 dst[n + i] = src[2 * i + 1]
+                i += 1
             }
         case 4:
-            for i in 0 ..< n {
+            var i = 0
+            while i &+ 16 <= n {
+                // Safe: elements i..<i+16 are inside the source (4n bytes) and each plane (n bytes).
+                let v = UnsafeRawPointer(src + 4 &* i).loadUnaligned(as: SIMD16<UInt32>.self)
+                UnsafeMutableRawPointer(dst + i).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), as: SIMD16<UInt8>.self)
+                UnsafeMutableRawPointer(dst + (n &+ i)).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> 8), as: SIMD16<UInt8>.self)
+                UnsafeMutableRawPointer(dst + (2 &* n &+ i)).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> 16), as: SIMD16<UInt8>.self)
+                UnsafeMutableRawPointer(dst + (3 &* n &+ i)).storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> 24), as: SIMD16<UInt8>.self)
+                i &+= 16
+            }
+            while i < n {
                 dst[i] = src[4 * i]
                 dst[n + i] = src[4 * i + 1]
                 dst[2 * n + i] = src[4 * i + 2]
                 dst[3 * n + i] = src[4 * i + 3]
+                i += 1
             }
         default:
             for i in 0 ..< n {
@@ -43,16 +65,43 @@ public enum BytePlanes {
             dst.update(from: src, count: planes.count)
             return
         case 2:
-            for i in 0 ..< n {
+            // 16 elements at a time (SSE2 unpack instructions interleave the two planes).
+            var i = 0
+            while i &+ 16 <= n {
+                // Safe: elements i..<i+16 are inside each plane (n bytes) and the output (2n bytes).
+                var v = SIMD32<UInt8>()
+                v.evenHalf = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt8>.self)
+                v.oddHalf = UnsafeRawPointer(src + (n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                UnsafeMutableRawPointer(dst + 2 &* i).storeBytes(of: v, as: SIMD32<UInt8>.self)
+                i &+= 16
+            }
+            while i < n {
                 dst[2 * i] = src[i]
                 dst[2 * i + 1] = src[n + i]
+                i += 1
             }
         case 4:
-            for i in 0 ..< n {
+            var i = 0
+            while i &+ 16 <= n {
+                // Safe: elements i..<i+16 are inside each plane (n bytes) and the output (4n bytes).
+                // Interleave planes 0/1 and 2/3 bytewise into 16-bit lanes, then those lanes.
+                var low = SIMD32<UInt8>(), high = SIMD32<UInt8>()
+                low.evenHalf = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<UInt8>.self)
+                low.oddHalf = UnsafeRawPointer(src + (n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                high.evenHalf = UnsafeRawPointer(src + (2 &* n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                high.oddHalf = UnsafeRawPointer(src + (3 &* n &+ i)).loadUnaligned(as: SIMD16<UInt8>.self)
+                var v = SIMD32<UInt16>()
+                v.evenHalf = unsafeBitCast(low, to: SIMD16<UInt16>.self)
+                v.oddHalf = unsafeBitCast(high, to: SIMD16<UInt16>.self)
+                UnsafeMutableRawPointer(dst + 4 &* i).storeBytes(of: v, as: SIMD32<UInt16>.self)
+                i &+= 16
+            }
+            while i < n {
                 dst[4 * i] = src[i]
                 dst[4 * i + 1] = src[n + i]
                 dst[4 * i + 2] = src[2 * n + i]
                 dst[4 * i + 3] = src[3 * n + i]
+                i += 1
             }
         default:
             for i in 0 ..< n {

@@ -80,17 +80,20 @@ public enum ChunkCodec {
     static let sampleSliceBytes = 32 << 10
     /// How many of the sample's best encodings are then run on the whole chunk.
     static let finalists = 2
+    /// The no-base fallback is skipped on the whole chunk when the sample's best delta is smaller
+    /// than the sample's fallback by more than this fraction.
+    static let fallbackMargin = 0.15
 
     /// Encodes `raw`; with `base`, delta encodings against it are candidates too.
     ///
     /// Every applicable encoding is a candidate and the smallest payload wins. For large chunks the
     /// candidates are first ranked on a sample (three slices: start, middle, end) and only the best
-    /// `finalists` run on the whole chunk (the no-base encoding always among them), so a put costs
-    /// about two encodings per chunk, not six.
+    /// delta encoding runs on the whole chunk, with the no-base encoding beside it unless the
+    /// sample shows the delta clearly smaller (`fallbackMargin`), so a put costs one or two
+    /// encodings per chunk, not six.
     public static func encode(_ raw: UnsafeRawBufferPointer, element: ElementType, base: UnsafeRawBufferPointer? = nil,
                               level: Int32 = Zstd.defaultLevel) -> EncodedChunk {
-        var best = EncodedChunk(encoding: .stored, payload: Array(raw))
-        guard raw.count > 0 else { return best }
+        guard raw.count > 0 else { return EncodedChunk(encoding: .stored, payload: []) }
         let base = (base?.count ?? 0) > 0 ? base : nil
         var candidates = self.candidates(element: element, hasBase: base != nil)
         if raw.count >= sampledSelectionThreshold, candidates.count > finalists {
@@ -103,17 +106,23 @@ public enum ChunkCodec {
                     return (encoding, size)
                 }
             }
-            // The no-base encoding always runs in full: it is the fallback that must win whenever a
-            // delta does not pay (an unrelated base), and a sample must not talk it out of that.
+            // The no-base encoding is the fallback that must win whenever a delta does not pay (an
+            // unrelated base). It runs in full unless the sample shows the best delta smaller than
+            // it by more than `fallbackMargin`: a fine-tune's deltas are less than half the size
+            // of its no-base encoding, so a margin that large is not a sampling accident.
             let fallback = candidates[0]
-            let best = ranked.sorted { $0.1 < $1.1 }.map(\.0).filter { $0 != fallback }.prefix(finalists - 1)
-            candidates = [fallback] + best
+            let fallbackSize = ranked.first { $0.0 == fallback }?.1 ?? Int.max
+            let best = ranked.filter { $0.0 != fallback }.sorted { $0.1 < $1.1 }.prefix(finalists - 1)
+            let deltaClearlyWins = best.first.map { Double($0.1) < Double(fallbackSize) * (1 - fallbackMargin) } ?? false
+            candidates = (deltaClearlyWins ? [] : [fallback]) + best.map(\.0)
         }
+        // `stored` wins unless something is smaller; its copy of the chunk is made only then.
+        var best: EncodedChunk?
         for encoding in candidates {
             let payload = run(encoding, raw, element: element, base: base, level: level)
-            if payload.count < best.payload.count { best = EncodedChunk(encoding: encoding, payload: payload) }
+            if payload.count < (best?.payload.count ?? raw.count) { best = EncodedChunk(encoding: encoding, payload: payload) }
         }
-        return best
+        return best ?? EncodedChunk(encoding: .stored, payload: Array(raw))
     }
 
     /// One specific encoding, whether or not it is the smallest (tests and the fuzzer).
@@ -164,7 +173,8 @@ public enum ChunkCodec {
     }
 
     /// Decodes `payload` into `output` (exactly the chunk's raw length). `base` must be the raw
-    /// bytes of the frame's base chunk when the encoding uses one.
+    /// bytes of the frame's base chunk when the encoding uses one. When it returns, every byte of
+    /// `output` has been written, so `output` need not be initialized first.
     public static func decode(_ payload: UnsafeRawBufferPointer, encoding: Encoding, element: ElementType,
                               base: UnsafeRawBufferPointer?, into output: UnsafeMutableRawBufferPointer) throws {
         if encoding.usesBase, base == nil {
@@ -204,8 +214,11 @@ public enum ChunkCodec {
 /// buffer), and the last segment also carries the C mod w tail bytes.
 enum PlaneSet {
     static func encode(_ raw: UnsafeRawBufferPointer, width: Int, level: Int32) -> [UInt8] {
-        var planes = [UInt8](repeating: 0, count: raw.count)
-        planes.withUnsafeMutableBytes { BytePlanes.split(raw, width: width, into: $0) }
+        let planes = [UInt8](unsafeUninitializedCapacity: raw.count) { buffer, initialized in
+            // `split` writes every byte.
+            BytePlanes.split(raw, width: width, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = raw.count
+        }
         return planes.withUnsafeBytes { encodeSplit($0, width: width, level: level) }
     }
 
@@ -245,9 +258,10 @@ enum PlaneSet {
     }
 
     static func decode(_ payload: UnsafeRawBufferPointer, width: Int, into output: UnsafeMutableRawBufferPointer) throws {
-        var planes = [UInt8](repeating: 0, count: output.count)
-        try planes.withUnsafeMutableBytes { buffer in
-            try decodeSplit(payload, width: width, into: buffer)
+        let planes = try [UInt8](unsafeUninitializedCapacity: output.count) { buffer, initialized in
+            // `decodeSplit` writes every byte or throws.
+            try decodeSplit(payload, width: width, into: UnsafeMutableRawBufferPointer(buffer))
+            initialized = output.count
         }
         planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: output) }
     }
@@ -257,6 +271,8 @@ enum PlaneSet {
         let width = Int(try parsing { try r.read(UInt8.self) })
         guard width == expected else { throw CodecError("plane set has width \(width), frame says \(expected)") }
         let n = planes.count / width
+        // rANS planes are decoded two at a time (`ByteRANS.decodePair`); one left over alone.
+        var waiting: (plane: Int, bytes: UnsafeRawBufferPointer, target: UnsafeMutableRawBufferPointer)?
         for k in 0 ..< width {
             let end = k == width - 1 ? planes.count : (k + 1) * n
             let target = UnsafeMutableRawBufferPointer(rebasing: planes[k * n ..< end])
@@ -271,13 +287,25 @@ enum PlaneSet {
                 try Zstd.decompress(bytes, into: target)
             case 2:
                 guard target.count > 0 else { throw CodecError("rANS plane \(k) for an empty segment") }
+                guard let first = waiting else {
+                    waiting = (k, bytes, target)
+                    continue
+                }
+                waiting = nil
                 do {
-                    try ByteRANS.decode(bytes, into: target)
+                    try ByteRANS.decodePair(first.bytes, into: first.target, bytes, into: target)
                 } catch {
-                    throw CodecError("plane \(k): \(error)")
+                    throw CodecError("plane \(first.plane) or \(k): \(error)")
                 }
             default:
                 throw CodecError("plane \(k) has unknown mode \(mode)")
+            }
+        }
+        if let last = waiting {
+            do {
+                try ByteRANS.decode(last.bytes, into: last.target)
+            } catch {
+                throw CodecError("plane \(last.plane): \(error)")
             }
         }
         guard r.isAtEnd else { throw CodecError("plane set has \(r.remaining) trailing bytes") }

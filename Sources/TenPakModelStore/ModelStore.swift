@@ -230,13 +230,16 @@ public final class ModelStore: Sendable {
         let out = try OpenFile(path: temporary, mode: .createExclusive)
         do {
             let state = ExportState()
-            try FileStream(store: chunks, file: file).forEachWindow { bytes in
-                try bytes.withUnsafeBytes { raw in
-                    try out.write(raw, at: state.written)
-                    state.sha.update(raw)
+            try FileStream(store: chunks, file: file).forEachWindowBuffer { raw in
+                // The write (a kernel copy into the page cache) and the SHA-256 of a window are
+                // about equally long and independent: run them side by side, not one after the other.
+                nonisolated(unsafe) let raw = raw
+                let offset = state.written
+                _ = try parallelMap(2) { k in
+                    if k == 0 { try out.write(raw, at: offset) } else { state.sha.update(raw) }
                 }
-                state.written += bytes.count
-                advanced(bytes.count)
+                state.written += raw.count
+                advanced(raw.count)
             }
             let digest = state.sha.finalize()
             let written = state.written
@@ -286,7 +289,14 @@ struct FileStream {
     let file: FileRecord
     static let windowChunks = 16
 
+    /// Windows in order, as arrays (a copy of each window; see `forEachWindowBuffer`).
     func forEachWindow(_ body: @escaping ([UInt8]) throws -> Void) throws {
+        try forEachWindowBuffer { try body(Array($0)) }
+    }
+
+    /// Windows in order, on a consumer thread; the bytes are valid only during the call (the buffer
+    /// is reused for a later window).
+    func forEachWindowBuffer(_ body: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
         let chunks = try store.catalog.fileChunks(file: file)
         var expectedOffset = 0
         for c in chunks {
@@ -301,6 +311,7 @@ struct FileStream {
         let inFlight = DispatchSemaphore(value: 2)
         let failure = FailureBox()
         nonisolated(unsafe) let body = body
+        let buffers = WindowBuffers()
         // However this returns (an error included), the consumer has finished with `body` first:
         // callers pass closures that must not outlive the call (`forEachWindowSync`).
         defer { consumer.sync {} }
@@ -318,16 +329,32 @@ struct FileStream {
             let end = min(start + FileStream.windowChunks, chunks.count)
             let frames = try pending.value()
             next = end < chunks.count ? readAhead(from: end) : nil
-            let decoded = try parallelMap(end - start) { i in try store.rawBytes(of: chunks[start + i].location, prefetched: frames) }
-            var window = [UInt8]()
-            window.reserveCapacity(decoded.reduce(0) { $0 + $1.count })
-            for d in decoded { window.append(contentsOf: d) }
-            // A serial queue: windows reach the consumer in order, one at a time.
+            // Each chunk decodes straight into its place in the window (no copy to assemble it).
+            var offsets = [0]
+            for c in chunks[start ..< end] { offsets.append(offsets[offsets.count - 1] + c.location.rawLength) }
+            let count = offsets[offsets.count - 1]
+            nonisolated(unsafe) let buffer = buffers.take(count)
+            do {
+                _ = try parallelMap(end - start) { i in
+                    // Safe: offsets[i] ..< offsets[i + 1] lies inside the buffer (count bytes or more);
+                    // the slices are disjoint.
+                    try store.decode(chunks[start + i].location, prefetched: frames,
+                                     into: UnsafeMutableRawBufferPointer(rebasing: buffer[offsets[i] ..< offsets[i + 1]]))
+                }
+            } catch {
+                buffers.give(buffer)
+                throw error
+            }
+            // A serial queue: windows reach the consumer in order, one at a time. Every chunk wrote
+            // its whole slice (`decode` writes every byte or throws), so [0, count) is initialized.
             inFlight.wait()
-            consumer.async { [window] in
-                defer { inFlight.signal() }
+            consumer.async {
+                defer {
+                    buffers.give(buffer)
+                    inFlight.signal()
+                }
                 guard failure.error == nil else { return }
-                do { try body(window) } catch { failure.error = error }
+                do { try body(UnsafeRawBufferPointer(rebasing: buffer[0 ..< count])) } catch { failure.error = error }
             }
             start = end
         }
@@ -351,13 +378,43 @@ extension FileStream {
     }
 }
 
+/// Window buffers reused from one window to the next: a fresh 16 MiB allocation per window costs a
+/// page fault per 4 KiB (and the kernel's zeroing of it) before the decode writes it. At most three
+/// are in use at once (two waiting for the consumer, one decoding).
+private final class WindowBuffers: @unchecked Sendable {
+    // Safe: `free` is only touched inside `lock`; a buffer taken is used by one window at a time.
+    private let lock = NSLock()
+    private var free: [UnsafeMutableRawBufferPointer] = []
+
+    /// A buffer of at least `count` bytes (uninitialized the first time).
+    func take(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let i = free.firstIndex(where: { $0.count >= count }) { return free.remove(at: i) }
+        // None fits: drop a smaller one rather than keep it, so the pool never grows past the
+        // buffers in use at once.
+        if let smaller = free.popLast() { smaller.deallocate() }
+        return .allocate(byteCount: max(count, 1), alignment: 64)
+    }
+
+    func give(_ buffer: UnsafeMutableRawBufferPointer) {
+        lock.lock()
+        defer { lock.unlock() }
+        free.append(buffer)
+    }
+
+    deinit {
+        for buffer in free { buffer.deallocate() }
+    }
+}
+
 /// The first error a background consumer hit.
 private final class FailureBox: @unchecked Sendable {
     // Safe: written on the serial consumer queue, read after it drained (sync) or racily as a hint.
     var error: Error?
 }
 
-/// Running totals of one export, touched only by the consumer queue.
+/// Running totals of one export, touched only by the consumer queue (and the work it waits for).
 private final class ExportState: @unchecked Sendable {
     var sha = StreamingSHA256()
     var written = 0

@@ -25,6 +25,46 @@ final class ByteRANSTests: XCTestCase {
         }
     }
 
+    /// Every length near the end of the branch-free fast loop, a single-symbol stream (one
+    /// frequency of 2^tableLog) and a near-uniform one (a renormalisation nearly every byte).
+    func testRoundTripsEdgeDistributionsAndLengths() throws {
+        var r = TestSupport.Random(seed: 9)
+        for n in Array(1 ... 40) + [1023, 1024, 1025, 65_536, 65_539] {
+            for kind in 0 ..< 3 {
+                let data: [UInt8] = switch kind {
+                case 0: [UInt8](repeating: 0x3F, count: n)
+                case 1: r.bytes(n)
+                default: skewed(n, seed: UInt64(n) &* 7)
+                }
+                let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
+                var out = [UInt8](repeating: 0xAA, count: n)
+                try payload.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
+                XCTAssertEqual(out, data, "n = \(n), kind \(kind)")
+            }
+        }
+    }
+
+    /// Two streams decoded together equal each decoded alone, whichever runs out first.
+    func testPairDecodeMatchesSingleDecode() throws {
+        var r = TestSupport.Random(seed: 21)
+        for (na, nb) in [(1, 1), (5, 70_000), (65_536, 65_536), (70_001, 3), (4099, 4096)] {
+            let a = skewed(na, seed: UInt64(na)), b = r.bytes(nb)
+            let pa = a.withUnsafeBytes { ByteRANS.encode($0) }, pb = b.withUnsafeBytes { ByteRANS.encode($0) }
+            var oa = [UInt8](repeating: 0, count: na), ob = [UInt8](repeating: 0, count: nb)
+            try pa.withUnsafeBytes { x in try pb.withUnsafeBytes { y in
+                try oa.withUnsafeMutableBytes { u in try ob.withUnsafeMutableBytes { v in try ByteRANS.decodePair(x, into: u, y, into: v) } }
+            } }
+            XCTAssertEqual(oa, a, "\(na), \(nb)")
+            XCTAssertEqual(ob, b, "\(na), \(nb)")
+            // A damaged second stream fails the pair, never the process.
+            var damaged = pb
+            damaged[damaged.count / 2] ^= 0x10
+            XCTAssertThrowsError(try pa.withUnsafeBytes { x in try damaged.withUnsafeBytes { y in
+                try oa.withUnsafeMutableBytes { u in try ob.withUnsafeMutableBytes { v in try ByteRANS.decodePair(x, into: u, y, into: v) } }
+            } })
+        }
+    }
+
     func testDamagedPayloadsThrowNeverCrash() {
         let data = skewed(5000, seed: 1)
         let payload = data.withUnsafeBytes { ByteRANS.encode($0) }

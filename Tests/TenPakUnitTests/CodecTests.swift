@@ -169,6 +169,28 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    /// The vectorized split and join (16 elements at a time) against the definition, element by
+    /// element, on lengths around the vector step and with tail bytes.
+    func testBytePlanesMatchTheirDefinition() {
+        var r = TestSupport.Random(seed: 11)
+        for width in [2, 4, 8] {
+            for elements in [0, 1, 15, 16, 17, 31, 32, 33, 100, 4096 + 5] {
+                for tail in [0, 1, width - 1] where tail < width {
+                    let count = elements * width + tail
+                    let a = r.bytes(count)
+                    var expected = [UInt8](repeating: 0, count: count)
+                    for i in 0 ..< elements { for k in 0 ..< width { expected[k * elements + i] = a[width * i + k] } }
+                    for t in elements * width ..< count { expected[t] = a[t] }
+                    var planes = [UInt8](repeating: 0, count: count), back = planes
+                    planes.withUnsafeMutableBytes { p in a.withUnsafeBytes { BytePlanes.split($0, width: width, into: p) } }
+                    XCTAssertEqual(planes, expected, "split width \(width), \(elements) elements + \(tail)")
+                    back.withUnsafeMutableBytes { o in planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: o) } }
+                    XCTAssertEqual(back, a, "join width \(width), \(elements) elements + \(tail)")
+                }
+            }
+        }
+    }
+
     func testBytePlanesAndDeltasInvert() {
         var r = TestSupport.Random(seed: 3)
         for width in [1, 2, 4, 8] {

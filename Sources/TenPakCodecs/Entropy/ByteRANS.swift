@@ -27,8 +27,25 @@ enum ByteRANS {
 
         init(_ bytes: UnsafeRawBufferPointer) {
             total = bytes.count
-            counts.withUnsafeMutableBufferPointer { c in
-                for b in bytes { c[Int(b)] &+= 1 }
+            // Four partial tables: a plane that repeats one byte value (exponents) would otherwise
+            // make every increment wait for the previous one to be stored.
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 4 * 256) { partial in
+                // Safe: `partial` has 4 × 256 entries and every index below is (0…3) × 256 + a byte.
+                guard let p = partial.baseAddress, let src = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+                p.initialize(repeating: 0, count: 4 * 256)
+                let n = bytes.count
+                var i = 0
+                while i &+ 4 <= n {
+                    p[Int(src[i])] &+= 1
+                    p[256 &+ Int(src[i &+ 1])] &+= 1
+                    p[512 &+ Int(src[i &+ 2])] &+= 1
+                    p[768 &+ Int(src[i &+ 3])] &+= 1
+                    i &+= 4
+                }
+                while i < n { p[Int(src[i])] &+= 1; i &+= 1 }
+                counts.withUnsafeMutableBufferPointer { c in
+                    for s in 0 ..< 256 { c[s] = p[s] &+ p[256 + s] &+ p[512 + s] &+ p[768 + s] }
+                }
             }
         }
 
@@ -102,54 +119,25 @@ enum ByteRANS {
 
     /// Decodes exactly `output.count` bytes or throws; bounds-safe on any payload.
     static func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
-        let n = output.count
-        guard n > 0, let out = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
-            throw EntropyCodecError("empty byte stream")
-        }
-        var src = ByteSource(payload)
-        let log = Int(try src.u8())
-        guard (minTableLog ... maxTableLog).contains(log) else { throw EntropyCodecError("bad tableLog \(log)") }
-        let m = 1 << log
-        let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
-        defer { freqs.deallocate() }
-        try readTable(&src, alphabet: 256, tableLog: log, into: freqs)
-        // slot → symbol, and per symbol (freq, start).
-        let slots = UnsafeMutablePointer<UInt8>.allocate(capacity: m)
-        defer { slots.deallocate() }
-        let starts = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
-        defer { starts.deallocate() }
-        var start: UInt32 = 0
-        for s in 0 ..< 256 {
-            starts[s] = start
-            let f = Int(freqs[s])
-            if f > 0 { (slots + Int(start)).initialize(repeating: UInt8(s), count: f) }
-            start += UInt32(f)
-        }
-        guard start == UInt32(m) else { throw EntropyCodecError("frequency table does not fill its slots") }
-        let length = try src.varint(max: src.remaining)
-        let stream = try src.slice(length)
-        guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes after the rANS stream") }
-        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
-        var words = try openRans(stream, &x)
-        let mask = UInt32(m - 1), tl = UInt32(log)
-        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
-            let slot = state & mask
-            let s = Int(slots[Int(slot)])
-            out[i] = UInt8(truncatingIfNeeded: s)
-            state = freqs[s] &* (state &>> tl) &+ slot &- starts[s]
-            words.renorm(&state)
-        }
-        var i = 0
-        while i + 4 <= n {
-            step(&x.0, i)
-            step(&x.1, i + 1)
-            step(&x.2, i + 2)
-            step(&x.3, i + 3)
-            i += 4
-        }
-        if i < n { step(&x.0, i); i += 1 }
-        if i < n { step(&x.1, i); i += 1 }
-        if i < n { step(&x.2, i); i += 1 }
-        try closeRans(words, x)
+        var stream = try ByteRANSDecoder(payload, into: output)
+        defer { stream.free() }
+        stream.decodeFast()
+        try stream.finish()
+    }
+
+    /// Decodes two independent streams (two planes) at once. Each stream's four states form
+    /// dependency chains whose latency bounds one stream's speed; eight chains in one loop keep
+    /// more of the core busy. Same output and checks as two `decode` calls.
+    static func decodePair(_ payloadA: UnsafeRawBufferPointer, into outputA: UnsafeMutableRawBufferPointer,
+                           _ payloadB: UnsafeRawBufferPointer, into outputB: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        var a = try ByteRANSDecoder(payloadA, into: outputA)
+        defer { a.free() }
+        var b = try ByteRANSDecoder(payloadB, into: outputB)
+        defer { b.free() }
+        ByteRANSDecoder.decodeFast(&a, &b)
+        a.decodeFast()
+        try a.finish()
+        b.decodeFast()
+        try b.finish()
     }
 }

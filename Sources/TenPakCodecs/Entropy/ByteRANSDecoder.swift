@@ -1,0 +1,157 @@
+/// One order-0 rANS stream (`ByteRANS` payload) being decoded into its output.
+///
+/// Decoding has two parts: `decodeFast` runs while a group of four bytes can consume at most 8
+/// stream bytes without reaching the end, and renormalises without a branch (a data-dependent
+/// branch would mispredict about every other byte on a mantissa plane); `finish` decodes the rest
+/// with the bounds-checked reader and checks the final states. Same arithmetic and word order as
+/// `RansSource.renorm`, so either part may decode any byte.
+///
+/// Owns its slot table: call `free()` exactly once (`defer`), also after a throw from a later step.
+struct ByteRANSDecoder {
+    /// One entry per slot: symbol (bits 0–7), frequency − 1 (bits 8–19), slot − start (bits
+    /// 20–31), so a decode step is a single table load. Frequencies are 1…2^12, offsets < 2^12.
+    private let table: UnsafeMutablePointer<UInt32>
+    private let mask: UInt32
+    private let tableLog: UInt32
+    private var x0: UInt32, x1: UInt32, x2: UInt32, x3: UInt32
+    private var words: RansSource
+    private let out: UnsafeMutablePointer<UInt8>
+    private let n: Int
+    /// Bytes decoded so far (a multiple of four until `finish`).
+    private var i = 0
+
+    /// Parses the header and table of `payload`; the output must be non-empty.
+    init(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        n = output.count
+        guard n > 0, let out = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw EntropyCodecError("empty byte stream")
+        }
+        self.out = out
+        var src = ByteSource(payload)
+        let log = Int(try src.u8())
+        guard (minTableLog ... maxTableLog).contains(log) else { throw EntropyCodecError("bad tableLog \(log)") }
+        let m = 1 << log
+        mask = UInt32(m - 1)
+        tableLog = UInt32(log)
+        let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { freqs.deallocate() }
+        try readTable(&src, alphabet: 256, tableLog: log, into: freqs)
+        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: m)
+        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+        do throws(EntropyCodecError) {
+            var start = 0
+            for s in 0 ..< 256 {
+                let f = Int(freqs[s])
+                guard f > 0 else { continue }
+                guard start + f <= m else { throw EntropyCodecError("frequency table does not fill its slots") }
+                let head = UInt32(s) | UInt32(f - 1) << 8
+                // Safe: start + f <= m was checked, so every index is inside the m-entry table.
+                for k in 0 ..< f { table[start + k] = head | UInt32(k) << 20 }
+                start += f
+            }
+            guard start == m else { throw EntropyCodecError("frequency table does not fill its slots") }
+            let length = try src.varint(max: src.remaining)
+            let stream = try src.slice(length)
+            guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes after the rANS stream") }
+            words = try openRans(stream, &x)
+        } catch {
+            table.deallocate()
+            throw error
+        }
+        self.table = table
+        (x0, x1, x2, x3) = x
+    }
+
+    func free() { table.deallocate() }
+
+    /// Decodes byte `i` with `state` and returns the state before renormalisation.
+    @inline(__always)
+    private static func advance(_ state: UInt32, _ i: Int, _ table: UnsafeMutablePointer<UInt32>, _ mask: UInt32, _ tl: UInt32,
+                                _ out: UnsafeMutablePointer<UInt8>) -> UInt32 {
+        // Safe: the slot is masked to the table's size and callers keep i < n.
+        let e = table[Int(state & mask)]
+        out[i] = UInt8(truncatingIfNeeded: e)
+        return ((e &>> 8) & 0xFFF &+ 1) &* (state &>> tl) &+ (e &>> 20)
+    }
+
+    /// Branch-free renormalisation; `rp` must have 2 readable bytes.
+    @inline(__always)
+    private static func renorm(_ v: UInt32, _ rp: inout UnsafePointer<UInt8>) -> UInt32 {
+        // Safe: callers guarantee 2 readable bytes at rp (see `decodeFast`).
+        let w = UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
+        let need = v < ransLowerBound
+        rp += need ? 2 : 0
+        return need ? (v &<< 16) | w : v
+    }
+
+    /// The fast part of one stream.
+    mutating func decodeFast() {
+        let table = table, mask = mask, tl = tableLog, out = out, n = n, end = words.end
+        var rp = words.ptr, i = i
+        var s0 = x0, s1 = x1, s2 = x2, s3 = x3
+        // A group of four bytes consumes at most 8 stream bytes (one 16-bit word per byte).
+        while i &+ 4 <= n, end - rp >= 8 {
+            s0 = Self.renorm(Self.advance(s0, i, table, mask, tl, out), &rp)
+            s1 = Self.renorm(Self.advance(s1, i &+ 1, table, mask, tl, out), &rp)
+            s2 = Self.renorm(Self.advance(s2, i &+ 2, table, mask, tl, out), &rp)
+            s3 = Self.renorm(Self.advance(s3, i &+ 3, table, mask, tl, out), &rp)
+            i &+= 4
+        }
+        self.i = i
+        words.ptr = rp
+        (x0, x1, x2, x3) = (s0, s1, s2, s3)
+    }
+
+    /// The fast part of two streams, interleaved, while both have room; each then continues alone.
+    static func decodeFast(_ a: inout ByteRANSDecoder, _ b: inout ByteRANSDecoder) {
+        let ta = a.table, ma = a.mask, la = a.tableLog, oa = a.out, na = a.n, ea = a.words.end
+        let tb = b.table, mb = b.mask, lb = b.tableLog, ob = b.out, nb = b.n, eb = b.words.end
+        var ra = a.words.ptr, rb = b.words.ptr
+        var a0 = a.x0, a1 = a.x1, a2 = a.x2, a3 = a.x3
+        var b0 = b.x0, b1 = b.x1, b2 = b.x2, b3 = b.x3
+        var ia = a.i, ib = b.i
+        while ia &+ 4 <= na, ib &+ 4 <= nb, ea - ra >= 8, eb - rb >= 8 {
+            a0 = renorm(advance(a0, ia, ta, ma, la, oa), &ra)
+            b0 = renorm(advance(b0, ib, tb, mb, lb, ob), &rb)
+            a1 = renorm(advance(a1, ia &+ 1, ta, ma, la, oa), &ra)
+            b1 = renorm(advance(b1, ib &+ 1, tb, mb, lb, ob), &rb)
+            a2 = renorm(advance(a2, ia &+ 2, ta, ma, la, oa), &ra)
+            b2 = renorm(advance(b2, ib &+ 2, tb, mb, lb, ob), &rb)
+            a3 = renorm(advance(a3, ia &+ 3, ta, ma, la, oa), &ra)
+            b3 = renorm(advance(b3, ib &+ 3, tb, mb, lb, ob), &rb)
+            ia &+= 4
+            ib &+= 4
+        }
+        a.i = ia
+        b.i = ib
+        a.words.ptr = ra
+        b.words.ptr = rb
+        (a.x0, a.x1, a.x2, a.x3) = (a0, a1, a2, a3)
+        (b.x0, b.x1, b.x2, b.x3) = (b0, b1, b2, b3)
+    }
+
+    /// The rest, bounds-checked, then the end checks: every state back at 2^16, every word read.
+    mutating func finish() throws(EntropyCodecError) {
+        let table = table, mask = mask, tl = tableLog, out = out, n = n
+        var x = (x0, x1, x2, x3)
+        var words = words, i = i
+        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
+            state = Self.advance(state, i, table, mask, tl, out)
+            words.renorm(&state)
+        }
+        while i + 4 <= n {
+            step(&x.0, i)
+            step(&x.1, i + 1)
+            step(&x.2, i + 2)
+            step(&x.3, i + 3)
+            i += 4
+        }
+        if i < n { step(&x.0, i); i += 1 }
+        if i < n { step(&x.1, i); i += 1 }
+        if i < n { step(&x.2, i); i += 1 }
+        self.i = i
+        self.words = words
+        (x0, x1, x2, x3) = x
+        try closeRans(words, x)
+    }
+}
