@@ -577,7 +577,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                               .blob(revision.manifest.xxh.bytes), .blob(revision.manifest.sha.bytes), .int(now)).run()
                 try db.prepare("DELETE FROM revisions WHERE id = ?").bind(.int(revision.rowID)).run()
                 guard db.changes == 1 else {
-                    throw StoreError.notFound("\(revision.model)@\(revision.revision) was removed by another process")
+                    throw StoreError.notFound(.removed(model: revision.model, revision: revision.revision))
                 }
                 try db.prepare("DELETE FROM models WHERE name = ? AND NOT EXISTS (SELECT 1 FROM revisions r WHERE r.model_id = models.id)")
                     .bind(.text(revision.model)).run()

@@ -96,22 +96,25 @@ public final class ChunkStore: Sendable {
     /// The same checks on borrowed bytes; the payload returned is a slice of `bytes`.
     func checkFrame(_ raw: UnsafeRawBufferPointer, _ location: ChunkLocation) throws -> (header: FrameHeader, payload: UnsafeRawBufferPointer) {
         guard raw.count == location.frameLength else {
-            throw StoreError.corrupt("chunk \(location.id.short): pack \(location.pack) gave \(raw.count) bytes at \(location.frameOffset), expected \(location.frameLength)")
+            throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, expected: "\(location.frameLength) bytes", actual: "\(raw.count) bytes",
+                                            "chunk \(location.id.short): pack \(location.pack) gave \(raw.count) bytes at \(location.frameOffset), expected \(location.frameLength)"))
         }
         let place = "pack \(location.pack) offset \(location.frameOffset)"
         do {
             let header = try FrameHeader.decode(raw, where: place)
             guard header.id == location.id else {
-                throw StoreError.corrupt("\(place) holds chunk \(header.id.short), but the catalog expects \(location.id.short) there")
+                throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, expected: location.id.description, actual: header.id.description,
+                                                "\(place) holds chunk \(header.id.short), but the catalog expects \(location.id.short) there"))
             }
             guard header.size + header.payloadLength == location.frameLength else {
-                throw StoreError.corrupt("\(place): frame length \(header.size + header.payloadLength) differs from the catalog's \(location.frameLength)")
+                throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, expected: "\(location.frameLength) bytes", actual: "\(header.size + header.payloadLength) bytes",
+                                                "\(place): frame length \(header.size + header.payloadLength) differs from the catalog's \(location.frameLength)"))
             }
             let payload = UnsafeRawBufferPointer(rebasing: raw[header.size...])
             try header.verifyPayload(payload, where: place)
             return (header, payload)
         } catch let error as FormatError {
-            throw StoreError.corrupt("chunk \(location.id.short): \(error)")
+            throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, "chunk \(location.id.short): \(error)"))
         }
     }
 
@@ -142,7 +145,8 @@ public final class ChunkStore: Sendable {
                 throw StoreError.corrupt("chunk \(location.id.short) uses encoding \(header.encoding), unknown to this tpstore")
             }
             guard header.rawLength == location.rawLength, output.count == location.rawLength else {
-                throw StoreError.corrupt("chunk \(location.id.short): its frame holds \(header.rawLength) bytes, the catalog says \(location.rawLength)")
+                throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, expected: "\(location.rawLength) bytes", actual: "\(header.rawLength) bytes",
+                                                "chunk \(location.id.short): its frame holds \(header.rawLength) bytes, the catalog says \(location.rawLength)"))
             }
             var base: [UInt8]?
             if let baseID = header.base {
@@ -163,11 +167,12 @@ public final class ChunkStore: Sendable {
                     try ChunkCodec.decode(payload, encoding: encoding, element: element, base: nil, into: output)
                 }
             } catch let error as CodecError {
-                throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) does not decode: \(error)")
+                throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, "chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) does not decode: \(error)"))
             }
         }
         guard Hashing.xxh3_128(UnsafeRawBufferPointer(output)) == location.id.xxh else {
-            throw StoreError.corrupt("chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) decodes to the wrong bytes")
+            throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, expected: location.id.description,
+                                            "chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) decodes to the wrong bytes"))
         }
     }
 }

@@ -71,7 +71,7 @@ public final class LocalPackDirectory: PackStorage, @unchecked Sendable {
             if let f = openFiles[pack] { return f }
             let path = self.path(of: pack)
             guard FileSystem.isRegularFile(path) else {
-                throw StoreError.corrupt("pack \(pack) is missing (expected at \(path))")
+                throw StoreError.corrupt(Damage(pack: pack, "pack \(pack) is missing (expected at \(path))"))
             }
             let f = try OpenFile(path: path, mode: .read)
             if openFiles.count > 256 { openFiles.removeAll() }

@@ -1,21 +1,22 @@
 import TenPakFormat
 
-/// Errors a store reports. Each message says what went wrong and, where there is one, what to do.
+/// Errors a store reports. A program decides by the case and its fields, never by the message;
+/// each message (`description`) is one line saying what went wrong and, where there is one, what to do.
 public enum StoreError: Error, CustomStringConvertible {
     /// A system call failed.
     case io(operation: String, path: String, errno: Int32)
     /// The directory is not a TenPak store.
     case notAStore(path: String, reason: String)
-    /// A model, revision or file the user named does not exist.
-    case notFound(String)
-    /// The user asked for something the store refuses (bad name, duplicate revision, ...).
+    /// A model, revision, file or input path the caller named does not exist.
+    case notFound(Missing)
+    /// The caller asked for something the store refuses (bad name, over a limit, ...).
     case invalidRequest(String)
     /// Stored bytes or catalog rows are damaged: never returned as if they were right.
-    case corrupt(String)
+    case corrupt(Damage)
     /// The revision already exists (revisions are immutable).
-    case revisionExists(String)
+    case revisionExists(model: String, revision: String)
     /// A commit refused because a gc started after the writer's fence (it had lost its lock).
-    case fenced(String)
+    case fenced(model: String, revision: String)
     /// Another process holds what this one needs, past the retry deadline.
     case busy(String)
     /// The SQLite catalog reported an error.
@@ -29,18 +30,80 @@ public enum StoreError: Error, CustomStringConvertible {
             return "\(operation) \(path): \(String(cString: strerror(errno)))"
         case let .notAStore(path, reason):
             return "\(path) is not a TenPak store (\(reason)); create one with `tpstore init --store \(path)`"
-        case let .notFound(message), let .invalidRequest(message), let .revisionExists(message), let .fenced(message):
+        case let .notFound(missing):
+            return missing.description
+        case let .invalidRequest(message), let .unavailable(message):
             return message
-        case let .corrupt(message):
-            return "\(message); the store is damaged: run `tpstore fsck --read-data` to see what is affected"
+        case let .corrupt(damage):
+            return "\(damage); the store is damaged: run `tpstore fsck --read-data` to see what is affected"
+        case let .revisionExists(model, revision):
+            return "\(model)@\(revision) already exists; revisions are immutable, choose another revision name"
+        case let .fenced(model, revision):
+            return "\(model)@\(revision) was not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again"
         case let .busy(message):
             return "\(message); another tpstore is working on this store, try again shortly"
         case let .catalog(message):
             return "catalog: \(message)"
-        case let .unavailable(message):
-            return message
         }
     }
+}
+
+/// What a `StoreError.notFound` is about.
+public enum Missing: Sendable, Equatable, CustomStringConvertible, ExpressibleByStringInterpolation {
+    /// No model of that name.
+    case model(String)
+    /// The model exists and has no such revision.
+    case revision(model: String, revision: String)
+    /// The revision has no file at that path.
+    case file(model: String, revision: String, path: String)
+    /// Another process removed the revision (or the file) while this one was using it.
+    case removed(model: String, revision: String)
+    /// A local file or directory given as input does not exist.
+    case localPath(String)
+    /// Anything else, in words.
+    case other(String)
+
+    public init(stringLiteral value: String) { self = .other(value) }
+    public init(stringInterpolation: DefaultStringInterpolation) { self = .other(String(stringInterpolation: stringInterpolation)) }
+
+    public var description: String {
+        switch self {
+        case let .model(model): return "no model named \(Names.printable(model)) in this store (see `tpstore ls`)"
+        case let .revision(model, revision): return "model \(model) has no revision \(Names.printable(revision)) (see `tpstore ls \(model)`)"
+        case let .file(model, revision, path): return "\(model)@\(revision) has no file \(Names.printable(path)) (see `tpstore show \(model)@\(revision)`)"
+        case let .removed(model, revision): return "\(model)@\(revision) was removed by another process while this one was using it"
+        case let .localPath(path): return "\(path): no such file or directory"
+        case let .other(message): return message
+        }
+    }
+}
+
+/// Where stored bytes or catalog rows are damaged, with what was expected and found where known.
+/// Fields a check does not know stay nil; `detail` is the sentence a user reads.
+public struct Damage: Sendable, Equatable, CustomStringConvertible, ExpressibleByStringInterpolation {
+    /// The chunk whose frame or bytes are wrong.
+    public var chunk: ChunkID?
+    /// The pack, and the offset in it, where the damage was found.
+    public var pack: String?
+    public var offset: Int?
+    /// What the catalog or the frame promised, and what was found (lengths, ids, digests as text).
+    public var expected: String?
+    public var actual: String?
+    public var detail: String
+
+    public init(chunk: ChunkID? = nil, pack: String? = nil, offset: Int? = nil, expected: String? = nil, actual: String? = nil, _ detail: String) {
+        self.chunk = chunk
+        self.pack = pack
+        self.offset = offset
+        self.expected = expected
+        self.actual = actual
+        self.detail = detail
+    }
+
+    public init(stringLiteral value: String) { self.init(value) }
+    public init(stringInterpolation: DefaultStringInterpolation) { self.init(String(stringInterpolation: stringInterpolation)) }
+
+    public var description: String { detail }
 }
 
 #if canImport(Glibc)
@@ -61,17 +124,16 @@ extension StoreError {
 extension StoreError {
     /// A put or copy to a revision name that is taken.
     public static func revisionAlreadyExists(model: String, revision: String) -> StoreError {
-        .revisionExists("\(model)@\(revision) already exists; revisions are immutable, choose another revision name")
+        .revisionExists(model: model, revision: revision)
     }
 
     /// A commit refused by the gc fence (SPEC section 11).
     public static func fencedCommit(model: String, revision: String) -> StoreError {
-        .fenced("\(model)@\(revision) was not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again")
+        .fenced(model: model, revision: revision)
     }
 
     /// A model the catalog does not know, or a revision it does not have (`revision` nil: any).
     public static func unknownRevision(model: String, revision: String?, modelKnown: Bool) -> StoreError {
-        modelKnown ? .notFound("model \(model) has no revision \(revision ?? "") (see `tpstore ls \(model)`)")
-            : .notFound("no model named \(model) in this store (see `tpstore ls`)")
+        modelKnown ? .notFound(.revision(model: model, revision: revision ?? "")) : .notFound(.model(model))
     }
 }

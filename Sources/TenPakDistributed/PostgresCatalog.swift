@@ -567,7 +567,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                 """, [.text(tombstonePack.name), .text(revision.model), .text(revision.revision),
                       .bytes(revision.manifest.xxh.bytes), .bytes(revision.manifest.sha.bytes), .int(now)])
             guard try q("DELETE FROM revisions WHERE id = $1 RETURNING id", [.int(revision.rowID)]).count == 1 else {
-                throw StoreError.notFound("\(revision.model)@\(revision.revision) was removed by another process")
+                throw StoreError.notFound(.removed(model: revision.model, revision: revision.revision))
             }
             try q("DELETE FROM models WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM revisions r WHERE r.model_id = models.id)", [.text(revision.model)])
         }

@@ -50,14 +50,14 @@ public enum BaseMatcher {
                        sketch: BaseSketch?) throws -> Choice {
         let tensors = uploads.flatMap(\.plan.tensors)
         let totalBytes = tensors.reduce(0) { $0 + ($1.end - $1.begin) }
-        guard totalBytes > 0 else { return Choice(decision: nil, note: "no base: the upload has no safetensors tensors", index: nil) }
+        guard totalBytes > 0 else { return Choice(decision: nil, note: "the upload has no safetensors tensors", index: nil) }
         let catalog = store.catalog
         let wanted = TensorSignature.indexRows(tensors)
         let wantedBytes = wanted.reduce(0) { $0 + $1.bytes }
         let threshold = Int((Double(wantedBytes) * minimumSignatureShare).rounded(.up))
         let candidates = try catalog.baseCandidates(wanted, minimumBytes: max(1, threshold), limit: candidateLimit)
         guard !candidates.isEmpty else {
-            return Choice(decision: nil, note: "no base: no stored model has at least \(Int(minimumSignatureShare * 100))% of this upload's tensor bytes under the same names, dtypes and shapes", index: nil)
+            return Choice(decision: nil, note: "no stored model has at least \(Int(minimumSignatureShare * 100))% of this upload's tensor bytes under the same names, dtypes and shapes", index: nil)
         }
         var notes: [String] = ["\(candidates.count)\(candidates.count == candidateLimit ? "+" : "") candidate\(candidates.count == 1 ? "" : "s") by tensor signature"]
 
@@ -148,7 +148,7 @@ public enum BaseMatcher {
         }
         let how = notes.joined(separator: "; ")
         guard let best else {
-            return Choice(decision: nil, note: "no base: candidates share tensor shapes but a delta does not pay (\(how); \(lines.joined(separator: "; ")))", index: nil)
+            return Choice(decision: nil, note: "candidates share tensor shapes but a delta does not pay (\(how); \(lines.joined(separator: "; ")))", index: nil)
         }
         var reason = "automatic: \(best.line) [\(how); confirmed \(lines.count) by sampled encodes]"
         if let hint { reason += "; model card base_model: \(hint)" }

@@ -68,7 +68,7 @@ public final class ModelStore: Sendable {
             throw StoreError.revisionAlreadyExists(model: model, revision: revision)
         }
         var planned: [(input: PutInput, plan: ChunkPlan)] = []
-        var warnings: [String] = []
+        var warnings: [PutWarning] = []
         for input in inputs {
             let file = try OpenFile(path: input.source, mode: .read)
             let identity = try file.identity()
@@ -77,7 +77,7 @@ public final class ModelStore: Sendable {
             var plan = try ChunkPlan.make(file: file, size: size, looksLikeSafetensors: named || (try ChunkPlan.sniffSafetensors(file: file, size: size)))
             plan.sourceIdentity = identity
             // Content that merely looked like safetensors and is not, is an ordinary opaque file.
-            if let w = plan.warning, named { warnings.append("\(input.path): \(w)") }
+            if let w = plan.warning, named { warnings.append(.notSafetensors(path: input.path, reason: w)) }
             planned.append((input, plan))
         }
         // The upload's sketch is stored with it whatever the base choice, so later uploads can
@@ -88,7 +88,7 @@ public final class ModelStore: Sendable {
         switch base {
         case .none:
             decision = nil
-            warnings.append("no base: --no-base given")
+            warnings.append(.noBase(reason: "--no-base given"))
         case let .explicit(baseModel, baseRevision):
             let record = try catalog.resolve(model: baseModel, revision: baseRevision)
             decision = BaseDecision(revision: record, reason: "given with --base")
@@ -96,7 +96,7 @@ public final class ModelStore: Sendable {
             let choice = try chooseBase(planned, sketch: sketch)
             decision = choice.decision
             index = choice.index
-            if choice.decision == nil { warnings.append(choice.note) }
+            if choice.decision == nil { warnings.append(.noBase(reason: choice.note)) }
         }
         // The manifest is one frame: refuse a revision whose manifest cannot be, before any data
         // is read or written (paths and chunk counts are known from the plans).
@@ -152,7 +152,7 @@ public final class ModelStore: Sendable {
             } else if FileSystem.exists(trimmed) {
                 throw StoreError.invalidRequest("\(path) is neither a regular file nor a directory")
             } else {
-                throw StoreError.notFound("\(path): no such file or directory")
+                throw StoreError.notFound(.localPath(path))
             }
         }
         var seen = Set<String>()

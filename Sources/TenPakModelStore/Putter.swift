@@ -34,6 +34,22 @@ public struct TransferProgress: Sendable {
     public let file: String
 }
 
+/// Something a put did not do as asked or as one might expect, though it stored the revision.
+public enum PutWarning: Sendable, Equatable, CustomStringConvertible {
+    /// The revision is stored without a base (every chunk fresh or shared); `reason` says why
+    /// (`--no-base`, or no stored model is close enough).
+    case noBase(reason: String)
+    /// A file named `.safetensors` whose content is not valid safetensors: stored as opaque bytes.
+    case notSafetensors(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .noBase(reason): return "no base: \(reason)"
+        case let .notSafetensors(path, reason): return "\(path): \(reason)"
+        }
+    }
+}
+
 /// What a put stored.
 public struct PutReport: Sendable {
     public struct File: Sendable {
@@ -52,7 +68,7 @@ public struct PutReport: Sendable {
     public let revision: RevisionRecord
     public let files: [File]
     public let base: BaseDecision?
-    public let warnings: [String]
+    public let warnings: [PutWarning]
     public var rawBytes: Int { files.reduce(0) { $0 + $1.size } }
     public var storedBytes: Int { files.reduce(0) { $0 + $1.storedBytes } }
     public let seconds: Double
@@ -95,7 +111,7 @@ final class Putter {
     }
 
     func run(inputs: [(input: PutInput, plan: ChunkPlan)], base: BaseDecision?, baseIndex: BaseIndex?,
-             warnings: [String], sketch: [UInt8]? = nil) throws -> PutReport {
+             warnings: [PutWarning], sketch: [UInt8]? = nil) throws -> PutReport {
         let started = Date()
         let total = inputs.reduce(0) { $0 + $1.plan.size }
         var done = 0
@@ -240,14 +256,15 @@ final class Putter {
             let frames = try FrameBatch.prefetch(unchecked, store: store)
             for location in unchecked + Array(frames.locations.values) where !verified.contains(location.rowID) {
                 guard let bytes = frames.frames[location.rowID] else {
-                    throw StoreError.corrupt("chunk \(location.id.short): its frame was not read")
+                    throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, "chunk \(location.id.short): its frame was not read"))
                 }
                 _ = try store.checkFrame(bytes, location)
                 verified.insert(location.rowID)
             }
         } catch let error as StoreError {
-            guard case let .corrupt(reason) = error else { throw error }
-            throw StoreError.corrupt("this put shares a stored chunk that is damaged or missing (\(reason)); nothing was stored: run `tpstore fsck`, then `tpstore fsck --repair` to drop what is lost, and put again")
+            guard case var .corrupt(damage) = error else { throw error }
+            damage.detail = "this put shares a stored chunk that is damaged or missing (\(damage.detail)); nothing was stored: run `tpstore fsck`, then `tpstore fsck --repair` to drop what is lost, and put again"
+            throw StoreError.corrupt(damage)
         }
     }
 

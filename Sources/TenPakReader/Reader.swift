@@ -20,14 +20,15 @@ public enum ReaderError: Error, CustomStringConvertible, Equatable, Sendable {
     case outOfRange(String)
     /// A range whose text does not parse.
     case malformedRange(String)
-    /// The file has no tensor of that name.
-    case noSuchTensor(String)
+    /// The file (its path in the revision) has no tensor of that name.
+    case noSuchTensor(path: String, name: String)
     /// A tensor request on a file that is not stored as safetensors.
     case notSafetensors(String)
 
     public var description: String {
         switch self {
-        case let .outOfRange(m), let .malformedRange(m), let .noSuchTensor(m), let .notSafetensors(m): return m
+        case let .outOfRange(m), let .malformedRange(m), let .notSafetensors(m): return m
+        case let .noSuchTensor(path, name): return "\(Names.printable(path)) has no tensor named \(Names.printable(name))"
         }
     }
 }
@@ -114,7 +115,7 @@ public final class StoreReader: Sendable {
         let record = try store.catalog.resolve(model: model, revision: revision)
         let files = try store.catalog.files(revision: record)
         guard let file = files.first(where: { $0.path == path }) else {
-            throw StoreError.notFound("\(model)@\(record.revision) has no file \(Names.printable(path)) (see `tpstore show \(model)@\(record.revision)`)")
+            throw StoreError.notFound(.file(model: model, revision: record.revision, path: path))
         }
         if let open = openFiles.get(file, revision: record) { return open }
         let chunks = try store.catalog.fileChunks(file: file)
@@ -149,7 +150,7 @@ public final class StoreReader: Sendable {
     /// SHA-256) and its chunk list checked against the content ids it was opened with. Throws
     /// `StoreError.notFound` when the revision or file is gone (removed since it was opened).
     func relocate(_ reader: FileReader) throws -> [ChunkLocation] {
-        let gone = StoreError.notFound("\(reader.model)@\(reader.revision.revision) \(Names.printable(reader.path)) was removed while it was being read")
+        let gone = StoreError.notFound(.removed(model: reader.model, revision: reader.revision.revision))
         guard let record = try? store.catalog.resolve(model: reader.model, revision: reader.revision.revision),
               record.manifest == reader.revision.manifest else { throw gone }
         guard let file = try store.catalog.files(revision: record).first(where: { $0.path == reader.path }),
@@ -414,7 +415,7 @@ public final class FileReader: Sendable {
     public func tensor(named name: String) throws -> TensorRecord {
         guard isSafetensors else { throw ReaderError.notSafetensors("\(path) is not stored as a safetensors file, so it has no tensors") }
         guard let i = tensorIndex[name] else {
-            throw ReaderError.noSuchTensor("\(path) has no tensor named \(Names.printable(name))")
+            throw ReaderError.noSuchTensor(path: path, name: name)
         }
         return tensors[i]
     }

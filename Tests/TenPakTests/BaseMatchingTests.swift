@@ -99,7 +99,7 @@ final class BaseMatchingTests: XCTestCase {
         other.add("layer.0.bias", "F32", [512], SafetensorsBuilder.f32(512, seed: 102))
         let report = try store.put(model: "retrained", paths: [try write(other, "other/model.safetensors")])
         XCTAssertNil(report.base, "same shapes, unrelated values: a delta does not pay")
-        XCTAssertTrue(report.warnings.contains { $0.contains("no base") }, "\(report.warnings)")
+        XCTAssertTrue(report.warnings.contains { if case .noBase = $0 { return true } else { return false } }, "\(report.warnings)")
     }
 
     func testModelCardHintIsNotProof() throws {
@@ -173,7 +173,7 @@ final class BaseChoiceTests: XCTestCase {
         let first = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
         XCTAssertEqual(first.base?.revision.model, "base")
         let second = try store.put(model: "ft2", paths: [try model("ft2", ft2)])
-        XCTAssertEqual(second.base?.revision.model, "ft1", second.base?.reason ?? second.warnings.joined())
+        XCTAssertEqual(second.base?.revision.model, "ft1", second.base?.reason ?? "\(second.warnings)")
         let reason = try XCTUnwrap(second.base?.reason)
         XCTAssertTrue(reason.contains("compared by content sketch"), reason)
         XCTAssertTrue(reason.contains("sampled delta"), reason)
@@ -193,7 +193,7 @@ final class BaseChoiceTests: XCTestCase {
             XCTAssertEqual(sibling.base?.revision.model, "base", "sibling \(i): \(sibling.base?.reason ?? "no base")")
         }
         let target = try store.put(model: "target", paths: [try model("target", nudged(base, seed: 999))])
-        XCTAssertEqual(target.base?.revision.model, "base", target.base?.reason ?? target.warnings.joined())
+        XCTAssertEqual(target.base?.revision.model, "base", target.base?.reason ?? "\(target.warnings)")
         XCTAssertTrue(try XCTUnwrap(target.base?.reason).contains("7 candidates by tensor signature"), target.base?.reason ?? "")
         try assertRoundTrip(store, "target", dir + "/target")
     }
@@ -203,7 +203,10 @@ final class BaseChoiceTests: XCTestCase {
         _ = try store.put(model: "base", paths: [try model("base", baseTensors())])
         let other = try store.put(model: "retrained", paths: [try model("retrained", baseTensors(seed: 500))])
         XCTAssertNil(other.base)
-        let note = other.warnings.first { $0.hasPrefix("no base") } ?? ""
+        let note = other.warnings.compactMap { warning -> String? in
+            if case let .noBase(reason) = warning { return reason }
+            return nil
+        }.first ?? ""
         XCTAssertTrue(note.contains("a delta does not pay") && note.contains("compared by content sketch"), note)
     }
 

@@ -131,7 +131,7 @@ final class ReaderTests: XCTestCase {
                 tensorsChecked += 1
             }
             XCTAssertThrowsError(try file.tensor(named: "no.such.tensor")) { error in
-                XCTAssertEqual(error as? ReaderError, .noSuchTensor("\(path) has no tensor named no.such.tensor"))
+                XCTAssertEqual(error as? ReaderError, .noSuchTensor(path: path, name: "no.such.tensor"))
             }
         }
         XCTAssertGreaterThan(tensorsChecked, 60)
@@ -195,13 +195,13 @@ final class ReaderTests: XCTestCase {
     func testUnknownNamesAndBadPathsAreClearErrors() throws {
         let reader = try makeReader()
         XCTAssertThrowsError(try reader.open(model: "nope", revision: nil, path: "x")) { error in
-            XCTAssertTrue("\(error)".contains("no model named nope"), "\(error)")
+            guard case StoreError.notFound(.model("nope")) = error else { return XCTFail("\(error)") }
         }
         XCTAssertThrowsError(try reader.open(model: "tiny-ft", revision: "v9", path: "config.json")) { error in
-            XCTAssertTrue("\(error)".contains("no revision v9"), "\(error)")
+            guard case StoreError.notFound(.revision(model: "tiny-ft", revision: "v9")) = error else { return XCTFail("\(error)") }
         }
         XCTAssertThrowsError(try reader.open(model: "tiny-ft", revision: nil, path: "missing.bin")) { error in
-            XCTAssertTrue("\(error)".contains("has no file missing.bin"), "\(error)")
+            guard case StoreError.notFound(.file(model: "tiny-ft", revision: _, path: "missing.bin")) = error else { return XCTFail("\(error)") }
         }
         for bad in ["../tiny-base/config.json", "sub/../config.json", "/etc/passwd", "a\\b"] {
             XCTAssertThrowsError(try reader.open(model: "tiny-ft", revision: nil, path: bad)) { error in

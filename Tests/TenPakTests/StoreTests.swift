@@ -96,7 +96,10 @@ final class StoreTests: XCTestCase {
         let (store, _) = try makeStore()
         let report = try store.put(model: "bad", paths: [TestSupport.fixtures + "/malformed"])
         XCTAssertTrue(report.files.allSatisfy { $0.kind == .opaque })
-        XCTAssertEqual(report.warnings.filter { $0.contains("not a valid safetensors file") }.count, report.files.count)
+        XCTAssertEqual(Set(report.warnings.compactMap { warning -> String? in
+            if case let .notSafetensors(path, _) = warning { return path }
+            return nil
+        }), Set(report.files.map(\.path)))
     }
 
     func testRemoveKeepsFineTuneReadableAndRejectsUnknowns() throws {
@@ -116,10 +119,14 @@ final class StoreTests: XCTestCase {
     func testRevisionsAreImmutableAndNamesValidated() throws {
         let (store, _) = try makeStore()
         _ = try store.put(model: "m", revision: "r", paths: [TestSupport.fixtures + "/misc/notes.txt"])
-        XCTAssertThrowsError(try store.put(model: "m", revision: "r", paths: [TestSupport.fixtures + "/misc/notes.txt"]))
+        XCTAssertThrowsError(try store.put(model: "m", revision: "r", paths: [TestSupport.fixtures + "/misc/notes.txt"])) { error in
+            guard case StoreError.revisionExists(model: "m", revision: "r") = error else { return XCTFail("\(error)") }
+        }
         XCTAssertThrowsError(try store.put(model: "../m", paths: [TestSupport.fixtures + "/misc/notes.txt"]))
         XCTAssertThrowsError(try store.put(model: "m", revision: "a/b", paths: [TestSupport.fixtures + "/misc/notes.txt"]))
-        XCTAssertThrowsError(try store.put(model: "m", paths: ["/nonexistent/path"]))
+        XCTAssertThrowsError(try store.put(model: "m", paths: ["/nonexistent/path"])) { error in
+            guard case StoreError.notFound(.localPath("/nonexistent/path")) = error else { return XCTFail("\(error)") }
+        }
         XCTAssertEqual(try store.revisions(model: "m").count, 1)
     }
 
@@ -127,7 +134,7 @@ final class StoreTests: XCTestCase {
         let dir = TestSupport.temporaryDirectory(self, "plain")
         try TestSupport.write([1, 2, 3], to: dir + "/file")
         XCTAssertThrowsError(try ModelStore.open(directory: dir)) { error in
-            XCTAssertTrue("\(error)".contains("not a TenPak store"), "\(error)")
+            guard case StoreError.notAStore(path: dir, _) = error else { return XCTFail("\(error)") }
         }
         XCTAssertThrowsError(try ModelStore.open(directory: dir, create: true), "refuses to make a store in a non-empty directory")
         XCTAssertThrowsError(try ModelStore.open(directory: dir + "/missing"))
@@ -146,7 +153,10 @@ final class StoreTests: XCTestCase {
         let reopened = try ModelStore.open(directory: dir)
         let out = TestSupport.temporaryDirectory(self, "out")
         XCTAssertThrowsError(try reopened.get(model: "m", revision: "1", to: out)) { error in
-            XCTAssertTrue("\(error)".contains("damaged") || "\(error)".contains("checksum"), "\(error)")
+            // The flipped byte is in a chunk frame: the damage names its chunk and pack.
+            guard case let StoreError.corrupt(damage) = error else { return XCTFail("\(error)") }
+            XCTAssertNotNil(damage.chunk, "\(damage)")
+            XCTAssertNotNil(damage.pack, "\(damage)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"), "no partial or wrong file is left")
     }

@@ -30,7 +30,11 @@ extension TPStore {
             let choice: BaseChoice = noBase ? .none : base.map { .explicit(model: $0.model, revision: $0.revision) } ?? .automatic
             let report = try store.put(model: target.model, revision: target.revision, paths: paths, followLinks: followLinks, base: choice,
                                        progress: Output.progress("put"))
-            for warning in report.warnings where !(warning.hasPrefix("no base") && json) { Output.warn(warning) }
+            // With --json, "no base" is in the output's `base` (null) and `warnings`; stderr stays quiet.
+            for warning in report.warnings {
+                if json, case .noBase = warning { continue }
+                Output.warn(warning.description)
+            }
             Output.reportTraffic(store)
             if json {
                 print(try Output.json(PutJSON(report)))
@@ -68,7 +72,7 @@ struct PutJSON: Encodable {
         rawBytes = r.rawBytes
         storedBytes = r.storedBytes
         seconds = r.seconds
-        warnings = r.warnings
+        warnings = r.warnings.map(\.description)
         files = r.files.map { f in
             File(path: f.path, size: f.size, kind: f.kind == .safetensors ? "safetensors" : "opaque", storedBytes: f.storedBytes,
                  sharedChunks: f.sharedChunks, deltaChunks: f.deltaChunks, freshChunks: f.freshChunks,
