@@ -24,6 +24,9 @@ else
   echo "test services did not start; the distributed tests will fail" >&2
   export TENPAK_DIST_CONFIG=${TENPAK_DIST_CONFIG:-/nonexistent/tenpak-services-failed}
 fi
+echo "== corpus (the real base and fine-tune, for the huggingface_hub upload test)"
+# Not fatal here either: without it, that test fails and says why.
+if bash Tools/fetch_or_make_corpus.sh .corpus > /dev/null; then export TENPAK_HUB_CORPUS=$PWD/.corpus; fi
 echo "== swift test"
 swift test --disable-swift-testing 2>&1
 if ((server_harness)); then echo "the server harness failed (see its output above)" >&2; exit 1; fi

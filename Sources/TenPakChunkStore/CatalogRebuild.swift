@@ -65,6 +65,32 @@ public struct SQLiteCatalogRebuild: CatalogRebuild {
         }
         try FileSystem.rename(rebuilt, to: live)
         try FileSystem.syncDirectory(directory)
-        return hadCatalog ? "catalog rebuilt; the previous one is kept as \(aside)" : "catalog rebuilt (there was none)"
+        let pruned = pruneSetAside()
+        let note = pruned > 0 ? " (\(pruned) older set-aside catalog\(pruned == 1 ? "" : "s") deleted; the newest \(SQLiteCatalogRebuild.keptAside) are kept)" : ""
+        return hadCatalog ? "catalog rebuilt; the previous one is kept as \(aside)\(note)" : "catalog rebuilt (there was none)\(note)"
+    }
+
+    /// How many set-aside catalogs a store keeps: enough to look into the last few repairs, and
+    /// bounded, so a store repaired again and again does not fill its disk with old catalogs.
+    static let keptAside = 3
+
+    /// Deletes set-aside catalogs (with their `-wal`/`-shm`) beyond the newest `keptAside`, by the
+    /// time in their name. Best effort: the repair is done whatever happens here.
+    private func pruneSetAside() -> Int {
+        let prefix = "catalog.db.damaged-"
+        guard let names = try? FileSystem.list(directory) else { return 0 }
+        // catalog.db.damaged-<unix seconds>-<hex>, the main file of each set-aside catalog.
+        let catalogs = names.filter { $0.hasPrefix(prefix) && !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") }
+            .compactMap { name -> (time: Int, name: String)? in
+                guard let time = Int(name.dropFirst(prefix.count).split(separator: "-").first ?? "") else { return nil }
+                return (time, name)
+            }
+            .sorted { ($0.time, $0.name) > ($1.time, $1.name) }
+        var pruned = 0
+        for old in catalogs.dropFirst(SQLiteCatalogRebuild.keptAside) {
+            for suffix in ["-wal", "-shm", ""] { try? FileSystem.remove(directory + "/" + old.name + suffix) }
+            pruned += 1
+        }
+        return pruned
     }
 }

@@ -104,6 +104,16 @@ final class IntegrityTests: XCTestCase {
         XCTAssertEqual(try rebuilt.catalog.resolve(model: "tiny-ft", revision: "v1").baseModel, "tiny-base")
     }
 
+    func testRepeatedRepairsKeepOnlyTheNewestSetAsideCatalogs() throws {
+        let (_, dir) = try makeStore()
+        for _ in 0 ..< 5 {
+            XCTAssertTrue(try Repairer(directory: dir).run().unrecoverable.isEmpty)
+        }
+        let aside = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("catalog.db.damaged-") }
+        XCTAssertEqual(aside.filter { !$0.hasSuffix("-wal") && !$0.hasSuffix("-shm") }.count, 3, "\(aside)")
+        try assertReadsBack(try ModelStore.open(directory: dir), "tiny-ft", "models/tiny-ft")
+    }
+
     func testRepairAfterCatalogCorruption() throws {
         let (store, dir) = try makeStore()
         _ = store
