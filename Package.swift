@@ -90,7 +90,7 @@ let package = Package(
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
         .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
         // Base choice and put cost against the number of stored revisions (a tool; prints numbers).
-        .executableTarget(name: "bench-scale", dependencies: ["TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
+        .executableTarget(name: "bench-scale", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
         // Per-codec microbenchmark on real chunks (a tool; prints MB/s, asserts nothing).
         .executableTarget(name: "tenpak-bench", dependencies: ["TenPakFormat", "TenPakCodecs"], path: "Tools/tenpak-bench"),
         // Tests by layer. Scratch space, fixtures, process runners and safetensors builders shared by both.

@@ -22,17 +22,10 @@
 // Prints tables; timing is never asserted anywhere.
 import Foundation
 import TenPakChunkStore
+import TenPakFormat
 import TenPakModelStore
 
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
     /// Normal(0, 1) by Box–Muller.
     mutating func normal() -> Double {
@@ -83,7 +76,7 @@ func safetensors(_ tensors: [Tensor]) -> [UInt8] {
 
 /// A base model: weight-like values (normal, std 0.02), then rounded to the dtype.
 func baseModel(prefix: String, tensors: Int, elements: Int, dtype: String, seed: UInt64) -> [Tensor] {
-    var r = SplitMix(state: seed)
+    var r = SplitMix64(seed: seed)
     return (0 ..< tensors).map { i in
         let rows = max(1, elements / 64)
         var values = (0 ..< rows * 64).map { _ in Float(r.normal() * 0.02) }
@@ -96,7 +89,7 @@ func baseModel(prefix: String, tensors: Int, elements: Int, dtype: String, seed:
 /// step chosen for a relative L2 change of `relative` per tensor, plus a little weight decay;
 /// computed in float and rounded to the dtype (in BF16 most elements then stay bit-identical).
 func fineTune(_ base: [Tensor], seed: UInt64, relative: Double = 1e-3) -> [Tensor] {
-    var r = SplitMix(state: seed)
+    var r = SplitMix64(seed: seed)
     return base.map { t in
         let rms = (t.values.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(1, t.values.count))).squareRoot()
         let step = relative * rms / (13.0 / 12.0).squareRoot()
