@@ -55,6 +55,7 @@ struct WebPages: Sendable {
         case tree(repo: String, revision: String, directory: String)
         case dashboard
         case login
+        case logout
     }
 
     /// True when a browser asks: `Accept` names `text/html` (curl and huggingface_hub send `*/*`).
@@ -70,6 +71,7 @@ struct WebPages: Sendable {
         if segments.first == "~" {
             if segments == ["~", "dashboard"] { return .dashboard }
             if segments == ["~", "login"] { return .login }
+            if segments == ["~", "logout"] { return .logout }
             return nil
         }
         guard wantsHTML(request), request.method == .get || request.method == .head else { return nil }
@@ -115,6 +117,16 @@ struct WebPages: Sendable {
     func respond(_ page: Page, request: Request, policy: AccessPolicy, principal: Principal, formBody: @escaping @Sendable () async throws -> [UInt8]) async -> Response {
         do {
             switch page {
+            case .logout:
+                // POST only: a link or an image of another site cannot sign the browser out.
+                guard request.method == .post else {
+                    throw HubFailure(status: .methodNotAllowed, description: "\(request.method.rawValue) is not allowed here (POST)")
+                }
+                var headers = HTTPFields()
+                headers[.location] = "/"
+                headers[.setCookie] = "\(WebPages.cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+                headers[.cacheControl] = "no-store"
+                return Response(status: .seeOther, headers: headers, body: ResponseBody())
             case .login:
                 if request.method == .post { return try await signIn(request: request, policy: policy, body: formBody) }
                 guard request.method == .get || request.method == .head else {
@@ -143,7 +155,7 @@ struct WebPages: Sendable {
             guard policy.canRead(principal, repo) else { throw denied(principal, repo) }
             return try treePage(repo: repo, revision: revision, directory: directory, policy: policy, principal: principal)
         case .dashboard: return try dashboardPage(policy: policy, principal: principal)
-        case .login: return try render("login", LoginPage(chrome: chrome("Sign in", policy, principal)))
+        case .login, .logout: return try render("login", LoginPage(chrome: chrome("Sign in", policy, principal)))
         }
     }
 
@@ -187,13 +199,16 @@ struct WebPages: Sendable {
         let title: String
         let who: String
         let signIn: Bool
+        let signOut: Bool
     }
 
     func chrome(_ title: String, _ policy: AccessPolicy, _ principal: Principal) -> Chrome {
+        // A server without tokens has no one to sign in as.
+        let tokens = !policy.tokens.isEmpty
         switch principal {
-        case .anonymous: return Chrome(title: title, who: "anonymous", signIn: true)
-        case .unknownToken: return Chrome(title: title, who: "unknown token", signIn: true)
-        case .token: return Chrome(title: title, who: "signed in as \(policy.name(of: principal))", signIn: false)
+        case .anonymous: return Chrome(title: title, who: tokens ? "anonymous" : "public server", signIn: tokens, signOut: false)
+        case .unknownToken: return Chrome(title: title, who: "unknown token", signIn: tokens, signOut: true)
+        case .token: return Chrome(title: title, who: "signed in as \(policy.name(of: principal))", signIn: false, signOut: true)
         }
     }
 
@@ -431,7 +446,10 @@ struct WebPages: Sendable {
 
     /// What `bytes` are worth at `price` dollars per GB (10⁹ bytes).
     func money(_ bytes: Int, _ price: Double) -> String {
-        WebPages.dollars(Double(bytes) / 1e9 * price, decimals: 2)
+        let value = Double(bytes) / 1e9 * price
+        // A small store saves fractions of a cent: say so rather than print a bare $0.00.
+        if value != 0, abs(value) < 0.005 { return value > 0 ? "< $0.01" : "> -$0.01" }
+        return WebPages.dollars(value, decimals: 2)
     }
 
     static func dollars(_ value: Double, decimals: Int) -> String {

@@ -39,11 +39,13 @@ enum WebTemplates {
         .muted{color:#5d6577}
         .stale{color:#9a5b00}
         input{padding:.4rem;font-size:1rem;max-width:100%}
+        form.inline{display:inline}
+        form.inline button{background:none;border:0;padding:0;color:#c9cfda;text-decoration:underline;font:inherit;cursor:pointer}
         @media (max-width:42rem){.wide{display:none}main{padding:.6rem}}
         </style>
         </head>
         <body>
-        <header><a href="/">tpstore</a><a href="/">Models</a><a href="/~/dashboard">Dashboard</a><span class="who">{{#chrome}}{{who}}{{#signIn}} · <a href="/~/login">sign in</a>{{/signIn}}{{/chrome}}</span></header>
+        <header><a href="/">tpstore</a><a href="/">Models</a><a href="/~/dashboard">Dashboard</a><span class="who">{{#chrome}}{{who}}{{#signIn}} · <a href="/~/login">sign in</a>{{/signIn}}{{#signOut}} <form class="inline" method="post" action="/~/logout"><button type="submit">sign out</button></form>{{/signOut}}{{/chrome}}</span></header>
         <main>
 
         """
@@ -153,7 +155,7 @@ enum WebTemplates {
     static let login = """
         {{>top}}<h1>Sign in</h1>
         <form method="post" action="/~/login" class="box"><label>Token <input type="password" name="token" autocomplete="current-password" required></label> <button type="submit">Sign in</button></form>
-        <p class="muted">The token is kept in the cookie <code>tpstore_token</code> (HttpOnly, SameSite=Strict) and sent with page and download requests only; HTTP basic authentication with the token as password works too.</p>
+        <p class="muted">The token is kept in the cookie <code>tpstore_token</code> (HttpOnly, SameSite=Strict) and counts on reads only (GET and HEAD); <em>sign out</em> removes it. HTTP basic authentication with the token as the password works too.</p>
         {{>bottom}}
         """
 

@@ -127,7 +127,7 @@ final class WebPagesTests: XCTestCase {
     }
 
     func testDashboardTotalsEqualStatsAndPricesApply() throws {
-        let url = try server(["--price-storage-gb-month", "125", "--price-egress-gb", "2.5"])
+        let url = try server(["--price-storage-gb-month", "125", "--price-egress-gb", "25"])
         let stats = try XCTUnwrap(try json(["stats", "--store", store, "--json"]) as? [String: Any])
         func int(_ key: String) throws -> Int { try XCTUnwrap(stats[key] as? Int, key) }
         func ratio(_ key: String) throws -> String { String(format: "%.2f", try XCTUnwrap(stats[key] as? Double, key)) }
@@ -141,8 +141,12 @@ final class WebPagesTests: XCTestCase {
         XCTAssertEqual(element("dedup-ratio", in: page.text), try ratio("dedupRatio"))
         XCTAssertEqual(element("compression-ratio", in: page.text), try ratio("compressionRatio"))
         let saved = Double(try int("logicalBytes") - int("packBytes"))
+        XCTAssertGreaterThan(saved, 2e5, "the fixtures save something")
+        // At $125/GB-month and $25/GB these savings are cents (a bare $0.00 would hide them).
         XCTAssertEqual(element("storage-worth", in: page.text), String(format: "$%.2f", saved / 1e9 * 125))
-        XCTAssertEqual(element("egress-worth", in: page.text), String(format: "$%.2f", saved / 1e9 * 2.5))
+        XCTAssertEqual(element("egress-worth", in: page.text), String(format: "$%.2f", saved / 1e9 * 25))
+        XCTAssertTrue(page.text.contains("storage at $125.00/GB-month"), page.text)
+        XCTAssertTrue(page.text.contains("at $25.00/GB egress"), page.text)
         // One point per put, and every readable model in the savings table.
         XCTAssertTrue(page.text.contains("<svg viewBox="), page.text)
         XCTAssertTrue(page.text.contains("4 puts;"), page.text)
@@ -205,6 +209,10 @@ final class WebPagesTests: XCTestCase {
         let bad = try TestSupport.curl(self, ["--data-urlencode", "token=wrong-token-123", url + "/~/login"])
         XCTAssertEqual(bad.status, 401)
         XCTAssertNil(bad.headers["set-cookie"])
+        let out = try TestSupport.curl(self, ["-X", "POST", url + "/~/logout"])
+        XCTAssertEqual(out.status, 303)
+        XCTAssertEqual(out.headers["set-cookie"], "tpstore_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+        XCTAssertEqual(try TestSupport.curl(self, [url + "/~/logout"]).status, 405, "signing out takes a POST")
     }
 
     func testOtherClientsKeepTheirAnswers() throws {
