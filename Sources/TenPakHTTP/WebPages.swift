@@ -348,7 +348,7 @@ struct WebPages: Sendable {
                                            baseline: r.baselineDollarsPerMonth.map { WebPages.dollars($0, decimals: 0) } ?? "-")
             }
             return AnnotationView(version: stored.optimizerVersion, stale: stored.optimizerVersion != Optimizer.version, current: Optimizer.version,
-                                  createdAt: a.createdAt, errorMeasure: a.errorMeasure + (a.methods.contains(where: \.errorIsProxy) ? " (* weight-only proxy)" : ""),
+                                  createdAt: a.createdAt, errorMeasure: a.errorMeasure + (a.methods.contains(where: \.errorIsProxy) ? "; * marks a weight-only proxy" : ""),
                                   recommendation: recommended, methods: methods, notes: a.notes)
         }
     }
@@ -577,11 +577,13 @@ final class DashboardCache: @unchecked Sendable {
 
     // Safe: `key` and `value` are read and replaced only under `lock`.
     private let lock = NSLock()
-    private var key: [Int64] = []
+    private var key: [String] = []
     private var value: Figures?
 
     func figures(store: ModelStore, revisions: [RevisionRecord]) throws -> Figures {
-        let ids = revisions.map(\.rowID).sorted()
+        // Row ids alone could repeat after `fsck --repair` rebuilds the catalog in another order:
+        // the key names each revision too.
+        let ids = revisions.map { "\($0.rowID) \($0.model)@\($0.revision) \($0.manifest)" }.sorted()
         if let cached = lock.withLock({ key == ids ? value : nil }) { return cached }
         var perRevision: [Int64: (size: Int, stored: Int)] = [:]
         for record in revisions {

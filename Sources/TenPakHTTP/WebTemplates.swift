@@ -29,7 +29,7 @@ enum WebTemplates {
         td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
         td.p{word-break:break-all}
         .scroll{overflow-x:auto}
-        .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:.6rem}
+        .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(9.5rem,1fr));gap:.6rem}
         .card{background:#fff;border:1px solid #e3e6eb;border-radius:6px;padding:.6rem .8rem}
         .card b{display:block;font-size:1.2rem}
         .box{background:#fff;border:1px solid #e3e6eb;border-radius:6px;padding:.6rem .8rem;margin:.6rem 0}
