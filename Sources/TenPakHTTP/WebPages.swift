@@ -83,7 +83,7 @@ struct WebPages: Sendable {
         // `/org/model/` is `/org/model`.
         if segments.count > 1, segments.last == "" { segments.removeLast() }
         // `/metrics` and `/api/...` stay the server's own, whoever asks.
-        guard !segments.contains(""), segments[0] != "api", segments != ["metrics"] else { return nil }
+        guard let first = segments.first, !segments.contains(""), first != "api", segments != ["metrics"] else { return nil }
         if segments.count <= 2 {
             guard let repo = try? HubServer.validRepo(segments.joined(separator: "/")) else { return nil }
             return .model(repo: repo)

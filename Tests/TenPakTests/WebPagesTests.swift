@@ -127,6 +127,11 @@ final class WebPagesTests: XCTestCase {
     }
 
     func testDashboardTotalsEqualStatsAndPricesApply() throws {
+        for bad in ["--price-storage-gb-month=-1", "--price-egress-gb=nan"] {
+            let r = try tp(["serve", "--store", store, "--listen", "127.0.0.1:0", bad])
+            XCTAssertNotEqual(r.status, 0, bad)
+            XCTAssertTrue(r.stderr.contains("--price-storage-gb-month and --price-egress-gb must be 0 or more"), r.stderr)
+        }
         let url = try server(["--price-storage-gb-month", "125", "--price-egress-gb", "25"])
         let stats = try XCTUnwrap(try json(["stats", "--store", store, "--json"]) as? [String: Any])
         func int(_ key: String) throws -> Int { try XCTUnwrap(stats[key] as? Int, key) }
@@ -235,10 +240,17 @@ final class WebPagesTests: XCTestCase {
         let batch = try TestSupport.curl(self, ["-H", html, "-H", "Content-Type: application/vnd.git-lfs+json", "--data",
                                                 "{\"operation\":\"download\",\"objects\":[]}", url + "/org/ft.git/info/lfs/objects/batch"])
         XCTAssertEqual(batch.status, 200)
+        // A request target that is no path (`*`) is refused, and the server goes on.
+        let star = try TestSupport.curl(self, ["-H", html, "--request-target", "*", url + "/"])
+        XCTAssertTrue((400 ..< 500).contains(star.status), "\(star.status)")
         // Pages are counted under their own route kind.
         XCTAssertEqual(try get(url + "/org/ft").status, 200)
         let metrics = String(decoding: try TestSupport.curl(self, [url + "/metrics"]).body, as: UTF8.self)
         XCTAssertTrue(metrics.contains("tpstore_http_requests_total{route=\"web\",status=\"2xx\"} 1"), metrics)
+        // The absolute form of a target names the same page.
+        let absolute = try TestSupport.curl(self, ["-H", html, "--request-target", "http://elsewhere.example/org/ft", url + "/"])
+        XCTAssertEqual(absolute.status, 200)
+        XCTAssertTrue(String(decoding: absolute.body, as: UTF8.self).contains("id=\"model-name\">org/ft<"))
     }
 
     // MARK: injection, search, caching
