@@ -46,6 +46,8 @@ struct WebPages: Sendable {
     static let cookieName = "tpstore_token"
     /// The model card (README.md) is shown up to this many bytes.
     static let cardLimit = 64 << 10
+    /// Models listed at most on `/`.
+    static let listLimit = 500
     /// Longest search accepted (a model name is at most 200 bytes).
     static let queryLimit = 200
 
@@ -59,24 +61,31 @@ struct WebPages: Sendable {
     }
 
     /// True when a browser asks: `Accept` names `text/html` (curl and huggingface_hub send `*/*`).
-    static func wantsHTML(_ request: Request) -> Bool {
-        guard let accept = request.headers[.accept] else { return false }
+    static func wantsHTML(_ accept: String?) -> Bool {
+        guard let accept else { return false }
         return accept.split(separator: ",").contains { $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "text/html" }
     }
 
     /// The page a URL names, or nil when it is none (the request then takes its ordinary route).
     /// `/~/...` pages answer every client; the others only browsers, on GET and HEAD.
     static func route(_ request: Request) throws -> Page? {
-        var segments = try RangeService.segments(of: request.uri.path)
+        try route(path: request.uri.path, html: wantsHTML(request.headers[.accept]), read: request.method == .get || request.method == .head,
+                  query: request.uri.queryParameters["q"].map(String.init))
+    }
+
+    /// `route(_:)` over the parts of a request it reads: its path, whether it asks for HTML,
+    /// whether it is a GET or HEAD, and its `q` parameter.
+    static func route(path: String, html: Bool, read: Bool, query: String?) throws -> Page? {
+        var segments = try RangeService.segments(of: path)
         if segments.first == "~" {
             if segments == ["~", "dashboard"] { return .dashboard }
             if segments == ["~", "login"] { return .login }
             if segments == ["~", "logout"] { return .logout }
             return nil
         }
-        guard wantsHTML(request), request.method == .get || request.method == .head else { return nil }
+        guard html, read else { return nil }
         if segments == [""] {
-            let query = request.uri.queryParameters["q"].map(String.init) ?? ""
+            let query = query ?? ""
             guard query.utf8.count <= queryLimit else { throw HubFailure.bad("the search is longer than \(queryLimit) bytes") }
             return .models(query: query)
         }
@@ -242,7 +251,9 @@ struct WebPages: Sendable {
     func modelsPage(query: String, policy: AccessPolicy, principal: Principal) throws -> String {
         let needle = query.trimmingCharacters(in: .whitespaces).lowercased()
         var rows: [ModelsPage.Row] = []
-        for (name, revisions) in try readableModels(policy, principal) where needle.isEmpty || name.lowercased().contains(needle) {
+        let matching = try readableModels(policy, principal).filter { needle.isEmpty || $0.name.lowercased().contains(needle) }
+        // One catalog query per row: a long list is cut, and the search narrows it.
+        for (name, revisions) in matching.prefix(WebPages.listLimit) {
             guard let head = HubRepos.head(of: revisions) else { continue }
             let size = try store.catalog.files(revision: head).reduce(0) { $0 + $1.size }
             rows.append(.init(name: name, href: WebPages.href(repo: name), revisions: revisions.count, head: head.revision,
@@ -253,7 +264,8 @@ struct WebPages: Sendable {
             : "No readable model's name contains “\(query)”."
         return try render("models", ModelsPage(chrome: chrome(needle.isEmpty ? "Models" : "Models matching \(query)", policy, principal), query: query,
                                                models: rows, hasModels: !rows.isEmpty,
-                                               count: rows.count == 1 ? "1 model" : "\(rows.count) models", empty: empty))
+                                               count: matching.count > rows.count ? "the newest \(rows.count) of \(matching.count) models (search to find the others)"
+                                                   : rows.count == 1 ? "1 model" : "\(rows.count) models", empty: empty))
     }
 
     /// The base as a list shows it: its name when readable, else that there is one.
@@ -265,7 +277,7 @@ struct WebPages: Sendable {
     struct ModelPage {
         struct Base { let baseName, baseHref, baseReason: String }
         struct File { let path, href, size, stored: String, shared, delta, fresh: Int }
-        struct Revision { let revision, href, commitID, putAt, revisionBase: String }
+        struct Revision { let revision, href, commitID, putAt, revisionBase, revisionSize, revisionStored, revisionRatio: String }
         struct Card { let text: String, truncated: String? }
         let chrome: Chrome
         let name, head, commit, created, treeHref: String
@@ -301,9 +313,14 @@ struct WebPages: Sendable {
             ModelPage.File(path: f.path, href: WebPages.href(repo: repo, resolve: commit, path: f.path), size: FigureText.bytes(f.size),
                            stored: FigureText.bytes(f.storedBytes), shared: f.sharedChunks, delta: f.deltaChunks, fresh: f.freshChunks)
         }
+        // Every revision's `show` figures, from the dashboard's cache (computed once per set of revisions).
+        let cached = try cache.figures(store: store, revisions: try store.catalog.revisions(model: nil)).perRevision
         let revisions = all.reversed().map { r in
-            ModelPage.Revision(revision: r.revision, href: WebPages.href(repo: repo, tree: r.revision), commitID: HubRepos.commitID(r),
-                               putAt: WebPages.date(r.createdAt), revisionBase: baseText(r, policy, principal))
+            let f = cached[r.rowID]
+            return ModelPage.Revision(revision: r.revision, href: WebPages.href(repo: repo, tree: r.revision), commitID: HubRepos.commitID(r),
+                                      putAt: WebPages.date(r.createdAt), revisionBase: baseText(r, policy, principal),
+                                      revisionSize: f.map { FigureText.bytes($0.size) } ?? "-", revisionStored: f.map { FigureText.bytes($0.stored) } ?? "-",
+                                      revisionRatio: f.map { FigureText.ratio($0.stored, of: $0.size) } ?? "-")
         }
         let page = ModelPage(chrome: chrome(repo, policy, principal), name: repo, head: head.revision, commit: commit,
                              created: WebPages.date(head.createdAt), treeHref: WebPages.href(repo: repo, tree: head.revision),

@@ -99,8 +99,8 @@ enum WebTemplates {
         {{#files}}<tr><td class="p"><a href="{{href}}">{{path}}</a></td><td class="n">{{size}}</td><td class="n">{{stored}}</td><td class="n wide">{{shared}}</td><td class="n wide">{{delta}}</td><td class="n wide">{{fresh}}</td></tr>
         {{/files}}</tbody></table></div>
         <h2>Revisions</h2>
-        <div class="scroll"><table id="revisions"><thead><tr><th>revision</th><th class="wide">commit</th><th>put</th><th class="wide">base</th></tr></thead><tbody>
-        {{#revisions}}<tr><td><a href="{{href}}">{{revision}}</a></td><td class="wide"><code>{{commitID}}</code></td><td>{{putAt}}</td><td class="wide p">{{revisionBase}}</td></tr>
+        <div class="scroll"><table id="revisions"><thead><tr><th>revision</th><th class="wide">commit</th><th class="wide">put</th><th class="n">size</th><th class="n">stored</th><th class="n">ratio</th><th class="wide">base</th></tr></thead><tbody>
+        {{#revisions}}<tr><td><a href="{{href}}">{{revision}}</a></td><td class="wide"><code>{{commitID}}</code></td><td class="wide">{{putAt}}</td><td class="n">{{revisionSize}}</td><td class="n">{{revisionStored}}</td><td class="n">{{revisionRatio}}</td><td class="wide p">{{revisionBase}}</td></tr>
         {{/revisions}}</tbody></table></div>
         {{#card}}<h2>Model card</h2>
         <pre id="model-card">{{text}}</pre>{{#truncated}}<p class="muted">(the first {{truncated}} shown)</p>{{/truncated}}{{/card}}

@@ -98,6 +98,8 @@ final class WebPagesTests: XCTestCase {
         XCTAssertEqual(element("shared-chunks", in: page.text), "\(sums[0])")
         XCTAssertEqual(element("delta-chunks", in: page.text), "\(sums[1])")
         XCTAssertEqual(element("fresh-chunks", in: page.text), "\(sums[2])")
+        // The revision list gives each revision's ratio too (here the one revision, main).
+        XCTAssertTrue(page.text.contains("<td class=\"n\">\(String(format: "%.3f", Double(stored) / Double(size)))</td>"), page.text)
         XCTAssertTrue(page.text.contains(">\(base)</a>: \(escaped(reason))</p>"), "base and why it was chosen:\n\(page.text)")
         for file in files {
             XCTAssertTrue(page.text.contains(">\(escaped(file["path"] as? String ?? "?"))</a>"), "file \(file["path"] ?? "?") listed")
@@ -308,6 +310,43 @@ final class WebPagesTests: XCTestCase {
         // Pages depend on who asks: never stored by a shared cache.
         XCTAssertEqual(changed.headers["cache-control"], "private, no-cache")
         XCTAssertEqual(changed.headers["vary"], "Accept, Authorization, Cookie")
+    }
+
+    // MARK: routing
+
+    func testWhichURLsArePages() throws {
+        typealias Page = WebPages.Page
+        func page(_ path: String, html: Bool = true, read: Bool = true, query: String? = nil) throws -> Page? {
+            try WebPages.route(path: path, html: html, read: read, query: query)
+        }
+        XCTAssertEqual(try page("/", query: "ft"), .models(query: "ft"))
+        XCTAssertEqual(try page("/org"), .model(repo: "org"))
+        XCTAssertEqual(try page("/org/ft"), .model(repo: "org/ft"))
+        XCTAssertEqual(try page("/org/ft/"), .model(repo: "org/ft"))
+        XCTAssertEqual(try page("/org/ft/tree/main"), .tree(repo: "org/ft", revision: "main", directory: ""))
+        XCTAssertEqual(try page("/org/ft/tree/v1/sub/dir"), .tree(repo: "org/ft", revision: "v1", directory: "sub/dir"))
+        XCTAssertEqual(try page("/ft/tree/main/sub"), .tree(repo: "ft", revision: "main", directory: "sub"))
+        XCTAssertEqual(try page("/org/tree/tree/main"), .tree(repo: "org/tree", revision: "main", directory: ""), "as the API: the third segment decides")
+        XCTAssertEqual(try page("/org/ft/tree/main/sub%2Fdir"), .tree(repo: "org/ft", revision: "main", directory: "sub/dir"))
+        XCTAssertEqual(try page("/~/dashboard", html: false, read: false), .dashboard)
+        XCTAssertEqual(try page("/~/login", html: false, read: false), .login)
+        XCTAssertEqual(try page("/~/logout", html: false, read: false), .logout)
+        // Not pages: other clients, writes, the server's own routes, the hub's file and git routes.
+        for (path, html, read) in [("/org/ft", false, true), ("/org/ft", true, false), ("/", false, true), ("/metrics", true, true),
+                                   ("/api/models/org/ft", true, true), ("/api", true, true), ("/org/ft/resolve/main/a.bin", true, true),
+                                   ("/org/ft.git/info/lfs/objects/batch", true, true), ("/org/ft/blob/main/a", true, true),
+                                   ("/bad name", true, true), ("/a/b/c", true, true), ("/~/other", true, true), ("/org//ft", true, true)] {
+            XCTAssertNil(try page(path, html: html, read: read), "\(path) html \(html) read \(read)")
+        }
+        // Bad input is 400, not a page and not a crash.
+        XCTAssertThrowsError(try page("/org/ft/tree/main/..")) { XCTAssertTrue(($0 as? HubFailure)?.description.hasPrefix("invalid path") == true, "\($0)") }
+        XCTAssertThrowsError(try page("/", query: String(repeating: "x", count: 201)))
+        XCTAssertThrowsError(try page("/org/%zz"))
+        XCTAssertTrue(WebPages.wantsHTML("text/html,application/xhtml+xml,*/*;q=0.8"))
+        XCTAssertTrue(WebPages.wantsHTML("TEXT/HTML; q=0.9"))
+        XCTAssertFalse(WebPages.wantsHTML("*/*"))
+        XCTAssertFalse(WebPages.wantsHTML(nil))
+        XCTAssertFalse(WebPages.wantsHTML("application/json, text/htmlx"))
     }
 
     // MARK: a real browser
