@@ -23,6 +23,8 @@ struct WebChart {
     let puts: Int
     let lastLogical: String
     let lastStored: String
+    let lastLogicalExact: Int
+    let lastStoredExact: Int
 
     /// Circles (with a tooltip each) are drawn up to this many puts; beyond, the lines alone.
     static let dotLimit = 200
@@ -55,5 +57,7 @@ struct WebChart {
         puts = points.count
         lastLogical = FigureText.bytes(logical)
         lastStored = FigureText.bytes(stored)
+        lastLogicalExact = logical
+        lastStoredExact = stored
     }
 }

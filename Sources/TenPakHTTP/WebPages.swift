@@ -583,8 +583,10 @@ struct WebPages: Sendable {
     }
 }
 
-/// The dashboard's per-revision figures, kept while the set of revisions stays the same (a
-/// revision's figures change only when revisions come or go: see `ModelStore.putTimeline`).
+/// The dashboard's per-revision figures, kept across requests. A revision's `show` figures and its
+/// timeline point depend only on the revisions before it (lower row ids), so revisions put since
+/// the last answer extend it; a removal, a gc or a repair (a new gc generation: a rebuilt catalog
+/// numbers chunk rows anew) starts over.
 final class DashboardCache: @unchecked Sendable {
     struct Figures: Sendable {
         let timeline: [PutPoint]
@@ -592,26 +594,45 @@ final class DashboardCache: @unchecked Sendable {
         let perRevision: [Int64: (size: Int, stored: Int)]
     }
 
-    // Safe: `key` and `value` are read and replaced only under `lock`.
+    private struct State {
+        /// Each revision as row id, name and manifest: row ids alone could repeat after
+        /// `fsck --repair` rebuilds the catalog in another order.
+        var keys: Set<String>
+        var generation: Int64
+        var lastRowID: Int64
+        var figures: Figures
+        /// Chunk row ids the timeline's revisions reference.
+        var seen: Set<Int64>
+    }
+
+    // Safe: `state` is read and replaced only under `lock`.
     private let lock = NSLock()
-    private var key: [String] = []
-    private var value: Figures?
+    private var state: State?
+
+    static func key(_ r: RevisionRecord) -> String { "\(r.rowID) \(r.model)@\(r.revision) \(r.manifest)" }
 
     func figures(store: ModelStore, revisions: [RevisionRecord]) throws -> Figures {
-        // Row ids alone could repeat after `fsck --repair` rebuilds the catalog in another order:
-        // the key names each revision too.
-        let ids = revisions.map { "\($0.rowID) \($0.model)@\($0.revision) \($0.manifest)" }.sorted()
-        if let cached = lock.withLock({ key == ids ? value : nil }) { return cached }
-        var perRevision: [Int64: (size: Int, stored: Int)] = [:]
-        for record in revisions {
+        let keys = Set(revisions.map(DashboardCache.key))
+        let generation = try store.catalog.gcGeneration()
+        let known = lock.withLock { state.flatMap { $0.generation == generation ? $0 : nil } }
+        if let known, known.keys == keys { return known.figures }
+        // Extend when every known revision is still there and every new one came after them.
+        var base = State(keys: [], generation: generation, lastRowID: 0, figures: Figures(timeline: [], perRevision: [:]), seen: [])
+        if let known, known.keys.isSubset(of: keys) {
+            let added = revisions.filter { !known.keys.contains(DashboardCache.key($0)) }
+            if added.allSatisfy({ $0.rowID > known.lastRowID }) { base = known }
+        }
+        let added = revisions.filter { !base.keys.contains(DashboardCache.key($0)) }
+        var perRevision = base.figures.perRevision
+        for record in added {
             let f = try store.figures(of: record)
             perRevision[record.rowID] = (f.size, f.storedBytes)
         }
-        let figures = Figures(timeline: try store.putTimeline(), perRevision: perRevision)
-        lock.withLock {
-            key = ids
-            value = figures
-        }
-        return figures
+        var seen = base.seen
+        let timeline = base.figures.timeline + (try store.putPoints(added, seen: &seen))
+        let next = State(keys: keys, generation: generation, lastRowID: revisions.map(\.rowID).max() ?? 0,
+                         figures: Figures(timeline: timeline, perRevision: perRevision), seen: seen)
+        lock.withLock { state = next }
+        return next.figures
     }
 }

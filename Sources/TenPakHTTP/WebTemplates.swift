@@ -142,7 +142,7 @@ enum WebTemplates {
         {{/dots}}<rect x="{{legendX}}" y="{{legendY}}" width="10" height="10" fill="#1f5fbf"/><text x="{{legendTextX}}" y="{{legendTextY}}" font-size="12">logical</text>
         <rect x="{{legendX2}}" y="{{legendY}}" width="10" height="10" fill="#2e9d5b"/><text x="{{legendTextX2}}" y="{{legendTextY}}" font-size="12">stored</text>
         </svg>
-        <p class="muted">{{puts}} puts; last: {{lastLogical}} logical, {{lastStored}} stored.</p>{{/chart}}
+        <p class="muted">{{puts}} puts; last: {{lastLogical}} logical (<span id="timeline-logical">{{lastLogicalExact}}</span> bytes), {{lastStored}} stored (<span id="timeline-stored">{{lastStoredExact}}</span> bytes).</p>{{/chart}}
         {{^chart}}<p class="muted">Nothing stored yet.</p>{{/chart}}
         <h2>Savings by model</h2>
         <div class="scroll"><table id="savings"><thead><tr><th>model</th><th class="n wide">revisions</th><th class="n">logical</th><th class="n">stored</th><th class="n">saved</th><th class="n">storage a month</th><th class="n wide">egress per copy</th></tr></thead><tbody>

@@ -116,8 +116,15 @@ extension ModelStore {
     /// revisions exist: callers that show it often can cache it by their row ids.
     public func putTimeline() throws -> [PutPoint] {
         var seen = Set<Int64>()
+        return try putPoints(try catalog.revisions(model: nil), seen: &seen)
+    }
+
+    /// The timeline's points of `records` (in row order), given the chunk row ids the revisions
+    /// before them reference (`seen`, updated). Points of revisions put after a known timeline
+    /// extend it without reading the earlier revisions again.
+    public func putPoints(_ records: [RevisionRecord], seen: inout Set<Int64>) throws -> [PutPoint] {
         var points: [PutPoint] = []
-        for record in try catalog.revisions(model: nil).sorted(by: { $0.rowID < $1.rowID }) {
+        for record in records.sorted(by: { $0.rowID < $1.rowID }) {
             var logical = 0, added = 0
             for file in try catalog.files(revision: record) {
                 logical += file.size

@@ -162,6 +162,32 @@ final class WebPagesTests: XCTestCase {
             XCTAssertTrue(page.text.contains(">\(model)</a></td>"), "\(model) in the savings table")
         }
         XCTAssertTrue(page.text.contains("name=\"viewport\""), "readable on a phone")
+        // The chart's last point is the store: stats' logical bytes and stored chunk bytes.
+        XCTAssertEqual(element("timeline-logical", in: page.text), "\(try int("logicalBytes"))")
+        XCTAssertEqual(element("timeline-stored", in: page.text), "\(try int("storedChunkBytes"))")
+
+        // A put after the dashboard was shown extends its figures; a removal recomputes them: both
+        // still agree with stats.
+        func agrees(_ puts: Int, _ what: String) throws {
+            let now = try XCTUnwrap(try json(["stats", "--store", store, "--json"]) as? [String: Any])
+            let page = try get(url + "/~/dashboard", "-H", "Authorization: Bearer \(adminToken)")
+            XCTAssertTrue(page.text.contains("\(puts) puts;"), "\(what): \(page.text)")
+            for (id, key) in [("total-logical", "logicalBytes"), ("timeline-logical", "logicalBytes"), ("total-stored-chunks", "storedChunkBytes"),
+                              ("timeline-stored", "storedChunkBytes"), ("total-pack-bytes", "packBytes")] {
+                XCTAssertEqual(element(id, in: page.text), "\(now[key] as? Int ?? -1)", "\(what): \(id)")
+            }
+        }
+        var r = try tp(["put", "--store", store, "org/ft@v2", TestSupport.fixtures + "/models/tiny-sharded"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try agrees(5, "after a put")
+        let listed = try XCTUnwrap(try json(["ls", "--store", store, "org/base", "--json"]) as? [[String: Any]])
+        let baseRevision = try XCTUnwrap(listed.first?["revision"] as? String)
+        r = try tp(["rm", "--store", store, "org/base@\(baseRevision)"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try agrees(4, "after rm")
+        r = try tp(["gc", "--store", store])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try agrees(4, "after gc")
 
         // A token that may not read every model sees no store totals and nothing of secret/*.
         let partial = try get(url + "/~/dashboard", "-H", "Authorization: Bearer \(orgToken)")
