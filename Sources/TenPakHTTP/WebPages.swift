@@ -150,11 +150,17 @@ struct WebPages: Sendable {
             let html = try await RangeService.blocking { [self] in try body(page, policy: policy, principal: principal) }
             return answer(html, request: request)
         } catch {
-            return failure(error, request: request, policy: policy, principal: principal)
+            var response = failure(error, request: request, policy: policy, principal: principal)
+            if response.status == .methodNotAllowed {
+                response.headers[.allow] = page == .logout ? "POST" : page == .login ? "GET, HEAD, POST" : "GET, HEAD"
+            }
+            return response
         }
     }
 
     private func body(_ page: Page, policy: AccessPolicy, principal: Principal) throws -> String {
+        // As the API: a token no entry holds is refused everywhere, not taken for anonymous.
+        if principal == .unknownToken { throw denied(principal, "") }
         switch page {
         case let .models(query): return try modelsPage(query: query, policy: policy, principal: principal)
         case let .model(repo):

@@ -229,7 +229,9 @@ final class WebPagesTests: XCTestCase {
             XCTAssertTrue(list.contains("href=\"/secret/hidden\""), list)
         }
         // An unknown token is refused, not taken for anonymous.
-        XCTAssertEqual(try get(url + "/org/ft", "-b", "tpstore_token=not-a-token-at-all").status, 401)
+        for path in ["/org/ft", "/", "/~/dashboard"] {
+            XCTAssertEqual(try get(url + path, "-b", "tpstore_token=not-a-token-at-all").status, 401, path)
+        }
         // The cookie never writes: a POST carrying only the admin's cookie is anonymous.
         let create = ["-X", "POST", "-H", "Content-Type: application/json", "--data", "{\"name\":\"x\",\"organization\":\"scratch\"}", url + "/api/repos/create"]
         XCTAssertEqual(try TestSupport.curl(self, ["-b", "tpstore_token=\(adminToken)"] + create).status, 401)
@@ -245,7 +247,9 @@ final class WebPagesTests: XCTestCase {
         let out = try TestSupport.curl(self, ["-X", "POST", url + "/~/logout"])
         XCTAssertEqual(out.status, 303)
         XCTAssertEqual(out.headers["set-cookie"], "tpstore_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
-        XCTAssertEqual(try TestSupport.curl(self, [url + "/~/logout"]).status, 405, "signing out takes a POST")
+        let getOut = try TestSupport.curl(self, [url + "/~/logout"])
+        XCTAssertEqual(getOut.status, 405, "signing out takes a POST")
+        XCTAssertEqual(getOut.headers["allow"], "POST")
     }
 
     func testOtherClientsKeepTheirAnswers() throws {
