@@ -282,6 +282,7 @@ struct WebPages: Sendable {
 
     struct ModelPage {
         struct Base { let baseName, baseHref, baseReason: String }
+        struct Link { let arrow, linkName, linkHref: String }
         struct File { let path, href, size, stored: String, shared, delta, fresh: Int }
         struct Revision { let revision, href, commitID, putAt, revisionBase, revisionSize, revisionStored, revisionRatio: String }
         struct Card { let text: String, truncated: String? }
@@ -290,6 +291,9 @@ struct WebPages: Sendable {
         let size, sizeExact, stored, storedExact, ratio, saved: String
         let shared, delta, fresh: Int
         let base: Base?
+        /// The model's head, its base, the base's base, …: what reading it decodes through.
+        let chain: [Link]
+        let chainEnd: String?
         let baseHidden: Bool
         let noBase: Bool
         let annotations: [AnnotationView]
@@ -315,6 +319,7 @@ struct WebPages: Sendable {
                 baseHidden = true
             }
         }
+        let chain = try baseChain(head, policy, principal)
         let files = figures.files.map { f in
             ModelPage.File(path: f.path, href: WebPages.href(repo: repo, resolve: commit, path: f.path), size: FigureText.bytes(f.size),
                            stored: FigureText.bytes(f.storedBytes), shared: f.sharedChunks, delta: f.deltaChunks, fresh: f.freshChunks)
@@ -335,7 +340,7 @@ struct WebPages: Sendable {
                              ratio: FigureText.ratio(figures.storedBytes, of: figures.size),
                              saved: FigureText.percent(figures.size - figures.storedBytes, of: figures.size),
                              shared: figures.sharedChunks, delta: figures.deltaChunks, fresh: figures.freshChunks,
-                             base: base, baseHidden: baseHidden, noBase: head.baseModel.isEmpty,
+                             base: base, chain: chain.links, chainEnd: chain.end, baseHidden: baseHidden, noBase: head.baseModel.isEmpty,
                              annotations: try annotations(head), files: files, revisions: revisions,
                              card: try modelCard(head))
         return try render("model", page)
@@ -377,6 +382,28 @@ struct WebPages: Sendable {
     }
 
     /// The revision's README.md as text, up to `cardLimit` bytes (cut at a character boundary).
+    /// Bases of bases as far as the caller may read them (at most 16 steps; a base revision
+    /// removed since keeps its chunks, so the chain says so and stops).
+    func baseChain(_ head: RevisionRecord, _ policy: AccessPolicy, _ principal: Principal) throws -> (links: [ModelPage.Link], end: String?) {
+        var links: [ModelPage.Link] = []
+        var record = head
+        var seen: Set<String> = []
+        while !record.baseModel.isEmpty, links.count < 16 {
+            let name = "\(record.baseModel)@\(record.baseRevision)"
+            guard policy.canRead(principal, record.baseModel) else { return (links, (links.isEmpty ? "" : " → ") + "a base this token cannot read") }
+            guard seen.insert(name).inserted else { break }
+            let next: RevisionRecord
+            do {
+                next = try store.catalog.resolve(model: record.baseModel, revision: record.baseRevision)
+            } catch StoreError.notFound {
+                return (links, (links.isEmpty ? "" : " → ") + "\(name) (removed; its chunks stay while they are needed)")
+            }
+            links.append(.init(arrow: links.isEmpty ? "" : " → ", linkName: name, linkHref: WebPages.href(repo: next.model, tree: next.revision)))
+            record = next
+        }
+        return (links, nil)
+    }
+
     func modelCard(_ record: RevisionRecord) throws -> ModelPage.Card? {
         guard let file = try store.catalog.files(revision: record).first(where: { $0.path == "README.md" }) else { return nil }
         let reader = try self.reader.open(model: record.model, revision: record.revision, path: file.path)

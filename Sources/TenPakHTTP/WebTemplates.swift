@@ -81,6 +81,7 @@ enum WebTemplates {
         </section>
         <h2>Base</h2>
         {{#base}}<p id="base">Stored against <a href="{{baseHref}}">{{baseName}}</a>: {{baseReason}}</p>{{/base}}
+        {{#base}}<p class="muted" id="base-chain">Chain of bases: {{#chain}}{{arrow}}<a href="{{linkHref}}">{{linkName}}</a>{{/chain}}{{#chainEnd}}{{chainEnd}}{{/chainEnd}}</p>{{/base}}
         {{#baseHidden}}<p id="base">Stored against a base in a repository this token cannot read.</p>{{/baseHidden}}
         {{#noBase}}<p id="base">No base: stored on its own.</p>{{/noBase}}
         <h2>Optimizer</h2>

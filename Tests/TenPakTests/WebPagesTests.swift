@@ -110,11 +110,21 @@ final class WebPagesTests: XCTestCase {
         let method = try XCTUnwrap(recommendation["method"] as? String)
         let dollars = try XCTUnwrap(recommendation["dollarsPerMonth"] as? Double)
         XCTAssertTrue(page.text.contains("class=\"recommended\">\(method)</b> at <b class=\"monthly\">\(String(format: "$%.0f", dollars))</b>"), page.text)
+        // The chain of bases: here the base, which has none.
+        XCTAssertTrue(page.text.contains("id=\"base-chain\">Chain of bases: <a href=\"/org/base/tree/\(base.dropFirst("org/base@".count))\">\(base)</a></p>"), page.text)
         // The base itself: no base, no annotation yet.
         let basePage = try get(url + "/org/base")
         XCTAssertEqual(basePage.status, 200)
         XCTAssertEqual(element("base", in: basePage.text), "No base: stored on its own.")
         XCTAssertTrue(basePage.text.contains("Not annotated yet"))
+
+        // A fine-tune of the fine-tune: its chain runs through org/ft to org/base.
+        var r = try tp(["put", "--store", store, "--base", "org/ft", "org/ft2", TestSupport.fixtures + "/models/tiny-ft"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ftRevision = try XCTUnwrap(revision["revision"] as? String)
+        let baseLink = "<a href=\"/org/base/tree/\(base.dropFirst("org/base@".count))\">\(base)</a>"
+        let ft2 = try get(url + "/org/ft2").text
+        XCTAssertTrue(ft2.contains("Chain of bases: <a href=\"/org/ft/tree/\(ftRevision)\">org/ft@\(ftRevision)</a> → \(baseLink)</p>"), ft2)
 
         // The files of a revision, by name and by commit; an unknown revision is 404.
         let rev = String(base.dropFirst("org/base@".count))
@@ -126,6 +136,12 @@ final class WebPagesTests: XCTestCase {
         XCTAssertEqual(try get(url + "/org/base/tree/main/no-such-dir").status, 404)
         XCTAssertEqual(try get(url + "/org/base/tree/nope").status, 404)
         XCTAssertEqual(try get(url + "/org/base/tree/main/..", "--path-as-is").status, 400)
+
+        // With org/base removed (its chunks stay: org/ft's deltas need them), the chain says so.
+        r = try tp(["rm", "--store", store, base])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let after = try get(url + "/org/ft2").text
+        XCTAssertTrue(after.contains(">org/ft@\(ftRevision)</a> → \(base) (removed; its chunks stay while they are needed)</p>"), after)
     }
 
     func testDashboardTotalsEqualStatsAndPricesApply() throws {
