@@ -104,14 +104,18 @@ extension WebPages {
             ModelPage.File(path: f.path, href: WebPages.href(repo: repo, resolve: commit, path: f.path), size: FigureText.bytes(f.size),
                            stored: FigureText.bytes(f.storedBytes), shared: f.sharedChunks, delta: f.deltaChunks, fresh: f.freshChunks)
         }
-        // Every revision's `show` figures, from the dashboard's cache (computed once per set of revisions).
-        let cached = try cache.figures(store: store, revisions: try store.catalog.revisions(model: nil)).perRevision
+        // `show`'s figures of the newest revisions: bounded by this model's size, whatever the
+        // store holds (the dashboard's cache of every revision would cost a pass over the store).
+        var shown: [Int64: RevisionFigures] = [head.rowID: figures]
+        for r in all.reversed().prefix(WebPages.revisionFiguresLimit) where shown[r.rowID] == nil {
+            shown[r.rowID] = try store.figures(of: r)
+        }
         let revisions = all.reversed().map { r in
-            let f = cached[r.rowID]
+            let f = shown[r.rowID]
             return ModelPage.Revision(revision: r.revision, href: WebPages.href(repo: repo, tree: r.revision), commitID: HubRepos.commitID(r),
                                       putAt: WebPages.date(r.createdAt), revisionBase: baseText(r, policy, principal),
-                                      revisionSize: f.map { FigureText.bytes($0.size) } ?? "-", revisionStored: f.map { FigureText.bytes($0.stored) } ?? "-",
-                                      revisionRatio: f.map { FigureText.ratio($0.stored, of: $0.size) } ?? "-")
+                                      revisionSize: f.map { FigureText.bytes($0.size) } ?? "-", revisionStored: f.map { FigureText.bytes($0.storedBytes) } ?? "-",
+                                      revisionRatio: f.map { FigureText.ratio($0.storedBytes, of: $0.size) } ?? "-")
         }
         let page = ModelPage(chrome: chrome(repo, policy, principal), name: repo, head: head.revision, commit: commit,
                              created: WebPages.date(head.createdAt), treeHref: WebPages.href(repo: repo, tree: head.revision),

@@ -46,6 +46,8 @@ struct WebPages: Sendable {
     static let cookieName = "tpstore_token"
     /// The model card (README.md) is shown up to this many bytes.
     static let cardLimit = 64 << 10
+    /// Revisions of a model page whose figures are shown (the newest; older ones show `-`).
+    static let revisionFiguresLimit = 20
     /// Models listed at most on `/`.
     static let listLimit = 500
     /// Longest search accepted (a model name is at most 200 bytes).
