@@ -50,8 +50,8 @@ extension WebPages {
             : "No readable model's name contains “\(query)”."
         return try render("models", ModelsPage(chrome: chrome(needle.isEmpty ? "Models" : "Models matching \(query)", policy, principal), query: query,
                                                models: rows, hasModels: !rows.isEmpty,
-                                               count: matching.count > rows.count ? "the newest \(rows.count) of \(matching.count) models (search to find the others)"
-                                                   : rows.count == 1 ? "1 model" : "\(rows.count) models", empty: empty))
+                                               count: matching.count > rows.count ? "The newest \(rows.count) of \(matching.count) models; search to find the others."
+                                                   : rows.count == 1 ? "1 model." : "\(rows.count) models, newest first.", empty: empty))
     }
 
     /// The base as a list shows it: its name when readable, else that there is one.

@@ -60,7 +60,7 @@ enum WebTemplates {
     static let models = """
         {{>top}}<h1>Models</h1>
         <form method="get" action="/" role="search"><input type="search" name="q" value="{{query}}" placeholder="Search by name" aria-label="Search models by name"> <button type="submit">Search</button></form>
-        {{#hasModels}}<p class="muted">{{count}} newest first</p>
+        {{#hasModels}}<p class="muted">{{count}}</p>
         <div class="scroll"><table id="models">
         <thead><tr><th>model</th><th class="n">revisions</th><th>main</th><th class="wide">updated</th><th class="n">size</th><th class="wide">base</th></tr></thead>
         <tbody>
