@@ -15,7 +15,8 @@
 //   ---- backends and faces, composed at the edge ----
 //   TenPakDistributed         the seams distributed: packs in an S3 bucket, catalog in PostgreSQL
 //   TenPakStoreLocation       opens a store of either backend from a location (directory or config)
-//   TenPakHTTP                the hub-compatible HTTP server over TenPakReader (Hummingbird)
+//   TenPakHTTP                the hub-compatible HTTP server over TenPakReader (Hummingbird), and web
+//                             pages for people (swift-mustache); reads annotations through TenPakOptimizer
 //   tpstore                   the command line, thin over the library
 //
 // Products: `TenPak` is the core with the local backend and links no PostgreSQL driver, HTTP
@@ -50,6 +51,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         // /metrics of `tpstore serve` (TenPakHTTP only).
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The web pages of `tpstore serve` (TenPakHTTP only): logic-less templates, HTML-escaped by default.
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -76,8 +79,9 @@ let package = Package(
         .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader"]),
         .target(name: "TenPakStoreLocation", dependencies: ["TenPakChunkStore", "TenPakDistributed", "TenPakModelStore"]),
         .target(name: "TenPakHTTP", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader",
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakOptimizer",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Mustache", package: "swift-mustache"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),

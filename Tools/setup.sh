@@ -2,7 +2,8 @@
 # Idempotent setup for a fresh Debian machine that already has Swift installed.
 #   - installs the missing apt packages TenPak builds and tests against
 #     (libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config, postgresql for the
-#     distributed-store tests, and python3-pip if
+#     distributed-store tests, chromium and a font for the web-page tests (headless screenshots and
+#     DOM dumps), and python3-pip if
 #     `python3 -m pip` is unavailable), as root or through sudo; `apt-get update` runs only
 #     when something is missing;
 #   - installs the Python packages used as test oracles and benchmarks (safetensors, numpy,
@@ -22,7 +23,7 @@ esac
 log() { echo "setup: $*"; }
 
 # ---- apt packages -------------------------------------------------------------------------
-apt_wanted=(libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config time curl postgresql)
+apt_wanted=(libzstd-dev libxxhash-dev libsqlite3-dev git-lfs zstd pkg-config time curl postgresql chromium fonts-dejavu-core)
 python3 -m pip --version >/dev/null 2>&1 || apt_wanted+=(python3-pip)
 
 missing=()

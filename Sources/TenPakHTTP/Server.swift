@@ -37,11 +37,14 @@ public struct ServerOptions: Sendable {
     public var uploads: UploadOptions?
     /// Seconds an idle connection (between requests, or with a head half sent) stays open.
     public var connectionIdleTimeout: Int64
+    /// What the dashboard's savings are worth.
+    public var prices: WebPrices
 
-    public init(access: AccessControl, uploads: UploadOptions?, connectionIdleTimeout: Int64 = 60) {
+    public init(access: AccessControl, uploads: UploadOptions?, connectionIdleTimeout: Int64 = 60, prices: WebPrices = WebPrices()) {
         self.access = access
         self.uploads = uploads
         self.connectionIdleTimeout = connectionIdleTimeout
+        self.prices = prices
     }
 }
 
@@ -57,6 +60,8 @@ public struct HubServer: HTTPResponder {
     let access: AccessControl
     let metrics: ServerMetrics
     let log: Logger
+    /// Pages for browsers (section 14.8).
+    let web: WebPages
 
     init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
@@ -70,6 +75,7 @@ public struct HubServer: HTTPResponder {
         api = hub ?? HubAPI(reader: reader, ranges: ranges, uploads: UploadService(store: reader.store, options: UploadOptions(maxConcurrent: 1)))
         access = options.access
         self.log = log
+        web = WebPages(reader: reader, prices: options.prices)
     }
 
     /// What a URL names.
@@ -159,13 +165,26 @@ public struct HubServer: HTTPResponder {
         let clock = ContinuousClock()
         let started = clock.now
         let policy = access.policy
-        let principal = policy.principal(token: AccessControl.token(from: request.headers[.authorization]))
+        // A browser's cookie counts on reads only: a page of another site can make a browser send
+        // it with a POST, never make that POST write.
+        let cookie = request.method == .get || request.method == .head ? WebPages.cookieToken(request) : nil
+        let principal = policy.principal(token: AccessControl.token(from: request.headers[.authorization]) ?? cookie)
         var kind = "other"
         var response: Response
         do {
-            let route = try HubServer.route(request.method, request.uri.path)
-            kind = route.kind
-            response = try await answer(route, request: request, context: context, policy: policy, principal: principal)
+            if let page = try WebPages.route(request) {
+                kind = "web"
+                try await RangeService.blocking { [reader] in try reader.catchUp() }
+                let limits = BodyLimits(maxBytes: 4 << 10, idleTimeout: .seconds(30), minimumRate: 0, grace: .seconds(10))
+                let channel = context.channel
+                response = await web.respond(page, request: request, policy: policy, principal: principal) {
+                    try await BodyReader.collect(request.body, limits: limits, channel: channel)
+                }
+            } else {
+                let route = try HubServer.route(request.method, request.uri.path)
+                kind = route.kind
+                response = try await answer(route, request: request, context: context, policy: policy, principal: principal)
+            }
         } catch {
             response = HubServer.error(for: error)
         }

@@ -4,24 +4,10 @@ import TenPakDistributed
 
 /// Terminal output helpers: sizes, tables, JSON, and a progress line on TTYs.
 enum Output {
-    static func bytes(_ n: Int) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(n)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
-    }
-
-    static func percent(_ part: Int, of whole: Int) -> String {
-        whole == 0 ? "-" : String(format: "%.1f%%", 100 * Double(part) / Double(whole))
-    }
-
-    static func ratio(_ part: Int, of whole: Int) -> String {
-        whole == 0 ? "-" : String(format: "%.3f", Double(part) / Double(whole))
-    }
+    // The web pages of `tpstore serve` write figures with the same functions.
+    static func bytes(_ n: Int) -> String { FigureText.bytes(n) }
+    static func percent(_ part: Int, of whole: Int) -> String { FigureText.percent(part, of: whole) }
+    static func ratio(_ part: Int, of whole: Int) -> String { FigureText.ratio(part, of: whole) }
 
     /// Left-aligned first column, right-aligned others.
     static func table(_ header: [String], _ rows: [[String]]) -> String {

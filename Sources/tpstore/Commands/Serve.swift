@@ -9,9 +9,9 @@ extension TPStore {
         static let configuration = CommandConfiguration(
             abstract: "Serve the store over HTTP/1.1 as a hub: huggingface_hub and git-lfs read (and with tokens write) it.",
             discussion: """
-            Files: GET|HEAD /{model}/resolve/{revision}/{path} with byte ranges. The hub API (model_info, tree, create_repo, upload_folder, create_commit) under /api, git-lfs under /{model}.git/info/lfs, Prometheus metrics at /metrics. Revision main is the revision named main, else the newest; a 40-hex commit id names one revision. Stops gracefully on SIGINT or SIGTERM. Prints "listening on http://HOST:PORT" once ready (PORT 0 picks a free port).
+            Files: GET|HEAD /{model}/resolve/{revision}/{path} with byte ranges. Browsers (Accept: text/html) get pages at /, /{model} and /{model}/tree/{revision}; the store dashboard is at /~/dashboard. The hub API (model_info, tree, create_repo, upload_folder, create_commit) under /api, git-lfs under /{model}.git/info/lfs, Prometheus metrics at /metrics. Revision main is the revision named main, else the newest; a 40-hex commit id names one revision. Stops gracefully on SIGINT or SIGTERM. Prints "listening on http://HOST:PORT" once ready (PORT 0 picks a free port).
 
-            --auth FILE: JSON {"tokens": [{"token": "…", "read": ["org/*"], "write": ["org/*"]}], "anonymous": {"read": ["public/*"]}}; tokens come as Authorization: Bearer or as the HTTP basic password; re-read on SIGHUP. Without --auth the server is public and read-only, unless --allow-uploads: then anyone who reaches the port (or the bearer of --upload-token-file) can also write.
+            --auth FILE: JSON {"tokens": [{"token": "…", "read": ["org/*"], "write": ["org/*"]}], "anonymous": {"read": ["public/*"]}}; tokens come as Authorization: Bearer or as the HTTP basic password (browsers: the basic password, or the tpstore_token cookie that /~/login sets, on GET and HEAD only); re-read on SIGHUP. Without --auth the server is public and read-only, unless --allow-uploads: then anyone who reaches the port (or the bearer of --upload-token-file) can also write.
             """)
         @OptionGroup var options: StoreOptions
         @Option(help: ArgumentHelp("Address to listen on (loopback by default).", valueName: "HOST:PORT")) var listen = "127.0.0.1:8080"
@@ -30,6 +30,10 @@ extension TPStore {
         @Option(name: .customLong("upload-grace"), help: "Seconds before the minimum rate applies.") var uploadGrace = 10
         @Option(name: .customLong("connection-idle-timeout"), help: "Seconds a connection may sit idle (between requests, or with a request head half sent) before it is closed.")
         var connectionIdleTimeout = 60
+        @Option(name: .customLong("price-storage-gb-month"), help: ArgumentHelp("Dollars per GB (10^9 bytes) stored for a month: what the dashboard's savings are worth.", valueName: "DOLLARS"))
+        var priceStorage = WebPrices().storagePerGBMonth
+        @Option(name: .customLong("price-egress-gb"), help: ArgumentHelp("Dollars per GB sent out, for the dashboard.", valueName: "DOLLARS"))
+        var priceEgress = WebPrices().egressPerGB
 
         func validate() throws {
             _ = try address()
@@ -38,6 +42,9 @@ extension TPStore {
             guard maxConcurrentUploads > 0 else { throw ValidationError("--max-concurrent-uploads must be positive") }
             guard uploadIdleTimeout > 0, uploadMinRate >= 0, uploadGrace >= 0, connectionIdleTimeout > 0 else {
                 throw ValidationError("--upload-idle-timeout and --connection-idle-timeout must be positive, --upload-min-rate and --upload-grace 0 or more")
+            }
+            guard priceStorage.isFinite, priceStorage >= 0, priceEgress.isFinite, priceEgress >= 0 else {
+                throw ValidationError("--price-storage-gb-month and --price-egress-gb must be 0 or more")
             }
             if authFile != nil, allowUploads || uploadTokenFile != nil {
                 throw ValidationError("--auth replaces --allow-uploads and --upload-token-file: give writers tokens with \"write\" patterns instead")
@@ -105,7 +112,8 @@ extension TPStore {
                 logger.warning("no --auth: this server is public and takes writes from \(uploadTokenFile == nil ? "anyone who reaches the port" : "the --upload-token-file bearer")")
             }
             let reader = try StoreReader(store: options.open(), configuration: .init(cacheCapacity: cacheMiB << 20))
-            try await RangeServer.run(reader: reader, options: ServerOptions(access: access, uploads: uploads, connectionIdleTimeout: Int64(connectionIdleTimeout)), host: host, port: port, logger: logger) { host, port in
+            try await RangeServer.run(reader: reader, options: ServerOptions(access: access, uploads: uploads, connectionIdleTimeout: Int64(connectionIdleTimeout),
+                                                                                prices: WebPrices(storagePerGBMonth: priceStorage, egressPerGB: priceEgress)), host: host, port: port, logger: logger) { host, port in
                 // Written straight to fd 1 (unbuffered): a parent waiting for this line gets it now.
                 let line = "listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)\n"
                 try? Array(line.utf8).withUnsafeBytes { try StandardOutput.write($0) }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import TenPakCodecs
 import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
@@ -12,31 +11,19 @@ extension TPStore {
         @Argument(help: "NAME or NAME@REV.") var target: ModelReference
         @Flag(help: "Print JSON.") var json = false
 
-        struct FileJSON: Encodable {
-            let path: String, size: Int, sha256: String, kind: String, storedBytes: Int
-            let sharedChunks: Int, deltaChunks: Int, freshChunks: Int, encodings: [String: Int]
-        }
-
         struct ShowJSON: Encodable {
             let revision: RevisionJSON
-            let files: [FileJSON]
+            let files: [FileFigures]
             let size: Int, storedBytes: Int
         }
 
         func run() throws {
             let store = try options.open()
             let record = try store.catalog.resolve(model: target.model, revision: target.revision)
-            var files: [FileJSON] = []
-            for file in try store.catalog.files(revision: record) {
-                let s = try store.catalog.storedBytes(file: file)
-                files.append(FileJSON(path: file.path, size: file.size, sha256: file.sha256.hex,
-                                      kind: file.kind == .safetensors ? "safetensors" : "opaque", storedBytes: s.stored,
-                                      sharedChunks: s.shared, deltaChunks: s.delta, freshChunks: s.fresh,
-                                      encodings: Dictionary(uniqueKeysWithValues: s.encodings.map {
-                                          (Encoding.name(of: $0.key), $0.value)
-                                      })))
-            }
-            let size = files.reduce(0) { $0 + $1.size }, stored = files.reduce(0) { $0 + $1.storedBytes }
+            // The same figures the model page of `tpstore serve` shows (TenPakModelStore/StoreFigures.swift).
+            let figures = try store.figures(of: record)
+            let files = figures.files
+            let size = figures.size, stored = figures.storedBytes
             if json {
                 print(try Output.json(ShowJSON(revision: RevisionJSON(record), files: files, size: size, storedBytes: stored)))
                 return

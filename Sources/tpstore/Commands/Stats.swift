@@ -10,23 +10,10 @@ extension TPStore {
         @OptionGroup var options: StoreOptions
         @Flag(help: "Print JSON.") var json = false
 
-        struct StatsJSON: Encodable {
-            let models: Int, revisions: Int, files: Int, logicalBytes: Int
-            let chunks: Int, deltaChunks: Int, uniqueRawBytes: Int, storedChunkBytes: Int, packs: Int, packBytes: Int
-            let dedupRatio: Double, compressionRatio: Double, overallRatio: Double
-            let encodings: [String: [String: Int]]
-        }
-
         func run() throws {
-            let t = try options.open().catalog.totals()
-            func r(_ a: Int, _ b: Int) -> Double { b == 0 ? 0 : Double(a) / Double(b) }
-            let s = StatsJSON(models: t.models, revisions: t.revisions, files: t.files, logicalBytes: t.logicalBytes, chunks: t.chunks,
-                              deltaChunks: t.deltaChunks, uniqueRawBytes: t.chunkRawBytes, storedChunkBytes: t.chunkStoredBytes,
-                              packs: t.packs, packBytes: t.packBytes, dedupRatio: r(t.logicalBytes, t.chunkRawBytes),
-                              compressionRatio: r(t.chunkRawBytes, t.chunkStoredBytes), overallRatio: r(t.logicalBytes, t.packBytes),
-                              encodings: Dictionary(uniqueKeysWithValues: t.byEncoding.map { key, value in
-                                  (Encoding.name(of: key), ["chunks": value.count, "raw": value.raw, "stored": value.stored])
-                              }))
+            // The same figures the dashboard of `tpstore serve` shows (TenPakModelStore/StoreFigures.swift).
+            let s = try options.open().statistics()
+            let t = s.totals
             if json {
                 print(try Output.json(s))
                 return
