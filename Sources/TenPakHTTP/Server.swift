@@ -57,6 +57,8 @@ public struct HubServer: HTTPResponder {
     let access: AccessControl
     let metrics: ServerMetrics
     let log: Logger
+    /// Revision closures the transfer routes checked frame requests against lately.
+    let closures = ClosureCache()
 
     init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
@@ -329,13 +331,13 @@ public struct HubServer: HTTPResponder {
                 try only([action == .manifest ? .get : .post])
                 try mayRead(repo)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
-                let service = TransferService(api: api)
+                let service = TransferService(api: api, closures: closures)
                 if action == .manifest { return await service.manifest(repo: repo, revision: revision) }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.frames(repo: repo, revision: revision, body: body)
             case .missing:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo))
+                let service = TransferService(api: try mayWrite(repo), closures: closures)
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.missing(body: body)
             case .chunks:
@@ -349,10 +351,10 @@ public struct HubServer: HTTPResponder {
                 let slot = try hub.uploads.admit()
                 defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return await TransferService(api: hub).chunks(body: body)
+                return await TransferService(api: hub, closures: closures).chunks(body: body)
             case .commit:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo))
+                let service = TransferService(api: try mayWrite(repo), closures: closures)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.commit(repo: repo, revision: revision, body: body)

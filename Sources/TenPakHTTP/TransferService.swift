@@ -11,6 +11,7 @@ import TenPakModelStore
 
 struct TransferService: Sendable {
     let api: HubAPI
+    let closures: ClosureCache
     var store: ModelStore { api.store }
 
     static let prefix = ["api", "tenpak", "v1"]
@@ -77,9 +78,9 @@ struct TransferService: Sendable {
     func frames(repo: String, revision: String, body: [UInt8]) async -> Response {
         do {
             let ids = try TransferService.ids(body)
-            let bundle = try await RangeService.blocking { [store, api] in
+            let bundle = try await RangeService.blocking { [store, api, closures] in
                 let record = try api.repos.resolve(repo, revision)
-                let needed = Set(try TransferManifest.make(store: store, record: record).chunkIDs)
+                let needed = try closures.ids(of: record) { Set(try TransferManifest.make(store: store, record: record).chunkIDs) }
                 if let stray = ids.first(where: { !needed.contains($0) }) {
                     throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
                 }
@@ -151,5 +152,26 @@ struct TransferService: Sendable {
         } catch {
             return TransferService.errorAnswer(error)
         }
+    }
+}
+
+/// The chunk ids of the last few revisions whose frames were asked for: a pull asks for one bundle
+/// at a time, and each must be checked against the revision's closure. A revision is immutable, so
+/// its manifest chunk id keys its closure for good (a removed one no longer resolves first).
+final class ClosureCache: @unchecked Sendable {
+    // Safe: `entries` is only touched inside `lock`.
+    private let lock = NSLock()
+    private var entries: [(key: ChunkID, ids: Set<ChunkID>)] = []
+    static let capacity = 8
+
+    func ids(of record: RevisionRecord, _ make: () throws -> Set<ChunkID>) throws -> Set<ChunkID> {
+        if let hit = lock.withLock({ entries.first { $0.key == record.manifest }?.ids }) { return hit }
+        let ids = try make()
+        lock.withLock {
+            entries.removeAll { $0.key == record.manifest }
+            entries.append((record.manifest, ids))
+            if entries.count > ClosureCache.capacity { entries.removeFirst() }
+        }
+        return ids
     }
 }

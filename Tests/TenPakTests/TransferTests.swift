@@ -306,7 +306,7 @@ final class TransferTests: XCTestCase {
     }
 
     func testPullResumesAfterTheServerIsKilledAndPushAfterTheClientIs() throws {
-        let (base, _) = try makePair(tensors: 8, elements: 1 << 20)
+        let base = try makeModel("big1", seed: 500)
         try tp(["put", "--store", serverStore, "--no-base", "org/big@v1", base])
         let (url, serverProcess) = try TestSupport.startServerProcess(self, store: serverStore, extra: ["--auth", authFile])
         let client = root + "/client"
@@ -329,7 +329,7 @@ final class TransferTests: XCTestCase {
         try fsck(client)
 
         // A push killed mid-way: the server keeps the bundles that landed; the re-run sends the rest.
-        let fresh = try makeFresh()
+        let fresh = try makeModel("big3", seed: 900)
         try tp(["put", "--store", client, "--no-base", "org/big@v3", fresh])
         let serverPacks = packCount(serverStore)
         let pushStatus = try run(["push", "--store", client, url2, "org/big@v3"], env: env, killing: nil) { packCount(serverStore) >= serverPacks + 2 }
@@ -343,12 +343,14 @@ final class TransferTests: XCTestCase {
         try fsck(client)
     }
 
-    func makeFresh() throws -> String {
-        let dir = root + "/fresh"
+    /// A model of 4 random F32 tensors of 4 MiB each (16 one-MiB bundles), and a config file.
+    func makeModel(_ name: String, seed: UInt64) throws -> String {
+        let dir = root + "/" + name
         var b = SafetensorsBuilder()
-        for t in 0 ..< 8 { b.add("w.\(t)", "F32", [2048, 512], SafetensorsBuilder.f32(1 << 20, seed: UInt64(900 + t))) }
+        for t in 0 ..< 4 { b.add("w.\(t)", "F32", [2048, 512], SafetensorsBuilder.f32(1 << 20, seed: seed + UInt64(t))) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try TestSupport.write(b.bytes(), to: dir + "/model.safetensors")
+        try TestSupport.write(Array("{\"seed\": \(seed)}\n".utf8), to: dir + "/config.json")
         return dir
     }
 
