@@ -42,7 +42,7 @@ trap cleanup EXIT
 
 start_server() { # STORE -> sets url (direct) and purl (through the counting proxy)
   local out=$work/serve.$RANDOM.out
-  tp serve --store "$1" --listen 127.0.0.1:0 --auth "$work/auth.json" >"$out" 2>/dev/null &
+  "$TPSTORE" serve --store "$1" --listen 127.0.0.1:0 --auth "$work/auth.json" >"$out" 2>/dev/null &
   pids+=($!)
   for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
   url=$(awk '{print $NF}' "$out")
