@@ -60,6 +60,7 @@ public struct Copier {
             let ids = manifest.chunkIDs
             let missing = try importer.missing(ids)
             report.reusedChunks += ids.count - missing.count
+            importer.track(manifest)
             let sender = FrameSender(store: source)
             for batch in manifest.batches(of: missing, maxBytes: FrameSender.maxBundleBytes) {
                 let received = try importer.receive(bundle: try sender.bundle(batch), expected: Set(batch))

@@ -191,6 +191,7 @@ public final class TransferClient: @unchecked Sendable {
         }
         let missing = try importer.missing(manifest.chunkIDs)
         summary.chunksPresent = summary.chunks - missing.count
+        importer.track(manifest)
         let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
         let framesPath = TransferClient.path(model, "frames", manifest.revision)
         // The next bundle is fetched while this one is checked and stored.

@@ -51,6 +51,16 @@ public final class ChunkImporter {
     let fence: Int64
     /// Decoded bases reused across the frames of one receive (a chain's root is shared).
     private let cache = ChunkCache(capacity: 64 << 20)
+    /// Files hashed as their chunks arrive (`track`), by path.
+    private var tracked: [String: FileHash] = [:]
+
+    /// A file's SHA-256 over its first `next` chunks, fed in file order with checked bytes.
+    private final class FileHash {
+        let ids: [ChunkID]
+        var next = 0
+        var sha = StreamingSHA256()
+        init(ids: [ChunkID]) { self.ids = ids }
+    }
 
     public init(store: ModelStore) throws {
         self.store = store
@@ -61,6 +71,38 @@ public final class ChunkImporter {
 
     /// Releases the store lock (also done at deinit).
     public func close() { lock = nil }
+
+    /// Hash the files of `manifest` as their chunks arrive (pull and copy know them ahead), so the
+    /// commit need not decode again what `receive` decoded. Only a plan: the commit uses a file's
+    /// hash only if the revision's own manifest frame lists the same path with the same chunks, and
+    /// only checked bytes are ever hashed (decoded and checked against their id here, or read back
+    /// through the store's checks).
+    public func track(_ manifest: TransferManifest) {
+        tracked = [:]
+        let ids = manifest.chunkIDs
+        guard ids.count == manifest.chunks.count else { return }
+        for file in manifest.files where file.chunks.allSatisfy({ ids.indices.contains($0) }) {
+            tracked[file.path] = FileHash(ids: file.chunks.map { ids[$0] })
+        }
+    }
+
+    /// Advances every tracked file over the chunks now available in order: decoded in this bundle
+    /// (`fresh`) or in the store.
+    private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
+        for file in tracked.values {
+            while file.next < file.ids.count {
+                let id = file.ids[file.next]
+                if let raw = fresh[id] {
+                    file.sha.update(raw)
+                } else if let at = try store.catalog.findChunks([id])[id] {
+                    file.sha.update(try store.chunks.rawBytes(of: at, cache: cache))
+                } else {
+                    break
+                }
+                file.next += 1
+            }
+        }
+    }
 
     /// Of `ids`, those the store does not have, in the order given.
     public func missing(_ ids: [ChunkID]) throws -> [ChunkID] {
@@ -146,6 +188,7 @@ public final class ChunkImporter {
         for level in 0 ... max(maxLevel, 0) where maxLevel >= 0 {
             let work = pending.indices.filter { pending[$0].level == level }
             let bases = decodedBases
+            let keepAll = !tracked.isEmpty
             let results = try parallelMap(work.count) { w -> (keep: [UInt8]?, raw: [UInt8]?) in
                 let p = pending[work[w]]
                 let entry = entries[p.index]
@@ -182,7 +225,7 @@ public final class ChunkImporter {
                     throw refuse(header, "it decodes to bytes whose id is \(actual.short) (XXH3-128 or SHA-256 differs)")
                 }
                 let tooDeep = p.depth > ChunkStore.maxDeltaDepth
-                return (neededBases.contains(header.id) ? raw : nil, tooDeep ? raw : nil)
+                return (keepAll || neededBases.contains(header.id) ? raw : nil, tooDeep ? raw : nil)
             }
             for (w, result) in zip(work, results) {
                 if let keep = result.keep { decodedBases[pending[w].header.id] = keep }
@@ -215,11 +258,12 @@ public final class ChunkImporter {
         report.bytesWritten = writer.bytesWritten
         if newChunks.isEmpty {
             writer.discard()
-            return report
+        } else {
+            try writer.commit { sealed in
+                try store.catalog.commitChunks(ChunkCommit(packs: sealed, chunks: newChunks, gcFence: fence))
+            }
         }
-        try writer.commit { sealed in
-            try store.catalog.commitChunks(ChunkCommit(packs: sealed, chunks: newChunks, gcFence: fence))
-        }
+        if !tracked.isEmpty { try feed(decodedBases) }
         return report
     }
 
@@ -271,10 +315,20 @@ public final class ChunkImporter {
                 throw bad("the chunks of \(Names.printable(file.path)) add up to \(offset) bytes, its manifest says \(file.size)")
             }
             // End to end: the file rebuilt from what is now in this store has the SHA-256 the manifest names.
-            let record = FileRecord(rowID: -1, path: file.path, size: size, sha256: file.sha256, kind: file.kind)
+            // Resumed from the hash `receive` fed in file order when the plan matches, else from the start.
             final class Hasher: @unchecked Sendable { var sha = StreamingSHA256() }
             let hasher = Hasher()
-            try FileStream(store: store.chunks, file: record, chunks: fileChunks).forEachWindowBuffer { hasher.sha.update($0) }
+            var from = 0
+            if let plan = tracked[file.path], plan.ids == file.chunks.map(\.id) {
+                hasher.sha = plan.sha
+                from = plan.next
+            }
+            if from < fileChunks.count {
+                let base = fileChunks[from].offset
+                let rest = fileChunks[from...].map { FileChunk(offset: $0.offset - base, location: $0.location) }
+                let record = FileRecord(rowID: -1, path: file.path, size: size - base, sha256: file.sha256, kind: file.kind)
+                try FileStream(store: store.chunks, file: record, chunks: rest).forEachWindowBuffer { hasher.sha.update($0) }
+            }
             let digest = hasher.sha.finalize()
             guard digest == file.sha256 else {
                 throw bad("\(Names.printable(file.path)) rebuilds to SHA-256 \(digest.hex), its manifest says \(file.sha256.hex)")
