@@ -344,6 +344,75 @@ final class TransferTests: XCTestCase {
     }
 
     /// A model of 4 random F32 tensors of 4 MiB each (16 one-MiB bundles), and a config file.
+    /// A server whose frame answers are cut short (the head promises more than the body holds) or
+    /// lack a frame asked for: the pull fails with a clear error, stores no revision and
+    /// keeps the store clean; through the honest server it then completes.
+    func testTruncatedOrWrongAnswersFailThePullAndStoreNothing() throws {
+        let base = try makeModel("m1", seed: 700)
+        try tp(["put", "--store", serverStore, "--no-base", "org/m@v1", base])
+        try tp(["put", "--store", serverStore, "--no-base", "org/m@v2", root + "/m1/config.json"])
+        let url = try server()
+        let py = try XCTUnwrap(TestSupport.python3())
+        let script = root + "/liar.py"
+        try TestSupport.write(Array("""
+            import http.server, sys, urllib.request
+            upstream, mode = sys.argv[1], sys.argv[2]
+            class H(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                def relay(self, body=None, path=None):
+                    req = urllib.request.Request(upstream + (path or self.path), data=body, method=self.command,
+                                                 headers={k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")})
+                    try:
+                        r = urllib.request.urlopen(req); status, data = r.status, r.read()
+                    except urllib.error.HTTPError as e:
+                        status, data = e.code, e.read()
+                    return status, data
+                def do_GET(self):
+                    status, data = self.relay()
+                    self.send_response(status); self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+                def do_POST(self):
+                    body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    path = self.path
+                    if "/frames/" in path and mode == "drop":
+                        import json; ids = json.loads(body)["ids"]; body = json.dumps({"ids": ids[1:]}).encode()
+                    status, data = self.relay(body, path)
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if "/frames/" in self.path and mode == "truncate":
+                        self.wfile.write(data[: len(data) // 2]); self.wfile.flush(); self.close_connection = True
+                        self.connection.shutdown(2)
+                    else:
+                        self.wfile.write(data)
+                def log_message(self, *a): pass
+            s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+            print(s.server_address[1], flush=True)
+            s.serve_forever()
+            """.utf8), to: script)
+        let client = root + "/client"
+        try tp(["init", "--store", client])
+        for mode in ["truncate", "drop"] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: py)
+            process.arguments = [script, url, mode]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            defer { process.terminate(); process.waitUntilExit() }
+            let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let r = try tp(["pull", "--store", client, "http://127.0.0.1:\(port)", "org/m@v1", "--token", readToken], ok: false)
+            XCTAssertNotEqual(r.status, 0, mode)
+            XCTAssertTrue(mode == "truncate" ? r.stderr.contains("run the same command again") : r.stderr.contains("breaks the transfer protocol"),
+                          "\(mode): \(r.stderr)")
+            XCTAssertEqual(try tp(["ls", "--store", client]).stdout.contains("org/m"), false, mode)
+            XCTAssertEqual(packCount(client), 0, "\(mode): the refused first bundle left nothing")
+            try fsck(client)
+        }
+        try tp(["pull", "--store", client, url, "org/m@v1", "--token", readToken])
+        try tp(["get", "--store", client, "org/m@v1", root + "/got"])
+        try assertSameFiles(base, root + "/got")
+    }
+
     func makeModel(_ name: String, seed: UInt64) throws -> String {
         let dir = root + "/" + name
         var b = SafetensorsBuilder()

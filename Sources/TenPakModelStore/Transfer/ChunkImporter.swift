@@ -114,8 +114,8 @@ public final class ChunkImporter {
         return ids.filter { have[$0] == nil }
     }
 
-    /// Checks and stages every frame of `bundle` (see the type's doc). With `expected`, a frame
-    /// whose id is not in it is refused (a pull takes only what it asked for). All or nothing per
+    /// Checks and stages every frame of `bundle` (see the type's doc). With `expected`, the bundle
+    /// must hold exactly those frames, each once (a pull takes only what it asked for). All or nothing per
     /// bundle: a bad frame anywhere stores none of it.
     public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil) throws -> ReceiveReport {
         try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected) }
@@ -137,6 +137,9 @@ public final class ChunkImporter {
         }
         var report = ReceiveReport()
         report.frames = entries.count
+        if let expected, entries.count != expected.count {
+            throw StoreError.invalidRequest("frame bundle refused, nothing stored: it holds \(entries.count) frames, \(expected.count) were asked for")
+        }
         let declaredRaw = entries.reduce(0) { $0 + $1.header.rawLength }
         guard declaredRaw <= ChunkImporter.maxBundleRaw else {
             throw StoreError.invalidRequest("frame bundle refused, nothing stored: its frames decode to \(declaredRaw) bytes, over the \(ChunkImporter.maxBundleRaw)-byte limit per bundle")
