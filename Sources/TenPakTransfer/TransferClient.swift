@@ -171,13 +171,13 @@ public final class TransferClient: @unchecked Sendable {
         let started = DispatchTime.now()
         try Names.validateModel(model)
         if let revision { try Names.validateRevision(revision) }
-        // Safe: without absentIsNil a missing manifest throws.
+        // Without absentIsNil a missing manifest throws, so this guard never fails.
         guard let manifest = try self.manifest(model: model, revision: revision) else { throw StoreError.notFound("\(model)@\(revision ?? "main")") }
         var summary = TransferSummary(direction: "pull", model: manifest.model, revision: manifest.revision)
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
         summary.chunks = manifest.chunks.count
-        // Safe: `decode` checked that the manifest id is 96 hex digits.
+        // `decode` checked that the manifest id is 96 hex digits.
         guard let manifestID = ChunkID(hex: manifest.manifest) else { throw StoreError.invalidRequest("manifest id") }
         let importer = try ChunkImporter(store: store)
         defer { importer.close() }
@@ -202,7 +202,7 @@ public final class TransferClient: @unchecked Sendable {
         var next = batches.isEmpty ? nil : fetch(0)
         var done = 0
         for (i, batch) in batches.enumerated() {
-            // Safe: `next` is set for every index below batches.count.
+            // `next` is set for every index below batches.count.
             guard let pending = next else { break }
             let bundle = try pending.value()
             next = i + 1 < batches.count ? fetch(i + 1) : nil

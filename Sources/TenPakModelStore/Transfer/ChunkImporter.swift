@@ -208,7 +208,7 @@ public final class ChunkImporter {
                         throw refuse(header, "its base \(baseID.short) is missing")
                     }
                 }
-                // Safe: the header decoder accepted only these encodings and widths.
+                // Checked while planning (above); the element width was checked by the header decoder.
                 guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding") }
                 var raw = [UInt8](repeating: 0, count: header.rawLength)
                 do {
