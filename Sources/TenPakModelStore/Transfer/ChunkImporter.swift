@@ -350,27 +350,12 @@ public final class ChunkImporter {
 
     /// The tensor table of a safetensors file, from its header (decoded from its first chunks).
     private func tensorRecords(_ path: String, size: Int, chunks: [FileChunk], bad: (String) -> StoreError) throws -> [TensorRecord] {
-        var prefix: [UInt8] = []
-        var needed = 8
-        for c in chunks {
-            guard prefix.count < needed else { break }
-            prefix += try store.chunks.rawBytes(of: c.location, cache: cache)
-            if needed == 8, prefix.count >= 8 {
-                do {
-                    needed = 8 + (try prefix.withUnsafeBytes { try SafetensorsHeader.headerLength(prefix: $0, fileSize: size) })
-                } catch {
-                    throw bad("\(Names.printable(path)) is marked safetensors but its header is not valid (\(error))")
-                }
-            }
-        }
-        guard prefix.count >= needed, needed > 8 else { throw bad("\(Names.printable(path)) is marked safetensors but has no header") }
+        var next = chunks.makeIterator()
         do {
-            let header = try Array(prefix[8 ..< needed]).withUnsafeBytes { try SafetensorsHeader.parse(json: $0, fileSize: size) }
-            return header.tensors.map {
-                TensorRecord(name: $0.name, dtype: $0.dtype.name, shape: $0.shape, begin: header.dataStart + $0.dataRange.lowerBound,
-                             end: header.dataStart + $0.dataRange.upperBound)
+            return try TensorRecord.fromSafetensorsHeader(fileSize: size) {
+                try next.next().map { try store.chunks.rawBytes(of: $0.location, cache: cache) }
             }
-        } catch {
+        } catch let error as FormatError {
             throw bad("\(Names.printable(path)) is marked safetensors but its header is not valid (\(error))")
         }
     }
