@@ -212,14 +212,7 @@ public final class ChunkImporter {
                 guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding") }
                 var raw = [UInt8](repeating: 0, count: header.rawLength)
                 do {
-                    try raw.withUnsafeMutableBytes { out in
-                        let element = ElementType(width: Int(header.elementWidth), layout: header.floatLayout)
-                        if let base {
-                            try base.withUnsafeBytes { try ChunkCodec.decode(payload, encoding: encoding, element: element, base: $0, into: out) }
-                        } else {
-                            try ChunkCodec.decode(payload, encoding: encoding, element: element, base: nil, into: out)
-                        }
-                    }
+                    try raw.withUnsafeMutableBytes { try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: $0) }
                 } catch let error as CodecError {
                     throw refuse(header, "it does not decode (\(error))")
                 }
