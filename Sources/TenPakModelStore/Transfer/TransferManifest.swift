@@ -224,7 +224,25 @@ public struct FrameSender: Sendable {
     /// The frames of `ids`, in that order, as one bundle: read in shared ranged reads (`FrameBatch`)
     /// and checked on the way (header checksum, id, payload checksum; not decoded). An id the store
     /// lacks is `StoreError.notFound`; more than `maxBundleBytes` of frames is `invalidRequest`.
+    ///
+    /// Callers without the store lock (the server) may race a gc or repair that moves frames: a
+    /// read that fails after the location generation moved on is looked up and read again, up to
+    /// two times (as the reader does, SPEC §13).
     public func bundle(_ ids: [ChunkID]) throws -> [UInt8] {
+        var attempt = 0
+        while true {
+            let generation = try store.locationGeneration()
+            do {
+                return try read(ids)
+            } catch {
+                attempt += 1
+                guard attempt <= 2, try store.locationGeneration() != generation else { throw error }
+                try store.reconnectIfCatalogReplaced()
+            }
+        }
+    }
+
+    private func read(_ ids: [ChunkID]) throws -> [UInt8] {
         guard ids.count <= FrameSender.maxFrames else {
             throw StoreError.invalidRequest("\(ids.count) frames asked for at once; at most \(FrameSender.maxFrames)")
         }
