@@ -343,6 +343,37 @@ final class TransferTests: XCTestCase {
         try fsck(client)
     }
 
+    /// A gc that repacks the pack a pull is reading from (lock-free on the server) does not fail it.
+    func testPullBesideAGcThatRepacksItsFramesCompletes() throws {
+        let model = try makeModel("m1", seed: 800)
+        // v1 = the model plus 40 MiB of junk in one pack; v2 = the model alone (every chunk shared).
+        let junk = root + "/junk"
+        try FileManager.default.createDirectory(atPath: junk, withIntermediateDirectories: true)
+        try TestSupport.write(Array(try XCTUnwrap(FileHandle(forReadingAtPath: "/dev/urandom")).readData(ofLength: 40 << 20)), to: junk + "/junk.bin")
+        try tp(["put", "--store", serverStore, "--no-base", "org/m@v1", model + "/model.safetensors", junk + "/junk.bin"])
+        try tp(["put", "--store", serverStore, "--no-base", "org/m@v2", model + "/model.safetensors"])
+        try tp(["rm", "--store", serverStore, "org/m@v1"])
+        let url = try server()
+        let client = root + "/client"
+        try tp(["init", "--store", client])
+        let pull = Process()
+        pull.executableURL = URL(fileURLWithPath: TestSupport.tpstore)
+        pull.arguments = ["pull", "--store", client, url, "org/m@v2", "--token", readToken]
+        pull.environment = ProcessInfo.processInfo.environment.merging(["TPSTORE_TRANSFER_BUNDLE_MIB": "1"]) { $1 }
+        let err = Pipe()
+        pull.standardError = err
+        pull.standardOutput = FileHandle.nullDevice
+        try pull.run()
+        let gc = try tp(["gc", "--store", serverStore])
+        XCTAssertTrue(gc.stdout.contains("repack"), gc.stdout)
+        pull.waitUntilExit()
+        XCTAssertEqual(pull.terminationStatus, 0, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        try tp(["get", "--store", client, "org/m@v2", root + "/got"])
+        XCTAssertEqual(try TestSupport.read(root + "/got/model.safetensors"), try TestSupport.read(model + "/model.safetensors"))
+        try fsck(client)
+        try fsck(serverStore)
+    }
+
     /// A model of 4 random F32 tensors of 4 MiB each (16 one-MiB bundles), and a config file.
     /// A server whose frame answers are cut short (the head promises more than the body holds) or
     /// lack a frame asked for: the pull fails with a clear error, stores no revision and
