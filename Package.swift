@@ -17,11 +17,12 @@
 //   TenPakStoreLocation       opens a store of either backend from a location (directory or config)
 //   TenPakHTTP                the hub-compatible HTTP server over TenPakReader (Hummingbird), and web
 //                             pages for people (swift-mustache); reads annotations through TenPakOptimizer
+//   TenPakTransfer            the client of the transfer protocol (pull/push), on async-http-client
 //   tpstore                   the command line, thin over the library
 //
 // Products: `TenPak` is the core with the local backend and links no PostgreSQL driver, HTTP
 // client or HTTP server; `TenPakDistributed` adds the S3 + PostgreSQL backend and opening by
-// location; `TenPakHTTP` is the hub-compatible HTTP server.
+// location; `TenPakHTTP` is the hub-compatible HTTP server; `TenPakTransfer` the pull/push client.
 import PackageDescription
 
 /// Every target's imports are checked per file (a member used from a module the file does not
@@ -38,6 +39,8 @@ let package = Package(
         // The hub-compatible HTTP server on its own: only what embeds the server links Hummingbird,
         // swift-log's access log and the Prometheus exposition.
         .library(name: "TenPakHTTP", targets: ["TenPakHTTP"]),
+        // The client of the transfer protocol (SPEC §19): links async-http-client, so not in `TenPak`.
+        .library(name: "TenPakTransfer", targets: ["TenPakTransfer"]),
         .executable(name: "tpstore", targets: ["tpstore"]),
     ],
     dependencies: [
@@ -86,8 +89,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        .target(name: "TenPakTransfer", dependencies: [
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .executableTarget(name: "tpstore", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader", "TenPakHTTP",
+            "TenPakTransfer",
             "TenPakLFS", "TenPakOptimizer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -105,7 +115,7 @@ let package = Package(
         // service, the distributed backend against real SeaweedFS and PostgreSQL.
         .testTarget(name: "TenPakTests", dependencies: [
             "TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader",
-            "TenPakLFS", "TenPakOptimizer", "TenPakHTTP", "TenPakTestSupport",
+            "TenPakLFS", "TenPakOptimizer", "TenPakHTTP", "TenPakTransfer", "TenPakTestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -14,6 +14,10 @@ public protocol Catalog: AnyObject, Sendable {
     func chunks(rowIDs: [Int64]) throws -> [Int64: ChunkLocation]
     /// Records a finished put in one transaction. Its packs must be durable before this is called.
     func commit(_ commit: RevisionCommit) throws -> RevisionRecord
+    /// Records chunks received ahead of the revision that will use them (a transfer's staging,
+    /// SPEC §19) in one transaction: their packs must be durable first. Nothing references them
+    /// until a revision commit does; gc reclaims them if none ever does.
+    func commitChunks(_ commit: ChunkCommit) throws
     /// How many gc runs have started (the fence `RevisionCommit.gcFence` is checked against).
     func gcGeneration() throws -> Int64
     /// Reconnects when the catalog was replaced under this process (by `fsck --repair`); true
@@ -347,43 +351,7 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                 if let fence = commit.gcFence, try generation() != fence {
                     throw StoreError.fencedCommit(model: commit.model, revision: commit.revision)
                 }
-                let now = Int64(Date().timeIntervalSince1970)
-                let insertPack = try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
-                var packIDs: [String: Int64] = [:]
-                for pack in commit.packs {
-                    try insertPack.bind(.text(pack.name), .int(pack.size), .int(now)).run()
-                    packIDs[pack.name] = db.lastInsertRowID
-                }
-                let findChunk = try db.prepare("SELECT id FROM chunks WHERE xxh = ? AND sha = ?")
-                let insertChunk = try db.prepare("""
-                    INSERT OR IGNORE INTO chunks(xxh, sha, raw_length, pack_id, frame_offset, frame_length, encoding, base_id, depth)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-                var rowIDs: [ChunkID: Int64] = [:]
-                func rowID(_ id: ChunkID) throws -> Int64 {
-                    if let known = rowIDs[id] { return known }
-                    guard let row = try findChunk.bind(.blob(id.xxh.bytes), .blob(id.sha.bytes)).firstRow({ $0.int(0) }) else {
-                        throw StoreError.corrupt("chunk \(id.short) is referenced but not in the catalog")
-                    }
-                    rowIDs[id] = row
-                    return row
-                }
-                // Bases come before the chunks that use them: a base is either already in the
-                // catalog or earlier in `chunks`.
-                let findPack = try db.prepare("SELECT id FROM packs WHERE name = ?")
-                for chunk in commit.chunks + [commit.manifest] {
-                    if packIDs[chunk.pack] == nil, let known = try findPack.bind(.text(chunk.pack)).firstRow({ $0.int(0) }) {
-                        packIDs[chunk.pack] = known
-                    }
-                    guard let packID = packIDs[chunk.pack] else {
-                        throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which is not in the catalog")
-                    }
-                    let base = try chunk.base.map { try rowID($0) }
-                    try insertChunk.bind(.blob(chunk.id.xxh.bytes), .blob(chunk.id.sha.bytes), .int(chunk.rawLength), .int(packID),
-                                         .int(chunk.frameOffset), .int(chunk.frameLength), .int(Int(chunk.encoding)),
-                                         .optionalInt(base), .int(chunk.depth)).run()
-                    // A concurrent put may have stored the same chunk first: theirs is kept, ours is garbage for gc.
-                }
+                let rowID = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks + [commit.manifest])
                 try db.prepare("INSERT OR IGNORE INTO models(name) VALUES (?)").bind(.text(commit.model)).run()
                 guard let modelID = try db.prepare("SELECT id FROM models WHERE name = ?").bind(.text(commit.model)).firstRow({ $0.int(0) }) else {
                     throw StoreError.catalog("model row vanished during commit")
@@ -425,6 +393,59 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
                                       manifest: commit.manifest.id)
             }
         }
+    }
+
+    public func commitChunks(_ commit: ChunkCommit) throws {
+        try locked {
+            try db.transaction {
+                if let fence = commit.gcFence, try generation() != fence {
+                    throw StoreError.fenced(.chunks(count: commit.chunks.count))
+                }
+                _ = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks)
+            }
+        }
+    }
+
+    /// Inside a transaction: records `packs`, then `chunks` (bases before the chunks that use them:
+    /// a base is either already in the catalog or earlier in `chunks`). Returns the row id of any
+    /// chunk by identity (those inserted and those already there).
+    private func insertPacksAndChunks(packs: [(name: String, size: Int)], chunks: [NewChunk]) throws -> (ChunkID) throws -> Int64 {
+        let now = Int64(Date().timeIntervalSince1970)
+        let insertPack = try db.prepare("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)")
+        var packIDs: [String: Int64] = [:]
+        for pack in packs {
+            try insertPack.bind(.text(pack.name), .int(pack.size), .int(now)).run()
+            packIDs[pack.name] = db.lastInsertRowID
+        }
+        let findChunk = try db.prepare("SELECT id FROM chunks WHERE xxh = ? AND sha = ?")
+        let insertChunk = try db.prepare("""
+            INSERT OR IGNORE INTO chunks(xxh, sha, raw_length, pack_id, frame_offset, frame_length, encoding, base_id, depth)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        var rowIDs: [ChunkID: Int64] = [:]
+        func rowID(_ id: ChunkID) throws -> Int64 {
+            if let known = rowIDs[id] { return known }
+            guard let row = try findChunk.bind(.blob(id.xxh.bytes), .blob(id.sha.bytes)).firstRow({ $0.int(0) }) else {
+                throw StoreError.corrupt("chunk \(id.short) is referenced but not in the catalog")
+            }
+            rowIDs[id] = row
+            return row
+        }
+        let findPack = try db.prepare("SELECT id FROM packs WHERE name = ?")
+        for chunk in chunks {
+            if packIDs[chunk.pack] == nil, let known = try findPack.bind(.text(chunk.pack)).firstRow({ $0.int(0) }) {
+                packIDs[chunk.pack] = known
+            }
+            guard let packID = packIDs[chunk.pack] else {
+                throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which is not in the catalog")
+            }
+            let base = try chunk.base.map { try rowID($0) }
+            try insertChunk.bind(.blob(chunk.id.xxh.bytes), .blob(chunk.id.sha.bytes), .int(chunk.rawLength), .int(packID),
+                                 .int(chunk.frameOffset), .int(chunk.frameLength), .int(Int(chunk.encoding)),
+                                 .optionalInt(base), .int(chunk.depth)).run()
+            // A concurrent put may have stored the same chunk first: theirs is kept, ours is garbage for gc.
+        }
+        return rowID
     }
 
     public func gcGeneration() throws -> Int64 {

@@ -137,6 +137,23 @@ public struct RevisionCommit: Sendable {
     }
 }
 
+/// Chunks recorded without a revision: frames a transfer received ahead of the revision commit
+/// that will use them (SPEC §19). Committed like a put's chunks (packs durable first, one
+/// transaction, the gc fence checked); until a revision uses them they are garbage to gc.
+public struct ChunkCommit: Sendable {
+    public let packs: [(name: String, size: Int)]
+    /// Bases before the chunks that use them (a base is in the catalog or earlier here).
+    public let chunks: [NewChunk]
+    /// As `RevisionCommit.gcFence`.
+    public let gcFence: Int64?
+
+    public init(packs: [(name: String, size: Int)], chunks: [NewChunk], gcFence: Int64?) {
+        self.packs = packs
+        self.chunks = chunks
+        self.gcFence = gcFence
+    }
+}
+
 public struct RevisionRecord: Hashable, Sendable {
     public let rowID: Int64
     public let model: String

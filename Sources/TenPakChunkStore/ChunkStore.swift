@@ -160,12 +160,7 @@ public final class ChunkStore: Sendable {
                 base = try rawBytes(of: baseLocation, cache: cache, prefetched: prefetched)
             }
             do {
-                let element = ElementType(width: Int(header.elementWidth), layout: header.floatLayout)
-                if let base {
-                    try base.withUnsafeBytes { try ChunkCodec.decode(payload, encoding: encoding, element: element, base: $0, into: output) }
-                } else {
-                    try ChunkCodec.decode(payload, encoding: encoding, element: element, base: nil, into: output)
-                }
+                try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: output)
             } catch let error as CodecError {
                 throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, "chunk \(location.id.short) in pack \(location.pack) at \(location.frameOffset) does not decode: \(error)"))
             }

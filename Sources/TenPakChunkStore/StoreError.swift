@@ -16,7 +16,7 @@ public enum StoreError: Error, CustomStringConvertible {
     /// The revision already exists (revisions are immutable).
     case revisionExists(model: String, revision: String)
     /// A commit refused because a gc started after the writer's fence (it had lost its lock).
-    case fenced(model: String, revision: String)
+    case fenced(FencedWrite)
     /// Another process holds what this one needs, past the retry deadline.
     case busy(String)
     /// The SQLite catalog reported an error.
@@ -38,12 +38,27 @@ public enum StoreError: Error, CustomStringConvertible {
             return "\(damage); the store is damaged: run `tpstore fsck --read-data` to see what is affected"
         case let .revisionExists(model, revision):
             return "\(model)@\(revision) already exists; revisions are immutable, choose another revision name"
-        case let .fenced(model, revision):
-            return "\(model)@\(revision) was not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again"
+        case let .fenced(write):
+            return "\(write) not committed: a gc started while this writer had lost the store lock, so chunks it relies on may be gone; nothing was stored, run it again"
         case let .busy(message):
             return "\(message); another tpstore is working on this store, try again shortly"
         case let .catalog(message):
             return "catalog: \(message)"
+        }
+    }
+}
+
+/// What a `StoreError.fenced` refused to commit.
+public enum FencedWrite: Sendable, Equatable, CustomStringConvertible {
+    /// A put, copy or transfer commit of one revision.
+    case revision(model: String, revision: String)
+    /// Chunks received ahead of their revision (transfer protocol, section 19).
+    case chunks(count: Int)
+
+    public var description: String {
+        switch self {
+        case let .revision(model, revision): return "\(model)@\(revision) was"
+        case let .chunks(count): return "\(count) received chunks were"
         }
     }
 }
@@ -129,7 +144,7 @@ extension StoreError {
 
     /// A commit refused by the gc fence (SPEC section 11).
     public static func fencedCommit(model: String, revision: String) -> StoreError {
-        .fenced(model: model, revision: revision)
+        .fenced(.revision(model: model, revision: revision))
     }
 
     /// A model the catalog does not know, or a revision it does not have (`revision` nil: any).

@@ -400,3 +400,17 @@ enum SignRotation {
         }
     }
 }
+
+extension ChunkCodec {
+    /// Decodes the payload of a frame with `header` (its element type from the header) into
+    /// `output`, against `base` (the base chunk's raw bytes) when the frame has one.
+    public static func decode(_ payload: UnsafeRawBufferPointer, header: FrameHeader, encoding: Encoding, base: [UInt8]?,
+                              into output: UnsafeMutableRawBufferPointer) throws {
+        let element = ElementType(width: Int(header.elementWidth), layout: header.floatLayout)
+        if let base {
+            try base.withUnsafeBytes { try decode(payload, encoding: encoding, element: element, base: $0, into: output) }
+        } else {
+            try decode(payload, encoding: encoding, element: element, base: nil, into: output)
+        }
+    }
+}

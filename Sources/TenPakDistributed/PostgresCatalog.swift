@@ -295,6 +295,81 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
         }
     }
 
+    public func commitChunks(_ commit: ChunkCommit) throws {
+        try transaction {
+            if let fence = commit.gcFence {
+                try q("LOCK TABLE gc_runs IN SHARE MODE")
+                guard try q("SELECT COALESCE(MAX(id), 0) FROM gc_runs").first?.int(0) == fence else {
+                    throw StoreError.fenced(.chunks(count: commit.chunks.count))
+                }
+            }
+            _ = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks, alsoLookUp: [])
+        }
+    }
+
+    /// Inside a transaction: records `packs`, then `chunks` (bases first, in batches). Returns the
+    /// row id of any chunk by identity (inserted, already there, or in `alsoLookUp`).
+    private func insertPacksAndChunks(packs: [(name: String, size: Int)], chunks: [NewChunk], alsoLookUp: [ChunkID]) throws -> (ChunkID) throws -> Int64 {
+        let now = Int64(Date().timeIntervalSince1970)
+        var packIDs: [String: Int64] = [:]
+        for pack in packs {
+            packIDs[pack.name] = try q("INSERT INTO packs(name, size, created_at) VALUES ($1, $2, $3) RETURNING id",
+                                       [.text(pack.name), .int(pack.size), .int(now)]).first?.int(0)
+        }
+        var rowIDs: [ChunkID: Int64] = [:]
+        let needed = chunks.compactMap(\.base) + alsoLookUp
+        for (id, loc) in try findChunksInTransaction(Array(Set(needed))) { rowIDs[id] = loc }
+        func rowID(_ id: ChunkID) throws -> Int64 {
+            if let known = rowIDs[id] { return known }
+            guard let row = try q("SELECT id FROM chunks WHERE xxh = $1 AND sha = $2", [.bytes(id.xxh.bytes), .bytes(id.sha.bytes)]).first?.int(0) else {
+                throw StoreError.corrupt("chunk \(id.short) is referenced but not in the catalog")
+            }
+            rowIDs[id] = row
+            return row
+        }
+        // Bases come before the chunks that use them: a base is either already in the
+        // catalog or earlier in `chunks`. Chunks go in batches, one INSERT each: a batch holds
+        // every remaining chunk whose base already has a row.
+        for chunk in chunks where packIDs[chunk.pack] == nil {
+            if let known = try q("SELECT id FROM packs WHERE name = $1", [.text(chunk.pack)]).first?.int(0) {
+                packIDs[chunk.pack] = known
+            } else {
+                throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which is not in the catalog")
+            }
+        }
+        var remaining = chunks
+        while !remaining.isEmpty {
+            let ready = remaining.filter { $0.base == nil || rowIDs[$0.base!] != nil }
+            guard !ready.isEmpty else {
+                throw StoreError.corrupt("chunk \(remaining[0].id.short) is a delta against \(remaining[0].base!.short), which is not in the catalog")
+            }
+            remaining.removeAll { $0.base == nil || rowIDs[$0.base!] != nil }
+            // A concurrent put may have stored the same chunk first: theirs is kept, ours is
+            // garbage for gc (ON CONFLICT DO NOTHING; its row id is looked up below).
+            let inserted = try q("""
+                INSERT INTO chunks(xxh, sha, raw_length, pack_id, frame_offset, frame_length, encoding, base_id, depth)
+                SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                                     $7::integer[], $8::bigint[], $9::integer[])
+                ON CONFLICT (xxh, sha) DO NOTHING RETURNING id, xxh, sha
+                """, [.byteArray(ready.map(\.id.xxh.bytes)), .byteArray(ready.map(\.id.sha.bytes)),
+                      .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.rawLength) })),
+                      .text(PostgresCatalog.arrayLiteral(ready.map { packIDs[$0.pack]! })),
+                      .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.frameOffset) })),
+                      .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.frameLength) })),
+                      .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.encoding) })),
+                      .text("{" + ready.map { $0.base.map { String(rowIDs[$0]!) } ?? "NULL" }.joined(separator: ",") + "}"),
+                      .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.depth) }))])
+            for r in inserted {
+                if let xxh = XXH128(bytes: try r.bytes(1)), let sha = Digest256(bytes: try r.bytes(2)) {
+                    rowIDs[ChunkID(xxh: xxh, sha: sha)] = try r.int(0)
+                }
+            }
+            let lost = ready.filter { rowIDs[$0.id] == nil }.map(\.id)
+            for (id, row) in try findChunksInTransaction(lost) { rowIDs[id] = row }
+        }
+        return rowID
+    }
+
     public func commit(_ commit: RevisionCommit) throws -> RevisionRecord {
         try transaction {
             if let fence = commit.gcFence {
@@ -305,63 +380,8 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
                     throw StoreError.fencedCommit(model: commit.model, revision: commit.revision)
                 }
             }
-            let now = Int64(Date().timeIntervalSince1970)
-            var packIDs: [String: Int64] = [:]
-            for pack in commit.packs {
-                packIDs[pack.name] = try q("INSERT INTO packs(name, size, created_at) VALUES ($1, $2, $3) RETURNING id",
-                                           [.text(pack.name), .int(pack.size), .int(now)]).first?.int(0)
-            }
-            var rowIDs: [ChunkID: Int64] = [:]
-            let needed = commit.chunks.compactMap(\.base) + [commit.manifest.id] + commit.files.flatMap { $0.chunks.map(\.id) }
-            for (id, loc) in try findChunksInTransaction(Array(Set(needed))) { rowIDs[id] = loc }
-            func rowID(_ id: ChunkID) throws -> Int64 {
-                if let known = rowIDs[id] { return known }
-                guard let row = try q("SELECT id FROM chunks WHERE xxh = $1 AND sha = $2", [.bytes(id.xxh.bytes), .bytes(id.sha.bytes)]).first?.int(0) else {
-                    throw StoreError.corrupt("chunk \(id.short) is referenced but not in the catalog")
-                }
-                rowIDs[id] = row
-                return row
-            }
-            // Bases come before the chunks that use them: a base is either already in the
-            // catalog or earlier in `chunks`. Chunks go in batches, one INSERT each: a batch holds
-            // every remaining chunk whose base already has a row.
-            for chunk in commit.chunks + [commit.manifest] where packIDs[chunk.pack] == nil {
-                if let known = try q("SELECT id FROM packs WHERE name = $1", [.text(chunk.pack)]).first?.int(0) {
-                    packIDs[chunk.pack] = known
-                } else {
-                    throw StoreError.invalidRequest("chunk \(chunk.id.short) names pack \(chunk.pack), which is not in the catalog")
-                }
-            }
-            var remaining = commit.chunks + [commit.manifest]
-            while !remaining.isEmpty {
-                let ready = remaining.filter { $0.base == nil || rowIDs[$0.base!] != nil }
-                guard !ready.isEmpty else {
-                    throw StoreError.corrupt("chunk \(remaining[0].id.short) is a delta against \(remaining[0].base!.short), which is not in the catalog")
-                }
-                remaining.removeAll { $0.base == nil || rowIDs[$0.base!] != nil }
-                // A concurrent put may have stored the same chunk first: theirs is kept, ours is
-                // garbage for gc (ON CONFLICT DO NOTHING; its row id is looked up below).
-                let inserted = try q("""
-                    INSERT INTO chunks(xxh, sha, raw_length, pack_id, frame_offset, frame_length, encoding, base_id, depth)
-                    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                                         $7::integer[], $8::bigint[], $9::integer[])
-                    ON CONFLICT (xxh, sha) DO NOTHING RETURNING id, xxh, sha
-                    """, [.byteArray(ready.map(\.id.xxh.bytes)), .byteArray(ready.map(\.id.sha.bytes)),
-                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.rawLength) })),
-                          .text(PostgresCatalog.arrayLiteral(ready.map { packIDs[$0.pack]! })),
-                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.frameOffset) })),
-                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.frameLength) })),
-                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.encoding) })),
-                          .text("{" + ready.map { $0.base.map { String(rowIDs[$0]!) } ?? "NULL" }.joined(separator: ",") + "}"),
-                          .text(PostgresCatalog.arrayLiteral(ready.map { Int64($0.depth) }))])
-                for r in inserted {
-                    if let xxh = XXH128(bytes: try r.bytes(1)), let sha = Digest256(bytes: try r.bytes(2)) {
-                        rowIDs[ChunkID(xxh: xxh, sha: sha)] = try r.int(0)
-                    }
-                }
-                let lost = ready.filter { rowIDs[$0.id] == nil }.map(\.id)
-                for (id, row) in try findChunksInTransaction(lost) { rowIDs[id] = row }
-            }
+            let rowID = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks + [commit.manifest],
+                                                 alsoLookUp: [commit.manifest.id] + commit.files.flatMap { $0.chunks.map(\.id) })
             try q("INSERT INTO models(name) VALUES ($1) ON CONFLICT (name) DO NOTHING", [.text(commit.model)])
             guard let modelID = try q("SELECT id FROM models WHERE name = $1", [.text(commit.model)]).first?.int(0) else {
                 throw StoreError.catalog("model row vanished during commit")

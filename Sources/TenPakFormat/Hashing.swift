@@ -124,5 +124,16 @@ public struct ChunkID: Hashable, Sendable, CustomStringConvertible {
 
     /// Short form for messages: the first 16 hex digits of the address.
     public var short: String { String(xxh.description.prefix(16)) }
+
+    /// The 96 lowercase hex digits of the serialized form (XXH3-128 canonical, then SHA-256): how
+    /// the transfer protocol (SPEC §19) writes an id in JSON.
+    public var hex: String { xxh.bytes.hex + sha.hex }
+
+    /// Parses `hex`; nil unless it is exactly 96 hex digits.
+    public init?(hex: String) {
+        guard hex.utf8.count == 96, let raw = [UInt8](hex: hex), let xxh = XXH128(bytes: raw[0 ..< 16]),
+              let sha = Digest256(bytes: raw[16 ..< 48]) else { return nil }
+        self.init(xxh: xxh, sha: sha)
+    }
     public var description: String { xxh.description }
 }

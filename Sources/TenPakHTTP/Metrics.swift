@@ -13,7 +13,7 @@ final class ServerMetrics: Sendable {
     private let decodes: Gauge
     private let prefetches: Gauge
     private let uploadsInProgress: Gauge
-    static let routes = ["resolve", "api", "lfs", "upload", "metrics", "web", "other"]
+    static let routes = ["resolve", "api", "lfs", "upload", "transfer", "metrics", "web", "other"]
     static let statusClasses = ["2xx", "3xx", "4xx", "5xx"]
     private let requestCounters: [String: Counter]
     private let bytesOut: [String: Counter]

@@ -62,6 +62,8 @@ public struct HubServer: HTTPResponder {
     let log: Logger
     /// Pages for browsers (section 14.8).
     let web: WebPages
+    /// Revision closures the transfer routes checked frame requests against lately.
+    let closures = ClosureCache()
 
     init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
@@ -93,9 +95,11 @@ public struct HubServer: HTTPResponder {
         case lfsVerify(repo: String)
         case lfsLocksVerify(repo: String)
         case metrics
+        case transfer(repo: String, action: TransferService.Action, revision: String?)
 
         var kind: String {
             switch self {
+            case .transfer: return "transfer"
             case .resolve: return "resolve"
             case .upload: return "upload"
             case .modelInfo, .tree, .preupload, .commit, .createRepo, .validateYAML: return "api"
@@ -119,6 +123,10 @@ public struct HubServer: HTTPResponder {
         if segments == ["metrics"] { return .metrics }
         if segments == ["api", "repos", "create"] { return .createRepo }
         if segments == ["api", "validate-yaml"] { return .validateYAML }
+        if segments.count > 3, Array(segments[0 ..< 3]) == TransferService.prefix {
+            let (repo, action, revision) = try TransferService.route(Array(segments[3...]))
+            return .transfer(repo: repo, action: action, revision: revision)
+        }
         if segments.count >= 3, segments[0] == "api", segments[1] == "models" {
             let s = Array(segments[2...])
             let actions: Set<String> = ["revision", "tree", "preupload", "commit"]
@@ -336,6 +344,40 @@ public struct HubServer: HTTPResponder {
             limits.maxBytes = min(HubAPI.commitLimit, api.uploads.options.maxBytes)
             let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
             return try await api.commit(repo: repo, revision: revision, body: body, endpoint: endpoint)
+        case let .transfer(repo, action, revision):
+            switch action {
+            case .manifest, .frames:
+                try only([action == .manifest ? .get : .post])
+                try mayRead(repo)
+                guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
+                let service = TransferService(api: api, closures: closures)
+                if action == .manifest { return await service.manifest(repo: repo, revision: revision) }
+                let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                return await service.frames(repo: repo, revision: revision, body: body)
+            case .missing:
+                try only([.post])
+                let service = TransferService(api: try mayWrite(repo), closures: closures)
+                let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                return await service.missing(body: body)
+            case .chunks:
+                try only([.post])
+                let hub = try mayWrite(repo)
+                var limits = hub.uploads.options.limits
+                limits.maxBytes = min(limits.maxBytes, TransferService.bundleLimit)
+                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes {
+                    throw BodyFailure.tooLarge(limit: limits.maxBytes)
+                }
+                let slot = try hub.uploads.admit()
+                defer { slot.leave() }
+                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
+                return await TransferService(api: hub, closures: closures).chunks(body: body)
+            case .commit:
+                try only([.post])
+                let service = TransferService(api: try mayWrite(repo), closures: closures)
+                guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
+                let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                return await service.commit(repo: repo, revision: revision, body: body)
+            }
         case let .lfsBatch(repo):
             try only([.post])
             guard policy.canRead(principal, repo) else { throw lfsDenied(principal, repo: repo) }

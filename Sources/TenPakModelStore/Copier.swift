@@ -17,19 +17,18 @@ public struct CopyReport: Sendable {
 
 /// Copies every revision of one store into another (local ↔ distributed, or any pair).
 ///
-/// Frames are copied as they are stored (no decode and re-encode), each checked on the way
-/// (`readFrame` verifies header, identity and payload checksums). Chunks the destination already
-/// has, by identity, are reused. A delta whose base the destination already holds at a depth
-/// that would make the chain too deep is re-stored raw (`stored` encoding) instead.
+/// The transfer protocol without the network (SPEC §19): per revision, its `TransferManifest`
+/// lists the chunks it needs, the destination says which it lacks, a `FrameSender` reads those
+/// frames as stored (no re-encode) and a `ChunkImporter` lands them: every frame decoded and
+/// checked against its id, staged, then the revision committed once its files rebuild to their
+/// SHA-256. A delta whose base the destination holds too deep is re-stored raw. A copy that stops
+/// part way keeps the frames it staged, so running it again moves only the rest.
 ///
-/// Per revision, the usual put order holds: new packs sealed → one catalog commit. A revision
-/// already at the destination with the same files (paths, sizes, SHA-256) is skipped; with other
-/// files the copy stops (revisions are immutable).
+/// A revision already at the destination with the same files (paths, sizes, SHA-256) is skipped;
+/// with other files the copy stops (revisions are immutable).
 public struct Copier {
     let source: ModelStore
     let destination: ModelStore
-    /// Chunks whose frames are read ahead together.
-    static let batchChunks = 32
 
     public init(source: ModelStore, destination: ModelStore) {
         self.source = source
@@ -38,9 +37,9 @@ public struct Copier {
 
     public func run(progress: ((String) -> Void)? = nil) throws -> CopyReport {
         let sourceLock = try source.chunks.lock(.shared)
-        let destinationLock = try destination.chunks.lock(.shared)
-        defer { withExtendedLifetime((sourceLock, destinationLock)) {} }
-        let fence = try destination.catalog.gcGeneration()
+        defer { withExtendedLifetime(sourceLock) {} }
+        let importer = try ChunkImporter(store: destination)
+        defer { importer.close() }
         var report = CopyReport()
         for record in try source.catalog.revisions(model: nil).sorted(by: { $0.rowID < $1.rowID }) {
             let name = "\(record.model)@\(record.revision)"
@@ -57,105 +56,22 @@ public struct Copier {
                 progress?("skip \(name) (already there)")
                 continue
             }
-            try copy(record, fence: fence, report: &report)
+            let manifest = try TransferManifest.make(store: source, record: record)
+            let ids = manifest.chunkIDs
+            let missing = try importer.missing(ids)
+            report.reusedChunks += ids.count - missing.count
+            importer.track(manifest)
+            let sender = FrameSender(store: source)
+            for batch in manifest.batches(of: missing, maxBytes: FrameSender.maxBundleBytes) {
+                let received = try importer.receive(bundle: try sender.bundle(batch), expected: Set(batch))
+                report.copiedFrames += received.stored
+                report.restoredFrames += received.restored
+                report.copiedBytes += received.bytesWritten
+            }
+            try importer.commit(manifest: record.manifest, model: record.model, revision: record.revision)
             report.copiedRevisions.append(name)
             progress?("copied \(name)")
         }
         return report
-    }
-
-    private func copy(_ record: RevisionRecord, fence: Int64, report: inout CopyReport) throws {
-        let src = source.chunks, dst = destination.chunks
-        let files = try src.catalog.files(revision: record)
-        var fileChunks: [(FileRecord, [FileChunk])] = []
-        var needed: [Int64: ChunkLocation] = [:]
-        for file in files {
-            let chunks = try src.catalog.fileChunks(file: file)
-            fileChunks.append((file, chunks))
-            for c in chunks { needed[c.location.rowID] = c.location }
-        }
-        guard let manifest = try src.catalog.findChunks([record.manifest])[record.manifest] else {
-            throw StoreError.corrupt("the manifest of \(record.model)@\(record.revision) is not in the source catalog")
-        }
-        // Bases, transitively: one catalog query per delta level.
-        var frontier = Array(needed.values)
-        while !frontier.isEmpty {
-            let missing = Set(frontier.compactMap(\.baseRowID)).filter { needed[$0] == nil }
-            let found = try src.catalog.chunks(rowIDs: Array(missing))
-            for c in frontier {
-                guard let row = c.baseRowID, needed[row] == nil else { continue }
-                guard let base = found[row] else {
-                    throw StoreError.corrupt("chunk \(c.id.short) names a base the source catalog does not have")
-                }
-                needed[row] = base
-            }
-            frontier = Array(found.values)
-        }
-        let all = Array(needed.values) + [manifest]
-        let present = try dst.catalog.findChunks(all.map(\.id))
-        // Bases before the chunks that use them: source depth orders them.
-        let missing = all.filter { present[$0.id] == nil }.sorted { ($0.depth, $0.rowID) < ($1.depth, $1.rowID) }
-        report.reusedChunks += all.count - missing.count
-
-        let writer = FrameWriter(packs: dst.packs)
-        var depthAt: [ChunkID: Int] = present.mapValues(\.depth)
-        var newChunks: [NewChunk] = []
-        var newManifest: NewChunk?
-        var frames = PrefetchedFrames()
-        for (i, c) in missing.enumerated() {
-            if i % Copier.batchChunks == 0 {
-                // The next batch's frames in shared reads (bases are in `missing` themselves).
-                frames = try FrameBatch.prefetch(Array(missing[i ..< min(i + Copier.batchChunks, missing.count)]), store: src, bases: false)
-            }
-            var (header, payload) = try frames.frames[c.rowID].map { try src.checkFrame($0, c) } ?? src.readFrame(c)
-            var depth = 0
-            if let base = header.base {
-                guard let baseDepth = depthAt[base] else {
-                    throw StoreError.corrupt("chunk \(c.id.short): its base \(base.short) was not copied first")
-                }
-                depth = baseDepth + 1
-                if depth > ChunkStore.maxDeltaDepth {
-                    // Re-store raw: the destination's base sits deeper than the source's did.
-                    let raw = try src.rawBytes(of: c)
-                    header = FrameHeader(kind: header.kind, encoding: Encoding.stored.rawValue, payloadLength: raw.count,
-                                         rawLength: raw.count, elementWidth: header.elementWidth, floatLayout: header.floatLayout,
-                                         id: header.id, base: nil, payloadChecksum: Hashing.xxh3_64(raw))
-                    payload = raw
-                    depth = 0
-                    report.restoredFrames += 1
-                } else {
-                    report.copiedFrames += 1
-                }
-            } else {
-                report.copiedFrames += 1
-            }
-            let chunk = try writer.append(header: header, payload: payload, depth: depth)
-            report.copiedBytes += chunk.frameLength
-            depthAt[header.id] = depth
-            if c.id == manifest.id, c.rowID == manifest.rowID { newManifest = chunk } else { newChunks.append(chunk) }
-        }
-        let manifestChunk: NewChunk
-        if let newManifest {
-            manifestChunk = newManifest
-        } else if let at = present[manifest.id] {
-            manifestChunk = NewChunk(id: at.id, rawLength: at.rawLength, pack: at.pack, frameOffset: at.frameOffset,
-                                     frameLength: at.frameLength, encoding: at.encoding, base: nil, depth: at.depth)
-        } else {
-            throw StoreError.corrupt("the manifest of \(record.model)@\(record.revision) was neither copied nor found at the destination")
-        }
-        var commitFiles: [RevisionCommit.File] = []
-        for (file, chunks) in fileChunks {
-            commitFiles.append(RevisionCommit.File(path: file.path, size: file.size, sha256: file.sha256, kind: file.kind,
-                                                   chunks: chunks.map { (offset: $0.offset, id: $0.location.id) },
-                                                   tensors: try src.catalog.tensors(file: file)))
-        }
-        // ORDER: packs sealed (durable, visible) → catalog commit; a refused commit's packs go now,
-        // an unanswered one's are left to gc (FrameWriter).
-        _ = try writer.commit { sealed in
-            try dst.catalog.commit(RevisionCommit(
-                model: record.model, revision: record.revision, createdAt: record.createdAt, baseModel: record.baseModel,
-                baseRevision: record.baseRevision, baseReason: record.baseReason, packs: sealed, chunks: newChunks,
-                manifest: manifestChunk, files: commitFiles, gcFence: fence))
-        }
     }
 }

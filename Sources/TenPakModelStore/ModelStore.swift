@@ -287,6 +287,9 @@ public final class ModelStore: Sendable {
 struct FileStream {
     let store: ChunkStore
     let file: FileRecord
+    /// The file's chunks when the caller has them already (a revision not yet committed: the
+    /// transfer importer checks files before its commit); nil: the catalog's.
+    var chunks: [FileChunk]? = nil
     static let windowChunks = 16
 
     /// Windows in order, as arrays (a copy of each window; see `forEachWindowBuffer`).
@@ -297,7 +300,7 @@ struct FileStream {
     /// Windows in order, on a consumer thread; the bytes are valid only during the call (the buffer
     /// is reused for a later window).
     func forEachWindowBuffer(_ body: @escaping (UnsafeRawBufferPointer) throws -> Void) throws {
-        let chunks = try store.catalog.fileChunks(file: file)
+        let chunks = try self.chunks ?? store.catalog.fileChunks(file: file)
         var expectedOffset = 0
         for c in chunks {
             guard c.offset == expectedOffset else {

@@ -47,19 +47,19 @@ public func parallelMap<T>(_ count: Int, _ body: (Int) throws -> T) throws -> [T
 /// Work started on another thread now, whose result is collected later (`value()` blocks until it
 /// is ready). For overlapping I/O with computation, such as reading the next window's frames while
 /// this one decodes.
-final class Background<T>: @unchecked Sendable {
+public final class Background<T>: @unchecked Sendable {
     // Safe: `result` is written once before `done` is signalled and read only after waiting on it.
     private var result: Result<T, Error>?
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ body: @escaping @Sendable () throws -> T) {
+    public init(_ body: @escaping @Sendable () throws -> T) {
         DispatchQueue.global().async { [self] in
             result = Result { try body() }
             done.signal()
         }
     }
 
-    func value() throws -> T {
+    public func value() throws -> T {
         done.wait()
         done.signal() // a second call does not block
         // Safe: set before the signal this waited for.

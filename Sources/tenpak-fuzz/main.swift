@@ -50,6 +50,13 @@ let manifestSeed = try! RevisionManifest(model: "m", revision: "r", createdAt: 1
     .init(path: "a.safetensors", size: 8192, sha256: Hashing.sha256(target), kind: .safetensors, chunks: [.init(rawLength: 8192, id: id)]),
 ]).encoded()
 let tombstoneSeed = try! RevisionTombstone(model: "m", revision: "r", manifest: id, removedAt: 5).encoded()
+let bundleSeed: [UInt8] = {
+    let payloads = [Array(target.prefix(512)), Array(base.prefix(300))]
+    return FrameBundle.header(count: payloads.count) + payloads.flatMap { p in
+        FrameHeader(kind: .chunk, encoding: 0, payloadLength: p.count, rawLength: p.count, elementWidth: 4, floatLayout: .f32,
+                    id: p.withUnsafeBytes { ChunkID(of: $0) }, base: nil, payloadChecksum: Hashing.xxh3_64(p)).encoded() + p
+    }
+}()
 let safetensorsJSON = Array(#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]}}"#.utf8)
 
 var thrown = 0, accepted = 0
@@ -57,7 +64,7 @@ let started = Date()
 var output = [UInt8](repeating: 0, count: target.count)
 for i in 0 ..< iterations {
     let ok: Bool
-    switch i % 5 {
+    switch i % 6 {
     case 0:
         let (encoding, seed) = chunkSeeds[rng.below(chunkSeeds.count)]
         let input = mutate(seed)
@@ -75,6 +82,9 @@ for i in 0 ..< iterations {
     case 3:
         let input = mutate(tombstoneSeed)
         ok = (try? input.withUnsafeBytes { try RevisionTombstone.decode($0) }) != nil
+    case 4:
+        let input = mutate(bundleSeed)
+        ok = (try? input.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: 16) }) != nil
     default:
         let json = mutate(safetensorsJSON)
         ok = (try? json.withUnsafeBytes { try SafetensorsHeader.parse(json: $0, fileSize: 8 + json.count + 32) }) != nil

@@ -9,7 +9,7 @@ struct TPStore: AsyncParsableCommand {
         abstract: "A deduplicating, delta-compressing store for model weights.",
         discussion: "The store is ~/.tpstore unless --store or TPSTORE_DIR names another.",
         version: "0.1.0",
-        subcommands: [Init.self, Put.self, Get.self, List.self, Show.self, Stats.self, Remove.self, Fsck.self, GC.self, Copy.self,
+        subcommands: [Init.self, Put.self, Get.self, List.self, Show.self, Stats.self, Remove.self, Fsck.self, GC.self, Copy.self, Pull.self, Push.self,
                       Cat.self, Tensor.self, Serve.self, LFSAgentCommand.self, LFSInstall.self,
                       Optimize.self, Annotations.self]
     )

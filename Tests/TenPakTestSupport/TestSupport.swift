@@ -129,6 +129,11 @@ public enum TestSupport {
     /// A running `tpstore serve --store STORE` on a free loopback port (its base URL), stopped
     /// (SIGTERM, then SIGKILL) at teardown. A server that does not start fails the test.
     public static func startServer(_ test: XCTestCase, store: String, extra: [String] = []) throws -> String {
+        try startServerProcess(test, store: store, extra: extra).url
+    }
+
+    /// `startServer`, also returning the server's process (to kill it mid-request).
+    public static func startServerProcess(_ test: XCTestCase, store: String, extra: [String] = []) throws -> (url: String, process: Process) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tpstore)
         process.arguments = ["serve", "--store", store, "--listen", "127.0.0.1:0"] + extra
@@ -161,7 +166,7 @@ public enum TestSupport {
             let stderr = String(decoding: err.fileHandleForReading.availableData, as: UTF8.self)
             throw ServerDidNotStart(description: "tpstore serve did not start: \(line) \(stderr)")
         }
-        return url.trimmingCharacters(in: .whitespacesAndNewlines)
+        return (url.trimmingCharacters(in: .whitespacesAndNewlines), process)
     }
 
     /// curl's status, headers (lowercased names) and body for one request.

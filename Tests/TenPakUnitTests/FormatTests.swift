@@ -40,6 +40,42 @@ final class FormatTests: XCTestCase {
         }
     }
 
+    /// A bundle of frames (SPEC §19.2): parses back to its frames; every truncation, every bit
+    /// flipped in a header, payload or the bundle header, and any trailing byte is refused.
+    func testFrameBundleParsesAndRefusesEveryTruncationAndFlip() throws {
+        let payloads: [[UInt8]] = [Array(0 ..< 200), Array(repeating: 7, count: 90)]
+        var frames: [[UInt8]] = []
+        for p in payloads {
+            let id = p.withUnsafeBytes { ChunkID(of: $0) }
+            frames.append(FrameHeader(kind: .chunk, encoding: 0, payloadLength: p.count, rawLength: p.count, elementWidth: 1,
+                                      floatLayout: .none, id: id, base: nil, payloadChecksum: Hashing.xxh3_64(p)).encoded() + p)
+        }
+        let bundle = FrameBundle.header(count: 2) + frames[0] + frames[1]
+        let entries = try bundle.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: 2) }
+        XCTAssertEqual(entries.map(\.header.payloadLength), [200, 90])
+        XCTAssertEqual(entries[1].frameOffset, FrameBundle.headerSize + frames[0].count)
+        XCTAssertEqual(Array(bundle[entries[0].payloadOffset ..< entries[0].payloadOffset + 200]), payloads[0])
+        XCTAssertThrowsError(try bundle.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: 1) })
+        for n in 0 ..< bundle.count {
+            XCTAssertThrowsError(try Array(bundle.prefix(n)).withUnsafeBytes { try FrameBundle.parse($0, maxFrames: 2) }, "prefix \(n)")
+        }
+        XCTAssertThrowsError(try (bundle + [0]).withUnsafeBytes { try FrameBundle.parse($0, maxFrames: 2) })
+        for i in 0 ..< bundle.count {
+            var damaged = bundle
+            damaged[i] ^= 0x10
+            XCTAssertThrowsError(try damaged.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: 2) }, "byte \(i)")
+        }
+    }
+
+    func testChunkIDHexRoundTrip() {
+        let id = Array("x".utf8).withUnsafeBytes { ChunkID(of: $0) }
+        XCTAssertEqual(id.hex.count, 96)
+        XCTAssertEqual(ChunkID(hex: id.hex), id)
+        XCTAssertEqual(ChunkID(hex: id.hex.uppercased()), id)
+        XCTAssertNil(ChunkID(hex: String(id.hex.dropLast())))
+        XCTAssertNil(ChunkID(hex: String(id.hex.dropLast()) + "g"))
+    }
+
     func testManifestRoundTripAndRejectsDamage() throws {
         let manifest = RevisionManifest(
             model: "org/model", revision: "abc123", createdAt: 1_700_000_000, baseModel: "org/base", baseRevision: "r1",

@@ -119,7 +119,7 @@ final class FrameWriterTests: XCTestCase {
         let packs = InMemoryPacks()
         let writer = FrameWriter(packs: packs, rollOver: 2_500)
         _ = try fill(writer, 7)
-        XCTAssertThrowsError(try writer.commit { _ in throw StoreError.fenced(model: "m", revision: "r") })
+        XCTAssertThrowsError(try writer.commit { _ in throw StoreError.fenced(.revision(model: "m", revision: "r")) })
         XCTAssertEqual(packs.names, [])
     }
 

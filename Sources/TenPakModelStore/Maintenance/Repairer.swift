@@ -212,21 +212,15 @@ public struct Repairer {
 
     /// Tensor records from the safetensors header at the start of a file (header chunks never have a base).
     private func tensorRecords(of file: RevisionManifest.File, chunks: [ChunkID: ScannedChunk], packs: any PackStorage) throws -> [TensorRecord] {
-        var prefix: [UInt8] = []
-        var needed = 8
-        for ref in file.chunks {
-            guard prefix.count < needed, let c = chunks[ref.id] else { break }
-            let bytes = try packs.read(pack: c.pack, offset: c.offset + c.header.size, length: c.header.payloadLength)
-            prefix += try decodeWhole(header: c.header, payload: bytes)
-            if needed == 8, prefix.count >= 8 {
-                needed = 8 + (try prefix.withUnsafeBytes { try SafetensorsHeader.headerLength(prefix: $0, fileSize: Int(file.size)) })
+        var refs = file.chunks.makeIterator()
+        do {
+            return try TensorRecord.fromSafetensorsHeader(fileSize: Int(file.size)) {
+                guard let ref = refs.next(), let c = chunks[ref.id] else { return nil }
+                let bytes = try packs.read(pack: c.pack, offset: c.offset + c.header.size, length: c.header.payloadLength)
+                return try decodeWhole(header: c.header, payload: bytes)
             }
-        }
-        guard prefix.count >= needed, needed > 8 else { throw FormatError.invalid("\(file.path): safetensors header not recoverable") }
-        let header = try Array(prefix[8 ..< needed]).withUnsafeBytes { try SafetensorsHeader.parse(json: $0, fileSize: Int(file.size)) }
-        return header.tensors.map {
-            TensorRecord(name: $0.name, dtype: $0.dtype.name, shape: $0.shape, begin: header.dataStart + $0.dataRange.lowerBound,
-                         end: header.dataStart + $0.dataRange.upperBound)
+        } catch let error as FormatError {
+            throw FormatError.invalid("\(file.path): \(error)")
         }
     }
 

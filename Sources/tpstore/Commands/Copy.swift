@@ -8,8 +8,9 @@ extension TPStore {
             abstract: "Copy every revision from one store to another (local or distributed), bit-exact.",
             discussion: """
                 SRC and DEST are store directories or distributed-store config files. Stored frames are \
-                copied as they are (not decoded), chunks DEST already has are reused, and revisions DEST \
-                already has are skipped. DEST is created if missing.
+                copied as they are (not re-encoded; each is decoded and checked against its id on arrival), \
+                chunks DEST already has are reused, and revisions DEST already has are skipped. A copy that \
+                stops part way resumes where it stopped. DEST is created if missing.
                 """)
         @Argument(help: ArgumentHelp("The store to copy from.", valueName: "SRC")) var source: String
         @Argument(help: ArgumentHelp("The store to copy into (created if missing).", valueName: "DEST")) var destination: String

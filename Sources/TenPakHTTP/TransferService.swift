@@ -1,0 +1,177 @@
+// The chunk-level transfer protocol of `tpstore serve` (SPEC §19): `tpstore pull` reads a
+// revision's transfer manifest and the frames it lacks; `tpstore push` asks which chunks the server
+// lacks, sends those frames in bundles (each checked and staged by a `ChunkImporter`), then commits
+// the revision. The caller's access was checked by `HubServer` (pull: read, push: write).
+import Foundation
+import Hummingbird
+import NIOCore
+import TenPakChunkStore
+import TenPakFormat
+import TenPakModelStore
+
+struct TransferService: Sendable {
+    let api: HubAPI
+    let closures: ClosureCache
+    var store: ModelStore { api.store }
+
+    static let prefix = ["api", "tenpak", "v1"]
+    static let bundleType = "application/vnd.tenpak.bundle"
+    /// A bundle body: at most `FrameSender.maxBundleBytes` of frames and a header per frame.
+    static let bundleLimit = FrameSender.maxBundleBody
+
+    enum Action: String {
+        case manifest, frames, missing, chunks, commit
+        var takesRevision: Bool { self == .manifest || self == .frames || self == .commit }
+    }
+
+    /// `/api/tenpak/v1/{repo}/{action}[/{rev}]`, the segments after the prefix. A repository is two
+    /// segments when the third names an action, else one (as the hub API's routes).
+    static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?) {
+        let split: Int
+        if s.count >= 3, Action(rawValue: s[2]) != nil { split = 2 } else if s.count >= 2, Action(rawValue: s[1]) != nil { split = 1 } else {
+            throw HubFailure(status: .notFound, description: "no such transfer route: /api/tenpak/v1/{repo}/manifest/{rev}, frames/{rev}, missing, chunks or commit/{rev}")
+        }
+        let repo = try HubServer.validRepo(s[0 ..< split].joined(separator: "/"))
+        // Safe: s.count > split (checked by the branch that set it).
+        guard let action = Action(rawValue: s[split]) else { throw HubFailure(status: .notFound, description: "no such transfer route") }
+        let rest = Array(s[(split + 1)...])
+        guard rest.count == (action.takesRevision ? 1 : 0), rest.allSatisfy({ !$0.isEmpty }) else {
+            throw HubFailure(status: .notFound, description: "no such transfer route")
+        }
+        return (repo, action, rest.first)
+    }
+
+    /// `{"ids": ["<96 hex>", …]}`, at most `FrameSender.maxFrames` (or `limit`) of them.
+    static func ids(_ body: [UInt8], limit: Int = FrameSender.maxFrames) throws -> [ChunkID] {
+        guard let root = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any], let list = root["ids"] as? [Any] else {
+            throw HubFailure.bad("expected {\"ids\": [\"<96 hex digits>\", …]}")
+        }
+        guard list.count <= limit else { throw HubFailure.bad("\(list.count) ids in one request; at most \(limit)") }
+        return try list.map {
+            guard let text = $0 as? String, let id = ChunkID(hex: text) else { throw HubFailure.bad("an id is not 96 hex digits") }
+            return id
+        }
+    }
+
+    static func errorAnswer(_ error: Error) -> Response {
+        if error is HubFailure { return HubServer.error(for: error) }
+        return UploadService.error(for: error)
+    }
+
+    // MARK: pull (read access)
+
+    /// GET manifest/{rev}: the revision's `TransferManifest` (JSON).
+    func manifest(repo: String, revision: String) async -> Response {
+        do {
+            let bytes = try await RangeService.blocking { [store, api] in
+                let record = try api.repos.resolve(repo, revision)
+                return try TransferManifest.make(store: store, record: record).encoded()
+            }
+            return HubAPI.json(bytes: bytes)
+        } catch {
+            return TransferService.errorAnswer(error)
+        }
+    }
+
+    /// POST frames/{rev} `{"ids": […]}`: those frames, verbatim, as one bundle. Every id must be a
+    /// chunk the revision needs (so a reader of one repository cannot fetch another's chunks).
+    func frames(repo: String, revision: String, body: [UInt8]) async -> Response {
+        do {
+            let ids = try TransferService.ids(body)
+            let bundle = try await RangeService.blocking { [store, api, closures] in
+                let record = try api.repos.resolve(repo, revision)
+                let needed = try closures.ids(of: record) { Set(try TransferManifest.make(store: store, record: record).chunkIDs) }
+                if let stray = ids.first(where: { !needed.contains($0) }) {
+                    throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
+                }
+                return try FrameSender(store: store).bundle(ids)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = TransferService.bundleType
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bundle)))
+        } catch {
+            return TransferService.errorAnswer(error)
+        }
+    }
+
+    // MARK: push (write access)
+
+    /// POST missing `{"ids": […]}`: `{"missing": […]}`, the ids this store lacks, in request order.
+    func missing(body: [UInt8]) async -> Response {
+        do {
+            let ids = try TransferService.ids(body, limit: TransferManifest.maxChunks)
+            let missing = try await RangeService.blocking { [store] in
+                let importer = try ChunkImporter(store: store)
+                defer { importer.close() }
+                return try importer.missing(ids)
+            }
+            return HubAPI.json(["missing": missing.map(\.hex)])
+        } catch {
+            return TransferService.errorAnswer(error)
+        }
+    }
+
+    /// POST chunks, a bundle: every frame checked and staged (all or nothing), one put-slot at a time.
+    func chunks(body: [UInt8]) async -> Response {
+        do {
+            let report = try await api.uploads.gate.run { [store] in
+                try await RangeService.blocking {
+                    let importer = try ChunkImporter(store: store)
+                    defer { importer.close() }
+                    return try importer.receive(bundle: body)
+                }
+            }
+            return HubAPI.json(["frames": report.frames, "stored": report.stored, "restored": report.restored,
+                                "present": report.present, "bytesWritten": report.bytesWritten])
+        } catch {
+            return TransferService.errorAnswer(error)
+        }
+    }
+
+    /// POST commit/{rev} `{"manifest": "<96 hex>"}`: commits `repo@rev` from its staged manifest
+    /// frame once every file rebuilds to its SHA-256; 201 with a receipt, 409 if it exists.
+    func commit(repo: String, revision: String, body: [UInt8]) async -> Response {
+        do {
+            do { try Names.validateRevision(revision) } catch { throw HubFailure.bad("\(error)") }
+            guard let root = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any],
+                  let text = root["manifest"] as? String, let manifest = ChunkID(hex: text) else {
+                throw HubFailure.bad("expected {\"manifest\": \"<96 hex digits>\"}")
+            }
+            let record = try await api.uploads.gate.run { [store] in
+                try await RangeService.blocking {
+                    let importer = try ChunkImporter(store: store)
+                    defer { importer.close() }
+                    return try importer.commit(manifest: manifest, model: repo, revision: revision)
+                }
+            }
+            let files = try await RangeService.blocking { [store] in try store.catalog.files(revision: record) }
+            var response = HubAPI.json(["model": record.model, "revision": record.revision, "commit": HubRepos.commitID(record),
+                                        "files": files.count, "bytes": files.reduce(0) { $0 + $1.size }], status: .created)
+            response.headers[.location] = "/\(record.model)/resolve/\(record.revision)/"
+            return response
+        } catch {
+            return TransferService.errorAnswer(error)
+        }
+    }
+}
+
+/// The chunk ids of the last few revisions whose frames were asked for: a pull asks for one bundle
+/// at a time, and each must be checked against the revision's closure. A revision is immutable, so
+/// its manifest chunk id keys its closure for good (a removed one no longer resolves first).
+final class ClosureCache: @unchecked Sendable {
+    // Safe: `entries` is only touched inside `lock`.
+    private let lock = NSLock()
+    private var entries: [(key: ChunkID, ids: Set<ChunkID>)] = []
+    static let capacity = 8
+
+    func ids(of record: RevisionRecord, _ make: () throws -> Set<ChunkID>) throws -> Set<ChunkID> {
+        if let hit = lock.withLock({ entries.first { $0.key == record.manifest }?.ids }) { return hit }
+        let ids = try make()
+        lock.withLock {
+            entries.removeAll { $0.key == record.manifest }
+            entries.append((record.manifest, ids))
+            if entries.count > ClosureCache.capacity { entries.removeFirst() }
+        }
+        return ids
+    }
+}

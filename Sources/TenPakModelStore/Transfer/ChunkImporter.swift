@@ -1,0 +1,355 @@
+import Foundation
+import TenPakChunkStore
+import TenPakCodecs
+import TenPakFormat
+
+/// What one `ChunkImporter.receive` did.
+public struct ReceiveReport: Sendable {
+    /// Frames in the bundle; frames written as they came; frames re-stored raw (their delta chain
+    /// would be too deep here); frames skipped because the store had the chunk already.
+    public var frames = 0
+    public var stored = 0
+    public var restored = 0
+    public var present = 0
+    /// Frame bytes written into new packs.
+    public var bytesWritten = 0
+
+    public init() {}
+
+    public mutating func add(_ other: ReceiveReport) {
+        frames += other.frames
+        stored += other.stored
+        restored += other.restored
+        present += other.present
+        bytesWritten += other.bytesWritten
+    }
+}
+
+/// Lands frames that came from elsewhere (another store, a client, a server) in a store, trusting
+/// none of them, and commits the revision they make (SPEC §19.3). The receiving half of `pull`,
+/// `push` (server side) and `copy`.
+///
+/// An importer holds the store lock shared from `init` to `close` (or deinit), and reads the gc
+/// fence once: every commit it makes is refused if a gc started since (it cannot while the lock
+/// holds, unless the lock was lost).
+///
+/// - `receive` checks every frame of a bundle (header and payload checksums in the parse; a known
+///   kind (chunk or manifest) and encoding; its base in the store or earlier in the same bundle;
+///   decoded, its XXH3-128 *and* SHA-256 equal its id) and records the new ones as chunks without a
+///   revision (`Catalog.commitChunks`): staged. An interrupted transfer keeps every bundle it
+///   finished, so a re-run asks only for the rest (`missing`). Staged chunks nothing uses are gc's.
+/// - `commit` decodes the revision's own manifest frame (staged or already present), checks that
+///   it names the revision asked for, that every chunk is present with the length it says, and
+///   rebuilds every file to check its SHA-256; only then is the revision committed (one catalog
+///   transaction, gc-fenced). Tensors are read from each safetensors file's header.
+public final class ChunkImporter {
+    public let store: ModelStore
+    /// At most this many decoded bytes per bundle: bounds the memory one bundle can make a
+    /// receiver spend (decoded bases kept for later frames, frames re-stored raw).
+    public static let maxBundleRaw = 1 << 30
+    private var lock: AnyObject?
+    let fence: Int64
+    /// Decoded bases reused across the frames of one receive (a chain's root is shared).
+    private let cache = ChunkCache(capacity: 64 << 20)
+    /// Files hashed as their chunks arrive (`track`), by path.
+    private var tracked: [String: FileHash] = [:]
+
+    /// A file's SHA-256 over its first `next` chunks, fed in file order with checked bytes.
+    private final class FileHash {
+        let ids: [ChunkID]
+        var next = 0
+        var sha = StreamingSHA256()
+        init(ids: [ChunkID]) { self.ids = ids }
+    }
+
+    public init(store: ModelStore) throws {
+        self.store = store
+        let lock = try store.chunks.lock(.shared)
+        self.lock = lock
+        fence = try store.catalog.gcGeneration()
+    }
+
+    /// Releases the store lock (also done at deinit).
+    public func close() { lock = nil }
+
+    /// Hash the files of `manifest` as their chunks arrive (pull and copy know them ahead), so the
+    /// commit need not decode again what `receive` decoded. Only a plan: the commit uses a file's
+    /// hash only if the revision's own manifest frame lists the same path with the same chunks, and
+    /// only checked bytes are ever hashed (decoded and checked against their id here, or read back
+    /// through the store's checks).
+    public func track(_ manifest: TransferManifest) {
+        tracked = [:]
+        let ids = manifest.chunkIDs
+        guard ids.count == manifest.chunks.count else { return }
+        for file in manifest.files where file.chunks.allSatisfy({ ids.indices.contains($0) }) {
+            tracked[file.path] = FileHash(ids: file.chunks.map { ids[$0] })
+        }
+    }
+
+    /// Advances every tracked file over the chunks now available in order: decoded in this bundle
+    /// (`fresh`) or in the store.
+    private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
+        for file in tracked.values {
+            while file.next < file.ids.count {
+                let id = file.ids[file.next]
+                if let raw = fresh[id] {
+                    file.sha.update(raw)
+                } else if let at = try store.catalog.findChunks([id])[id] {
+                    file.sha.update(try store.chunks.rawBytes(of: at, cache: cache))
+                } else {
+                    break
+                }
+                file.next += 1
+            }
+        }
+    }
+
+    /// Of `ids`, those the store does not have, in the order given.
+    public func missing(_ ids: [ChunkID]) throws -> [ChunkID] {
+        var have: [ChunkID: ChunkLocation] = [:]
+        let step = 4096
+        for start in stride(from: 0, to: ids.count, by: step) {
+            have.merge(try store.catalog.findChunks(Array(ids[start ..< min(start + step, ids.count)]))) { a, _ in a }
+        }
+        return ids.filter { have[$0] == nil }
+    }
+
+    /// Checks and stages every frame of `bundle` (see the type's doc). With `expected`, the bundle
+    /// must hold exactly those frames, each once (a pull takes only what it asked for). All or nothing per
+    /// bundle: a bad frame anywhere stores none of it.
+    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil) throws -> ReceiveReport {
+        try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected) }
+    }
+
+    private struct Pending {
+        let index: Int
+        let header: FrameHeader
+        let level: Int
+        var depth: Int
+    }
+
+    private func receive(_ bytes: UnsafeRawBufferPointer, expected: Set<ChunkID>?) throws -> ReceiveReport {
+        let entries: [FrameBundle.Entry]
+        do {
+            entries = try FrameBundle.parse(bytes, maxFrames: FrameSender.maxFrames)
+        } catch let error as FormatError {
+            throw StoreError.invalidRequest("frame bundle refused, nothing stored: \(error)")
+        }
+        var report = ReceiveReport()
+        report.frames = entries.count
+        if let expected, entries.count != expected.count {
+            throw StoreError.invalidRequest("frame bundle refused, nothing stored: it holds \(entries.count) frames, \(expected.count) were asked for")
+        }
+        let declaredRaw = entries.reduce(0) { $0 + $1.header.rawLength }
+        guard declaredRaw <= ChunkImporter.maxBundleRaw else {
+            throw StoreError.invalidRequest("frame bundle refused, nothing stored: its frames decode to \(declaredRaw) bytes, over the \(ChunkImporter.maxBundleRaw)-byte limit per bundle")
+        }
+        func refuse(_ header: FrameHeader, _ why: String) -> StoreError {
+            .invalidRequest("frame \(header.id.short) refused, nothing of its bundle stored: \(why)")
+        }
+        let ids = entries.map(\.header.id)
+        let known = try store.catalog.findChunks(Array(Set(ids + entries.compactMap(\.header.base))))
+        // In-bundle order: a base must come before the frames that use it.
+        var inBundle: [ChunkID: Int] = [:]
+        var pending: [Pending] = []
+        for (i, entry) in entries.enumerated() {
+            let header = entry.header
+            if let expected, !expected.contains(header.id) { throw refuse(header, "it was not asked for") }
+            guard inBundle[header.id] == nil else { throw refuse(header, "it appears twice") }
+            guard header.kind == .chunk || header.kind == .manifest else { throw refuse(header, "a \(header.kind) frame is not transferred") }
+            guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding \(header.encoding)") }
+            guard encoding.usesBase == (header.base != nil) else { throw refuse(header, "encoding \(encoding) and its base flag disagree") }
+            inBundle[header.id] = pending.count
+            if known[header.id] != nil {
+                report.present += 1
+                pending.append(Pending(index: i, header: header, level: -1, depth: 0))
+                continue
+            }
+            var level = 0, depth = 0
+            if let base = header.base {
+                if let at = known[base] {
+                    depth = at.depth + 1
+                } else if let j = inBundle[base] {
+                    // Earlier in the bundle and new here (a present one is in `known`).
+                    level = pending[j].level + 1
+                    depth = pending[j].depth + 1
+                } else {
+                    throw refuse(header, "its base \(base.short) is neither in this store nor earlier in the bundle")
+                }
+            }
+            pending.append(Pending(index: i, header: header, level: level, depth: depth))
+        }
+        // Bases some frame of this bundle is decoded against, kept decoded for it.
+        let neededBases = Set(entries.compactMap { e in e.header.base.flatMap { inBundle[$0] != nil && known[$0] == nil ? $0 : nil } })
+        let baseFrames = try FrameBatch.prefetch(Array(Set(entries.compactMap { $0.header.base.flatMap { known[$0] } })), store: store.chunks,
+                                                 cache: cache)
+        var decodedBases: [ChunkID: [UInt8]] = [:]
+        var restoredRaw: [Int: [UInt8]] = [:]
+        let maxLevel = pending.map(\.level).max() ?? -1
+        let chunks = store.chunks
+        let cache = self.cache
+        for level in 0 ... max(maxLevel, 0) where maxLevel >= 0 {
+            let work = pending.indices.filter { pending[$0].level == level }
+            let bases = decodedBases
+            let keepAll = !tracked.isEmpty
+            let results = try parallelMap(work.count) { w -> (keep: [UInt8]?, raw: [UInt8]?) in
+                let p = pending[work[w]]
+                let entry = entries[p.index]
+                let header = p.header
+                // Safe: the parse checked that the payload lies inside `bytes`.
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[entry.payloadOffset ..< entry.payloadOffset + header.payloadLength])
+                var base: [UInt8]?
+                if let baseID = header.base {
+                    if let decoded = bases[baseID] {
+                        base = decoded
+                    } else if let at = known[baseID] {
+                        base = try chunks.rawBytes(of: at, cache: cache, prefetched: baseFrames)
+                    } else {
+                        throw refuse(header, "its base \(baseID.short) is missing")
+                    }
+                }
+                // Checked while planning (above); the element width was checked by the header decoder.
+                guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding") }
+                var raw = [UInt8](repeating: 0, count: header.rawLength)
+                do {
+                    try raw.withUnsafeMutableBytes { try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: $0) }
+                } catch let error as CodecError {
+                    throw refuse(header, "it does not decode (\(error))")
+                }
+                let actual = raw.withUnsafeBytes { ChunkID(of: $0) }
+                guard actual == header.id else {
+                    throw refuse(header, "it decodes to bytes whose id is \(actual.short) (XXH3-128 or SHA-256 differs)")
+                }
+                let tooDeep = p.depth > ChunkStore.maxDeltaDepth
+                return (keepAll || neededBases.contains(header.id) ? raw : nil, tooDeep ? raw : nil)
+            }
+            for (w, result) in zip(work, results) {
+                if let keep = result.keep { decodedBases[pending[w].header.id] = keep }
+                if let raw = result.raw { restoredRaw[w] = raw }
+            }
+            // A frame re-stored raw has depth 0: frames on top of it are one deep.
+            for w in work where restoredRaw[w] != nil { pending[w].depth = 0 }
+            for j in pending.indices where pending[j].level == level + 1 {
+                if let base = pending[j].header.base, let b = inBundle[base] { pending[j].depth = pending[b].depth + 1 }
+            }
+        }
+        // ORDER: frames appended → packs sealed → one catalog transaction (FrameWriter).
+        let writer = FrameWriter(packs: chunks.packs)
+        var newChunks: [NewChunk] = []
+        for (w, p) in pending.enumerated().sorted(by: { ($0.element.level, $0.offset) < ($1.element.level, $1.offset) }) where p.level >= 0 {
+            let entry = entries[p.index]
+            if let raw = restoredRaw[w] {
+                let header = FrameHeader(kind: p.header.kind, encoding: Encoding.stored.rawValue, payloadLength: raw.count, rawLength: raw.count,
+                                         elementWidth: p.header.elementWidth, floatLayout: p.header.floatLayout, id: p.header.id, base: nil,
+                                         payloadChecksum: Hashing.xxh3_64(raw))
+                newChunks.append(try writer.append(header: header, payload: raw, depth: 0))
+                report.restored += 1
+            } else {
+                // Safe: the parse checked that the payload lies inside `bytes`.
+                let payload = UnsafeRawBufferPointer(rebasing: bytes[entry.payloadOffset ..< entry.payloadOffset + p.header.payloadLength])
+                newChunks.append(try writer.append(header: p.header, payload: payload, depth: p.depth))
+                report.stored += 1
+            }
+        }
+        report.bytesWritten = writer.bytesWritten
+        if newChunks.isEmpty {
+            writer.discard()
+        } else {
+            try writer.commit { sealed in
+                try store.catalog.commitChunks(ChunkCommit(packs: sealed, chunks: newChunks, gcFence: fence))
+            }
+        }
+        if !tracked.isEmpty { try feed(decodedBases) }
+        return report
+    }
+
+    /// Commits the revision `model@revision` whose manifest chunk is `manifest` (staged or present),
+    /// after the checks of the type's doc. `StoreError.revisionExists` if the name is taken,
+    /// `invalidRequest` if anything is missing or does not match: nothing is committed then.
+    @discardableResult
+    public func commit(manifest manifestID: ChunkID, model: String, revision: String) throws -> RevisionRecord {
+        try Names.validateModel(model)
+        try Names.validateRevision(revision)
+        if (try? store.catalog.resolve(model: model, revision: revision)) != nil {
+            throw StoreError.revisionAlreadyExists(model: model, revision: revision)
+        }
+        func bad(_ message: String) -> StoreError { .invalidRequest("\(model)@\(revision) not committed: \(message)") }
+        guard let at = try store.catalog.findChunks([manifestID])[manifestID] else {
+            throw bad("its manifest chunk \(manifestID.short) was not received")
+        }
+        let manifest: RevisionManifest
+        do {
+            let raw = try store.chunks.rawBytes(of: at)
+            manifest = try raw.withUnsafeBytes { try RevisionManifest.decode($0) }
+        } catch let error as FormatError {
+            throw bad("chunk \(manifestID.short) is not a revision manifest (\(error))")
+        }
+        guard manifest.model == model, manifest.revision == revision else {
+            throw bad("its manifest is that of \(Names.printable(manifest.model))@\(Names.printable(manifest.revision))")
+        }
+        let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
+        var found: [ChunkID: ChunkLocation] = [:]
+        for start in stride(from: 0, to: ids.count, by: 4096) {
+            found.merge(try store.catalog.findChunks(Array(ids[start ..< min(start + 4096, ids.count)]))) { a, _ in a }
+        }
+        var paths = Set<String>()
+        var files: [RevisionCommit.File] = []
+        for file in manifest.files {
+            do { try Names.validatePath(file.path) } catch { throw bad("\(error)") }
+            guard paths.insert(file.path).inserted else { throw bad("\(Names.printable(file.path)) appears twice") }
+            var offset = 0
+            var fileChunks: [FileChunk] = []
+            for ref in file.chunks {
+                guard let location = found[ref.id] else { throw bad("chunk \(ref.id.short) of \(Names.printable(file.path)) was not received") }
+                guard location.rawLength == Int(ref.rawLength) else {
+                    throw bad("chunk \(ref.id.short) of \(Names.printable(file.path)) is \(location.rawLength) bytes, its manifest says \(ref.rawLength)")
+                }
+                fileChunks.append(FileChunk(offset: offset, location: location))
+                offset += location.rawLength
+            }
+            guard UInt64(offset) == file.size, let size = Int(exactly: file.size) else {
+                throw bad("the chunks of \(Names.printable(file.path)) add up to \(offset) bytes, its manifest says \(file.size)")
+            }
+            // End to end: the file rebuilt from what is now in this store has the SHA-256 the manifest names.
+            // Resumed from the hash `receive` fed in file order when the plan matches, else from the start.
+            final class Hasher: @unchecked Sendable { var sha = StreamingSHA256() }
+            let hasher = Hasher()
+            var from = 0
+            if let plan = tracked[file.path], plan.ids == file.chunks.map(\.id) {
+                hasher.sha = plan.sha
+                from = plan.next
+            }
+            if from < fileChunks.count {
+                let base = fileChunks[from].offset
+                let rest = fileChunks[from...].map { FileChunk(offset: $0.offset - base, location: $0.location) }
+                let record = FileRecord(rowID: -1, path: file.path, size: size - base, sha256: file.sha256, kind: file.kind)
+                try FileStream(store: store.chunks, file: record, chunks: rest).forEachWindowBuffer { hasher.sha.update($0) }
+            }
+            let digest = hasher.sha.finalize()
+            guard digest == file.sha256 else {
+                throw bad("\(Names.printable(file.path)) rebuilds to SHA-256 \(digest.hex), its manifest says \(file.sha256.hex)")
+            }
+            let tensors = file.kind == .safetensors ? try tensorRecords(file.path, size: size, chunks: fileChunks, bad: bad) : []
+            files.append(RevisionCommit.File(path: file.path, size: size, sha256: file.sha256, kind: file.kind,
+                                             chunks: fileChunks.map { (offset: $0.offset, id: $0.location.id) }, tensors: tensors))
+        }
+        let manifestChunk = NewChunk(id: at.id, rawLength: at.rawLength, pack: at.pack, frameOffset: at.frameOffset,
+                                     frameLength: at.frameLength, encoding: at.encoding, base: nil, depth: at.depth)
+        return try store.catalog.commit(RevisionCommit(
+            model: model, revision: revision, createdAt: manifest.createdAt, baseModel: manifest.baseModel,
+            baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: [], chunks: [], manifest: manifestChunk,
+            files: files, gcFence: fence))
+    }
+
+    /// The tensor table of a safetensors file, from its header (decoded from its first chunks).
+    private func tensorRecords(_ path: String, size: Int, chunks: [FileChunk], bad: (String) -> StoreError) throws -> [TensorRecord] {
+        var next = chunks.makeIterator()
+        do {
+            return try TensorRecord.fromSafetensorsHeader(fileSize: size) {
+                try next.next().map { try store.chunks.rawBytes(of: $0.location, cache: cache) }
+            }
+        } catch let error as FormatError {
+            throw bad("\(Names.printable(path)) is marked safetensors but its header is not valid (\(error))")
+        }
+    }
+}

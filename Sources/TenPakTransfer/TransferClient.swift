@@ -1,0 +1,289 @@
+// `tpstore pull` and `tpstore push`: the client half of the transfer protocol (SPEC §19), over
+// async-http-client. Kept out of the core product `TenPak` (which links no HTTP client): the
+// protocol's data structures and checks (`TransferManifest`, `FrameSender`, `ChunkImporter`) are
+// the model store's; this target only moves their bytes.
+import AsyncHTTPClient
+import Dispatch
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TenPakChunkStore
+import TenPakFormat
+import TenPakModelStore
+
+/// Why a transfer failed on the network side (store errors are `StoreError`).
+public enum TransferError: Error, CustomStringConvertible {
+    /// The server answered with an error status; `message` is its text.
+    case refused(status: Int, message: String, what: String)
+    /// The server could not be reached, or the connection broke before the answer was complete.
+    case connection(what: String, reason: String)
+    /// The server's answer is not what the protocol says (bad JSON, a bundle that does not parse, frames not asked for).
+    case protocolViolation(what: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .refused(status, message, what):
+            let hint: String
+            switch status {
+            case 401: hint = " (a token is needed: --token or TPSTORE_TOKEN)"
+            case 403: hint = " (the token may not write there)"
+            default: hint = ""
+            }
+            return "\(what): HTTP \(status): \(message.trimmingCharacters(in: .whitespacesAndNewlines))\(hint)"
+        case let .connection(what, reason):
+            return "\(what): \(reason); nothing half-done was kept: run the same command again, it resumes where it stopped"
+        case let .protocolViolation(what, reason):
+            return "\(what): the server's answer breaks the transfer protocol: \(reason); nothing of it was stored"
+        }
+    }
+}
+
+/// What a pull or push did (the summary line and `--json`).
+public struct TransferSummary: Codable, Sendable {
+    public var direction: String
+    public var model: String
+    public var revision: String
+    public var files = 0
+    /// Sum of the revision's file sizes.
+    public var logicalBytes = 0
+    /// Bytes of request and response bodies on the wire (both directions).
+    public var bytesMoved = 0
+    /// Chunks the revision needs, and of those the ones the receiving side already had.
+    public var chunks = 0
+    public var chunksPresent = 0
+    public var framesMoved = 0
+    public var seconds = 0.0
+    /// The receiving side had the revision already (same manifest): nothing was moved.
+    public var alreadyThere = false
+}
+
+/// A transfer server (`tpstore serve`) at `baseURL`, with an optional bearer token.
+public final class TransferClient: @unchecked Sendable {
+    // Safe: `http` is used through its thread-safe API; `moved` only inside `lock`.
+    private let http: HTTPClient
+    private let base: String
+    private let token: String?
+    private let lock = NSLock()
+    private var moved = 0
+    /// Frame bytes per bundle asked for or sent: large enough to amortize a round trip, small
+    /// enough that one lost bundle costs little. `TPSTORE_TRANSFER_BUNDLE_MIB` (1–64) overrides it.
+    public static let defaultBundleBytes = 16 << 20
+    let bundleBytes: Int
+    static let deadline: TimeAmount = .seconds(600)
+
+    public init(url: String, token: String?) throws {
+        var trimmed = url
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
+        guard let parsed = URL(string: trimmed), parsed.scheme == "http" || parsed.scheme == "https", parsed.host?.isEmpty == false else {
+            throw StoreError.invalidRequest("\(Names.printable(url)) is not a server URL like http://host:port")
+        }
+        base = trimmed
+        let mib = ProcessInfo.processInfo.environment["TPSTORE_TRANSFER_BUNDLE_MIB"].flatMap { Int($0) }
+        bundleBytes = mib.map { min(max($0, 1), FrameSender.maxBundleBytes >> 20) << 20 } ?? TransferClient.defaultBundleBytes
+        self.token = token?.trimmingCharacters(in: .whitespacesAndNewlines)
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    deinit {
+        try? http.syncShutdown()
+    }
+
+    /// Bytes of bodies sent and received so far.
+    public var bytesMoved: Int { lock.withLock { moved } }
+
+    static func path(_ repo: String, _ action: String, _ revision: String? = nil) -> String {
+        let escape = { (s: String) in s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? s }
+        var path = "/api/tenpak/v1/" + repo.split(separator: "/").map { escape(String($0)) }.joined(separator: "/") + "/" + action
+        if let revision { path += "/" + escape(revision) }
+        return path
+    }
+
+    /// One request; the body of a 2xx answer (at most `limit` bytes), or a typed error.
+    func request(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
+                 limit: Int = 64 << 20, accept: Set<Int> = [200, 201]) throws -> (status: Int, body: [UInt8]) {
+        let what = "\(method.rawValue) \(base)\(path)"
+        var headers = HTTPHeaders()
+        if let token, !token.isEmpty { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if body != nil { headers.add(name: "Content-Type", value: contentType) }
+        let request: HTTPClient.Request
+        do {
+            request = try HTTPClient.Request(url: base + path, method: method, headers: headers, body: body.map { .bytes($0) })
+        } catch {
+            throw StoreError.invalidRequest("\(what): \(error)")
+        }
+        let response: HTTPClient.Response
+        do {
+            // Safe: never called on an event-loop thread (the CLI's threads and Dispatch's).
+            response = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit),
+                                        deadline: .now() + TransferClient.deadline).wait()
+        } catch let error as ResponseAccumulator.ResponseTooBigError {
+            throw TransferError.protocolViolation(what: what, reason: "the answer is larger than \(error.maxBodySize) bytes")
+        } catch {
+            throw TransferError.connection(what: what, reason: "\(error)")
+        }
+        let bytes = response.body.map { Array($0.readableBytesView) } ?? []
+        lock.withLock { moved += bytes.count + (body?.count ?? 0) }
+        guard accept.contains(Int(response.status.code)) else {
+            throw TransferError.refused(status: Int(response.status.code), message: String(decoding: bytes.prefix(500), as: UTF8.self), what: what)
+        }
+        return (Int(response.status.code), bytes)
+    }
+
+    func json(_ bytes: [UInt8], what: String) throws -> [String: Any] {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
+            throw TransferError.protocolViolation(what: what, reason: "not a JSON object")
+        }
+        return object
+    }
+
+    static func idsBody(_ ids: [ChunkID]) -> [UInt8] {
+        Array("{\"ids\":[\(ids.map { "\"\($0.hex)\"" }.joined(separator: ","))]}".utf8)
+    }
+
+    /// The server's transfer manifest of `model@revision` (nil revision: `main`); nil if the
+    /// server has no such revision (404) and `absentIsNil`.
+    func manifest(model: String, revision: String?, absentIsNil: Bool = false) throws -> TransferManifest? {
+        let path = TransferClient.path(model, "manifest", revision ?? "main")
+        let answer = try request(.GET, path, accept: absentIsNil ? [200, 404] : [200])
+        if answer.status == 404 { return nil }
+        let manifest: TransferManifest
+        do {
+            manifest = try TransferManifest.decode(answer.body)
+        } catch {
+            throw TransferError.protocolViolation(what: "GET \(base)\(path)", reason: "\(error)")
+        }
+        // A revision asked for by name must come back under that name (`main` and commit ids name others).
+        let byName = revision.map { $0 != "main" && !($0.utf8.count == 40 && $0.utf8.allSatisfy { (0x30 ... 0x39).contains($0) || (0x61 ... 0x66).contains($0) }) } ?? false
+        guard manifest.model == model, !byName || manifest.revision == revision else {
+            throw TransferError.protocolViolation(what: "GET \(base)\(path)", reason: "it describes \(manifest.model)@\(manifest.revision)")
+        }
+        return manifest
+    }
+
+    // MARK: pull
+
+    /// Pulls `model@revision` (nil: `main`) into `store`: only the frames the store lacks, each
+    /// checked and staged as it arrives, then the revision committed once every file rebuilds to
+    /// its SHA-256. Re-running after an interruption moves only what had not arrived.
+    public func pull(model: String, revision: String?, into store: ModelStore, progress: ((Int, Int) -> Void)? = nil) throws -> TransferSummary {
+        let started = DispatchTime.now()
+        try Names.validateModel(model)
+        if let revision { try Names.validateRevision(revision) }
+        // Without absentIsNil a missing manifest throws, so this guard never fails.
+        guard let manifest = try self.manifest(model: model, revision: revision) else { throw StoreError.notFound("\(model)@\(revision ?? "main")") }
+        var summary = TransferSummary(direction: "pull", model: manifest.model, revision: manifest.revision)
+        summary.files = manifest.files.count
+        summary.logicalBytes = manifest.logicalBytes
+        summary.chunks = manifest.chunks.count
+        // `decode` checked that the manifest id is 96 hex digits.
+        guard let manifestID = ChunkID(hex: manifest.manifest) else { throw StoreError.invalidRequest("manifest id") }
+        let importer = try ChunkImporter(store: store)
+        defer { importer.close() }
+        if let existing = try? store.catalog.resolve(model: manifest.model, revision: manifest.revision) {
+            guard existing.manifest == manifestID else { throw StoreError.revisionAlreadyExists(model: manifest.model, revision: manifest.revision) }
+            summary.alreadyThere = true
+            summary.chunksPresent = summary.chunks
+            summary.bytesMoved = bytesMoved
+            summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            return summary
+        }
+        let missing = try importer.missing(manifest.chunkIDs)
+        summary.chunksPresent = summary.chunks - missing.count
+        importer.track(manifest)
+        let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
+        let framesPath = TransferClient.path(model, "frames", manifest.revision)
+        // The next bundle is fetched while this one is checked and stored.
+        func fetch(_ i: Int) -> Background<[UInt8]> {
+            let batch = batches[i]
+            return Background { [self] in try request(.POST, framesPath, body: TransferClient.idsBody(batch), limit: FrameSender.maxBundleBody).body }
+        }
+        var next = batches.isEmpty ? nil : fetch(0)
+        var done = 0
+        for (i, batch) in batches.enumerated() {
+            // `next` is set for every index below batches.count.
+            guard let pending = next else { break }
+            let bundle = try pending.value()
+            next = i + 1 < batches.count ? fetch(i + 1) : nil
+            do {
+                _ = try importer.receive(bundle: bundle, expected: Set(batch))
+            } catch StoreError.invalidRequest(let reason) {
+                throw TransferError.protocolViolation(what: "POST \(base)\(framesPath)", reason: reason)
+            }
+            summary.framesMoved += batch.count
+            done += 1
+            progress?(done, batches.count)
+        }
+        _ = try? next?.value()
+        try importer.commit(manifest: manifestID, model: manifest.model, revision: manifest.revision)
+        summary.bytesMoved = bytesMoved
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
+    }
+
+    // MARK: push
+
+    /// Pushes `model@revision` (nil: the newest) from `store`: asks which chunks the server
+    /// lacks, sends those frames in bundles (each staged there as it arrives), then commits.
+    public func push(model: String, revision: String?, from store: ModelStore, progress: ((Int, Int) -> Void)? = nil) throws -> TransferSummary {
+        let started = DispatchTime.now()
+        let lock = try store.chunks.lock(.shared)
+        defer { withExtendedLifetime(lock) {} }
+        let record = try store.catalog.resolve(model: model, revision: revision)
+        let manifest = try TransferManifest.make(store: store, record: record)
+        var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
+        summary.files = manifest.files.count
+        summary.logicalBytes = manifest.logicalBytes
+        summary.chunks = manifest.chunks.count
+        if let remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true), remote.revision == record.revision {
+            guard remote.manifest == record.manifest.hex else { throw StoreError.revisionAlreadyExists(model: record.model, revision: record.revision) }
+            summary.alreadyThere = true
+            summary.chunksPresent = summary.chunks
+            summary.bytesMoved = bytesMoved
+            summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            return summary
+        }
+        let ids = manifest.chunkIDs
+        let missingPath = TransferClient.path(record.model, "missing")
+        var missing: [ChunkID] = []
+        for start in stride(from: 0, to: ids.count, by: FrameSender.maxFrames) {
+            let asked = Array(ids[start ..< min(start + FrameSender.maxFrames, ids.count)])
+            let answer = try json(try request(.POST, missingPath, body: TransferClient.idsBody(asked)).body, what: "POST \(base)\(missingPath)")
+            let askedSet = Set(asked)
+            guard let list = answer["missing"] as? [String] else {
+                throw TransferError.protocolViolation(what: "POST \(base)\(missingPath)", reason: "no \"missing\" list")
+            }
+            for text in list {
+                guard let id = ChunkID(hex: text), askedSet.contains(id) else {
+                    throw TransferError.protocolViolation(what: "POST \(base)\(missingPath)", reason: "it names a chunk that was not asked about")
+                }
+                missing.append(id)
+            }
+        }
+        summary.chunksPresent = summary.chunks - missing.count
+        let sender = FrameSender(store: store)
+        let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
+        let chunksPath = TransferClient.path(record.model, "chunks")
+        // The next bundle is read from the packs while this one is on the wire.
+        func read(_ i: Int) -> Background<[UInt8]> {
+            let batch = batches[i]
+            return Background { try sender.bundle(batch) }
+        }
+        var next = batches.isEmpty ? nil : read(0)
+        for (i, batch) in batches.enumerated() {
+            guard let pending = next else { break }
+            let bundle = try pending.value()
+            next = i + 1 < batches.count ? read(i + 1) : nil
+            _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
+            summary.framesMoved += batch.count
+            progress?(i + 1, batches.count)
+        }
+        let commitPath = TransferClient.path(record.model, "commit", record.revision)
+        _ = try request(.POST, commitPath, body: Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8), accept: [201])
+        summary.bytesMoved = bytesMoved
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
+    }
+}
+
