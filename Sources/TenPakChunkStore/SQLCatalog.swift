@@ -257,8 +257,9 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 try connection.lockFence()
                 guard try generation() == fence else { throw StoreError.fencedCommit(model: commit.model, revision: commit.revision) }
             }
-            let rowID = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks + [commit.manifest],
-                                                 alsoLookUp: [commit.manifest.id] + commit.files.flatMap { $0.chunks.map(\.id) })
+            let manifest = commit.manifest
+            let rowID = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks + [commit.manifestChunk],
+                                                 alsoLookUp: [commit.manifestChunk.id] + manifest.files.flatMap { $0.chunks.map(\.id) })
             try q("INSERT INTO models(name) VALUES (?) ON CONFLICT (name) DO NOTHING", [.text(commit.model)])
             guard let modelID = try q("SELECT id FROM models WHERE name = ?", [.text(commit.model)]).first?.int(0) else {
                 throw StoreError.catalog("model row vanished during commit")
@@ -273,39 +274,47 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 guard let id = try q("""
                     INSERT INTO revisions(model_id, name, created_at, base_model, base_revision, base_reason, manifest_chunk)
                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id
-                    """, [.int(modelID), .text(commit.revision), .int(commit.createdAt), .text(commit.baseModel),
-                          .text(commit.baseRevision), .text(commit.baseReason), .int(try rowID(commit.manifest.id))]).first?.int(0) else {
+                    """, [.int(modelID), .text(commit.revision), .int(manifest.createdAt), .text(manifest.baseModel),
+                          .text(manifest.baseRevision), .text(manifest.baseReason), .int(try rowID(commit.manifestChunk.id))]).first?.int(0) else {
                     throw StoreError.catalog("no id for the new revision")
                 }
                 revisionID = id
             } catch is SQLUniqueViolation {
                 throw StoreError.revisionAlreadyExists(model: commit.model, revision: commit.revision)
             }
-            for file in commit.files {
+            for file in manifest.files {
+                guard let size = Int64(exactly: file.size) else {
+                    throw StoreError.invalidRequest("\(commit.model)@\(commit.revision): file \(Names.printable(file.path)) declares \(file.size) bytes")
+                }
                 guard let fileID = try q("INSERT INTO files(revision_id, path, size, sha256, kind) VALUES (?, ?, ?, ?, ?) RETURNING id",
-                                         [.int(revisionID), .text(file.path), .int(file.size), .blob(file.sha256.bytes),
+                                         [.int(revisionID), .text(file.path), .int(size), .blob(file.sha256.bytes),
                                           .int(Int(file.kind.rawValue))]).first?.int(0) else {
                     throw StoreError.catalog("no id for file \(file.path)")
                 }
+                // A chunk's offset is the sum of the raw lengths before it (the manifest's rule).
                 var rows: [[SQLValue]] = []
-                for (seq, chunk) in file.chunks.enumerated() { rows.append([.int(fileID), .int(seq), .int(chunk.offset), .int(try rowID(chunk.id))]) }
+                var offset: Int64 = 0
+                for (seq, chunk) in file.chunks.enumerated() {
+                    rows.append([.int(fileID), .int(seq), .int(offset), .int(try rowID(chunk.id))])
+                    offset += Int64(chunk.rawLength)
+                }
                 for batch in batches(rows, width: 4) {
                     try q("INSERT INTO file_chunks(file_id, seq, \(dialect.offsetColumn), chunk_id) VALUES \(SQLCatalog.tuples(batch.count, width: 4))",
                           batch.flatMap { $0 })
                 }
-                for batch in batches(file.tensors, width: 6) {
+                for batch in batches(commit.tensors[file.path] ?? [], width: 6) {
                     try q("INSERT INTO tensors(file_id, name, dtype, shape, begin_offset, end_offset) VALUES \(SQLCatalog.tuples(batch.count, width: 6))",
                           batch.flatMap { [.int(fileID), .text($0.name), .text($0.dtype), .text($0.shapeText), .int($0.begin), .int($0.end)] })
                 }
             }
             // The candidate index and the sketch are part of the revision: same transaction.
-            try SQLCatalog.insertIndexRows(connection, revision: revisionID, tensors: commit.files.flatMap(\.tensors))
+            try SQLCatalog.insertIndexRows(connection, revision: revisionID, tensors: manifest.files.flatMap { commit.tensors[$0.path] ?? [] })
             if let sketch = commit.sketch {
                 try q("INSERT INTO revision_sketches(revision_id, sketch) VALUES (?, ?)", [.int(revisionID), .blob(sketch)])
             }
-            return RevisionRecord(rowID: revisionID, model: commit.model, revision: commit.revision, createdAt: commit.createdAt,
-                                  baseModel: commit.baseModel, baseRevision: commit.baseRevision, baseReason: commit.baseReason,
-                                  manifest: commit.manifest.id)
+            return RevisionRecord(rowID: revisionID, model: manifest.model, revision: manifest.revision, createdAt: manifest.createdAt,
+                                  baseModel: manifest.baseModel, baseRevision: manifest.baseRevision, baseReason: manifest.baseReason,
+                                  manifest: commit.manifestChunk.id)
         }
     }
 

@@ -33,20 +33,20 @@ class CatalogConformanceTests: XCTestCase {
         TensorRecord(name: "scalar", dtype: "F32", shape: [], begin: 0, end: 4),
     ]
 
-    /// A commit of `chunks` (fresh, in `pack`) as one safetensors file plus an empty file, with
-    /// manifest chunk `manifest`.
+    /// A commit of `chunks` (fresh, in `pack`) as one safetensors file using `uses` (default: the
+    /// chunks), 1000 bytes each, plus an empty file, with manifest chunk `manifest`.
     static func revision(_ model: String, _ revision: String, pack: String?, chunks: [NewChunk], uses: [ChunkID]? = nil, manifest: Int,
                          fence: Int64? = nil, sketch: [UInt8]? = nil, createdAt: Int64 = 1_700_000_000) -> RevisionCommit {
         let manifestChunk = NewChunk(id: id(manifest), rawLength: 64, pack: pack ?? chunks.first?.pack ?? "", frameOffset: 9999,
                                      frameLength: 80, encoding: 0, base: nil, depth: 0)
         let used = uses ?? chunks.map(\.id)
         let sha = Digest256(bytes: [UInt8](repeating: 7, count: 32))!
-        let weights = RevisionCommit.File(path: "model.safetensors", size: used.count * 1000, sha256: sha, kind: .safetensors,
-                                          chunks: used.enumerated().map { (offset: $0.offset * 1000, id: $0.element) }, tensors: tensors)
-        let empty = RevisionCommit.File(path: "empty.bin", size: 0, sha256: sha, kind: .opaque, chunks: [], tensors: [])
-        return RevisionCommit(model: model, revision: revision, createdAt: createdAt, baseModel: "", baseRevision: "", baseReason: "no base",
-                              packs: pack.map { [(name: $0, size: 123_456)] } ?? [], chunks: chunks, manifest: manifestChunk,
-                              files: [weights, empty], gcFence: fence, sketch: sketch)
+        let weights = RevisionManifest.File(path: "model.safetensors", size: UInt64(used.count * 1000), sha256: sha, kind: .safetensors,
+                                            chunks: used.map { RevisionManifest.ChunkRef(rawLength: 1000, id: $0) })
+        let empty = RevisionManifest.File(path: "empty.bin", size: 0, sha256: sha, kind: .opaque, chunks: [])
+        let record = RevisionManifest(model: model, revision: revision, createdAt: createdAt, baseReason: "no base", files: [weights, empty])
+        return RevisionCommit(manifest: record, manifestChunk: manifestChunk, tensors: ["model.safetensors": tensors],
+                              packs: pack.map { [(name: $0, size: 123_456)] } ?? [], chunks: chunks, gcFence: fence, sketch: sketch)
     }
 
     func assertStoreError<T>(_ body: @autoclosure () throws -> T, file: StaticString = #filePath, line: UInt = #line,
@@ -154,6 +154,15 @@ class CatalogConformanceTests: XCTestCase {
         let orphan = CatalogConformanceTests.chunk(4, pack: "p4", base: CatalogConformanceTests.id(55), depth: 1)
         assertStoreError(try catalog.commit(CatalogConformanceTests.revision("m", "v2", pack: "p4", chunks: [orphan], manifest: 103))) {
             if case .corrupt = $0 { return true }
+            return false
+        }
+        // A file size past what the catalog stores is refused, not trapped on.
+        let huge = RevisionManifest(model: "m", revision: "v3", createdAt: 1, files: [
+            RevisionManifest.File(path: "huge.bin", size: UInt64.max, sha256: Digest256(bytes: [UInt8](repeating: 1, count: 32))!, kind: .opaque, chunks: []),
+        ])
+        assertStoreError(try catalog.commit(RevisionCommit(manifest: huge, manifestChunk: CatalogConformanceTests.chunk(5, pack: "p1"), tensors: [:],
+                                                           packs: [], chunks: [], gcFence: nil))) {
+            if case .invalidRequest = $0 { return true }
             return false
         }
         XCTAssertEqual(try catalog.revisions(model: nil).map(\.revision), ["v1"])
@@ -339,11 +348,11 @@ class CatalogConformanceTests: XCTestCase {
         // File paths and pack names in byte order too.
         let sha = Digest256(bytes: [UInt8](repeating: 1, count: 32))!
         let paths = ["b.bin", "B.bin", "é.bin", "e.bin", "z/ü.txt", "Z.txt"]
-        let files = paths.map { RevisionCommit.File(path: $0, size: 0, sha256: sha, kind: .opaque, chunks: [], tensors: []) }
+        let files = paths.map { RevisionManifest.File(path: $0, size: 0, sha256: sha, kind: .opaque, chunks: []) }
         let manifest = NewChunk(id: CatalogConformanceTests.id(200), rawLength: 1, pack: "Pz", frameOffset: 0, frameLength: 1, encoding: 0,
                                 base: nil, depth: 0)
-        let record = try catalog.commit(RevisionCommit(model: "paths", revision: "v1", createdAt: 1, baseModel: "", baseRevision: "", baseReason: "",
-                                                       packs: [(name: "Pz", size: 1)], chunks: [], manifest: manifest, files: files, gcFence: nil))
+        let record = try catalog.commit(RevisionCommit(manifest: RevisionManifest(model: "paths", revision: "v1", createdAt: 1, files: files),
+                                                       manifestChunk: manifest, tensors: [:], packs: [(name: "Pz", size: 1)], chunks: [], gcFence: nil))
         XCTAssertEqual(try catalog.files(revision: record).map(\.path), paths.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
         let packs = try catalog.packs().map(\.name)
         XCTAssertEqual(packs, packs.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
