@@ -47,8 +47,6 @@ final class SQLiteDatabase {
     }
 
     var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
-    var changes: Int { Int(sqlite3_changes(handle)) }
 
     static func error(_ rc: Int32, _ message: String) -> StoreError {
         switch rc & 0xFF {
@@ -101,6 +99,8 @@ final class Statement {
             case let .int(v): sqlite3_bind_int64(stmt, index, v)
             case let .text(s): sqlite3_bind_text(stmt, index, s, -1, Statement.transient)
             case let .blob(b):
+                // Safe: SQLITE_TRANSIENT makes SQLite copy the bytes before the closure returns; an
+                // empty blob gets a non-null address (a null one would bind NULL) that is never read.
                 b.withUnsafeBytes { raw in
                     _ = sqlite3_bind_blob(stmt, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), Statement.transient)
                 }
@@ -170,11 +170,13 @@ final class Statement {
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(stmt, column) == SQLITE_NULL }
     func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(stmt, column) else { return "" }
+        // Safe: SQLite's text is NUL-terminated and valid until the next step or reset; copied here.
         return String(cString: p)
     }
     func blob(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(stmt, column))
         guard count > 0, let p = sqlite3_column_blob(stmt, column) else { return [] }
+        // Safe: SQLite guarantees `count` readable bytes at `p` until the next step or reset; copied here.
         return Array(UnsafeRawBufferPointer(start: p, count: count))
     }
 }
