@@ -695,15 +695,14 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
 
     public func storedBytes(file: FileRecord) throws -> (stored: Int, encodings: [UInt8: Int], delta: Int, shared: Int, fresh: Int) {
         try locked {
-            // A chunk is "shared" when another file of another revision references it too, "delta"
+            // A chunk is "shared" when a file of an earlier revision references it, "delta"
             // when it is stored against a base, otherwise "fresh".
             let rows = try db.prepare("""
                 SELECT c.frame_length, c.encoding, c.base_id IS NOT NULL,
                        EXISTS (SELECT 1 FROM file_chunks o JOIN files f ON f.id = o.file_id
-                               WHERE o.chunk_id = c.id AND f.revision_id != (SELECT revision_id FROM files WHERE id = ?)
-                               AND f.id IN (SELECT id FROM files WHERE revision_id < (SELECT revision_id FROM files WHERE id = ?)))
+                               WHERE o.chunk_id = c.id AND f.revision_id < (SELECT revision_id FROM files WHERE id = ?))
                 FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ?
-                """).bind(.int(file.rowID), .int(file.rowID), .int(file.rowID)).rows { s in
+                """).bind(.int(file.rowID), .int(file.rowID)).rows { s in
                 (Int(s.int(0)), UInt8(truncatingIfNeeded: s.int(1)), s.int(2) != 0, s.int(3) != 0)
             }
             var stored = 0, delta = 0, shared = 0, fresh = 0

@@ -623,8 +623,7 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
             try q("""
                 SELECT c.frame_length, c.encoding::bigint, c.base_id IS NOT NULL,
                        EXISTS (SELECT 1 FROM file_chunks o JOIN files f ON f.id = o.file_id
-                               WHERE o.chunk_id = c.id AND f.revision_id != (SELECT revision_id FROM files WHERE id = $1)
-                               AND f.id IN (SELECT id FROM files WHERE revision_id < (SELECT revision_id FROM files WHERE id = $1)))
+                               WHERE o.chunk_id = c.id AND f.revision_id < (SELECT revision_id FROM files WHERE id = $1))
                 FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = $1
                 """, [.int(file.rowID)])
         }
