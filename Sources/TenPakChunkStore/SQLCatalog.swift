@@ -578,16 +578,15 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
     }
 
     public func storedBytes(file: FileRecord) throws -> (stored: Int, encodings: [UInt8: Int], delta: Int, shared: Int, fresh: Int) {
-        // A chunk is "shared" when another file of another, older revision references it too,
-        // "delta" when it is stored against a base, otherwise "fresh".
+        // A chunk is "shared" when a file of an earlier revision references it, "delta" when it is
+        // stored against a base, otherwise "fresh".
         let rows = try locked {
             try q("""
                 SELECT c.frame_length, c.encoding, c.base_id IS NOT NULL,
                        EXISTS (SELECT 1 FROM file_chunks o JOIN files f ON f.id = o.file_id
-                               WHERE o.chunk_id = c.id AND f.revision_id != (SELECT revision_id FROM files WHERE id = ?)
-                               AND f.id IN (SELECT id FROM files WHERE revision_id < (SELECT revision_id FROM files WHERE id = ?)))
+                               WHERE o.chunk_id = c.id AND f.revision_id < (SELECT revision_id FROM files WHERE id = ?))
                 FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id WHERE fc.file_id = ?
-                """, [.int(file.rowID), .int(file.rowID), .int(file.rowID)])
+                """, [.int(file.rowID), .int(file.rowID)])
         }
         var stored = 0, delta = 0, shared = 0, fresh = 0
         var encodings: [UInt8: Int] = [:]

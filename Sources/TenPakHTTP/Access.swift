@@ -174,6 +174,17 @@ public struct AccessPolicy: Sendable {
         }
     }
 
+    /// True when the principal may read every repository whatever its name (a `**` read pattern).
+    func readsEverything(_ principal: Principal) -> Bool {
+        let all: [RepoGlob]
+        switch principal {
+        case .anonymous: all = anonymousRead + anonymousWrite
+        case let .token(i): all = tokens[i].read + tokens[i].write + anonymousRead
+        case .unknownToken: all = []
+        }
+        return all.contains { $0.pattern == "**" }
+    }
+
     func canWrite(_ principal: Principal, _ repo: String) -> Bool {
         switch principal {
         case .anonymous: return anonymousWrite.contains { $0.matches(repo) }

@@ -298,6 +298,11 @@ public struct HubServer: HTTPResponder {
                 response.headers[.wwwAuthenticate] = "Bearer"
                 return response
             }
+            // A named base must be one the caller may read: its name in the answer (and its chunks
+            // under the upload) would otherwise tell a writer about a repository hidden from them.
+            if case let .explicit(base, _)? = try? UploadService.baseChoice(request.uri.queryParameters["base"].map(String.init)) {
+                try mayRead(base)
+            }
             return await uploads.respond(to: request, channel: context.channel)
         case let .modelInfo(repo, revision):
             try only([.get])
@@ -351,9 +356,10 @@ public struct HubServer: HTTPResponder {
                 try mayRead(repo)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
                 let service = TransferService(api: api, closures: closures)
-                if action == .manifest { return await service.manifest(repo: repo, revision: revision) }
+                let reader = TransferService.Reader(canRead: { policy.canRead(principal, $0) }, readsEverything: policy.readsEverything(principal))
+                if action == .manifest { return await service.manifest(repo: repo, revision: revision, reader: reader) }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
-                return await service.frames(repo: repo, revision: revision, body: body)
+                return await service.frames(repo: repo, revision: revision, body: body, reader: reader)
             case .missing:
                 try only([.post])
                 let service = TransferService(api: try mayWrite(repo), closures: closures)
@@ -370,7 +376,7 @@ public struct HubServer: HTTPResponder {
                 let slot = try hub.uploads.admit()
                 defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return await TransferService(api: hub, closures: closures).chunks(body: body)
+                return await TransferService(api: hub, closures: closures).chunks(repo: repo, body: body)
             case .commit:
                 try only([.post])
                 let service = TransferService(api: try mayWrite(repo), closures: closures)

@@ -60,12 +60,34 @@ struct TransferService: Sendable {
 
     // MARK: pull (read access)
 
+    /// Who is pulling: whether they may read a repository, and every one.
+    struct Reader: Sendable {
+        let canRead: @Sendable (String) -> Bool
+        let readsEverything: Bool
+    }
+
+    /// The revision's closure, after checking that `reader` may receive every chunk of it: the
+    /// chunks of other revisions it holds (bases, transitively) must be file chunks of revisions the
+    /// reader may read (`ClosureOwners`), so frames never carry a repository's bytes to a caller who
+    /// could not download them (SPEC §19.3 "Access").
+    static func closure(_ record: RevisionRecord, repo: String, store: ModelStore, closures: ClosureCache, reader: Reader) throws -> ClosureCache.Entry {
+        let entry = try closures.entry(of: record) {
+            let manifest = try TransferManifest.make(store: store, record: record)
+            return ClosureCache.Entry(ids: Set(manifest.chunkIDs), owners: try ClosureOwners.of(store: store, record: record), manifest: try manifest.encoded())
+        }
+        guard !reader.readsEverything else { return entry }
+        guard let owners = entry.owners, owners.allSatisfy(reader.canRead) else {
+            throw HubFailure(status: .forbidden, description: "\(repo)@\(record.revision) is stored against chunks of a repository this token cannot read, so its frames cannot be sent; download its files instead (/\(repo)/resolve/\(record.revision)/PATH)")
+        }
+        return entry
+    }
+
     /// GET manifest/{rev}: the revision's `TransferManifest` (JSON).
-    func manifest(repo: String, revision: String) async -> Response {
+    func manifest(repo: String, revision: String, reader: Reader) async -> Response {
         do {
-            let bytes = try await RangeService.blocking { [store, api] in
+            let bytes = try await RangeService.blocking { [store, api, closures] in
                 let record = try api.repos.resolve(repo, revision)
-                return try TransferManifest.make(store: store, record: record).encoded()
+                return try TransferService.closure(record, repo: repo, store: store, closures: closures, reader: reader).manifest
             }
             return HubAPI.json(bytes: bytes)
         } catch {
@@ -75,12 +97,12 @@ struct TransferService: Sendable {
 
     /// POST frames/{rev} `{"ids": […]}`: those frames, verbatim, as one bundle. Every id must be a
     /// chunk the revision needs (so a reader of one repository cannot fetch another's chunks).
-    func frames(repo: String, revision: String, body: [UInt8]) async -> Response {
+    func frames(repo: String, revision: String, body: [UInt8], reader: Reader) async -> Response {
         do {
             let ids = try TransferService.ids(body)
             let bundle = try await RangeService.blocking { [store, api, closures] in
                 let record = try api.repos.resolve(repo, revision)
-                let needed = try closures.ids(of: record) { Set(try TransferManifest.make(store: store, record: record).chunkIDs) }
+                let needed = try TransferService.closure(record, repo: repo, store: store, closures: closures, reader: reader).ids
                 if let stray = ids.first(where: { !needed.contains($0) }) {
                     throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
                 }
@@ -112,13 +134,14 @@ struct TransferService: Sendable {
     }
 
     /// POST chunks, a bundle: every frame checked and staged (all or nothing), one put-slot at a time.
-    func chunks(body: [UInt8]) async -> Response {
+    /// A manifest frame in it must be one of `repo`'s (the caller may write there, nowhere else).
+    func chunks(repo: String, body: [UInt8]) async -> Response {
         do {
             let report = try await api.uploads.gate.run { [store] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
                     defer { importer.close() }
-                    return try importer.receive(bundle: body)
+                    return try importer.receive(bundle: body, manifestModel: repo)
                 }
             }
             return HubAPI.json(["frames": report.frames, "stored": report.stored, "restored": report.restored,
@@ -159,19 +182,26 @@ struct TransferService: Sendable {
 /// at a time, and each must be checked against the revision's closure. A revision is immutable, so
 /// its manifest chunk id keys its closure for good (a removed one no longer resolves first).
 final class ClosureCache: @unchecked Sendable {
+    /// A revision's closure ids, the owners of its foreign chunks (`ClosureOwners`), its manifest JSON.
+    struct Entry: Sendable {
+        let ids: Set<ChunkID>
+        let owners: [String]?
+        let manifest: [UInt8]
+    }
+
     // Safe: `entries` is only touched inside `lock`.
     private let lock = NSLock()
-    private var entries: [(key: ChunkID, ids: Set<ChunkID>)] = []
+    private var entries: [(key: ChunkID, entry: Entry)] = []
     static let capacity = 8
 
-    func ids(of record: RevisionRecord, _ make: () throws -> Set<ChunkID>) throws -> Set<ChunkID> {
-        if let hit = lock.withLock({ entries.first { $0.key == record.manifest }?.ids }) { return hit }
-        let ids = try make()
+    func entry(of record: RevisionRecord, _ make: () throws -> Entry) throws -> Entry {
+        if let hit = lock.withLock({ entries.first { $0.key == record.manifest }?.entry }) { return hit }
+        let entry = try make()
         lock.withLock {
             entries.removeAll { $0.key == record.manifest }
-            entries.append((record.manifest, ids))
+            entries.append((record.manifest, entry))
             if entries.count > ClosureCache.capacity { entries.removeFirst() }
         }
-        return ids
+        return entry
     }
 }

@@ -165,7 +165,6 @@ extension WebPages {
         }
     }
 
-    /// The revision's README.md as text, up to `cardLimit` bytes (cut at a character boundary).
     /// Bases of bases as far as the caller may read them (at most 16 steps; a base revision
     /// removed since keeps its chunks, so the chain says so and stops).
     func baseChain(_ head: RevisionRecord, _ policy: AccessPolicy, _ principal: Principal) throws -> (links: [ModelPage.Link], end: String?) {
@@ -188,10 +187,19 @@ extension WebPages {
         return (links, nil)
     }
 
+    /// The revision's README.md as text, up to `cardLimit` bytes (cut at a character boundary).
+    /// A card whose chunks fail their checks is shown as such: the rest of the page (sizes, base,
+    /// savings) comes from the catalog and is still right, and fsck is the place for the damage.
     func modelCard(_ record: RevisionRecord) throws -> ModelPage.Card? {
         guard let file = try store.catalog.files(revision: record).first(where: { $0.path == "README.md" }) else { return nil }
-        let reader = try self.reader.open(model: record.model, revision: record.revision, path: file.path)
-        let bytes = try reader.read(0 ..< min(file.size, WebPages.cardLimit))
+        let bytes: [UInt8]
+        do {
+            let reader = try self.reader.open(model: record.model, revision: record.revision, path: file.path)
+            bytes = try reader.read(0 ..< min(file.size, WebPages.cardLimit))
+        } catch let error as StoreError {
+            guard case .corrupt = error else { throw error }
+            return ModelPage.Card(text: "(README.md could not be read: \(error))", truncated: nil)
+        }
         let text = String(decoding: bytes, as: UTF8.self)
         return ModelPage.Card(text: text, truncated: file.size > WebPages.cardLimit ? FigureText.bytes(WebPages.cardLimit) : nil)
     }

@@ -207,7 +207,7 @@ public final class TransferClient: @unchecked Sendable {
             let bundle = try pending.value()
             next = i + 1 < batches.count ? fetch(i + 1) : nil
             do {
-                _ = try importer.receive(bundle: bundle, expected: Set(batch))
+                _ = try importer.receive(bundle: bundle, expected: Set(batch), manifestModel: manifest.model)
             } catch StoreError.invalidRequest(let reason) {
                 throw TransferError.protocolViolation(what: "POST \(base)\(framesPath)", reason: reason)
             }

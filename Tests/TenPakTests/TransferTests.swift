@@ -201,6 +201,34 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(wrongRepo.status, 404)
     }
 
+    func testAFineTuneOfABaseTheReaderCannotReadIsNotSentAsFrames() throws {
+        let (base, ft) = try makePair(tensors: 2, elements: 64 << 10)
+        try tp(["put", "--store", serverStore, "secret/base@v1", base])
+        try tp(["put", "--store", serverStore, "org/ft@v1", ft, "--base", "secret/base@v1"])
+        try tp(["put", "--store", serverStore, "org/own@v1", base])
+        let url = try server()
+        // Its delta frames would need the private base's chunks: the reader gets a 403 naming the way
+        // that works (its files, rebuilt by the server), and no frame of the base.
+        let client = root + "/client"
+        let refused = try tp(["pull", "--store", client, url, "org/ft@v1", "--token", readToken], ok: false)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("403") && refused.stderr.contains("cannot read"), refused.stderr)
+        let manifest = try curl("-H", "Authorization: Bearer \(readToken)", url + "/api/tenpak/v1/org/ft/manifest/v1")
+        XCTAssertEqual(manifest.status, 403)
+        XCTAssertFalse(String(decoding: manifest.body, as: UTF8.self).contains("secret"), "the answer does not name the base")
+        let file = try curl("-H", "Authorization: Bearer \(readToken)", url + "/org/ft/resolve/v1/model.safetensors")
+        XCTAssertEqual(file.status, 200)
+        XCTAssertEqual(file.body, try TestSupport.read(ft + "/model.safetensors"))
+        // A revision whose closure is its own (the same bytes as the private base, stored apart from
+        // it as shared chunks) pulls.
+        try tp(["pull", "--store", client, url, "org/own@v1", "--token", readToken])
+        // Naming a base the writer cannot read is refused like reading it.
+        let put = try curl("-X", "PUT", "-H", "Authorization: Bearer \(writeToken)", "--data-binary", "@" + ft + "/model.safetensors",
+                           url + "/org/ft2/resolve/v1/model.safetensors?base=secret/base@v1")
+        XCTAssertEqual(put.status, 404, String(decoding: put.body, as: UTF8.self))
+        XCTAssertFalse(try tp(["ls", "--store", serverStore]).stdout.contains("org/ft2"))
+    }
+
     // MARK: bad input
 
     /// One frame of `raw` stored as-is, claiming `id`.
@@ -255,6 +283,25 @@ final class TransferTests: XCTestCase {
         let noBase = try post(url, chunks, bundle([missingBase.encoded() + raw]))
         XCTAssertEqual(noBase.status, 400)
         XCTAssertTrue(noBase.text.contains("neither in this store nor earlier"), noBase.text)
+        // A delta naming itself as its base (this once took the server down: the requests below
+        // would then fail to connect).
+        let ownID = raw.withUnsafeBytes { ChunkID(of: $0) }
+        let selfBased = FrameHeader(kind: .chunk, encoding: 3, payloadLength: raw.count, rawLength: raw.count, elementWidth: 1,
+                                    floatLayout: .none, id: ownID, base: ownID, payloadChecksum: Hashing.xxh3_64(raw))
+        let loop = try post(url, chunks, bundle([selfBased.encoded() + raw]))
+        XCTAssertEqual(loop.status, 400, loop.text)
+        XCTAssertTrue(loop.text.contains("names itself as its base"), loop.text)
+        // Manifests: only whole ones, and only of the repository written to (a catalog rebuild would
+        // otherwise make a revision of another's out of a staged frame).
+        let theirs = try RevisionManifest(model: "other/x", revision: "v1", createdAt: 0, files: []).encoded()
+        let foreign = try post(url, chunks, bundle([storedFrame(theirs, kind: .manifest)]))
+        XCTAssertEqual(foreign.status, 400, foreign.text)
+        XCTAssertTrue(foreign.text.contains("is a manifest of other/x, not of org/m"), foreign.text)
+        let deltaManifest = FrameHeader(kind: .manifest, encoding: 3, payloadLength: raw.count, rawLength: raw.count, elementWidth: 1,
+                                        floatLayout: .none, id: ownID, base: otherID, payloadChecksum: Hashing.xxh3_64(raw))
+        let coded = try post(url, chunks, bundle([deltaManifest.encoded() + raw]))
+        XCTAssertEqual(coded.status, 400, coded.text)
+        XCTAssertTrue(coded.text.contains("never delta-coded"), coded.text)
         // A frame on top of a forged one is refused with it: nothing of that bundle is kept.
         XCTAssertEqual(try packBytes(serverStore), before)
 
@@ -267,7 +314,13 @@ final class TransferTests: XCTestCase {
         XCTAssertEqual(staged.status, 200, staged.text)
         let notManifest = try post(url, commit, Array("{\"manifest\":\"\(raw.withUnsafeBytes { ChunkID(of: $0) }.hex)\"}".utf8))
         XCTAssertEqual(notManifest.status, 400)
-        XCTAssertTrue(notManifest.text.contains("not a revision manifest"), notManifest.text)
+        XCTAssertTrue(notManifest.text.contains("not stored as a manifest frame"), notManifest.text)
+        // A manifest's bytes staged as an ordinary chunk: it decodes, but a rebuild would never see it.
+        let ours = try RevisionManifest(model: "org/m", revision: "v9", createdAt: 0, files: []).encoded()
+        XCTAssertEqual(try post(url, chunks, bundle([storedFrame(ours)])).status, 200)
+        let disguised = try post(url, commit, Array("{\"manifest\":\"\(ours.withUnsafeBytes { ChunkID(of: $0) }.hex)\"}".utf8))
+        XCTAssertEqual(disguised.status, 400, disguised.text)
+        XCTAssertTrue(disguised.text.contains("not stored as a manifest frame"), disguised.text)
         // A reader may not stage; unknown routes are 404.
         XCTAssertEqual(try post(url, chunks, bundle([good]), token: readToken).status, 403)
         XCTAssertEqual(try post(url, "/api/tenpak/v1/org/m/bogus", []).status, 404)

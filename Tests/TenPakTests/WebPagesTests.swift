@@ -1,5 +1,6 @@
 import Foundation
 @testable import TenPakHTTP
+import TenPakFormat
 import TenPakTestSupport
 import XCTest
 
@@ -326,6 +327,33 @@ final class WebPagesTests: XCTestCase {
             XCTAssertFalse(text.contains("{{{") || text.contains("{{&"), "template \(name) has an unescaped value")
             XCTAssertTrue(WebTemplates.parsed(name), "template \(name) parses")
         }
+    }
+
+    func testADamagedModelCardLeavesTheRestOfThePage() throws {
+        // A model that is only a card, big and varied enough that its frame fills most of its pack.
+        let dir = root + "/carded"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var random = SplitMix64(seed: 7)
+        let card = (0 ..< 4000).map { _ in String(random.next() % 1_000_000_007) }.joined(separator: " ")
+        try TestSupport.write(Array(("# Card\n" + card).utf8), to: dir + "/README.md")
+        let before = Set(TestSupport.files(under: store + "/packs"))
+        XCTAssertEqual(try tp(["put", "--store", store, "org/carded", dir]).status, 0)
+        let added = Set(TestSupport.files(under: store + "/packs")).subtracting(before)
+        let pack = store + "/packs/" + (try XCTUnwrap(added.first))
+        XCTAssertEqual(added.count, 1)
+        var bytes = try TestSupport.read(pack)
+        bytes[bytes.count / 2] ^= 0x20
+        try TestSupport.write(bytes, to: pack)
+
+        let url = try server()
+        let page = try get(url + "/org/carded")
+        XCTAssertEqual(page.status, 200, page.text)
+        XCTAssertTrue(page.text.contains("README.md could not be read"), page.text)
+        XCTAssertFalse(page.text.contains(String(card.prefix(40))), "no damaged text is shown as the card")
+        XCTAssertNotNil(element("stored-ratio", in: page.text))
+        // The file itself is refused, never served wrong.
+        let file = try TestSupport.curl(self, [url + "/org/carded/resolve/main/README.md"])
+        XCTAssertGreaterThanOrEqual(file.status, 500)
     }
 
     func testSearchOrderAndETags() throws {

@@ -6,6 +6,7 @@
 //   bench-scale scale   [--revisions 10000] [--families 10] [--tensors 100] [--store DIR]
 //   bench-scale tiny    [--puts 300] [--store DIR]
 //   bench-scale quality [--siblings 0,4,16,64] [--elements 262144] [--store DIR]
+//   bench-scale choose  --at STORE [--tensors 100] [--repeat 20]
 //
 // scale:   families of same-architecture models (each family one base and its fine-tunes, tensor
 //          names per family, BF16), put round-robin; at 1, 10^2, 10^3, 10^4 stored revisions it
@@ -13,6 +14,9 @@
 //          base-choice time alone (`explainBase`), the catalog's size, the process's memory and gc's
 //          mark (the live-chunk query). With 10 families, family 0 holds 1,000 same-signature
 //          candidates at 10^4.
+// choose:  base-choice time alone, repeated, in a store a `scale --store DIR` run left at DIR/store
+//          (a fresh fine-tune of family 0's base; nothing is written to the store): for measuring a
+//          change to base choice without refilling 10^4 revisions.
 // tiny:    Fixtures/models/tiny-base put N times under new names; median of the first and last 25.
 // quality: a base, N sibling fine-tunes of it (AdamW-like, one seed each, put automatically as a
 //          hub would), then a further fine-tune of the base put automatically: its stored bytes
@@ -154,6 +158,8 @@ struct Options {
     var siblings = [0, 4, 16, 64]
     var elements = 1 << 18
     var store: String?
+    var at: String?
+    var repeats = 20
 
     init(_ args: [String]) {
         var i = 0
@@ -168,6 +174,8 @@ struct Options {
             case "--siblings": siblings = value.split(separator: ",").compactMap { Int($0) }
             case "--elements": elements = Int(value) ?? elements
             case "--store": store = value
+            case "--at": at = value
+            case "--repeat": repeats = Int(value) ?? repeats
             default: FileHandle.standardError.write(Data("unknown option \(args[i])\n".utf8)); exit(2)
             }
             i += 2
@@ -232,6 +240,21 @@ case "scale":
         fillStarted = now()
         fillPuts = 0
     }
+
+case "choose":
+    guard let at = options.at else { FileHandle.standardError.write(Data("choose needs --at STORE\n".utf8)); exit(2) }
+    let store = try ModelStore.open(directory: at, create: false)
+    let base = baseModel(prefix: "family0", tensors: options.tensors, elements: 1024, dtype: "BF16", seed: 1000)
+    let probe = try write(fineTune(base, seed: 0xBEEF), to: scratch + "/probe")
+    var choices: [Double] = []
+    var note = ""
+    for _ in 0 ..< options.repeats {
+        let choice = try store.explainBase(paths: [probe])
+        choices.append(choice.seconds)
+        note = choice.note
+    }
+    say("choose: \(options.repeats) base choices in \(at): median \(ms(median(choices))) ms, min \(ms(choices.min() ?? 0)) ms")
+    say(note)
 
 case "tiny":
     let store = try ModelStore.open(directory: scratch + "/store", create: true)

@@ -117,8 +117,12 @@ public final class ChunkImporter {
     /// Checks and stages every frame of `bundle` (see the type's doc). With `expected`, the bundle
     /// must hold exactly those frames, each once (a pull takes only what it asked for). All or nothing per
     /// bundle: a bad frame anywhere stores none of it.
-    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil) throws -> ReceiveReport {
-        try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected) }
+    ///
+    /// A manifest frame is taken only when the manifest in it is one of `manifestModel`'s: a writer of
+    /// one repository cannot stage a manifest naming another, which a catalog rebuild would then
+    /// turn into a revision there (SPEC §11, §19.4).
+    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil, manifestModel: String) throws -> ReceiveReport {
+        try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected, manifestModel: manifestModel) }
     }
 
     private struct Pending {
@@ -128,7 +132,7 @@ public final class ChunkImporter {
         var depth: Int
     }
 
-    private func receive(_ bytes: UnsafeRawBufferPointer, expected: Set<ChunkID>?) throws -> ReceiveReport {
+    private func receive(_ bytes: UnsafeRawBufferPointer, expected: Set<ChunkID>?, manifestModel: String) throws -> ReceiveReport {
         let entries: [FrameBundle.Entry]
         do {
             entries = try FrameBundle.parse(bytes, maxFrames: FrameSender.maxFrames)
@@ -159,9 +163,13 @@ public final class ChunkImporter {
             guard header.kind == .chunk || header.kind == .manifest else { throw refuse(header, "a \(header.kind) frame is not transferred") }
             guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding \(header.encoding)") }
             guard encoding.usesBase == (header.base != nil) else { throw refuse(header, "encoding \(encoding) and its base flag disagree") }
-            inBundle[header.id] = pending.count
+            guard header.base != header.id else { throw refuse(header, "it names itself as its base") }
+            // A manifest is written whole (as a put writes it): a catalog rebuild reads it from its
+            // frame alone (SPEC §11), so a delta-coded one would be lost there.
+            guard header.kind != .manifest || header.base == nil else { throw refuse(header, "a manifest frame is never delta-coded") }
             if known[header.id] != nil {
                 report.present += 1
+                inBundle[header.id] = pending.count
                 pending.append(Pending(index: i, header: header, level: -1, depth: 0))
                 continue
             }
@@ -177,6 +185,8 @@ public final class ChunkImporter {
                     throw refuse(header, "its base \(base.short) is neither in this store nor earlier in the bundle")
                 }
             }
+            // Recorded only now: a frame cannot be found as its own (or a later frame's) base above.
+            inBundle[header.id] = pending.count
             pending.append(Pending(index: i, header: header, level: level, depth: depth))
         }
         // Bases some frame of this bundle is decoded against, kept decoded for it.
@@ -219,6 +229,13 @@ public final class ChunkImporter {
                 let actual = raw.withUnsafeBytes { ChunkID(of: $0) }
                 guard actual == header.id else {
                     throw refuse(header, "it decodes to bytes whose id is \(actual.short) (XXH3-128 or SHA-256 differs)")
+                }
+                if header.kind == .manifest {
+                    let named = try? raw.withUnsafeBytes { try RevisionManifest.decode($0) }
+                    guard let named else { throw refuse(header, "it is a manifest frame but holds no revision manifest") }
+                    guard named.model == manifestModel else {
+                        throw refuse(header, "it is a manifest of \(Names.printable(named.model)), not of \(Names.printable(manifestModel))")
+                    }
                 }
                 let tooDeep = p.depth > ChunkStore.maxDeltaDepth
                 return (keepAll || neededBases.contains(header.id) ? raw : nil, tooDeep ? raw : nil)
@@ -276,6 +293,12 @@ public final class ChunkImporter {
         func bad(_ message: String) -> StoreError { .invalidRequest("\(model)@\(revision) not committed: \(message)") }
         guard let at = try store.catalog.findChunks([manifestID])[manifestID] else {
             throw bad("its manifest chunk \(manifestID.short) was not received")
+        }
+        // Its frame must be a manifest frame stored whole: a catalog rebuild finds revisions by
+        // such frames alone (SPEC §11), so any other would be lost on repair.
+        let (header, _) = try store.chunks.readFrame(at)
+        guard header.kind == .manifest, header.base == nil else {
+            throw bad("chunk \(manifestID.short) is not stored as a manifest frame (kind \(header.kind), \(header.base == nil ? "whole" : "delta-coded"))")
         }
         let manifest: RevisionManifest
         do {

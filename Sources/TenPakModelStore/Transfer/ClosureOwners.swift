@@ -1,0 +1,45 @@
+import TenPakChunkStore
+
+/// Whose chunks a revision's transfer closure holds besides its own (SPEC §19.3 "Access").
+///
+/// A pull receives frames verbatim, so a delta chunk arrives with the chunks it is coded against,
+/// transitively. Those bases are other revisions' chunks: usually those of the revision's base (and
+/// the base's base), but a chunk shared with another revision (dedup) brings that revision's bases
+/// along. A reader may receive a base chunk only if it could read that chunk anyway, as a file
+/// chunk of a revision it may read; this names the revisions that cover every foreign chunk.
+public enum ClosureOwners {
+    /// Bases followed at most (a chain longer than this is not covered).
+    static let maxChain = 16
+
+    /// The models along `record`'s chain of bases whose file chunks (and manifests) cover every
+    /// chunk of its closure that is not its own, nearest first and only those needed; empty when the
+    /// closure is all its own; nil when some chunk is covered by no revision of the chain (a base
+    /// removed since, or a chunk shared with a revision outside the chain).
+    public static func of(store: ModelStore, record: RevisionRecord) throws -> [String]? {
+        let closure = try RevisionClosure(store: store.chunks, record: record)
+        var foreign = Set(closure.byRow.keys).subtracting(try ownRows(store.chunks, record))
+        var owners: [String] = []
+        var current = record
+        var seen: Set<Int64> = [record.rowID]
+        while !foreign.isEmpty {
+            guard !current.baseModel.isEmpty, owners.count < maxChain,
+                  let base = try? store.catalog.resolve(model: current.baseModel, revision: current.baseRevision),
+                  seen.insert(base.rowID).inserted else { return nil }
+            let covered = foreign.intersection(try ownRows(store.chunks, base))
+            if !covered.isEmpty, !owners.contains(base.model) { owners.append(base.model) }
+            foreign.subtract(covered)
+            current = base
+        }
+        return owners
+    }
+
+    /// Row ids of a revision's file chunks and its manifest chunk.
+    static func ownRows(_ store: ChunkStore, _ record: RevisionRecord) throws -> Set<Int64> {
+        var rows = Set<Int64>()
+        for file in try store.catalog.files(revision: record) {
+            for c in try store.catalog.fileChunks(file: file) { rows.insert(c.location.rowID) }
+        }
+        if let manifest = try store.catalog.findChunks([record.manifest])[record.manifest] { rows.insert(manifest.rowID) }
+        return rows
+    }
+}
