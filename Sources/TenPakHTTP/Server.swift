@@ -64,6 +64,8 @@ public struct HubServer: HTTPResponder {
     let web: WebPages
     /// Revision closures the transfer routes checked frame requests against lately.
     let closures = ClosureCache()
+    /// Frame reads of the transfer routes, two at a time (section 19.7).
+    let frameReads = WorkGate(width: 2)
 
     init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
@@ -355,14 +357,14 @@ public struct HubServer: HTTPResponder {
                 try only([action == .manifest ? .get : .post])
                 try mayRead(repo)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
-                let service = TransferService(api: api, closures: closures)
+                let service = TransferService(api: api, closures: closures, frameReads: frameReads)
                 let reader = TransferService.Reader(canRead: { policy.canRead(principal, $0) }, readsEverything: policy.readsEverything(principal))
                 if action == .manifest { return await service.manifest(repo: repo, revision: revision, reader: reader) }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.frames(repo: repo, revision: revision, body: body, reader: reader)
             case .missing:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.missing(body: body)
             case .chunks:
@@ -376,10 +378,10 @@ public struct HubServer: HTTPResponder {
                 let slot = try hub.uploads.admit()
                 defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return await TransferService(api: hub, closures: closures).chunks(repo: repo, body: body)
+                return await TransferService(api: hub, closures: closures, frameReads: frameReads).chunks(repo: repo, body: body)
             case .commit:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.commit(repo: repo, revision: revision, body: body)

@@ -12,6 +12,8 @@ import TenPakModelStore
 struct TransferService: Sendable {
     let api: HubAPI
     let closures: ClosureCache
+    /// Frame reads running at once (each holds up to a bundle in memory; see `WorkGate`).
+    let frameReads: WorkGate
     var store: ModelStore { api.store }
 
     static let prefix = ["api", "tenpak", "v1"]
@@ -100,14 +102,14 @@ struct TransferService: Sendable {
     func frames(repo: String, revision: String, body: [UInt8], reader: Reader) async -> Response {
         do {
             let ids = try TransferService.ids(body)
-            let bundle = try await RangeService.blocking { [store, api, closures] in
+            let bundle = try await frameReads.run { [store, api, closures] in try await RangeService.blocking {
                 let record = try api.repos.resolve(repo, revision)
                 let needed = try TransferService.closure(record, repo: repo, store: store, closures: closures, reader: reader).ids
                 if let stray = ids.first(where: { !needed.contains($0) }) {
                     throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
                 }
                 return try FrameSender(store: store).bundle(ids)
-            }
+            } }
             var headers = HTTPFields()
             headers[.contentType] = TransferService.bundleType
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bundle)))
