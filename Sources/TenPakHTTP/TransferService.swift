@@ -123,7 +123,7 @@ struct TransferService: Sendable {
     /// POST missing `{"ids": […]}`: `{"missing": […]}`, the ids this store lacks, in request order.
     func missing(body: [UInt8]) async -> Response {
         do {
-            let ids = try TransferService.ids(body, limit: TransferManifest.maxChunks)
+            let ids = try TransferService.ids(body)
             let missing = try await RangeService.blocking { [store] in
                 let importer = try ChunkImporter(store: store)
                 defer { importer.close() }
