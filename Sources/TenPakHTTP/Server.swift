@@ -111,6 +111,15 @@ public struct HubServer: HTTPResponder {
         }
     }
 
+    /// Where a repository ends in URL segments followed by a route word, as the hub's routes have
+    /// it: two segments (`org/name`) when the third is a route word, else one when the second is,
+    /// else nil. Every face (API, transfer, pages) splits the same way.
+    static func repoSegments(_ s: [String], before isRouteWord: (String) -> Bool) -> Int? {
+        if s.count >= 3, isRouteWord(s[2]) { return 2 }
+        if s.count >= 2, isRouteWord(s[1]) { return 1 }
+        return nil
+    }
+
     static func validRepo(_ repo: String) throws -> String {
         do {
             try Names.validateModel(repo)
@@ -132,8 +141,7 @@ public struct HubServer: HTTPResponder {
         if segments.count >= 3, segments[0] == "api", segments[1] == "models" {
             let s = Array(segments[2...])
             let actions: Set<String> = ["revision", "tree", "preupload", "commit"]
-            let split: Int
-            if s.count >= 3, actions.contains(s[2]) { split = 2 } else if s.count >= 2, actions.contains(s[1]) { split = 1 } else { split = s.count }
+            let split = repoSegments(s, before: actions.contains) ?? s.count
             let repo = try validRepo(s[0 ..< split].joined(separator: "/"))
             let rest = Array(s[split...])
             guard let action = rest.first else { return .modelInfo(repo: repo, revision: nil) }

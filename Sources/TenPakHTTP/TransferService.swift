@@ -29,8 +29,7 @@ struct TransferService: Sendable {
     /// `/api/tenpak/v1/{repo}/{action}[/{rev}]`, the segments after the prefix. A repository is two
     /// segments when the third names an action, else one (as the hub API's routes).
     static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?) {
-        let split: Int
-        if s.count >= 3, Action(rawValue: s[2]) != nil { split = 2 } else if s.count >= 2, Action(rawValue: s[1]) != nil { split = 1 } else {
+        guard let split = HubServer.repoSegments(s, before: { Action(rawValue: $0) != nil }) else {
             throw HubFailure(status: .notFound, description: "no such transfer route: /api/tenpak/v1/{repo}/manifest/{rev}, frames/{rev}, missing, chunks or commit/{rev}")
         }
         let repo = try HubServer.validRepo(s[0 ..< split].joined(separator: "/"))
