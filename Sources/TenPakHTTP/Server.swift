@@ -64,6 +64,8 @@ public struct HubServer: HTTPResponder {
     let web: WebPages
     /// Revision closures the transfer routes checked frame requests against lately.
     let closures = ClosureCache()
+    /// Frame reads of the transfer routes, two at a time (section 19.7).
+    let frameReads = WorkGate(width: 2)
 
     init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
@@ -109,6 +111,15 @@ public struct HubServer: HTTPResponder {
         }
     }
 
+    /// Where a repository ends in URL segments followed by a route word, as the hub's routes have
+    /// it: two segments (`org/name`) when the third is a route word, else one when the second is,
+    /// else nil. Every face (API, transfer, pages) splits the same way.
+    static func repoSegments(_ s: [String], before isRouteWord: (String) -> Bool) -> Int? {
+        if s.count >= 3, isRouteWord(s[2]) { return 2 }
+        if s.count >= 2, isRouteWord(s[1]) { return 1 }
+        return nil
+    }
+
     static func validRepo(_ repo: String) throws -> String {
         do {
             try Names.validateModel(repo)
@@ -130,8 +141,7 @@ public struct HubServer: HTTPResponder {
         if segments.count >= 3, segments[0] == "api", segments[1] == "models" {
             let s = Array(segments[2...])
             let actions: Set<String> = ["revision", "tree", "preupload", "commit"]
-            let split: Int
-            if s.count >= 3, actions.contains(s[2]) { split = 2 } else if s.count >= 2, actions.contains(s[1]) { split = 1 } else { split = s.count }
+            let split = repoSegments(s, before: actions.contains) ?? s.count
             let repo = try validRepo(s[0 ..< split].joined(separator: "/"))
             let rest = Array(s[split...])
             guard let action = rest.first else { return .modelInfo(repo: repo, revision: nil) }
@@ -355,14 +365,14 @@ public struct HubServer: HTTPResponder {
                 try only([action == .manifest ? .get : .post])
                 try mayRead(repo)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
-                let service = TransferService(api: api, closures: closures)
+                let service = TransferService(api: api, closures: closures, frameReads: frameReads)
                 let reader = TransferService.Reader(canRead: { policy.canRead(principal, $0) }, readsEverything: policy.readsEverything(principal))
                 if action == .manifest { return await service.manifest(repo: repo, revision: revision, reader: reader) }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.frames(repo: repo, revision: revision, body: body, reader: reader)
             case .missing:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.missing(body: body)
             case .chunks:
@@ -376,10 +386,10 @@ public struct HubServer: HTTPResponder {
                 let slot = try hub.uploads.admit()
                 defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return await TransferService(api: hub, closures: closures).chunks(repo: repo, body: body)
+                return await TransferService(api: hub, closures: closures, frameReads: frameReads).chunks(repo: repo, body: body)
             case .commit:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.commit(repo: repo, revision: revision, body: body)

@@ -12,6 +12,8 @@ import TenPakModelStore
 struct TransferService: Sendable {
     let api: HubAPI
     let closures: ClosureCache
+    /// Frame reads running at once (each holds up to a bundle in memory; see `WorkGate`).
+    let frameReads: WorkGate
     var store: ModelStore { api.store }
 
     static let prefix = ["api", "tenpak", "v1"]
@@ -27,8 +29,7 @@ struct TransferService: Sendable {
     /// `/api/tenpak/v1/{repo}/{action}[/{rev}]`, the segments after the prefix. A repository is two
     /// segments when the third names an action, else one (as the hub API's routes).
     static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?) {
-        let split: Int
-        if s.count >= 3, Action(rawValue: s[2]) != nil { split = 2 } else if s.count >= 2, Action(rawValue: s[1]) != nil { split = 1 } else {
+        guard let split = HubServer.repoSegments(s, before: { Action(rawValue: $0) != nil }) else {
             throw HubFailure(status: .notFound, description: "no such transfer route: /api/tenpak/v1/{repo}/manifest/{rev}, frames/{rev}, missing, chunks or commit/{rev}")
         }
         let repo = try HubServer.validRepo(s[0 ..< split].joined(separator: "/"))
@@ -100,14 +101,14 @@ struct TransferService: Sendable {
     func frames(repo: String, revision: String, body: [UInt8], reader: Reader) async -> Response {
         do {
             let ids = try TransferService.ids(body)
-            let bundle = try await RangeService.blocking { [store, api, closures] in
+            let bundle = try await frameReads.run { [store, api, closures] in try await RangeService.blocking {
                 let record = try api.repos.resolve(repo, revision)
                 let needed = try TransferService.closure(record, repo: repo, store: store, closures: closures, reader: reader).ids
                 if let stray = ids.first(where: { !needed.contains($0) }) {
                     throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
                 }
                 return try FrameSender(store: store).bundle(ids)
-            }
+            } }
             var headers = HTTPFields()
             headers[.contentType] = TransferService.bundleType
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bundle)))
@@ -121,7 +122,7 @@ struct TransferService: Sendable {
     /// POST missing `{"ids": […]}`: `{"missing": […]}`, the ids this store lacks, in request order.
     func missing(body: [UInt8]) async -> Response {
         do {
-            let ids = try TransferService.ids(body, limit: TransferManifest.maxChunks)
+            let ids = try TransferService.ids(body)
             let missing = try await RangeService.blocking { [store] in
                 let importer = try ChunkImporter(store: store)
                 defer { importer.close() }

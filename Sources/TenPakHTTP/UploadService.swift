@@ -77,7 +77,7 @@ public struct UploadService: Sendable {
     public let options: UploadOptions
     /// Shared with the hub API's commits and LFS uploads: one put at a time, at most
     /// `maxConcurrent` bodies spooling at once.
-    let gate = PutGate()
+    let gate = WorkGate(width: 1)
     let admitted = AdmissionCounter()
     static let bufferSize = 1 << 20
 
@@ -306,20 +306,26 @@ final class UploadSpool: @unchecked Sendable {
     }
 }
 
-/// One put at a time per server: a put already uses every core, and queued uploads wait their turn
-/// (their bodies are spooled meanwhile) instead of competing for memory.
-actor PutGate {
-    private var busy = false
+/// At most `width` bodies at once; the others wait their turn, first come first served. Puts take
+/// one of width 1 (a put already uses every core, and queued uploads wait with their bodies spooled
+/// instead of competing for memory); the transfer routes' frame reads one of width 2 (each holds up
+/// to a bundle's frames in memory, so the width bounds what a crowd of pulls can take).
+actor WorkGate {
+    let width: Int
+    private var running = 0
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
+    init(width: Int) { self.width = max(1, width) }
+
     func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
-        if busy {
-            await withCheckedContinuation { waiters.append($0) }
+        if running < width {
+            running += 1
         } else {
-            busy = true
+            // The slot is handed over by the finishing body (`running` stays as it is).
+            await withCheckedContinuation { waiters.append($0) }
         }
         defer {
-            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+            if waiters.isEmpty { running -= 1 } else { waiters.removeFirst().resume() }
         }
         return try await body()
     }

@@ -102,12 +102,18 @@ final class DashboardCache: @unchecked Sendable {
     // Safe: `state` is read and replaced only under `lock`.
     private let lock = NSLock()
     private var state: State?
+    /// Held while figures are computed: concurrent views of a cold dashboard wait for one
+    /// computation instead of each running their own.
+    private let computing = NSLock()
 
     static func key(_ r: RevisionRecord) -> String { "\(r.rowID) \(r.model)@\(r.revision) \(r.manifest)" }
 
     func figures(store: ModelStore, revisions: [RevisionRecord]) throws -> Figures {
         let keys = Set(revisions.map(DashboardCache.key))
         let generation = try store.catalog.gcGeneration()
+        if let hit = lock.withLock({ state.flatMap { $0.generation == generation && $0.keys == keys ? $0.figures : nil } }) { return hit }
+        computing.lock()
+        defer { computing.unlock() }
         let known = lock.withLock { state.flatMap { $0.generation == generation ? $0 : nil } }
         if let known, known.keys == keys { return known.figures }
         // Extend when every known revision is still there and every new one came after them.

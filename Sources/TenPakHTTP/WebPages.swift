@@ -100,8 +100,7 @@ struct WebPages: Sendable {
             return .model(repo: repo)
         }
         // As the API: a repository is two segments when the third is the route word.
-        let split: Int
-        if segments.count >= 4, segments[2] == "tree" { split = 2 } else if segments[1] == "tree" { split = 1 } else { return nil }
+        guard let split = HubServer.repoSegments(segments, before: { $0 == "tree" }), segments.count > split + 1 else { return nil }
         guard let repo = try? HubServer.validRepo(segments[0 ..< split].joined(separator: "/")) else { return nil }
         let revision = segments[split + 1]
         let directory = segments[(split + 2)...].joined(separator: "/")

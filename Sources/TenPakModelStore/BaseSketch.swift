@@ -198,29 +198,60 @@ public struct BaseSketch: Sendable, Equatable {
     static func rmsDifference(_ a: [UInt8], _ b: [UInt8], format: UInt8) -> Double {
         a.withUnsafeBytes { pa in
             b.withUnsafeBytes { pb in
-                let n = min(pa.count, pb.count) / (format == 1 ? 4 : 2)
+                let width = format == 1 ? 4 : 2
+                let n = min(pa.count, pb.count) / width
                 guard n > 0 else { return 0 }
-                var total = 0.0
-                // Straight loops over the elements; loadUnaligned tolerates any alignment.
-                // Safe: i < n, and n elements fit in both buffers.
-                for i in 0 ..< n {
-                    let x: Double, y: Double
-                    switch format {
-                    case 1:
-                        x = Double(Float(bitPattern: UInt32(littleEndian: pa.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))))
-                        y = Double(Float(bitPattern: UInt32(littleEndian: pb.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))))
-                    case 2:
-                        x = Double(Float(bitPattern: UInt32(UInt16(littleEndian: pa.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16))
-                        y = Double(Float(bitPattern: UInt32(UInt16(littleEndian: pb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16))
-                    default:
-                        x = halfToDouble(UInt16(littleEndian: pa.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-                        y = halfToDouble(UInt16(littleEndian: pb.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+                // Eight lanes of Float at a time, the format decided once outside the loop: base
+                // choice compares a sketch with every candidate's, a thousand at a time. A sum that
+                // is not finite (a NaN or ∞ in a checkpoint, or an overflow) reads as 1e30: far,
+                // never NaN. Float sums of a few hundred squares lose nothing that ranks.
+                var lanes = SIMD8<Float>()
+                var i = 0
+                // Safe: i + 8 <= n (or i < n in the tails), and n elements of `width` bytes fit in
+                // both buffers; loadUnaligned tolerates any alignment.
+                switch format {
+                case 1:
+                    while i + 8 <= n {
+                        var x = SIMD8<Float>(), y = SIMD8<Float>()
+                        for k in 0 ..< 8 {
+                            x[k] = Float(bitPattern: UInt32(littleEndian: pa.loadUnaligned(fromByteOffset: 4 * (i + k), as: UInt32.self)))
+                            y[k] = Float(bitPattern: UInt32(littleEndian: pb.loadUnaligned(fromByteOffset: 4 * (i + k), as: UInt32.self)))
+                        }
+                        let d = x - y
+                        lanes += d * d
+                        i += 8
                     }
-                    let d = x - y
-                    total += d.isFinite ? d * d : 1e60
+                case 2:
+                    while i + 8 <= n {
+                        var x = SIMD8<UInt32>(), y = SIMD8<UInt32>()
+                        for k in 0 ..< 8 {
+                            x[k] = UInt32(UInt16(littleEndian: pa.loadUnaligned(fromByteOffset: 2 * (i + k), as: UInt16.self)))
+                            y[k] = UInt32(UInt16(littleEndian: pb.loadUnaligned(fromByteOffset: 2 * (i + k), as: UInt16.self)))
+                        }
+                        let d = unsafeBitCast(x &<< 16, to: SIMD8<Float>.self) - unsafeBitCast(y &<< 16, to: SIMD8<Float>.self)
+                        lanes += d * d
+                        i += 8
+                    }
+                default:
+                    break
                 }
-                return (total / Double(n)).squareRoot()
+                var total = Double(lanes.sum())
+                for j in i ..< n {
+                    let x = value(pa, j, format: format), y = value(pb, j, format: format)
+                    total += (x - y) * (x - y)
+                }
+                return total.isFinite ? (total / Double(n)).squareRoot() : 1e30
             }
+        }
+    }
+
+    /// Element `i` of a run of one float format, as a Double.
+    @inline(__always)
+    static func value(_ p: UnsafeRawBufferPointer, _ i: Int, format: UInt8) -> Double {
+        switch format {
+        case 1: return Double(Float(bitPattern: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))))
+        case 2: return Double(Float(bitPattern: UInt32(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16))
+        default: return halfToDouble(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
         }
     }
 
