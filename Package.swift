@@ -6,14 +6,16 @@
 //   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev)
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
-//   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild) and the
-//                             local backend behind them (directory + SQLite), dedup, frame checks
+//   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild), the one
+//                             catalog `SQLCatalog` over its SQLConnection seam, the local backend
+//                             behind them (directory + SQLite), dedup, frame checks
 //   TenPakModelStore          models, revisions, chunking plans, base matching, put/get/rm, fsck/gc/repair
 //   TenPakReader              random access to any byte range or tensor of a stored file
 //   TenPakLFS                 git-lfs custom transfer agent: protocol, oid -> model mapping
 //   TenPakOptimizer           quantization methods measured on stored models; annotations in the catalog
 //   ---- backends and faces, composed at the edge ----
 //   TenPakDistributed         the seams distributed: packs in an S3 bucket, catalog in PostgreSQL
+//                             (PostgreSQL's SQLConnection under the same SQLCatalog)
 //   TenPakStoreLocation       opens a store of either backend from a location (directory or config)
 //   TenPakHTTP                the hub-compatible HTTP server over TenPakReader (Hummingbird), and web
 //                             pages for people (swift-mustache); reads annotations through TenPakOptimizer

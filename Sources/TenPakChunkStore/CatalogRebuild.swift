@@ -39,7 +39,7 @@ public struct RepairTarget: Sendable {
         }
         return RepairTarget(packs: LocalPackDirectory(root: directory), locking: LocalStoreLocking(root: directory),
                             rebuild: SQLiteCatalogRebuild(directory: directory), place: directory,
-                            openLiveCatalog: { try SQLiteCatalog(path: directory + "/catalog.db", create: false) })
+                            openLiveCatalog: { try SQLCatalog.sqlite(path: directory + "/catalog.db", create: false) })
     }
 }
 
@@ -53,7 +53,7 @@ public struct SQLiteCatalogRebuild: CatalogRebuild {
 
     public func makeEmpty() throws -> any Catalog {
         for suffix in ["", "-wal", "-shm"] { try FileSystem.remove(rebuilt + suffix) }
-        return try SQLiteCatalog(path: rebuilt, create: true)
+        return try SQLCatalog.sqlite(path: rebuilt, create: true)
     }
 
     public func replaceLive() throws -> String {

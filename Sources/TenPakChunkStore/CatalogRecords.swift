@@ -77,39 +77,22 @@ public struct TensorRecord: Hashable, Sendable {
     }
 }
 
-/// Everything one put records, committed in one transaction.
+/// Everything one put (or copy, transfer, repair) records, committed in one transaction: the
+/// revision's manifest, which is its one record of its files (name, provenance, and each file's
+/// path, size, SHA-256, kind and chunks in order; a chunk's offset in its file is the sum of the raw
+/// lengths before it), plus where the manifest frame and the new chunks went and what the catalog
+/// keeps beside the files (tensor tables, the content sketch).
 public struct RevisionCommit: Sendable {
-    public struct File: Sendable {
-        public let path: String
-        public let size: Int
-        public let sha256: Digest256
-        public let kind: FileKind
-        /// (file offset, chunk id), in file order.
-        public let chunks: [(offset: Int, id: ChunkID)]
-        public let tensors: [TensorRecord]
-
-        public init(path: String, size: Int, sha256: Digest256, kind: FileKind, chunks: [(offset: Int, id: ChunkID)],
-                    tensors: [TensorRecord]) {
-            self.path = path
-            self.size = size
-            self.sha256 = sha256
-            self.kind = kind
-            self.chunks = chunks
-            self.tensors = tensors
-        }
-    }
-
-    public let model: String
-    public let revision: String
-    public let createdAt: Int64
-    public let baseModel: String
-    public let baseRevision: String
-    public let baseReason: String
+    /// The revision as its manifest frame stores it.
+    public let manifest: RevisionManifest
+    /// The manifest's own frame: the revision's row points at it.
+    public let manifestChunk: NewChunk
+    /// The tensor tables of the manifest's safetensors files, by path (other files have none).
+    public let tensors: [String: [TensorRecord]]
     /// Sealed packs this put wrote: name and size.
     public let packs: [(name: String, size: Int)]
+    /// Chunks this put stored (bases before the chunks that use them).
     public let chunks: [NewChunk]
-    public let manifest: NewChunk
-    public let files: [File]
     /// The `Catalog.gcGeneration()` the writer read after it took the store lock. The commit is
     /// refused when a gc has started since, which can only happen if the writer lost its lock (a
     /// distributed writer cut off from PostgreSQL): its packs or the chunks it deduplicated
@@ -119,22 +102,19 @@ public struct RevisionCommit: Sendable {
     /// has none (a copy, a repair before its sketch pass): base choice then falls back to sampling.
     public let sketch: [UInt8]?
 
-    public init(model: String, revision: String, createdAt: Int64, baseModel: String, baseRevision: String, baseReason: String,
-                packs: [(name: String, size: Int)], chunks: [NewChunk], manifest: NewChunk, files: [File], gcFence: Int64?,
-                sketch: [UInt8]? = nil) {
-        self.model = model
-        self.revision = revision
-        self.createdAt = createdAt
-        self.baseModel = baseModel
-        self.baseRevision = baseRevision
-        self.baseReason = baseReason
+    public init(manifest: RevisionManifest, manifestChunk: NewChunk, tensors: [String: [TensorRecord]], packs: [(name: String, size: Int)],
+                chunks: [NewChunk], gcFence: Int64?, sketch: [UInt8]? = nil) {
+        self.manifest = manifest
+        self.manifestChunk = manifestChunk
+        self.tensors = tensors
         self.packs = packs
         self.chunks = chunks
-        self.manifest = manifest
-        self.files = files
         self.gcFence = gcFence
         self.sketch = sketch
     }
+
+    public var model: String { manifest.model }
+    public var revision: String { manifest.revision }
 }
 
 /// Chunks recorded without a revision: frames a transfer received ahead of the revision commit
@@ -154,6 +134,9 @@ public struct ChunkCommit: Sendable {
     }
 }
 
+/// A revision as the catalog lists it: its row, its name and provenance (as in its manifest), and
+/// the id of its manifest chunk, where its files are recorded in full. Files are read separately
+/// (`Catalog.files`), so listing revisions never loads them.
 public struct RevisionRecord: Hashable, Sendable {
     public let rowID: Int64
     public let model: String

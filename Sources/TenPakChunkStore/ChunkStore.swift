@@ -68,7 +68,7 @@ public final class ChunkStore: Sendable {
             }
             try FileSystem.makeDirectories(directory + "/packs")
             try FileSystem.makeDirectories(directory + "/tmp")
-            _ = try SQLiteCatalog(path: directory + "/catalog.db", create: true)
+            _ = try SQLCatalog.sqlite(path: directory + "/catalog.db", create: true)
             // ORDER: the marker is written last, so a half-made store is not mistaken for one.
             let file = try OpenFile(path: marker + ".tmp", mode: .readWrite)
             try Array(markerText.utf8).withUnsafeBytes { try file.write($0, at: 0) }
@@ -76,7 +76,7 @@ public final class ChunkStore: Sendable {
             try FileSystem.rename(marker + ".tmp", to: marker)
             try FileSystem.syncDirectory(directory)
         }
-        let catalog = try SQLiteCatalog(path: directory + "/catalog.db", create: false)
+        let catalog = try SQLCatalog.sqlite(path: directory + "/catalog.db", create: false)
         return ChunkStore(packs: LocalPackDirectory(root: directory), catalog: catalog, root: directory)
     }
 

@@ -47,8 +47,6 @@ final class SQLiteDatabase {
     }
 
     var lastMessage: String { String(cString: sqlite3_errmsg(handle)) }
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
-    var changes: Int { Int(sqlite3_changes(handle)) }
 
     static func error(_ rc: Int32, _ message: String) -> StoreError {
         switch rc & 0xFF {
@@ -101,6 +99,8 @@ final class Statement {
             case let .int(v): sqlite3_bind_int64(stmt, index, v)
             case let .text(s): sqlite3_bind_text(stmt, index, s, -1, Statement.transient)
             case let .blob(b):
+                // Safe: SQLITE_TRANSIENT makes SQLite copy the bytes before the closure returns; an
+                // empty blob gets a non-null address (a null one would bind NULL) that is never read.
                 b.withUnsafeBytes { raw in
                     _ = sqlite3_bind_blob(stmt, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), Statement.transient)
                 }
@@ -115,8 +115,36 @@ final class Statement {
         switch rc {
         case SQLITE_ROW: return true
         case SQLITE_DONE: return false
-        default: throw SQLiteDatabase.error(rc, db.lastMessage)
+        default:
+            // The extended code tells a unique constraint from the other constraints.
+            let extended = sqlite3_extended_errcode(db.handle)
+            if extended == Statement.constraintUnique || extended == Statement.constraintPrimaryKey {
+                sqlite3_reset(stmt)
+                throw SQLUniqueViolation(db.lastMessage)
+            }
+            throw SQLiteDatabase.error(rc, db.lastMessage)
         }
+    }
+
+    /// SQLITE_CONSTRAINT_UNIQUE and SQLITE_CONSTRAINT_PRIMARYKEY (composite C macros, which do not
+    /// import into Swift): SQLITE_CONSTRAINT (19) | 8 << 8 and | 6 << 8.
+    static let constraintUnique: Int32 = 19 | 8 << 8
+    static let constraintPrimaryKey: Int32 = 19 | 6 << 8
+
+    /// The current row, every column as the type SQLite stored it in.
+    func row() -> SQLRow {
+        let count = sqlite3_column_count(stmt)
+        var values: [SQLValue] = []
+        values.reserveCapacity(Int(count))
+        for column in 0 ..< count {
+            switch sqlite3_column_type(stmt, column) {
+            case SQLITE_NULL: values.append(.null)
+            case SQLITE_TEXT: values.append(.text(text(column)))
+            case SQLITE_BLOB: values.append(.blob(blob(column)))
+            default: values.append(.int(int(column)))  // INTEGER (the catalog stores no REAL)
+            }
+        }
+        return SQLRow(values)
     }
 
     /// Runs a statement that returns no rows.
@@ -142,21 +170,85 @@ final class Statement {
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(stmt, column) == SQLITE_NULL }
     func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(stmt, column) else { return "" }
+        // Safe: SQLite's text is NUL-terminated and valid until the next step or reset; copied here.
         return String(cString: p)
     }
     func blob(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(stmt, column))
         guard count > 0, let p = sqlite3_column_blob(stmt, column) else { return [] }
+        // Safe: SQLite guarantees `count` readable bytes at `p` until the next step or reset; copied here.
         return Array(UnsafeRawBufferPointer(start: p, count: count))
     }
 }
 
-enum SQLValue {
-    case null
-    case int(Int64)
-    case text(String)
-    case blob([UInt8])
+/// The SQLite side of the catalog seam: one connection to `catalog.db` in WAL mode with
+/// `synchronous=FULL` and foreign keys on (SPEC §9). Not thread-safe: `SQLCatalog` serializes it.
+public final class SQLiteConnection: SQLConnection {
+    private let db: SQLiteDatabase
+    /// The file this connection opened, read right after the open: if the file is swapped later
+    /// (a repair renamed a rebuilt catalog over it), the two differ.
+    private let identity: FileIdentity?
+    /// Prepared statements by text, reused (the catalog's statements differ only in their list lengths).
+    private var statements: [String: Statement] = [:]
+    public let path: String
+    public let dialect = SQLDialect.sqlite
+    public var place: String { FileSystem.parentDirectory(path) }
 
-    static func int(_ v: Int) -> SQLValue { .int(Int64(v)) }
-    static func optionalInt(_ v: Int64?) -> SQLValue { v.map { .int($0) } ?? .null }
+    /// Opens the database at `path`. Only `create` may make the file: a reconnect that raced a
+    /// repair's rename must fail, not leave an empty database where the rebuilt one is about to go.
+    public init(path: String, create: Bool) throws {
+        db = try SQLiteDatabase(path: path, create: create)
+        self.path = path
+        identity = FileSystem.identity(path)
+        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+    }
+
+    deinit {
+        // Finalized before the connection closes (sqlite3_close_v2 would wait for them anyway).
+        statements.removeAll()
+    }
+
+    @discardableResult
+    public func query(_ sql: String, _ values: [SQLValue]) throws -> [SQLRow] {
+        let statement: Statement
+        if let cached = statements[sql] {
+            statement = cached
+        } else {
+            statement = try db.prepare(sql)
+            if statements.count >= 128 { statements.removeAll() }
+            statements[sql] = statement
+        }
+        return try statement.bind(values).rows { $0.row() }
+    }
+
+    public func transaction<T>(_ body: () throws -> T) throws -> T { try db.transaction(body) }
+
+    /// BEGIN IMMEDIATE already holds the database's write lock.
+    public func lockSchema() throws {}
+
+    /// BEGIN IMMEDIATE already holds the database's write lock, which `beginCollection` needs too.
+    public func lockFence() throws {}
+
+    public func tableExists(_ name: String) throws -> Bool {
+        try !query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [.text(name)]).isEmpty
+    }
+
+    public func integrityProblems(tables: [String]) throws -> [String] {
+        let pages = try query("PRAGMA integrity_check").map { try $0.text(0) }.filter { $0 != "ok" }
+        let keys = try query("PRAGMA foreign_key_check").map {
+            "foreign key: table \(try $0.text(0)) row \(try $0.optionalInt(1).map(String.init) ?? "?") references missing \(try $0.text(2))"
+        }
+        return pages + keys
+    }
+
+    /// A new connection when `catalog.db` is no longer the file this one opened. One `stat`.
+    public func replacement() throws -> (any SQLConnection)? {
+        guard let now = FileSystem.identity(path) else { return nil }
+        if let identity, identity.isSameFile(as: now) { return nil }
+        // This connection must close without a checkpoint: that would delete `catalog.db-wal` by
+        // name, which is now the new catalog's WAL.
+        statements.removeAll()
+        db.skipCheckpointOnClose()
+        return try SQLiteConnection(path: path, create: false)
+    }
 }

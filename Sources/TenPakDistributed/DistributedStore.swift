@@ -48,14 +48,14 @@ extension ChunkStore {
     public static func openDistributed(config: DistributedConfig, root: String, create: Bool = false) throws -> ChunkStore {
         let roundTrips = Counter()
         let packs = try S3PackStorage(config: config.s3, create: create)
-        let catalog = try PostgresCatalog(config: config.postgres, create: create, roundTrips: roundTrips)
+        let catalog = try SQLCatalog.postgres(config: config.postgres, create: create, roundTrips: roundTrips)
         return ChunkStore(packs: packs, catalog: catalog, root: root,
                           locking: PostgresStoreLocking(config: config.postgres, roundTrips: roundTrips))
     }
 
     /// S3 requests and PostgreSQL round trips so far, when this is a distributed store.
     public var distributedTraffic: DistributedTraffic? {
-        guard let s3 = packs as? S3PackStorage, let pg = catalog as? PostgresCatalog else { return nil }
+        guard let s3 = packs as? S3PackStorage, let pg = (catalog as? SQLCatalog)?.backend as? PostgresSQLConnection else { return nil }
         return DistributedTraffic(s3Requests: s3.requestCount, postgresRoundTrips: pg.roundTrips)
     }
 
@@ -71,7 +71,7 @@ extension RepairTarget {
         }
         return RepairTarget(packs: try S3PackStorage(config: config.s3), locking: PostgresStoreLocking(config: config.postgres, roundTrips: Counter()),
                             rebuild: try PostgresCatalogRebuild(config: config.postgres), place: place,
-                            openLiveCatalog: { try PostgresCatalog(config: config.postgres, create: false) })
+                            openLiveCatalog: { try SQLCatalog.postgres(config: config.postgres, create: false) })
     }
 }
 
@@ -96,7 +96,7 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
         try admin.query("CREATE SCHEMA \(PostgresCatalogRebuild.rebuildSchema)")
         var rebuilt = config
         rebuilt.schema = PostgresCatalogRebuild.rebuildSchema
-        return try PostgresCatalog(config: rebuilt, create: true)
+        return try SQLCatalog.postgres(config: rebuilt, create: true)
     }
 
     public func replaceLive() throws -> String {
@@ -110,11 +110,11 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
         try admin.begin()
         do {
             let present = Set(try admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1", [.text(live)]).map { try $0.text(0) })
-            let moving = PostgresCatalog.tables.filter(present.contains)
+            let moving = SQLCatalog.tables.filter(present.contains)
             if present.contains("gc_runs") { try admin.query("LOCK TABLE \(live).gc_runs IN EXCLUSIVE MODE") }
             if !moving.isEmpty { try admin.query("CREATE SCHEMA \(aside)") }
             for table in moving { try admin.query("ALTER TABLE \(live).\(table) SET SCHEMA \(aside)") }
-            for table in PostgresCatalog.tables {
+            for table in SQLCatalog.tables {
                 try admin.query("ALTER TABLE \(PostgresCatalogRebuild.rebuildSchema).\(table) SET SCHEMA \(live)")
             }
             try admin.query("DROP SCHEMA \(PostgresCatalogRebuild.rebuildSchema)")

@@ -40,12 +40,8 @@ enum PGValue {
     case text(String)
     case bytes([UInt8])
     case null
-    case byteArray([[UInt8]])
-    case textArray([String])
-    case intArray([Int64])
 
     static func int(_ v: Int) -> PGValue { .int(Int64(v)) }
-    static func optionalInt(_ v: Int64?) -> PGValue { v.map { .int($0) } ?? .null }
 }
 
 /// One PostgreSQL session used synchronously.
@@ -168,9 +164,6 @@ final class PGSession: @unchecked Sendable {
             case let .text(s): binds.append(s)
             case let .bytes(b): binds.append(ByteBuffer(bytes: b))
             case .null: binds.appendNull()
-            case let .byteArray(a): binds.append(a.map { ByteBuffer(bytes: $0) })
-            case let .textArray(a): binds.append(a)
-            case let .intArray(a): binds.append(a)
             }
         }
         let q = PostgresQuery(unsafeSQL: sql, binds: binds)
@@ -215,10 +208,8 @@ struct PGError: Error, CustomStringConvertible {
 
 extension PostgresRandomAccessRow {
     func int(_ i: Int) throws -> Int64 { try self[i].decode(Int64.self) }
-    func optionalInt(_ i: Int) throws -> Int64? { try self[i].decode(Int64?.self) }
     func text(_ i: Int) throws -> String { try self[i].decode(String.self) }
     func bool(_ i: Int) throws -> Bool { try self[i].decode(Bool.self) }
-    func bytes(_ i: Int) throws -> [UInt8] { Array(try self[i].decode(ByteBuffer.self).readableBytesView) }
 }
 
 /// gc/put exclusion across machines: PostgreSQL session-level advisory locks on one key.

@@ -9,10 +9,34 @@ import Foundation
 import TenPakChunkStore
 import TenPakFormat
 
-/// A tar archive that cannot be taken: the message names the entry and what is wrong with it.
+/// A tar archive that cannot be taken: `kind` is what a program decides by, the message names the
+/// entry and what is wrong with it.
 public struct TarError: Error, CustomStringConvertible, Sendable {
+    /// What is wrong with the archive.
+    public enum Kind: Sendable, Equatable {
+        /// Not a tar archive at all: too short, a header checksum or number field that is not tar's.
+        case notATar
+        /// The body ends early: inside an entry, or without the end marker.
+        case truncated
+        /// Something other than zero blocks after the end marker.
+        case dataAfterEnd
+        /// No regular file in the archive.
+        case empty
+        /// A pax or GNU record that is malformed or over the size accepted.
+        case badMetadata
+        /// A header number field that is empty or too large.
+        case badNumber(field: String)
+        /// An entry refused by itself: a link or device, a path `Names.validatePath` refuses, a
+        /// path given twice, a directory with data, a file where a directory is needed.
+        case refusedEntry(path: String)
+    }
+
+    public let kind: Kind
     public let description: String
-    init(_ description: String) { self.description = description }
+    init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
 }
 
 /// Feeds a tar stream into files under `directory`. Use from one thread at a time.
@@ -99,13 +123,13 @@ public final class TarExtractor {
         case .header where block.isEmpty && zeroBlocks == 1:
             break // One end block: accepted, as GNU tar does.
         case .header where block.isEmpty && zeroBlocks == 0 && entries > 0:
-            throw TarError("the tar archive has no end marker (two zero blocks): was the upload cut short?")
+            throw TarError(.truncated, "the tar archive has no end marker (two zero blocks): was the upload cut short?")
         case .header where entries == 0:
-            throw TarError("not a tar archive (the body is shorter than one 512-byte header)")
+            throw TarError(.notATar, "not a tar archive (the body is shorter than one 512-byte header)")
         default:
-            throw TarError("the tar archive ends in the middle of an entry: the upload was cut short")
+            throw TarError(.truncated, "the tar archive ends in the middle of an entry: the upload was cut short")
         }
-        guard !files.isEmpty else { throw TarError("the tar archive holds no regular file") }
+        guard !files.isEmpty else { throw TarError(.empty, "the tar archive holds no regular file") }
         return files
     }
 
@@ -117,7 +141,7 @@ public final class TarExtractor {
             if zeroBlocks == 2 { state = .end }
             return
         }
-        guard zeroBlocks == 0 else { throw TarError("the tar archive has data after a zero block") }
+        guard zeroBlocks == 0 else { throw TarError(.dataAfterEnd, "the tar archive has data after a zero block") }
         entries += 1
         try verifyChecksum()
         let type = block[156]
@@ -132,7 +156,7 @@ public final class TarExtractor {
         switch type {
         case UInt8(ascii: "x"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K"):
             guard size <= TarExtractor.maxMetadata else {
-                throw TarError("a tar metadata entry of \(size) bytes is larger than the \(TarExtractor.maxMetadata) accepted")
+                throw TarError(.badMetadata, "a tar metadata entry of \(size) bytes is larger than the \(TarExtractor.maxMetadata) accepted")
             }
             state = size == 0 ? .skip(remaining: padding) : .metadata(type: type, collected: [], remaining: size, padding: padding)
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
@@ -143,19 +167,19 @@ public final class TarExtractor {
                 try FileSystem.makeDirectories(FileSystem.parentDirectory(location))
                 file = try OpenFile(path: location, mode: .createExclusive)
             } catch {
-                throw TarError("tar entry \(Names.printable(path)) clashes with another entry (a file where a directory is needed, or the reverse): \(error)")
+                throw TarError(.refusedEntry(path: path), "tar entry \(Names.printable(path)) clashes with another entry (a file where a directory is needed, or the reverse): \(error)")
             }
             files.append((path, location))
             state = size == 0 ? .skip(remaining: padding) : .file(file, written: 0, remaining: size, padding: padding)
         case UInt8(ascii: "5"):
-            _ = try takePath(directory: true)
-            guard size == 0 else { throw TarError("a tar directory entry claims \(size) bytes of data") }
+            let directoryPath = try takePath(directory: true)
+            guard size == 0 else { throw TarError(.refusedEntry(path: directoryPath), "a tar directory entry claims \(size) bytes of data") }
             state = .skip(remaining: padding)
         default:
             let name = (try? takePath(directory: true)) ?? "?"
             let kind = [UInt8(ascii: "1"): "a hard link", UInt8(ascii: "2"): "a symbolic link", UInt8(ascii: "3"): "a device",
                         UInt8(ascii: "4"): "a device", UInt8(ascii: "6"): "a FIFO"][type] ?? "of unknown type \(type)"
-            throw TarError("tar entry \(Names.printable(name)) is \(kind); only regular files and directories can be uploaded")
+            throw TarError(.refusedEntry(path: name), "tar entry \(Names.printable(name)) is \(kind); only regular files and directories can be uploaded")
         }
     }
 
@@ -177,9 +201,9 @@ public final class TarExtractor {
         do {
             try Names.validatePath(path)
         } catch {
-            throw TarError("tar entry \(Names.printable(path)): \(error)")
+            throw TarError(.refusedEntry(path: path), "tar entry \(Names.printable(path)): \(error)")
         }
-        guard paths.insert(path).inserted else { throw TarError("tar entry \(Names.printable(path)) appears twice") }
+        guard paths.insert(path).inserted else { throw TarError(.refusedEntry(path: path), "tar entry \(Names.printable(path)) appears twice") }
         return path
     }
 
@@ -188,7 +212,7 @@ public final class TarExtractor {
         var sum = 0
         for (i, byte) in block.enumerated() { sum += (148 ..< 156).contains(i) ? 32 : Int(byte) }
         guard sum == stored else {
-            throw TarError("not a tar archive (header checksum \(stored) differs from the computed \(sum))")
+            throw TarError(.notATar, "not a tar archive (header checksum \(stored) differs from the computed \(sum))")
         }
     }
 
@@ -198,7 +222,7 @@ public final class TarExtractor {
             for (key, value) in try TarExtractor.paxRecords(data) {
                 if key == "path" { nextPath = value }
                 if key == "size" {
-                    guard let n = Int(value), n >= 0 else { throw TarError("tar pax record size=\(Names.printable(value)) is not a size") }
+                    guard let n = Int(value), n >= 0 else { throw TarError(.badMetadata, "tar pax record size=\(Names.printable(value)) is not a size") }
                     nextSize = n
                 }
             }
@@ -218,7 +242,7 @@ public final class TarExtractor {
                   let length = Int(String(decoding: data[at ..< space], as: UTF8.self)), length > space - at, length <= data.count - at,
                   data[at + length - 1] == UInt8(ascii: "\n"),
                   let equals = data[(space + 1) ..< (at + length)].firstIndex(of: UInt8(ascii: "="))
-            else { throw TarError("malformed pax header record in the tar archive") }
+            else { throw TarError(.badMetadata, "malformed pax header record in the tar archive") }
             records.append((String(decoding: data[(space + 1) ..< equals], as: UTF8.self),
                             String(decoding: data[(equals + 1) ..< (at + length - 1)], as: UTF8.self)))
             at += length
@@ -234,15 +258,15 @@ public final class TarExtractor {
     /// An octal field (spaces and NULs around it allowed), or, with `base256` (the size field),
     /// GNU's base-256 form (high bit set). Never traps: values past `Int.max` are refused.
     static func number(_ field: ArraySlice<UInt8>, field name: String, base256: Bool = false) throws -> Int {
-        guard let first = field.first else { throw TarError("tar header field \(name) is empty") }
+        guard let first = field.first else { throw TarError(.badNumber(field: name), "tar header field \(name) is empty") }
         if first & 0x80 != 0 {
             guard base256, first == 0x80 else {
-                throw TarError("not a tar archive (header field \(name) is not an octal number)")
+                throw TarError(.notATar, "not a tar archive (header field \(name) is not an octal number)")
             }
             var value = 0
             for byte in field.dropFirst() {
                 let (shifted, overflow) = value.multipliedReportingOverflow(by: 256)
-                guard !overflow else { throw TarError("tar header field \(name) holds a number too large") }
+                guard !overflow else { throw TarError(.badNumber(field: name), "tar header field \(name) holds a number too large") }
                 value = shifted | Int(byte)
             }
             return value
@@ -250,7 +274,7 @@ public final class TarExtractor {
         let digits = field.drop { $0 == 32 || $0 == 0 }.prefix { $0 >= 48 && $0 <= 55 }
         let rest = field.drop { $0 == 32 || $0 == 0 }.dropFirst(digits.count)
         guard rest.allSatisfy({ $0 == 32 || $0 == 0 }) else {
-            throw TarError("not a tar archive (header field \(name) is not an octal number)")
+            throw TarError(.notATar, "not a tar archive (header field \(name) is not an octal number)")
         }
         // At most 12 octal digits (36 bits): no overflow.
         return digits.reduce(0) { $0 * 8 + Int($1 - 48) }

@@ -116,7 +116,7 @@ final class Putter {
         let total = inputs.reduce(0) { $0 + $1.plan.size }
         var done = 0
         var manifestFiles: [RevisionManifest.File] = []
-        var commitFiles: [RevisionCommit.File] = []
+        var tensors: [String: [TensorRecord]] = [:]
         var reports: [PutReport.File] = []
         do {
             for (input, plan) in inputs {
@@ -124,7 +124,6 @@ final class Putter {
                 var report = PutReport.File(path: input.path, size: plan.size, kind: plan.kind)
                 var sha = StreamingSHA256()
                 var refs: [RevisionManifest.ChunkRef] = []
-                var offsets: [(offset: Int, id: ChunkID)] = []
                 refs.reserveCapacity(plan.pieces.count)
                 let basePairs: [Int: BaseIndex.Tensor] = baseIndex.map { index in
                     var pairs: [Int: BaseIndex.Tensor] = [:]
@@ -202,7 +201,6 @@ final class Putter {
                             }
                         }
                         refs.append(RevisionManifest.ChunkRef(rawLength: UInt32(piece.length), id: id))
-                        offsets.append((piece.offset, id))
                     }
                     done += bytes
                     progress?(TransferProgress(done: done, total: total, file: input.path))
@@ -217,8 +215,7 @@ final class Putter {
                     throw StoreError.invalidRequest("\(input.path): content SHA-256 is \(digest.hex), expected \(expected.hex); nothing was stored")
                 }
                 manifestFiles.append(RevisionManifest.File(path: input.path, size: UInt64(plan.size), sha256: digest, kind: plan.kind, chunks: refs))
-                commitFiles.append(RevisionCommit.File(path: input.path, size: plan.size, sha256: digest, kind: plan.kind,
-                                                       chunks: offsets, tensors: plan.tensors))
+                if !plan.tensors.isEmpty { tensors[input.path] = plan.tensors }
                 reports.append(report)
             }
             let createdAt = Int64(Date().timeIntervalSince1970)
@@ -230,10 +227,8 @@ final class Putter {
             // ORDER: packs durable (fsync, rename, dir fsync) → catalog transaction. A refused
             // commit's packs are deleted; an unanswered one's stay for gc (FrameWriter).
             let record = try writer.commit { sealed in
-                try store.catalog.commit(RevisionCommit(
-                    model: model, revision: revision, createdAt: createdAt, baseModel: manifest.baseModel,
-                    baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: sealed, chunks: newChunks,
-                    manifest: manifestChunk, files: commitFiles, gcFence: gcFence, sketch: sketch))
+                try store.catalog.commit(RevisionCommit(manifest: manifest, manifestChunk: manifestChunk, tensors: tensors, packs: sealed,
+                                                        chunks: newChunks, gcFence: gcFence, sketch: sketch))
             }
             return PutReport(revision: record, files: reports, base: base, warnings: warnings,
                              seconds: Date().timeIntervalSince(started))

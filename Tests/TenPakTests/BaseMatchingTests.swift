@@ -392,15 +392,15 @@ final class BaseChoiceTests: XCTestCase {
         let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
         // No ANALYZE: tpstore never runs it, so these are the plans a store of any size gets (with
         // statistics of this two-revision store the planner would rightly scan it).
-        let revision = "SELECT \(CatalogSQL.revisionColumns) FROM \(CatalogSQL.revisionFrom)"
+        let revision = SQLCatalog.revisionSelect
         let queries: [(String, [SQLValue])] = [
-            ("WITH want(signature, bytes) AS (VALUES (?, ?), (?, ?)) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?"),
+            ("WITH want(signature, bytes) AS (VALUES \(SQLCatalog.tuples(2, width: 2))) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?"),
              [.int(1), .int(2), .int(3), .int(4), .int(1), .int(10)]),
-            ("SELECT sketch FROM revision_sketches WHERE revision_id = ?", [.int(1)]),
+            ("SELECT revision_id, sketch FROM revision_sketches WHERE revision_id IN (\(SQLCatalog.list(2)))", [.int(1), .int(2)]),
             (revision + " WHERE m.name = ? ORDER BY r.id DESC LIMIT 1", [.text("base")]),
             (revision + " WHERE m.name = ? AND r.name = ?", [.text("base"), .text("v1")]),
-            (revision + " WHERE r.id = ?", [.int(1)]),
-            ("SELECT \(SQLiteCatalog.chunkColumns) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE c.xxh = ? AND c.sha = ?", [.blob([1]), .blob([2])]),
+            (revision + " WHERE r.id IN (\(SQLCatalog.list(2)))", [.int(1), .int(2)]),
+            (SQLCatalog.chunksByID(2), [.blob([1]), .blob([2]), .blob([3]), .blob([4])]),
             ("SELECT id, path, size, sha256, kind FROM files WHERE revision_id = ? ORDER BY path", [.int(1)]),
             ("SELECT name, dtype, shape, begin_offset, end_offset FROM tensors WHERE file_id = ? ORDER BY begin_offset, name", [.int(1)]),
         ]

@@ -178,7 +178,7 @@ final class StoreTests: XCTestCase {
             try store.get(model: "gen\(generation)", revision: "1", to: out)
             XCTAssertEqual(try TestSupport.read(out + "/model.safetensors"), try TestSupport.read(dir + "/g\(generation)/model.safetensors"))
         }
-        let catalog = try SQLiteCatalog(path: store.chunks.root + "/catalog.db", create: false)
+        let catalog = try SQLCatalog.sqlite(path: store.chunks.root + "/catalog.db", create: false)
         for revision in try catalog.revisions(model: nil) {
             for file in try catalog.files(revision: revision) {
                 for chunk in try catalog.fileChunks(file: file) {

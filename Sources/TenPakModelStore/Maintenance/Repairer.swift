@@ -137,17 +137,10 @@ public struct Repairer {
                     report.unrecoverable.append("\(name): chunk \(missing) is missing or damaged")
                     continue
                 }
-                var files: [RevisionCommit.File] = []
+                var tensors: [String: [TensorRecord]] = [:]
                 do {
-                    for file in manifest.files {
-                        var offset = 0
-                        let refs = file.chunks.map { ref -> (offset: Int, id: ChunkID) in
-                            defer { offset += Int(ref.rawLength) }
-                            return (offset, ref.id)
-                        }
-                        let tensors = file.kind == .safetensors ? try tensorRecords(of: file, chunks: chunks, packs: packs) : []
-                        files.append(RevisionCommit.File(path: file.path, size: Int(file.size), sha256: file.sha256, kind: file.kind,
-                                                         chunks: refs, tensors: tensors))
+                    for file in manifest.files where file.kind == .safetensors {
+                        tensors[file.path] = try tensorRecords(of: file, chunks: chunks, packs: packs)
                     }
                     // The manifest chunk itself goes last, in its own pack.
                     guard let mc = chunks[id] else { continue }
@@ -158,10 +151,8 @@ public struct Repairer {
                     let manifestChunk = NewChunk(id: id, rawLength: mc.header.rawLength, pack: mc.pack, frameOffset: mc.offset,
                                                  frameLength: mc.length, encoding: mc.header.encoding, base: nil, depth: 0)
                     inserted.insert(id)
-                    recovered.append(try catalog.commit(RevisionCommit(
-                        model: manifest.model, revision: manifest.revision, createdAt: manifest.createdAt, baseModel: manifest.baseModel,
-                        baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: newPacks, chunks: newChunks,
-                        manifest: manifestChunk, files: files, gcFence: nil)))
+                    recovered.append(try catalog.commit(RevisionCommit(manifest: manifest, manifestChunk: manifestChunk, tensors: tensors,
+                                                                       packs: newPacks, chunks: newChunks, gcFence: nil)))
                     report.lines.append("recovered \(name) (\(manifest.files.count) files)")
                 } catch {
                     (inserted, insertedPacks) = snapshot

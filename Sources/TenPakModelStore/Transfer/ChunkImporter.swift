@@ -316,7 +316,7 @@ public final class ChunkImporter {
             found.merge(try store.catalog.findChunks(Array(ids[start ..< min(start + 4096, ids.count)]))) { a, _ in a }
         }
         var paths = Set<String>()
-        var files: [RevisionCommit.File] = []
+        var tensors: [String: [TensorRecord]] = [:]
         for file in manifest.files {
             do { try Names.validatePath(file.path) } catch { throw bad("\(error)") }
             guard paths.insert(file.path).inserted else { throw bad("\(Names.printable(file.path)) appears twice") }
@@ -352,16 +352,13 @@ public final class ChunkImporter {
             guard digest == file.sha256 else {
                 throw bad("\(Names.printable(file.path)) rebuilds to SHA-256 \(digest.hex), its manifest says \(file.sha256.hex)")
             }
-            let tensors = file.kind == .safetensors ? try tensorRecords(file.path, size: size, chunks: fileChunks, bad: bad) : []
-            files.append(RevisionCommit.File(path: file.path, size: size, sha256: file.sha256, kind: file.kind,
-                                             chunks: fileChunks.map { (offset: $0.offset, id: $0.location.id) }, tensors: tensors))
+            if file.kind == .safetensors { tensors[file.path] = try tensorRecords(file.path, size: size, chunks: fileChunks, bad: bad) }
         }
         let manifestChunk = NewChunk(id: at.id, rawLength: at.rawLength, pack: at.pack, frameOffset: at.frameOffset,
                                      frameLength: at.frameLength, encoding: at.encoding, base: nil, depth: at.depth)
-        return try store.catalog.commit(RevisionCommit(
-            model: model, revision: revision, createdAt: manifest.createdAt, baseModel: manifest.baseModel,
-            baseRevision: manifest.baseRevision, baseReason: manifest.baseReason, packs: [], chunks: [], manifest: manifestChunk,
-            files: files, gcFence: fence))
+        // The manifest names `model@revision` (checked above), so it is the commit's record as it is.
+        return try store.catalog.commit(RevisionCommit(manifest: manifest, manifestChunk: manifestChunk, tensors: tensors, packs: [], chunks: [],
+                                                       gcFence: fence))
     }
 
     /// The tensor table of a safetensors file, from its header (decoded from its first chunks).

@@ -1,0 +1,142 @@
+import Foundation
+
+/// The catalog's tables (SPEC §9), written once for every database: `{int}` (64-bit integer),
+/// `{blob}`, `{rowid}` (an id the database numbers), `{offset}` (the column name `offset`) and
+/// `{norowid}` are replaced by the dialect's text (`SQLDialect`).
+///
+/// The SQLite text rendered here is, byte for byte, the text earlier versions created (SQLite keeps
+/// it in `sqlite_master`; `Tests/Golden/catalog-schema-sqlite.txt` pins it); PostgreSQL's is its
+/// earlier schema with the same column types. A new column is one edit here (and a migration).
+struct CatalogSchema {
+    let dialect: SQLDialect
+
+    /// Schema version 1, as first shipped.
+    var version1: [String] { render(CatalogSchema.version1) }
+    /// Added after version 1 shipped without changing the version: made on open when missing.
+    var annotations: [String] { render(CatalogSchema.annotations) }
+    var gcRuns: [String] { render(CatalogSchema.gcRuns) }
+    /// Version 2: the candidate index, the revisions' sketches, revisions by model in id order.
+    var candidates: [String] { render(CatalogSchema.candidates) }
+    /// Everything, in creation order.
+    var all: [String] { version1 + annotations + gcRuns + candidates }
+
+    private func render(_ statements: [String]) -> [String] {
+        statements.map {
+            $0.replacingOccurrences(of: "{int}", with: dialect.integer)
+                .replacingOccurrences(of: "{blob}", with: dialect.blob)
+                .replacingOccurrences(of: "{rowid}", with: dialect.rowID)
+                .replacingOccurrences(of: "{offset}", with: dialect.offsetColumn)
+                .replacingOccurrences(of: "{norowid}", with: dialect.withoutRowID)
+        }
+    }
+
+    static let version1 = [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """
+        CREATE TABLE IF NOT EXISTS packs (
+            id {rowid},
+            name TEXT NOT NULL UNIQUE,
+            size {int} NOT NULL,
+            created_at {int} NOT NULL)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS chunks (
+            id {rowid},
+            xxh {blob} NOT NULL,
+            sha {blob} NOT NULL,
+            raw_length {int} NOT NULL,
+            pack_id {int} NOT NULL REFERENCES packs(id),
+            frame_offset {int} NOT NULL,
+            frame_length {int} NOT NULL,
+            encoding INTEGER NOT NULL,
+            base_id {int} REFERENCES chunks(id),
+            depth INTEGER NOT NULL,
+            UNIQUE (xxh, sha))
+        """,
+        "CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack_id)",
+        "CREATE INDEX IF NOT EXISTS chunks_by_base ON chunks(base_id)",
+        "CREATE TABLE IF NOT EXISTS models (id {rowid}, name TEXT NOT NULL UNIQUE)",
+        """
+        CREATE TABLE IF NOT EXISTS revisions (
+            id {rowid},
+            model_id {int} NOT NULL REFERENCES models(id),
+            name TEXT NOT NULL,
+            created_at {int} NOT NULL,
+            base_model TEXT NOT NULL,
+            base_revision TEXT NOT NULL,
+            base_reason TEXT NOT NULL,
+            manifest_chunk {int} NOT NULL REFERENCES chunks(id),
+            UNIQUE (model_id, name))
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS files (
+            id {rowid},
+            revision_id {int} NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            size {int} NOT NULL,
+            sha256 {blob} NOT NULL,
+            kind INTEGER NOT NULL,
+            UNIQUE (revision_id, path))
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS file_chunks (
+            file_id {int} NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            {offset} {int} NOT NULL,
+            chunk_id {int} NOT NULL REFERENCES chunks(id),
+            PRIMARY KEY (file_id, seq)){norowid}
+        """,
+        "CREATE INDEX IF NOT EXISTS file_chunks_by_chunk ON file_chunks(chunk_id)",
+        """
+        CREATE TABLE IF NOT EXISTS tensors (
+            file_id {int} NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            dtype TEXT NOT NULL,
+            shape TEXT NOT NULL,
+            begin_offset {int} NOT NULL,
+            end_offset {int} NOT NULL,
+            PRIMARY KEY (file_id, name)){norowid}
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS tombstones (
+            pack_id {int} NOT NULL REFERENCES packs(id),
+            model TEXT NOT NULL,
+            revision TEXT NOT NULL,
+            manifest_xxh {blob} NOT NULL,
+            manifest_sha {blob} NOT NULL,
+            removed_at {int} NOT NULL)
+        """,
+    ]
+
+    static let annotations = [
+        """
+        CREATE TABLE IF NOT EXISTS annotations (
+            revision_id {int} NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+            optimizer_version TEXT NOT NULL,
+            parameters TEXT NOT NULL,
+            created_at {int} NOT NULL,
+            result TEXT NOT NULL,
+            PRIMARY KEY (revision_id, optimizer_version, parameters)){norowid}
+        """,
+    ]
+
+    /// One row per gc run started: the fence of commits (SPEC §11).
+    static let gcRuns = ["CREATE TABLE IF NOT EXISTS gc_runs (id {rowid}, started_at {int} NOT NULL)"]
+
+    static let candidates = [
+        """
+        CREATE TABLE IF NOT EXISTS tensor_index (
+            signature {int} NOT NULL,
+            revision_id {int} NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+            bytes {int} NOT NULL,
+            PRIMARY KEY (signature, revision_id)){norowid}
+        """,
+        "CREATE INDEX IF NOT EXISTS tensor_index_by_revision ON tensor_index(revision_id)",
+        """
+        CREATE TABLE IF NOT EXISTS revision_sketches (
+            revision_id {int} PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
+            sketch {blob} NOT NULL)
+        """,
+        "CREATE INDEX IF NOT EXISTS revisions_by_model ON revisions(model_id, id)",
+    ]
+}
