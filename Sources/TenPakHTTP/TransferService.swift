@@ -7,6 +7,7 @@ import Hummingbird
 import NIOCore
 import TenPakChunkStore
 import TenPakFormat
+import TenPakLFS
 import TenPakModelStore
 
 struct TransferService: Sendable {
@@ -21,12 +22,20 @@ struct TransferService: Sendable {
 
     enum Action: String {
         case manifest, frames, missing, chunks, commit
+        /// `objects/{oid}/{step}`: an LFS object the repository holds (section 19.3).
+        case objects
         var takesRevision: Bool { self == .manifest || self == .frames || self == .commit }
     }
 
-    /// `/api/tenpak/v1/{repo}/{action}[/{rev}]`, the segments after the prefix. A repository is two
-    /// segments when the third names an action, else one (as the hub API's routes).
-    static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?) {
+    /// What `objects/{oid}/{step}` does: the pull routes and the commit, for an LFS object.
+    enum ObjectStep: String {
+        case manifest, frames, commit
+    }
+
+    /// `/api/tenpak/v1/{repo}/{action}[/{rev}]` or `/api/tenpak/v1/{repo}/objects/{oid}/{step}`, the
+    /// segments after the prefix. A repository is two segments when the third names an action, else
+    /// one (as the hub API's routes). For `objects`, `revision` is the oid.
+    static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?, step: ObjectStep?) {
         let split: Int
         if s.count >= 3, Action(rawValue: s[2]) != nil { split = 2 } else if s.count >= 2, Action(rawValue: s[1]) != nil { split = 1 } else {
             throw HubFailure(status: .notFound, description: "no such transfer route: /api/tenpak/v1/{repo}/manifest/{rev}, frames/{rev}, missing, chunks or commit/{rev}")
@@ -35,10 +44,25 @@ struct TransferService: Sendable {
         // Safe: s.count > split (checked by the branch that set it).
         guard let action = Action(rawValue: s[split]) else { throw HubFailure(status: .notFound, description: "no such transfer route") }
         let rest = Array(s[(split + 1)...])
+        if action == .objects {
+            guard rest.count == 2, HubRepos.isObjectID(rest[0]), let step = ObjectStep(rawValue: rest[1]) else {
+                throw HubFailure(status: .notFound, description: "no such transfer route: …/objects/{oid}/manifest, frames or commit, oid 64 lowercase hex digits")
+            }
+            return (repo, action, rest[0], step)
+        }
         guard rest.count == (action.takesRevision ? 1 : 0), rest.allSatisfy({ !$0.isEmpty }) else {
             throw HubFailure(status: .notFound, description: "no such transfer route")
         }
-        return (repo, action, rest.first)
+        return (repo, action, rest.first, nil)
+    }
+
+    /// The revision that holds LFS object `oid` for `repo` (section 14.1: the repository's copy,
+    /// else the newest commit with a file of that SHA-256): 404 `EntryNotFound` if it holds none.
+    func objectRevision(repo: String, oid: String) throws -> RevisionRecord {
+        guard let located = try api.repos.locateObject(repo: repo, oid: oid) else {
+            throw HubFailure(status: .notFound, description: "Entry not found: LFS object \(oid) is not held by \(repo)", code: "EntryNotFound")
+        }
+        return located.record
     }
 
     /// `{"ids": ["<96 hex>", …]}`, at most `FrameSender.maxFrames` (or `limit`) of them.
@@ -60,11 +84,16 @@ struct TransferService: Sendable {
 
     // MARK: pull (read access)
 
-    /// GET manifest/{rev}: the revision's `TransferManifest` (JSON).
-    func manifest(repo: String, revision: String) async -> Response {
+    /// The revision `{rev}` names, or with `object` the one holding LFS object `{oid}`.
+    func record(repo: String, revision: String, object: Bool) throws -> RevisionRecord {
+        object ? try objectRevision(repo: repo, oid: revision) : try api.repos.resolve(repo, revision)
+    }
+
+    /// GET manifest/{rev} (or objects/{oid}/manifest): the revision's `TransferManifest` (JSON).
+    func manifest(repo: String, revision: String, object: Bool = false) async -> Response {
         do {
-            let bytes = try await RangeService.blocking { [store, api] in
-                let record = try api.repos.resolve(repo, revision)
+            let bytes = try await RangeService.blocking { [store, self] in
+                let record = try self.record(repo: repo, revision: revision, object: object)
                 return try TransferManifest.make(store: store, record: record).encoded()
             }
             return HubAPI.json(bytes: bytes)
@@ -75,11 +104,11 @@ struct TransferService: Sendable {
 
     /// POST frames/{rev} `{"ids": […]}`: those frames, verbatim, as one bundle. Every id must be a
     /// chunk the revision needs (so a reader of one repository cannot fetch another's chunks).
-    func frames(repo: String, revision: String, body: [UInt8]) async -> Response {
+    func frames(repo: String, revision: String, object: Bool = false, body: [UInt8]) async -> Response {
         do {
             let ids = try TransferService.ids(body)
-            let bundle = try await RangeService.blocking { [store, api, closures] in
-                let record = try api.repos.resolve(repo, revision)
+            let bundle = try await RangeService.blocking { [store, closures, self] in
+                let record = try self.record(repo: repo, revision: revision, object: object)
                 let needed = try closures.ids(of: record) { Set(try TransferManifest.make(store: store, record: record).chunkIDs) }
                 if let stray = ids.first(where: { !needed.contains($0) }) {
                     throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
@@ -130,24 +159,35 @@ struct TransferService: Sendable {
 
     /// POST commit/{rev} `{"manifest": "<96 hex>"}`: commits `repo@rev` from its staged manifest
     /// frame once every file rebuilds to its SHA-256; 201 with a receipt, 409 if it exists.
-    func commit(repo: String, revision: String, body: [UInt8]) async -> Response {
+    ///
+    /// With `object` (objects/{oid}/commit), `revision` is the oid and the revision committed is the
+    /// repository's copy of that object, `lfs/<oid>@r…` (14.1): its manifest must name it and list
+    /// exactly one file, `object`, whose SHA-256 is the oid. 200 with no commit if the repository
+    /// already holds the object (as its copy or as a file of a commit).
+    func commit(repo: String, revision: String, object: Bool = false, body: [UInt8]) async -> Response {
         do {
             do { try Names.validateRevision(revision) } catch { throw HubFailure.bad("\(error)") }
+            let model = object ? HubRepos.objectModel(revision) : repo
+            let name = object ? HubRepos.objectRevision(repo: repo) : revision
+            let sole = object ? Digest256(hex: revision).map { (path: LFSObjectStore.fileName, sha256: $0) } : nil
             guard let root = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any],
                   let text = root["manifest"] as? String, let manifest = ChunkID(hex: text) else {
                 throw HubFailure.bad("expected {\"manifest\": \"<96 hex digits>\"}")
+            }
+            if object, try await RangeService.blocking({ [api] in try api.repos.locateObject(repo: repo, oid: revision) }) != nil {
+                return HubAPI.json(["model": model, "revision": name, "files": 1, "alreadyHeld": true])
             }
             let record = try await api.uploads.gate.run { [store] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
                     defer { importer.close() }
-                    return try importer.commit(manifest: manifest, model: repo, revision: revision)
+                    return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole)
                 }
             }
             let files = try await RangeService.blocking { [store] in try store.catalog.files(revision: record) }
             var response = HubAPI.json(["model": record.model, "revision": record.revision, "commit": HubRepos.commitID(record),
                                         "files": files.count, "bytes": files.reduce(0) { $0 + $1.size }], status: .created)
-            response.headers[.location] = "/\(record.model)/resolve/\(record.revision)/"
+            if !object { response.headers[.location] = "/\(record.model)/resolve/\(record.revision)/" }
             return response
         } catch {
             return TransferService.errorAnswer(error)

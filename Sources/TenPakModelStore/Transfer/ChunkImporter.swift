@@ -266,8 +266,11 @@ public final class ChunkImporter {
     /// Commits the revision `model@revision` whose manifest chunk is `manifest` (staged or present),
     /// after the checks of the type's doc. `StoreError.revisionExists` if the name is taken,
     /// `invalidRequest` if anything is missing or does not match: nothing is committed then.
+    /// With `soleFile`, the manifest must list exactly that one file (path and SHA-256): an LFS
+    /// object pushed to a hub repository (section 19.3) is one file named `object` whose SHA-256 is its oid.
     @discardableResult
-    public func commit(manifest manifestID: ChunkID, model: String, revision: String) throws -> RevisionRecord {
+    public func commit(manifest manifestID: ChunkID, model: String, revision: String,
+                       soleFile: (path: String, sha256: Digest256)? = nil) throws -> RevisionRecord {
         try Names.validateModel(model)
         try Names.validateRevision(revision)
         if (try? store.catalog.resolve(model: model, revision: revision)) != nil {
@@ -286,6 +289,11 @@ public final class ChunkImporter {
         }
         guard manifest.model == model, manifest.revision == revision else {
             throw bad("its manifest is that of \(Names.printable(manifest.model))@\(Names.printable(manifest.revision))")
+        }
+        if let soleFile {
+            guard manifest.files.count == 1, let only = manifest.files.first, only.path == soleFile.path, only.sha256 == soleFile.sha256 else {
+                throw bad("its manifest must list exactly one file \(soleFile.path) with SHA-256 \(soleFile.sha256.hex)")
+            }
         }
         let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
         var found: [ChunkID: ChunkLocation] = [:]
