@@ -124,22 +124,22 @@ public final class TransferClient: @unchecked Sendable {
         } catch {
             throw StoreError.invalidRequest("\(what): \(error)")
         }
-        let response: HTTPClient.Response
+        let response: BodyCollector.Response
         do {
             // Safe: never called on an event-loop thread (the CLI's threads and Dispatch's).
-            response = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit),
+            response = try http.execute(request: request, delegate: BodyCollector(limit: limit),
                                         deadline: .now() + TransferClient.deadline).wait()
-        } catch let error as ResponseAccumulator.ResponseTooBigError {
-            throw TransferError.protocolViolation(what: what, reason: "the answer is larger than \(error.maxBodySize) bytes")
+        } catch let error as BodyCollector.TooLarge {
+            throw TransferError.protocolViolation(what: what, reason: "the answer is larger than \(error.limit) bytes")
         } catch {
             throw TransferError.connection(what: what, reason: "\(error)")
         }
-        let bytes = response.body.map { Array($0.readableBytesView) } ?? []
+        let bytes = response.body
         lock.withLock { moved += bytes.count + (body?.count ?? 0) }
-        guard accept.contains(Int(response.status.code)) else {
-            throw TransferError.refused(status: Int(response.status.code), message: String(decoding: bytes.prefix(500), as: UTF8.self), what: what)
+        guard accept.contains(response.status) else {
+            throw TransferError.refused(status: response.status, message: String(decoding: bytes.prefix(500), as: UTF8.self), what: what)
         }
-        return (Int(response.status.code), bytes, response.headers.first(name: "X-Error-Code"))
+        return (response.status, bytes, response.headers.first(name: "X-Error-Code"))
     }
 
     func json(_ bytes: [UInt8], what: String) throws -> [String: Any] {
@@ -379,3 +379,47 @@ public final class TransferClient: @unchecked Sendable {
     }
 }
 
+
+/// Collects an answer's body straight into one array, sized from `Content-Length` when the server
+/// sends it: a 16 MiB bundle is copied once from the socket's buffers, where `ResponseAccumulator`
+/// grows a `ByteBuffer` by doubling (copying it again at each step) and the caller then copies it
+/// out into an array (SPEC 19.6: bundles are the bulk of a pull's bytes).
+final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
+    // Safe: `status`, `headers` and `body` are touched only inside `lock` (AsyncHTTPClient calls
+    // the delegate from its event loop, one call at a time; the lock makes that not matter).
+    typealias Response = (status: Int, headers: HTTPHeaders, body: [UInt8])
+    struct TooLarge: Error { let limit: Int }
+
+    private let lock = NSLock()
+    private let limit: Int
+    private var status = 0
+    private var headers = HTTPHeaders()
+    private var body: [UInt8] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        let announced = head.headers.first(name: "Content-Length").flatMap { Int($0) }
+        if let announced, announced > limit { return task.eventLoop.makeFailedFuture(TooLarge(limit: limit)) }
+        lock.withLock {
+            status = Int(head.status.code)
+            headers = head.headers
+            // A declared length within the limit (checked above) sizes the array once.
+            if let announced, announced > 0 { body.reserveCapacity(announced) }
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        let fits: Bool = lock.withLock {
+            guard body.count + buffer.readableBytes <= limit else { return false }
+            buffer.withUnsafeReadableBytes { body.append(contentsOf: $0) }
+            return true
+        }
+        return fits ? task.eventLoop.makeSucceededVoidFuture() : task.eventLoop.makeFailedFuture(TooLarge(limit: limit))
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
+        lock.withLock { (status, headers, body) }
+    }
+}
