@@ -58,7 +58,7 @@ struct TransferService: Sendable {
 
     /// The revision that holds LFS object `oid` for `repo` (section 14.1: the repository's copy,
     /// else the newest commit with a file of that SHA-256): 404 `EntryNotFound` if it holds none.
-    func objectRevision(repo: String, oid: String) throws -> RevisionRecord {
+    func objectRecord(repo: String, oid: String) throws -> RevisionRecord {
         guard let located = try api.repos.locateObject(repo: repo, oid: oid) else {
             throw HubFailure(status: .notFound, description: "Entry not found: LFS object \(oid) is not held by \(repo)", code: "EntryNotFound")
         }
@@ -86,7 +86,7 @@ struct TransferService: Sendable {
 
     /// The revision `{rev}` names, or with `object` the one holding LFS object `{oid}`.
     func record(repo: String, revision: String, object: Bool) throws -> RevisionRecord {
-        object ? try objectRevision(repo: repo, oid: revision) : try api.repos.resolve(repo, revision)
+        object ? try objectRecord(repo: repo, oid: revision) : try api.repos.resolve(repo, revision)
     }
 
     /// GET manifest/{rev} (or objects/{oid}/manifest): the revision's `TransferManifest` (JSON).

@@ -25,7 +25,6 @@ final class LFSRemoteTests: XCTestCase {
         root = TestSupport.temporaryDirectory(self, "lfsremote")
         home = root + "/home"
         serverStore = root + "/server"
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["init", "--store", serverStore]).status, 0)
         authFile = root + "/auth.json"
         try TestSupport.write(Array("""
@@ -34,26 +33,19 @@ final class LFSRemoteTests: XCTestCase {
             """.utf8), to: authFile)
         url = try TestSupport.startServer(self, store: serverStore, extra: ["--auth", authFile])
         host = String(url.dropFirst("http://".count))
-        try git(["config", "--global", "user.name", "TenPak Test"], cwd: home)
-        try git(["config", "--global", "user.email", "test@tenpak.invalid"], cwd: home)
-        try git(["config", "--global", "init.defaultBranch", "main"], cwd: home)
-        try git(["lfs", "install", "--skip-repo"], cwd: home)
+        sandbox = try GitSandbox(home: home, environment: [
+            "XDG_CACHE_HOME": home + "/.cache", "TPSTORE_DIR": root + "/not-this-store", "TPSTORE_TOKEN": "",
+        ])
     }
 
-    var environment: [String: String] {
-        ["HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "XDG_CONFIG_HOME": home + "/.config",
-         "XDG_CACHE_HOME": home + "/.cache", "GIT_LFS_SKIP_SMUDGE": "0", "TPSTORE_DIR": root + "/not-this-store", "TPSTORE_TOKEN": ""]
-    }
+    var sandbox: GitSandbox?
+    var environment: [String: String] { sandbox?.environment ?? [:] }
 
     @discardableResult
     func git(_ args: [String], cwd: String, env: [String: String] = [:], allowFailure: Bool = false,
              file: StaticString = #filePath, line: UInt = #line) throws -> TestSupport.RunResult {
-        let r = try TestSupport.run("/usr/bin/git", args, environment: environment.merging(env) { $1 }, cwd: cwd)
-        if !allowFailure, r.status != 0 {
-            XCTFail("git \(args.joined(separator: " ")) exited \(r.status)\n\(r.stdout)\n\(r.stderr)", file: file, line: line)
-            throw CancellationError()
-        }
-        return r
+        guard let sandbox else { throw CancellationError() }
+        return try sandbox.git(args, cwd: cwd, env: env, allowFailure: allowFailure, file: file, line: line)
     }
 
     @discardableResult
