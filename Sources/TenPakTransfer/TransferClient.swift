@@ -313,8 +313,10 @@ public final class TransferClient: @unchecked Sendable {
         if try objectManifest(repo: repo, oid: oid) != nil { return finishedAlreadyThere(&summary, manifest, started) }
         return try send(manifest, of: record, from: store, repo: repo, summary: summary,
                         commitPath: TransferClient.objectPath(repo, oid, "commit"),
-                        // 200: another push committed the object meanwhile (the repository holds it).
-                        commitAnswers: [200, 201], started: started, progress: progress)
+                        // 200: the repository held the object by the time of the commit; 409: another
+                        // push committed its copy (`lfs/<oid>@r…` of this repository) meanwhile.
+                        // Either way the repository now holds these bytes.
+                        commitAnswers: [200, 201, 409], started: started, progress: progress)
     }
 
     private func finishedAlreadyThere(_ summary: inout TransferSummary, _ manifest: TransferManifest, _ started: DispatchTime) -> TransferSummary {

@@ -26,7 +26,7 @@ extension TPStore {
         func validate() throws {
             if remote == nil, cache != nil || token != nil { throw ValidationError("--cache and --token go with --remote URL") }
             if remote != nil, options.store != nil { throw ValidationError("--store is the local mode's store; with --remote the objects go through --cache") }
-            if let remote { _ = try RemoteLFSObjects.parse(remote: remote) }
+            try TPStore.validateRemote(remote)
         }
 
         func run() throws {
@@ -75,7 +75,7 @@ extension TPStore {
         func validate() throws {
             if remote == nil, cache != nil { throw ValidationError("--cache goes with --remote URL") }
             if remote != nil, options.store != nil { throw ValidationError("--store is the local mode's store; with --remote the objects go through --cache") }
-            if let remote { _ = try RemoteLFSObjects.parse(remote: remote) }
+            try TPStore.validateRemote(remote)
         }
 
         func run() throws {
@@ -90,6 +90,14 @@ extension TPStore {
             try GitLFSConfig.install(entries, global: global)
             for (key, value) in entries { print("git config \(global ? "--global" : "--local") \(key) \(GitLFSConfig.shellQuoted(value))") }
         }
+    }
+}
+
+extension TPStore {
+    /// A `--remote URL` must name a repository on a server (checked before git-lfs sends anything).
+    static func validateRemote(_ remote: String?) throws {
+        guard let remote else { return }
+        do { _ = try RemoteLFSObjects.parse(remote: remote) } catch { throw ValidationError("--remote: \(error)") }
     }
 }
 
