@@ -84,7 +84,7 @@ let package = Package(
         .target(name: "TenPakOptimizer", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader"]),
         .target(name: "TenPakStoreLocation", dependencies: ["TenPakChunkStore", "TenPakDistributed", "TenPakModelStore"]),
         .target(name: "TenPakHTTP", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakOptimizer",
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakReader", "TenPakOptimizer", "TenPakLFS",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Mustache", package: "swift-mustache"),
             .product(name: "Crypto", package: "swift-crypto"),
@@ -92,7 +92,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "TenPakTransfer", dependencies: [
-            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore",
+            "TenPakFormat", "TenPakChunkStore", "TenPakModelStore", "TenPakLFS",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

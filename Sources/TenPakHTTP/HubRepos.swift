@@ -16,6 +16,7 @@ import Crypto
 import Foundation
 import TenPakChunkStore
 import TenPakFormat
+import TenPakLFS
 import TenPakModelStore
 
 /// A hub lookup that found nothing, typed so the answer's status and `X-Error-Code` follow.
@@ -76,9 +77,11 @@ struct HubRepos: Sendable {
 
     static func objectModel(_ oid: String) -> String { "lfs/" + oid }
 
-    static func objectRevision(repo: String) -> String {
-        "r" + SHA256.hash(data: Array("tenpak-lfs-repo\u{0}\(repo)".utf8)).map { String(format: "%02x", $0) }.joined().prefix(40)
-    }
+    /// Whether a model name is that of an LFS object (`lfs/<oid>`).
+    static func isObjectModel(_ model: String) -> Bool { model.hasPrefix("lfs/") && isObjectID(String(model.dropFirst(4))) }
+
+    /// One formula for the server and the remote agent's cache (which pushes under this name).
+    static func objectRevision(repo: String) -> String { LFSObjectStore.repositoryRevision(repo) }
 
     /// Where the bytes of LFS object `oid` held by `repo` can be read: the repository's own copy
     /// of the object, else a file of one of its commits with that SHA-256 (newest first).

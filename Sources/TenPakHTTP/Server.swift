@@ -97,7 +97,7 @@ public struct HubServer: HTTPResponder {
         case lfsVerify(repo: String)
         case lfsLocksVerify(repo: String)
         case metrics
-        case transfer(repo: String, action: TransferService.Action, revision: String?)
+        case transfer(repo: String, action: TransferService.Action, revision: String?, step: TransferService.ObjectStep?)
 
         var kind: String {
             switch self {
@@ -135,8 +135,8 @@ public struct HubServer: HTTPResponder {
         if segments == ["api", "repos", "create"] { return .createRepo }
         if segments == ["api", "validate-yaml"] { return .validateYAML }
         if segments.count > 3, Array(segments[0 ..< 3]) == TransferService.prefix {
-            let (repo, action, revision) = try TransferService.route(Array(segments[3...]))
-            return .transfer(repo: repo, action: action, revision: revision)
+            let (repo, action, revision, step) = try TransferService.route(Array(segments[3...]))
+            return .transfer(repo: repo, action: action, revision: revision, step: step)
         }
         if segments.count >= 3, segments[0] == "api", segments[1] == "models" {
             let s = Array(segments[2...])
@@ -359,14 +359,30 @@ public struct HubServer: HTTPResponder {
             limits.maxBytes = min(HubAPI.commitLimit, api.uploads.options.maxBytes)
             let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
             return try await api.commit(repo: repo, revision: revision, body: body, endpoint: endpoint)
-        case let .transfer(repo, action, revision):
+        case let .transfer(repo, action, revision, step):
+            let reader = TransferService.Reader(canRead: { policy.canRead(principal, $0) }, readsEverything: policy.readsEverything(principal))
             switch action {
+            case .objects:
+                guard let oid = revision, let step else { throw HubFailure(status: .notFound, description: "no such transfer route") }
+                switch step {
+                case .manifest, .frames:
+                    try only([step == .manifest ? .get : .post])
+                    try mayRead(repo)
+                    let service = TransferService(api: api, closures: closures, frameReads: frameReads)
+                    if step == .manifest { return await service.manifest(repo: repo, revision: oid, object: true, reader: reader) }
+                    let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                    return await service.frames(repo: repo, revision: oid, object: true, body: body, reader: reader)
+                case .commit:
+                    try only([.post])
+                    let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
+                    let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                    return await service.commit(repo: repo, revision: oid, object: true, body: body)
+                }
             case .manifest, .frames:
                 try only([action == .manifest ? .get : .post])
                 try mayRead(repo)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
                 let service = TransferService(api: api, closures: closures, frameReads: frameReads)
-                let reader = TransferService.Reader(canRead: { policy.canRead(principal, $0) }, readsEverything: policy.readsEverything(principal))
                 if action == .manifest { return await service.manifest(repo: repo, revision: revision, reader: reader) }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.frames(repo: repo, revision: revision, body: body, reader: reader)

@@ -7,6 +7,7 @@ import Hummingbird
 import NIOCore
 import TenPakChunkStore
 import TenPakFormat
+import TenPakLFS
 import TenPakModelStore
 
 struct TransferService: Sendable {
@@ -23,23 +24,46 @@ struct TransferService: Sendable {
 
     enum Action: String {
         case manifest, frames, missing, chunks, commit
+        /// `objects/{oid}/{step}`: an LFS object the repository holds (section 19.3).
+        case objects
         var takesRevision: Bool { self == .manifest || self == .frames || self == .commit }
     }
 
-    /// `/api/tenpak/v1/{repo}/{action}[/{rev}]`, the segments after the prefix. A repository is two
-    /// segments when the third names an action, else one (as the hub API's routes).
-    static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?) {
+    /// What `objects/{oid}/{step}` does: the pull routes and the commit, for an LFS object.
+    enum ObjectStep: String {
+        case manifest, frames, commit
+    }
+
+    /// `/api/tenpak/v1/{repo}/{action}[/{rev}]` or `/api/tenpak/v1/{repo}/objects/{oid}/{step}`, the
+    /// segments after the prefix. A repository is two segments when the third names an action, else
+    /// one (as the hub API's routes). For `objects`, `revision` is the oid.
+    static func route(_ s: [String]) throws -> (repo: String, action: Action, revision: String?, step: ObjectStep?) {
         guard let split = HubServer.repoSegments(s, before: { Action(rawValue: $0) != nil }) else {
-            throw HubFailure(status: .notFound, description: "no such transfer route: /api/tenpak/v1/{repo}/manifest/{rev}, frames/{rev}, missing, chunks or commit/{rev}")
+            throw HubFailure(status: .notFound, description: "no such transfer route: /api/tenpak/v1/{repo}/manifest/{rev}, frames/{rev}, missing, chunks, commit/{rev} or objects/{oid}/{step}")
         }
         let repo = try HubServer.validRepo(s[0 ..< split].joined(separator: "/"))
         // Safe: s.count > split (checked by the branch that set it).
         guard let action = Action(rawValue: s[split]) else { throw HubFailure(status: .notFound, description: "no such transfer route") }
         let rest = Array(s[(split + 1)...])
+        if action == .objects {
+            guard rest.count == 2, HubRepos.isObjectID(rest[0]), let step = ObjectStep(rawValue: rest[1]) else {
+                throw HubFailure(status: .notFound, description: "no such transfer route: …/objects/{oid}/manifest, frames or commit, oid 64 lowercase hex digits")
+            }
+            return (repo, action, rest[0], step)
+        }
         guard rest.count == (action.takesRevision ? 1 : 0), rest.allSatisfy({ !$0.isEmpty }) else {
             throw HubFailure(status: .notFound, description: "no such transfer route")
         }
-        return (repo, action, rest.first)
+        return (repo, action, rest.first, nil)
+    }
+
+    /// The revision that holds LFS object `oid` for `repo` (section 14.1: the repository's copy,
+    /// else the newest commit with a file of that SHA-256): 404 `EntryNotFound` if it holds none.
+    func objectRecord(repo: String, oid: String) throws -> RevisionRecord {
+        guard let located = try api.repos.locateObject(repo: repo, oid: oid) else {
+            throw HubFailure(status: .notFound, description: "Entry not found: LFS object \(oid) is not held by \(repo)", code: "EntryNotFound")
+        }
+        return located.record
     }
 
     /// `{"ids": ["<96 hex>", …]}`, at most `FrameSender.maxFrames` (or `limit`) of them.
@@ -61,6 +85,11 @@ struct TransferService: Sendable {
 
     // MARK: pull (read access)
 
+    /// The revision `{rev}` names, or with `object` the one holding LFS object `{oid}`.
+    func record(repo: String, revision: String, object: Bool) throws -> RevisionRecord {
+        object ? try objectRecord(repo: repo, oid: revision) : try api.repos.resolve(repo, revision)
+    }
+
     /// Who is pulling: whether they may read a repository, and every one.
     struct Reader: Sendable {
         let canRead: @Sendable (String) -> Bool
@@ -77,17 +106,20 @@ struct TransferService: Sendable {
             return ClosureCache.Entry(ids: Set(manifest.chunkIDs), owners: try ClosureOwners.of(store: store, record: record), manifest: try manifest.encoded())
         }
         guard !reader.readsEverything else { return entry }
-        guard let owners = entry.owners, owners.allSatisfy(reader.canRead) else {
+        // An LFS object (`lfs/<oid>`) is readable through whichever repository holds it, and its
+        // copies name their repository only by a hash (14.1): such owners cannot be checked here
+        // and are let through (SPEC 19.7 says what that exposes).
+        guard let owners = entry.owners, owners.filter({ !HubRepos.isObjectModel($0) }).allSatisfy(reader.canRead) else {
             throw HubFailure(status: .forbidden, description: "\(repo)@\(record.revision) is stored against chunks of a repository this token cannot read, so its frames cannot be sent; download its files instead (/\(repo)/resolve/\(record.revision)/PATH)")
         }
         return entry
     }
 
-    /// GET manifest/{rev}: the revision's `TransferManifest` (JSON).
-    func manifest(repo: String, revision: String, reader: Reader) async -> Response {
+    /// GET manifest/{rev} (or objects/{oid}/manifest): the revision's `TransferManifest` (JSON).
+    func manifest(repo: String, revision: String, object: Bool = false, reader: Reader) async -> Response {
         do {
-            let bytes = try await RangeService.blocking { [store, api, closures] in
-                let record = try api.repos.resolve(repo, revision)
+            let bytes = try await RangeService.blocking { [store, closures, self] in
+                let record = try self.record(repo: repo, revision: revision, object: object)
                 return try TransferService.closure(record, repo: repo, store: store, closures: closures, reader: reader).manifest
             }
             return HubAPI.json(bytes: bytes)
@@ -98,11 +130,11 @@ struct TransferService: Sendable {
 
     /// POST frames/{rev} `{"ids": […]}`: those frames, verbatim, as one bundle. Every id must be a
     /// chunk the revision needs (so a reader of one repository cannot fetch another's chunks).
-    func frames(repo: String, revision: String, body: [UInt8], reader: Reader) async -> Response {
+    func frames(repo: String, revision: String, object: Bool = false, body: [UInt8], reader: Reader) async -> Response {
         do {
             let ids = try TransferService.ids(body)
-            let bundle = try await frameReads.run { [store, api, closures] in try await RangeService.blocking {
-                let record = try api.repos.resolve(repo, revision)
+            let bundle = try await frameReads.run { [store, closures, self] in try await RangeService.blocking {
+                let record = try self.record(repo: repo, revision: revision, object: object)
                 let needed = try TransferService.closure(record, repo: repo, store: store, closures: closures, reader: reader).ids
                 if let stray = ids.first(where: { !needed.contains($0) }) {
                     throw HubFailure(status: .notFound, description: "chunk \(stray.short) is not part of \(repo)@\(record.revision)")
@@ -135,14 +167,18 @@ struct TransferService: Sendable {
     }
 
     /// POST chunks, a bundle: every frame checked and staged (all or nothing), one put-slot at a time.
-    /// A manifest frame in it must be one of `repo`'s (the caller may write there, nowhere else).
+    /// A manifest frame in it must be one the caller may commit: of `repo`, or `repo`'s copy of an
+    /// LFS object (`lfs/<oid>@` its object revision, 14.1); nothing else it could write elsewhere.
     func chunks(repo: String, body: [UInt8]) async -> Response {
         do {
+            let objectRevision = HubRepos.objectRevision(repo: repo)
             let report = try await api.uploads.gate.run { [store] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
                     defer { importer.close() }
-                    return try importer.receive(bundle: body, manifestModel: repo)
+                    return try importer.receive(bundle: body) { model, revision in
+                        model == repo || (HubRepos.isObjectModel(model) && revision == objectRevision)
+                    }
                 }
             }
             return HubAPI.json(["frames": report.frames, "stored": report.stored, "restored": report.restored,
@@ -154,24 +190,35 @@ struct TransferService: Sendable {
 
     /// POST commit/{rev} `{"manifest": "<96 hex>"}`: commits `repo@rev` from its staged manifest
     /// frame once every file rebuilds to its SHA-256; 201 with a receipt, 409 if it exists.
-    func commit(repo: String, revision: String, body: [UInt8]) async -> Response {
+    ///
+    /// With `object` (objects/{oid}/commit), `revision` is the oid and the revision committed is the
+    /// repository's copy of that object, `lfs/<oid>@r…` (14.1): its manifest must name it and list
+    /// exactly one file, `object`, whose SHA-256 is the oid. 200 with no commit if the repository
+    /// already holds the object (as its copy or as a file of a commit).
+    func commit(repo: String, revision: String, object: Bool = false, body: [UInt8]) async -> Response {
         do {
             do { try Names.validateRevision(revision) } catch { throw HubFailure.bad("\(error)") }
+            let model = object ? HubRepos.objectModel(revision) : repo
+            let name = object ? HubRepos.objectRevision(repo: repo) : revision
+            let sole = object ? Digest256(hex: revision).map { (path: LFSObjectStore.fileName, sha256: $0) } : nil
             guard let root = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any],
                   let text = root["manifest"] as? String, let manifest = ChunkID(hex: text) else {
                 throw HubFailure.bad("expected {\"manifest\": \"<96 hex digits>\"}")
+            }
+            if object, try await RangeService.blocking({ [api] in try api.repos.locateObject(repo: repo, oid: revision) }) != nil {
+                return HubAPI.json(["model": model, "revision": name, "files": 1, "alreadyHeld": true])
             }
             let record = try await api.uploads.gate.run { [store] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
                     defer { importer.close() }
-                    return try importer.commit(manifest: manifest, model: repo, revision: revision)
+                    return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole)
                 }
             }
             let files = try await RangeService.blocking { [store] in try store.catalog.files(revision: record) }
             var response = HubAPI.json(["model": record.model, "revision": record.revision, "commit": HubRepos.commitID(record),
                                         "files": files.count, "bytes": files.reduce(0) { $0 + $1.size }], status: .created)
-            response.headers[.location] = "/\(record.model)/resolve/\(record.revision)/"
+            if !object { response.headers[.location] = "/\(record.model)/resolve/\(record.revision)/" }
             return response
         } catch {
             return TransferService.errorAnswer(error)

@@ -12,13 +12,15 @@ import TenPakModelStore
 /// own session; they share the store safely).
 public final class LFSAgent {
     public private(set) var state = AgentState.awaitingInit
-    public let storeDirectory: String
-    private let openStoreAt: (_ location: String, _ create: Bool) throws -> ModelStore
-    private var objects: LFSObjectStore?
+    /// Where objects live, for messages: the store directory, or the server and cache of the remote mode.
+    public let location: String
+    private let openObjects: (_ create: Bool) throws -> any LFSObjectBackend
+    private var objects: (any LFSObjectBackend)?
     private let output: LFSOutput
     private let downloadDirectoryResolver: () throws -> String
     private var downloadDirectory: String?
 
+    /// An agent over the TenPak store in `storeDirectory`.
     /// - Parameters:
     ///   - storeDirectory: the TenPak store (created on the first upload session if missing).
     ///   - downloadDirectory: where downloaded objects are written; it must be on the same file
@@ -28,11 +30,30 @@ public final class LFSAgent {
     ///     default the local store in that directory. The CLI passes one that also opens
     ///     distributed stores.
     ///   - write: takes one response line (no line feed); called from one thread at a time.
-    public init(storeDirectory: String, downloadDirectory: @escaping () throws -> String = { try GitLFSPaths.temporaryDirectory() },
-                openStore: @escaping (_ location: String, _ create: Bool) throws -> ModelStore = { try ModelStore.open(directory: $0, create: $1) },
+    public convenience init(storeDirectory: String, downloadDirectory: @escaping () throws -> String = { try GitLFSPaths.temporaryDirectory() },
+                            openStore: @escaping (_ location: String, _ create: Bool) throws -> ModelStore = { try ModelStore.open(directory: $0, create: $1) },
+                            write: @escaping @Sendable (String) -> Void) {
+        self.init(location: "the TenPak store at \(storeDirectory)", downloadDirectory: downloadDirectory, openObjects: { create in
+            do {
+                return LFSObjectStore(models: try openStore(storeDirectory, create))
+            } catch where create {
+                // Several agents of one push may race to create the store: the loser opens the winner's.
+                usleep(300_000)
+                return LFSObjectStore(models: try openStore(storeDirectory, false))
+            }
+        }, write: write)
+    }
+
+    /// An agent over any object backend (the remote mode passes one reaching a server).
+    /// - Parameters:
+    ///   - location: where objects live, as messages name it ("the TenPak store at /srv/store").
+    ///   - openObjects: opens the backend when `init` arrives; its argument is true for an upload
+    ///     session (which may create a missing store). A throw fails the `init` (code 500).
+    public init(location: String, downloadDirectory: @escaping () throws -> String = { try GitLFSPaths.temporaryDirectory() },
+                openObjects: @escaping (_ create: Bool) throws -> any LFSObjectBackend,
                 write: @escaping @Sendable (String) -> Void) {
-        self.storeDirectory = storeDirectory
-        openStoreAt = openStore
+        self.location = location
+        self.openObjects = openObjects
         downloadDirectoryResolver = downloadDirectory
         output = LFSOutput(write: write)
     }
@@ -57,11 +78,11 @@ public final class LFSAgent {
         switch request {
         case let .initialize(operation, _, _):
             do {
-                objects = LFSObjectStore(models: try openStore(create: operation == .upload))
+                objects = try openObjects(operation == .upload)
                 output.send(.initialized)
             } catch {
                 state = .awaitingInit
-                output.send(.error(code: LFSErrorCode.storeFailure.rawValue, message: "cannot open the TenPak store at \(storeDirectory): \(error)"))
+                output.send(.error(code: LFSErrorCode.storeFailure.rawValue, message: "cannot open \(location): \(error)"))
             }
         case let .upload(oid, size, path):
             let reporter = ProgressReporter(oid: oid.hex, output: output)
@@ -87,16 +108,6 @@ public final class LFSAgent {
             return false
         }
         return true
-    }
-
-    private func openStore(create: Bool) throws -> ModelStore {
-        do {
-            return try openStoreAt(storeDirectory, create)
-        } catch where create {
-            // Several agents of one push may race to create the store: the loser opens the winner's.
-            usleep(300_000)
-            return try openStoreAt(storeDirectory, false)
-        }
     }
 
     private func resolvedDownloadDirectory() throws -> String {

@@ -103,7 +103,11 @@ public struct LFSObjectID: Hashable, Sendable, CustomStringConvertible {
 public enum LFSErrorCode: Int, Sendable {
     /// The line is not JSON, not an object, or lacks a field the event needs.
     case malformedRequest = 400
-    /// The object is not in the store (download).
+    /// Remote mode: the server wants a token (none given, or one it does not know).
+    case unauthorized = 401
+    /// Remote mode: the token may not read (download) or write (upload) the repository.
+    case forbidden = 403
+    /// The object is not in the store (download), or the remote repository does not hold it.
     case notFound = 404
     /// The event is not allowed now: a transfer before `init`, `init` twice, an upload in a
     /// download session or the other way round.
@@ -118,6 +122,8 @@ public enum LFSErrorCode: Int, Sendable {
     /// The store failed: I/O, a damaged pack (the object is reported, never returned wrong),
     /// a busy store. The message says which.
     case storeFailure = 500
+    /// Remote mode: the server could not be reached, or its answer broke the transfer protocol.
+    case remoteFailure = 502
 }
 
 /// A protocol error: answered on stdout, never fatal to the agent.

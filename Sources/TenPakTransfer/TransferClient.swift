@@ -9,6 +9,7 @@ import NIOCore
 import NIOHTTP1
 import TenPakChunkStore
 import TenPakFormat
+import TenPakLFS
 import TenPakModelStore
 
 /// Why a transfer failed on the network side (store errors are `StoreError`).
@@ -19,6 +20,8 @@ public enum TransferError: Error, CustomStringConvertible {
     case connection(what: String, reason: String)
     /// The server's answer is not what the protocol says (bad JSON, a bundle that does not parse, frames not asked for).
     case protocolViolation(what: String, reason: String)
+    /// The server does not have a route of the protocol (an older `tpstore serve`): `feature` names it.
+    case unsupported(what: String, feature: String)
 
     public var description: String {
         switch self {
@@ -34,6 +37,8 @@ public enum TransferError: Error, CustomStringConvertible {
             return "\(what): \(reason); nothing half-done was kept: run the same command again, it resumes where it stopped"
         case let .protocolViolation(what, reason):
             return "\(what): the server's answer breaks the transfer protocol: \(reason); nothing of it was stored"
+        case let .unsupported(what, feature):
+            return "\(what): the server does not speak \(feature) (an older tpstore serve): upgrade it"
         }
     }
 }
@@ -100,9 +105,15 @@ public final class TransferClient: @unchecked Sendable {
         return path
     }
 
-    /// One request; the body of a 2xx answer (at most `limit` bytes), or a typed error.
+    /// `…/{repo}/objects/{oid}/{step}` (section 19.3).
+    static func objectPath(_ repo: String, _ oid: String, _ step: String) -> String {
+        path(repo, "objects") + "/" + oid + "/" + step
+    }
+
+    /// One request; the body of a 2xx answer (at most `limit` bytes), or a typed error. `errorCode`
+    /// is the answer's `X-Error-Code` (what a 404 was: `RepoNotFound`, `EntryNotFound`, …).
     func request(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json",
-                 limit: Int = 64 << 20, accept: Set<Int> = [200, 201]) throws -> (status: Int, body: [UInt8]) {
+                 limit: Int = 64 << 20, accept: Set<Int> = [200, 201]) throws -> (status: Int, body: [UInt8], errorCode: String?) {
         let what = "\(method.rawValue) \(base)\(path)"
         var headers = HTTPHeaders()
         if let token, !token.isEmpty { headers.add(name: "Authorization", value: "Bearer \(token)") }
@@ -113,22 +124,22 @@ public final class TransferClient: @unchecked Sendable {
         } catch {
             throw StoreError.invalidRequest("\(what): \(error)")
         }
-        let response: HTTPClient.Response
+        let response: BodyCollector.Response
         do {
             // Safe: never called on an event-loop thread (the CLI's threads and Dispatch's).
-            response = try http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: limit),
+            response = try http.execute(request: request, delegate: BodyCollector(limit: limit),
                                         deadline: .now() + TransferClient.deadline).wait()
-        } catch let error as ResponseAccumulator.ResponseTooBigError {
-            throw TransferError.protocolViolation(what: what, reason: "the answer is larger than \(error.maxBodySize) bytes")
+        } catch let error as BodyCollector.TooLarge {
+            throw TransferError.protocolViolation(what: what, reason: "the answer is larger than \(error.limit) bytes")
         } catch {
             throw TransferError.connection(what: what, reason: "\(error)")
         }
-        let bytes = response.body.map { Array($0.readableBytesView) } ?? []
+        let bytes = response.body
         lock.withLock { moved += bytes.count + (body?.count ?? 0) }
-        guard accept.contains(Int(response.status.code)) else {
-            throw TransferError.refused(status: Int(response.status.code), message: String(decoding: bytes.prefix(500), as: UTF8.self), what: what)
+        guard accept.contains(response.status) else {
+            throw TransferError.refused(status: response.status, message: String(decoding: bytes.prefix(500), as: UTF8.self), what: what)
         }
-        return (Int(response.status.code), bytes)
+        return (response.status, bytes, response.headers.first(name: "X-Error-Code"))
     }
 
     func json(_ bytes: [UInt8], what: String) throws -> [String: Any] {
@@ -162,6 +173,32 @@ public final class TransferClient: @unchecked Sendable {
         return manifest
     }
 
+    /// The transfer manifest of the revision that holds LFS object `oid` for `repo` (the
+    /// repository's copy `lfs/<oid>@r…`, or a commit of it); nil if the repository does not hold it.
+    func objectManifest(repo: String, oid: String) throws -> TransferManifest? {
+        let path = TransferClient.objectPath(repo, oid, "manifest")
+        let what = "GET \(base)\(path)"
+        let answer = try request(.GET, path, accept: [200, 404])
+        if answer.status == 404 {
+            switch answer.errorCode {
+            case "EntryNotFound": return nil
+            case "RepoNotFound", "RevisionNotFound":
+                throw TransferError.refused(status: 404, message: String(decoding: answer.body.prefix(500), as: UTF8.self), what: what)
+            default: throw TransferError.unsupported(what: what, feature: "the LFS object routes of transfer protocol 1 (objects/{oid}/…)")
+            }
+        }
+        let manifest: TransferManifest
+        do {
+            manifest = try TransferManifest.decode(answer.body)
+        } catch {
+            throw TransferError.protocolViolation(what: what, reason: "\(error)")
+        }
+        guard manifest.model == repo || manifest.model == "lfs/" + oid, manifest.files.contains(where: { $0.sha256 == oid }) else {
+            throw TransferError.protocolViolation(what: what, reason: "it describes \(manifest.model)@\(manifest.revision), which has no file of SHA-256 \(oid)")
+        }
+        return manifest
+    }
+
     // MARK: pull
 
     /// Pulls `model@revision` (nil: `main`) into `store`: only the frames the store lacks, each
@@ -173,6 +210,29 @@ public final class TransferClient: @unchecked Sendable {
         if let revision { try Names.validateRevision(revision) }
         // Without absentIsNil a missing manifest throws, so this guard never fails.
         guard let manifest = try self.manifest(model: model, revision: revision) else { throw StoreError.notFound("\(model)@\(revision ?? "main")") }
+        return try pull(manifest, framesPath: TransferClient.path(model, "frames", manifest.revision), into: store, started: started, progress: progress)
+    }
+
+    /// Pulls the revision that holds LFS object `oid` for repository `repo` into `store` (the remote
+    /// git-lfs agent's cache), as `pull` does, and returns the path of the object's file in it. A
+    /// repository's own copy of the object (`lfs/<oid>@r…`, 14.1) is one file; a commit holding it
+    /// comes whole. `StoreError.notFound` if the repository does not hold the object.
+    public func pullObject(repo: String, oid: String, into store: ModelStore,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> (summary: TransferSummary, path: String) {
+        let started = DispatchTime.now()
+        try Names.validateModel(repo)
+        guard let manifest = try objectManifest(repo: repo, oid: oid) else {
+            throw StoreError.notFound(.file(model: repo, revision: "LFS", path: oid))
+        }
+        // `objectManifest` checked that a file has this SHA-256.
+        guard let file = manifest.files.first(where: { $0.sha256 == oid }) else { throw StoreError.invalidRequest("object \(oid)") }
+        let summary = try pull(manifest, framesPath: TransferClient.objectPath(repo, oid, "frames"), into: store, started: started, progress: progress)
+        return (summary, file.path)
+    }
+
+    /// Moves the frames of `manifest` that `store` lacks (asked for at `framesPath`), then commits.
+    private func pull(_ manifest: TransferManifest, framesPath: String, into store: ModelStore, started: DispatchTime,
+                      progress: ((Int, Int) -> Void)?) throws -> TransferSummary {
         var summary = TransferSummary(direction: "pull", model: manifest.model, revision: manifest.revision)
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
@@ -193,7 +253,6 @@ public final class TransferClient: @unchecked Sendable {
         summary.chunksPresent = summary.chunks - missing.count
         importer.track(manifest)
         let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
-        let framesPath = TransferClient.path(model, "frames", manifest.revision)
         // The next bundle is fetched while this one is checked and stored.
         func fetch(_ i: Int) -> Background<[UInt8]> {
             let batch = batches[i]
@@ -207,7 +266,7 @@ public final class TransferClient: @unchecked Sendable {
             let bundle = try pending.value()
             next = i + 1 < batches.count ? fetch(i + 1) : nil
             do {
-                _ = try importer.receive(bundle: bundle, expected: Set(batch), manifestModel: manifest.model)
+                _ = try importer.receive(bundle: bundle, expected: Set(batch), acceptsManifest: { [model = manifest.model] m, _ in m == model })
             } catch StoreError.invalidRequest(let reason) {
                 throw TransferError.protocolViolation(what: "POST \(base)\(framesPath)", reason: reason)
             }
@@ -233,19 +292,55 @@ public final class TransferClient: @unchecked Sendable {
         let record = try store.catalog.resolve(model: model, revision: revision)
         let manifest = try TransferManifest.make(store: store, record: record)
         var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
+        if let remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true), remote.revision == record.revision {
+            guard remote.manifest == record.manifest.hex else { throw StoreError.revisionAlreadyExists(model: record.model, revision: record.revision) }
+            return finishedAlreadyThere(&summary, manifest, started)
+        }
+        return try send(manifest, of: record, from: store, repo: record.model, summary: summary,
+                        commitPath: TransferClient.path(record.model, "commit", record.revision), started: started, progress: progress)
+    }
+
+    /// Pushes LFS object `oid` to repository `repo` from `store` (the remote git-lfs agent's cache,
+    /// which holds it as the repository's copy, `lfs/<oid>@r…`, 14.1): only the frames the server
+    /// lacks, then `objects/{oid}/commit`. Done at once if the repository holds the object already.
+    public func pushObject(repo: String, oid: String, from store: ModelStore, progress: ((Int, Int) -> Void)? = nil) throws -> TransferSummary {
+        let started = DispatchTime.now()
+        let lock = try store.chunks.lock(.shared)
+        defer { withExtendedLifetime(lock) {} }
+        let record = try store.catalog.resolve(model: LFSObjectStore.modelPrefix + oid, revision: LFSObjectStore.repositoryRevision(repo))
+        let manifest = try TransferManifest.make(store: store, record: record)
+        var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
+        if try objectManifest(repo: repo, oid: oid) != nil { return finishedAlreadyThere(&summary, manifest, started) }
+        return try send(manifest, of: record, from: store, repo: repo, summary: summary,
+                        commitPath: TransferClient.objectPath(repo, oid, "commit"),
+                        // 200: the repository held the object by the time of the commit; 409: another
+                        // push committed its copy (`lfs/<oid>@r…` of this repository) meanwhile.
+                        // Either way the repository now holds these bytes.
+                        commitAnswers: [200, 201, 409], started: started, progress: progress)
+    }
+
+    private func finishedAlreadyThere(_ summary: inout TransferSummary, _ manifest: TransferManifest, _ started: DispatchTime) -> TransferSummary {
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
         summary.chunks = manifest.chunks.count
-        if let remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true), remote.revision == record.revision {
-            guard remote.manifest == record.manifest.hex else { throw StoreError.revisionAlreadyExists(model: record.model, revision: record.revision) }
-            summary.alreadyThere = true
-            summary.chunksPresent = summary.chunks
-            summary.bytesMoved = bytesMoved
-            summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-            return summary
-        }
+        summary.alreadyThere = true
+        summary.chunksPresent = summary.chunks
+        summary.bytesMoved = bytesMoved
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
+    }
+
+    /// `missing` and `chunks` through `repo` (write access), then the commit at `commitPath`; the
+    /// caller holds `store`'s shared lock.
+    private func send(_ manifest: TransferManifest, of record: RevisionRecord, from store: ModelStore, repo: String, summary: TransferSummary,
+                      commitPath: String, commitAnswers: Set<Int> = [201], started: DispatchTime,
+                      progress: ((Int, Int) -> Void)?) throws -> TransferSummary {
+        var summary = summary
+        summary.files = manifest.files.count
+        summary.logicalBytes = manifest.logicalBytes
+        summary.chunks = manifest.chunks.count
         let ids = manifest.chunkIDs
-        let missingPath = TransferClient.path(record.model, "missing")
+        let missingPath = TransferClient.path(repo, "missing")
         var missing: [ChunkID] = []
         for start in stride(from: 0, to: ids.count, by: FrameSender.maxFrames) {
             let asked = Array(ids[start ..< min(start + FrameSender.maxFrames, ids.count)])
@@ -264,7 +359,7 @@ public final class TransferClient: @unchecked Sendable {
         summary.chunksPresent = summary.chunks - missing.count
         let sender = FrameSender(store: store)
         let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
-        let chunksPath = TransferClient.path(record.model, "chunks")
+        let chunksPath = TransferClient.path(repo, "chunks")
         // The next bundle is read from the packs while this one is on the wire.
         func read(_ i: Int) -> Background<[UInt8]> {
             let batch = batches[i]
@@ -279,11 +374,54 @@ public final class TransferClient: @unchecked Sendable {
             summary.framesMoved += batch.count
             progress?(i + 1, batches.count)
         }
-        let commitPath = TransferClient.path(record.model, "commit", record.revision)
-        _ = try request(.POST, commitPath, body: Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8), accept: [201])
+        _ = try request(.POST, commitPath, body: Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8), accept: commitAnswers)
         summary.bytesMoved = bytesMoved
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
         return summary
     }
 }
 
+
+/// Collects an answer's body straight into one array, sized from `Content-Length` when the server
+/// sends it: a 16 MiB bundle is copied once from the socket's buffers, where `ResponseAccumulator`
+/// grows a `ByteBuffer` by doubling (copying it again at each step) and the caller then copies it
+/// out into an array (SPEC 19.6: bundles are the bulk of a pull's bytes).
+final class BodyCollector: HTTPClientResponseDelegate, @unchecked Sendable {
+    // Safe: `status`, `headers` and `body` are touched only inside `lock` (AsyncHTTPClient calls
+    // the delegate from its event loop, one call at a time; the lock makes that not matter).
+    typealias Response = (status: Int, headers: HTTPHeaders, body: [UInt8])
+    struct TooLarge: Error { let limit: Int }
+
+    private let lock = NSLock()
+    private let limit: Int
+    private var status = 0
+    private var headers = HTTPHeaders()
+    private var body: [UInt8] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        let announced = head.headers.first(name: "Content-Length").flatMap { Int($0) }
+        if let announced, announced > limit { return task.eventLoop.makeFailedFuture(TooLarge(limit: limit)) }
+        lock.withLock {
+            status = Int(head.status.code)
+            headers = head.headers
+            // A declared length within the limit (checked above) sizes the array once.
+            if let announced, announced > 0 { body.reserveCapacity(announced) }
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        let fits: Bool = lock.withLock {
+            guard body.count + buffer.readableBytes <= limit else { return false }
+            buffer.withUnsafeReadableBytes { body.append(contentsOf: $0) }
+            return true
+        }
+        return fits ? task.eventLoop.makeSucceededVoidFuture() : task.eventLoop.makeFailedFuture(TooLarge(limit: limit))
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
+        lock.withLock { (status, headers, body) }
+    }
+}

@@ -266,3 +266,34 @@ public final class OnceFlag: @unchecked Sendable {
         }
     }
 }
+
+/// git and git-lfs cut off from the machine's configuration: HOME is a scratch directory whose
+/// global config holds a user, `main` as the default branch and git-lfs's filters; the system config
+/// is ignored and nothing prompts. Shared by every test that runs real git.
+public struct GitSandbox {
+    public let home: String
+    public let environment: [String: String]
+
+    public init(home: String, environment extra: [String: String] = [:]) throws {
+        self.home = home
+        environment = ["HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "XDG_CONFIG_HOME": home + "/.config",
+                       "GIT_LFS_SKIP_SMUDGE": "0"].merging(extra) { $1 }
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        try git(["config", "--global", "user.name", "TenPak Test"], cwd: home)
+        try git(["config", "--global", "user.email", "test@tenpak.invalid"], cwd: home)
+        try git(["config", "--global", "init.defaultBranch", "main"], cwd: home)
+        try git(["lfs", "install", "--skip-repo"], cwd: home)
+    }
+
+    /// Runs git; fails the test (with its output) unless it exits 0 or `allowFailure`.
+    @discardableResult
+    public func git(_ args: [String], cwd: String, env: [String: String] = [:], allowFailure: Bool = false,
+                    file: StaticString = #filePath, line: UInt = #line) throws -> TestSupport.RunResult {
+        let r = try TestSupport.run("/usr/bin/git", args, environment: environment.merging(env) { $1 }, cwd: cwd)
+        if !allowFailure, r.status != 0 {
+            XCTFail("git \(args.joined(separator: " ")) exited \(r.status)\n\(r.stdout)\n\(r.stderr)", file: file, line: line)
+            throw CancellationError()
+        }
+        return r
+    }
+}

@@ -22,30 +22,19 @@ class LFSGitTests: XCTestCase {
         home = root + "/home"
         store = root + "/store"
         remote = root + "/remote.git"
-        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: TestSupport.tpstore), "build tpstore first (swift build)")
-        try git(["config", "--global", "user.name", "TenPak Test"], cwd: home)
-        try git(["config", "--global", "user.email", "test@tenpak.invalid"], cwd: home)
-        try git(["config", "--global", "init.defaultBranch", "main"], cwd: home)
-        try git(["lfs", "install", "--skip-repo"], cwd: home)
+        sandbox = try GitSandbox(home: home, environment: ["TPSTORE_DIR": root + "/not-this-store"])
         try git(["init", "--bare", "-q", remote], cwd: root)
     }
 
-    var environment: [String: String] {
-        ["HOME": home, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "XDG_CONFIG_HOME": home + "/.config",
-         "GIT_LFS_SKIP_SMUDGE": "0", "TPSTORE_DIR": root + "/not-this-store"]
-    }
+    var sandbox: GitSandbox?
+    var environment: [String: String] { sandbox?.environment ?? [:] }
 
-    /// Runs git; fails the test (with its output) unless it exits 0 or `allowFailure`.
     @discardableResult
     func git(_ args: [String], cwd: String, env: [String: String] = [:], allowFailure: Bool = false,
              file: StaticString = #filePath, line: UInt = #line) throws -> TestSupport.RunResult {
-        let r = try TestSupport.run("/usr/bin/git", args, environment: environment.merging(env) { $1 }, cwd: cwd)
-        if !allowFailure, r.status != 0 {
-            XCTFail("git \(args.joined(separator: " ")) exited \(r.status)\n\(r.stdout)\n\(r.stderr)", file: file, line: line)
-            throw CancellationError()
-        }
-        return r
+        guard let sandbox else { throw CancellationError() }
+        return try sandbox.git(args, cwd: cwd, env: env, allowFailure: allowFailure, file: file, line: line)
     }
 
     func tpstore(_ args: [String], cwd: String) throws -> TestSupport.RunResult {

@@ -296,7 +296,7 @@ final class TransferTests: XCTestCase {
         let theirs = try RevisionManifest(model: "other/x", revision: "v1", createdAt: 0, files: []).encoded()
         let foreign = try post(url, chunks, bundle([storedFrame(theirs, kind: .manifest)]))
         XCTAssertEqual(foreign.status, 400, foreign.text)
-        XCTAssertTrue(foreign.text.contains("is a manifest of other/x, not of org/m"), foreign.text)
+        XCTAssertTrue(foreign.text.contains("is a manifest of other/x@v1, which this transfer may not write"), foreign.text)
         let deltaManifest = FrameHeader(kind: .manifest, encoding: 3, payloadLength: raw.count, rawLength: raw.count, elementWidth: 1,
                                         floatLayout: .none, id: ownID, base: otherID, payloadChecksum: Hashing.xxh3_64(raw))
         let coded = try post(url, chunks, bundle([deltaManifest.encoded() + raw]))

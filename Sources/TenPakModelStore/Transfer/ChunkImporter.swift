@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import TenPakChunkStore
 import TenPakCodecs
@@ -50,27 +51,94 @@ public final class ChunkImporter {
     private var lock: AnyObject?
     let fence: Int64
     /// Decoded bases reused across the frames of one receive (a chain's root is shared).
-    private let cache = ChunkCache(capacity: 64 << 20)
-    /// Files hashed as their chunks arrive (`track`), by path.
-    private var tracked: [String: FileHash] = [:]
+    private let cache: ChunkCache
+    /// Files hashed as their chunks arrive (`track`), behind the bundles (`FileHasher`).
+    private let hasher: FileHasher
+    private var tracking = false
 
     /// A file's SHA-256 over its first `next` chunks, fed in file order with checked bytes.
-    private final class FileHash {
+    final class FileHash {
         let ids: [ChunkID]
         var next = 0
         var sha = StreamingSHA256()
         init(ids: [ChunkID]) { self.ids = ids }
     }
 
+    /// Hashes tracked files on a serial queue of its own, so that a bundle's file SHA-256 (one
+    /// stream per file: it cannot be split) runs while the next bundle is fetched and decoded on
+    /// both cores, instead of after it. Bundles are fed in the order received; at most two wait,
+    /// which bounds the decoded bytes held for it. `drain` waits for all and rethrows the first error.
+    final class FileHasher: @unchecked Sendable {
+        // Safe: `files` and `failure` are touched only on `queue`, or after `queue.sync` (drain)
+        // with nothing enqueued (the importer is used from one thread).
+        private var files: [String: FileHash] = [:]
+        private var failure: Error?
+        private let queue = DispatchQueue(label: "tenpak.import.file-hash")
+        private let slots = DispatchSemaphore(value: 2)
+        let store: ModelStore
+        let cache: ChunkCache
+
+        init(store: ModelStore, cache: ChunkCache) {
+            self.store = store
+            self.cache = cache
+        }
+
+        func track(_ plans: [String: FileHash]) {
+            queue.sync { files = plans; failure = nil }
+        }
+
+        func enqueue(_ fresh: [ChunkID: [UInt8]]) {
+            slots.wait()
+            queue.async { [self] in
+                defer { slots.signal() }
+                guard failure == nil else { return }
+                do { try feed(fresh) } catch { failure = error }
+            }
+        }
+
+        /// Waits for every bundle fed so far; the files' hashes, or the first error.
+        func drain() throws -> [String: FileHash] {
+            try queue.sync {
+                if let failure { throw failure }
+                return files
+            }
+        }
+
+        /// Advances every tracked file over the chunks now available in order: decoded in this
+        /// bundle (`fresh`) or in the store (staged before this bundle's feed was enqueued).
+        private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
+            for file in files.values {
+                while file.next < file.ids.count {
+                    let id = file.ids[file.next]
+                    if let raw = fresh[id] {
+                        file.sha.update(raw)
+                    } else if let at = try store.catalog.findChunks([id])[id] {
+                        file.sha.update(try store.chunks.rawBytes(of: at, cache: cache))
+                    } else {
+                        break
+                    }
+                    file.next += 1
+                }
+            }
+        }
+    }
+
     public init(store: ModelStore) throws {
         self.store = store
+        let cache = ChunkCache(capacity: 64 << 20)
+        self.cache = cache
+        hasher = FileHasher(store: store, cache: cache)
         let lock = try store.chunks.lock(.shared)
         self.lock = lock
         fence = try store.catalog.gcGeneration()
     }
 
-    /// Releases the store lock (also done at deinit).
-    public func close() { lock = nil }
+    /// Releases the store lock (also done at deinit), once the file hashing behind the bundles
+    /// (which reads the store) has stopped.
+    public func close() {
+        _ = try? hasher.drain()
+        lock = nil
+    }
 
     /// Hash the files of `manifest` as their chunks arrive (pull and copy know them ahead), so the
     /// commit need not decode again what `receive` decoded. Only a plan: the commit uses a file's
@@ -78,30 +146,15 @@ public final class ChunkImporter {
     /// only checked bytes are ever hashed (decoded and checked against their id here, or read back
     /// through the store's checks).
     public func track(_ manifest: TransferManifest) {
-        tracked = [:]
+        var plans: [String: FileHash] = [:]
         let ids = manifest.chunkIDs
-        guard ids.count == manifest.chunks.count else { return }
-        for file in manifest.files where file.chunks.allSatisfy({ ids.indices.contains($0) }) {
-            tracked[file.path] = FileHash(ids: file.chunks.map { ids[$0] })
-        }
-    }
-
-    /// Advances every tracked file over the chunks now available in order: decoded in this bundle
-    /// (`fresh`) or in the store.
-    private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
-        for file in tracked.values {
-            while file.next < file.ids.count {
-                let id = file.ids[file.next]
-                if let raw = fresh[id] {
-                    file.sha.update(raw)
-                } else if let at = try store.catalog.findChunks([id])[id] {
-                    file.sha.update(try store.chunks.rawBytes(of: at, cache: cache))
-                } else {
-                    break
-                }
-                file.next += 1
+        if ids.count == manifest.chunks.count {
+            for file in manifest.files where file.chunks.allSatisfy({ ids.indices.contains($0) }) {
+                plans[file.path] = FileHash(ids: file.chunks.map { ids[$0] })
             }
         }
+        hasher.track(plans)
+        tracking = !plans.isEmpty
     }
 
     /// Of `ids`, those the store does not have, in the order given.
@@ -118,11 +171,12 @@ public final class ChunkImporter {
     /// must hold exactly those frames, each once (a pull takes only what it asked for). All or nothing per
     /// bundle: a bad frame anywhere stores none of it.
     ///
-    /// A manifest frame is taken only when the manifest in it is one of `manifestModel`'s: a writer of
-    /// one repository cannot stage a manifest naming another, which a catalog rebuild would then
-    /// turn into a revision there (SPEC §11, §19.4).
-    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil, manifestModel: String) throws -> ReceiveReport {
-        try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected, manifestModel: manifestModel) }
+    /// A manifest frame is taken only when `acceptsManifest(model, revision)` holds for the manifest
+    /// in it: a writer of one repository cannot stage a manifest naming another, which a catalog
+    /// rebuild would then turn into a revision there (SPEC §11, §19.4).
+    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil,
+                        acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> ReceiveReport {
+        try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected, acceptsManifest: acceptsManifest) }
     }
 
     private struct Pending {
@@ -132,7 +186,8 @@ public final class ChunkImporter {
         var depth: Int
     }
 
-    private func receive(_ bytes: UnsafeRawBufferPointer, expected: Set<ChunkID>?, manifestModel: String) throws -> ReceiveReport {
+    private func receive(_ bytes: UnsafeRawBufferPointer, expected: Set<ChunkID>?,
+                         acceptsManifest: @escaping @Sendable (String, String) -> Bool) throws -> ReceiveReport {
         let entries: [FrameBundle.Entry]
         do {
             entries = try FrameBundle.parse(bytes, maxFrames: FrameSender.maxFrames)
@@ -201,7 +256,7 @@ public final class ChunkImporter {
         for level in 0 ... max(maxLevel, 0) where maxLevel >= 0 {
             let work = pending.indices.filter { pending[$0].level == level }
             let bases = decodedBases
-            let keepAll = !tracked.isEmpty
+            let keepAll = tracking
             let results = try parallelMap(work.count) { w -> (keep: [UInt8]?, raw: [UInt8]?) in
                 let p = pending[work[w]]
                 let entry = entries[p.index]
@@ -233,8 +288,8 @@ public final class ChunkImporter {
                 if header.kind == .manifest {
                     let named = try? raw.withUnsafeBytes { try RevisionManifest.decode($0) }
                     guard let named else { throw refuse(header, "it is a manifest frame but holds no revision manifest") }
-                    guard named.model == manifestModel else {
-                        throw refuse(header, "it is a manifest of \(Names.printable(named.model)), not of \(Names.printable(manifestModel))")
+                    guard acceptsManifest(named.model, named.revision) else {
+                        throw refuse(header, "it is a manifest of \(Names.printable(named.model))@\(Names.printable(named.revision)), which this transfer may not write")
                     }
                 }
                 let tooDeep = p.depth > ChunkStore.maxDeltaDepth
@@ -276,15 +331,19 @@ public final class ChunkImporter {
                 try store.catalog.commitChunks(ChunkCommit(packs: sealed, chunks: newChunks, gcFence: fence))
             }
         }
-        if !tracked.isEmpty { try feed(decodedBases) }
+        // ORDER: after the catalog commit above, so the feed finds this bundle's chunks in the store.
+        if tracking { hasher.enqueue(decodedBases) }
         return report
     }
 
     /// Commits the revision `model@revision` whose manifest chunk is `manifest` (staged or present),
     /// after the checks of the type's doc. `StoreError.revisionExists` if the name is taken,
     /// `invalidRequest` if anything is missing or does not match: nothing is committed then.
+    /// With `soleFile`, the manifest must list exactly that one file (path and SHA-256): an LFS
+    /// object pushed to a hub repository (section 19.3) is one file named `object` whose SHA-256 is its oid.
     @discardableResult
-    public func commit(manifest manifestID: ChunkID, model: String, revision: String) throws -> RevisionRecord {
+    public func commit(manifest manifestID: ChunkID, model: String, revision: String,
+                       soleFile: (path: String, sha256: Digest256)? = nil) throws -> RevisionRecord {
         try Names.validateModel(model)
         try Names.validateRevision(revision)
         if (try? store.catalog.resolve(model: model, revision: revision)) != nil {
@@ -310,6 +369,13 @@ public final class ChunkImporter {
         guard manifest.model == model, manifest.revision == revision else {
             throw bad("its manifest is that of \(Names.printable(manifest.model))@\(Names.printable(manifest.revision))")
         }
+        if let soleFile {
+            guard manifest.files.count == 1, let only = manifest.files.first, only.path == soleFile.path, only.sha256 == soleFile.sha256 else {
+                throw bad("its manifest must list exactly one file \(soleFile.path) with SHA-256 \(soleFile.sha256.hex)")
+            }
+        }
+        // A file hash that failed behind the bundles fails the commit (nothing committed).
+        let tracked = tracking ? try hasher.drain() : [:]
         let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
         var found: [ChunkID: ChunkLocation] = [:]
         for start in stride(from: 0, to: ids.count, by: 4096) {
