@@ -22,9 +22,14 @@ public enum ClosureOwners {
         var current = record
         var seen: Set<Int64> = [record.rowID]
         while !foreign.isEmpty {
-            guard !current.baseModel.isEmpty, owners.count < maxChain,
-                  let base = try? store.catalog.resolve(model: current.baseModel, revision: current.baseRevision),
-                  seen.insert(base.rowID).inserted else { return nil }
+            guard !current.baseModel.isEmpty, owners.count < maxChain else { return nil }
+            let base: RevisionRecord
+            do {
+                base = try store.catalog.resolve(model: current.baseModel, revision: current.baseRevision)
+            } catch StoreError.notFound {
+                return nil   // a base removed since: its chunks are nobody's to read now
+            }
+            guard seen.insert(base.rowID).inserted else { return nil }
             let covered = foreign.intersection(try ownRows(store.chunks, base))
             if !covered.isEmpty, !owners.contains(base.model) { owners.append(base.model) }
             foreign.subtract(covered)
