@@ -108,7 +108,7 @@ struct TransferService: Sendable {
         guard !reader.readsEverything else { return entry }
         // An LFS object (`lfs/<oid>`) is readable through whichever repository holds it, and its
         // copies name their repository only by a hash (14.1): such owners cannot be checked here
-        // and are let through (SPEC 19.7 says what that exposes).
+        // and are let through (SPEC 19.3 "Access to bases" says what that exposes).
         guard let owners = entry.owners, owners.filter({ !HubRepos.isObjectModel($0) }).allSatisfy(reader.canRead) else {
             throw HubFailure(status: .forbidden, description: "\(repo)@\(record.revision) is stored against chunks of a repository this token cannot read, so its frames cannot be sent; download its files instead (/\(repo)/resolve/\(record.revision)/PATH)")
         }
