@@ -110,7 +110,7 @@ let package = Package(
         // Per-codec microbenchmark on real chunks (a tool; prints MB/s, asserts nothing).
         .executableTarget(name: "tenpak-bench", dependencies: ["TenPakFormat", "TenPakCodecs"], path: "Tools/tenpak-bench"),
         // Tests by layer. Scratch space, fixtures, process runners and safetensors builders shared by both.
-        .target(name: "TenPakTestSupport", path: "Tests/TenPakTestSupport"),
+        .target(name: "TenPakTestSupport", dependencies: ["TenPakFormat"], path: "Tests/TenPakTestSupport"),
         // Unit tests of the lower floors: no NIO, PostgreSQL or Hummingbird is compiled for them.
         .testTarget(name: "TenPakUnitTests", dependencies: ["TenPakFormat", "TenPakCodecs", "TenPakChunkStore", "TenPakTestSupport"]),
         // Everything above: the model store, the reader, the CLI as a process, git-lfs, the HTTP

@@ -1,4 +1,5 @@
 import Foundation
+import TenPakFormat
 import XCTest
 
 /// Paths and scratch space shared by the tests.
@@ -40,17 +41,11 @@ public enum TestSupport {
         return out.sorted()
     }
 
-    /// Deterministic pseudo-random bytes (SplitMix64).
+    /// Deterministic pseudo-random bytes and numbers, drawn from the format's `SplitMix64`.
     public struct Random {
-        public var state: UInt64
-        public init(seed: UInt64) { state = seed }
-        public mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var generator: SplitMix64
+        public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+        public mutating func next() -> UInt64 { generator.next() }
         public mutating func bytes(_ n: Int) -> [UInt8] { (0 ..< n).map { _ in UInt8(truncatingIfNeeded: next()) } }
         public mutating func int(_ range: Range<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
         public mutating func double() -> Double { Double(next() >> 11) / Double(1 << 53) }
