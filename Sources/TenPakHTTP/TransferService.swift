@@ -103,7 +103,7 @@ struct TransferService: Sendable {
     static func closure(_ record: RevisionRecord, repo: String, store: ModelStore, closures: ClosureCache, reader: Reader) throws -> ClosureCache.Entry {
         let entry = try closures.entry(of: record) {
             let manifest = try TransferManifest.make(store: store, record: record)
-            return ClosureCache.Entry(ids: Set(manifest.chunkIDs), owners: try ClosureOwners.of(store: store, record: record), manifest: try manifest.encoded())
+            return ClosureCache.Entry(ids: Set(manifest.chunkIDs), owners: try ClosureOwners.of(store: store, record: record, manifest: manifest), manifest: try manifest.encoded())
         }
         guard !reader.readsEverything else { return entry }
         // An LFS object (`lfs/<oid>`) is readable through whichever repository holds it, and its

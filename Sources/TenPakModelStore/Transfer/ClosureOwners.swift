@@ -1,4 +1,5 @@
 import TenPakChunkStore
+import TenPakFormat
 
 /// Whose chunks a revision's transfer closure holds besides its own (SPEC §19.3 "Access").
 ///
@@ -14,10 +15,12 @@ public enum ClosureOwners {
     /// The models along `record`'s chain of bases whose file chunks (and manifests) cover every
     /// chunk of its closure that is not its own, nearest first and only those needed; empty when the
     /// closure is all its own; nil when some chunk is covered by no revision of the chain (a base
-    /// removed since, or a chunk shared with a revision outside the chain).
-    public static func of(store: ModelStore, record: RevisionRecord) throws -> [String]? {
-        let closure = try RevisionClosure(store: store.chunks, record: record)
-        var foreign = Set(closure.byRow.keys).subtracting(try ownRows(store.chunks, record))
+    /// removed since, or a chunk shared with a revision outside the chain). `manifest` is the
+    /// revision's transfer manifest (`TransferManifest.make`): its closure, already walked.
+    public static func of(store: ModelStore, record: RevisionRecord, manifest: TransferManifest) throws -> [String]? {
+        var own = Set(manifest.files.flatMap(\.chunks))
+        if let i = manifest.chunks.firstIndex(where: { $0.id == manifest.manifest }) { own.insert(i) }
+        var foreign = Set(manifest.chunks.indices.filter { !own.contains($0) }.compactMap { ChunkID(hex: manifest.chunks[$0].id) })
         var owners: [String] = []
         var current = record
         var seen: Set<Int64> = [record.rowID]
@@ -30,7 +33,7 @@ public enum ClosureOwners {
                 return nil   // a base removed since: its chunks are nobody's to read now
             }
             guard seen.insert(base.rowID).inserted else { return nil }
-            let covered = foreign.intersection(try ownRows(store.chunks, base))
+            let covered = foreign.intersection(try ownChunks(store.chunks, base))
             if !covered.isEmpty, !owners.contains(base.model) { owners.append(base.model) }
             foreign.subtract(covered)
             current = base
@@ -38,13 +41,12 @@ public enum ClosureOwners {
         return owners
     }
 
-    /// Row ids of a revision's file chunks and its manifest chunk.
-    static func ownRows(_ store: ChunkStore, _ record: RevisionRecord) throws -> Set<Int64> {
-        var rows = Set<Int64>()
+    /// Ids of a revision's file chunks and its manifest chunk.
+    static func ownChunks(_ store: ChunkStore, _ record: RevisionRecord) throws -> Set<ChunkID> {
+        var ids: Set<ChunkID> = [record.manifest]
         for file in try store.catalog.files(revision: record) {
-            for c in try store.catalog.fileChunks(file: file) { rows.insert(c.location.rowID) }
+            for c in try store.catalog.fileChunks(file: file) { ids.insert(c.location.id) }
         }
-        if let manifest = try store.catalog.findChunks([record.manifest])[record.manifest] { rows.insert(manifest.rowID) }
-        return rows
+        return ids
     }
 }
