@@ -104,7 +104,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).
-        .executableTarget(name: "tenpak-fuzz", dependencies: ["TenPakFormat", "TenPakCodecs"]),
+        .executableTarget(name: "tenpak-fuzz", dependencies: [
+            "TenPakFormat", "TenPakCodecs", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakHTTP",
+        ]),
         // Base choice and put cost against the number of stored revisions (a tool; prints numbers).
         .executableTarget(name: "bench-scale", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
         // Per-codec microbenchmark on real chunks (a tool; prints MB/s, asserts nothing).

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 bash Tools/setup.sh
 # The CLI tests and the crash harness run the tpstore binary, so build it first.
 swift build --product tpstore 2>&1 | tail -n 1
+echo "== fuzzer (short run over every parser of outside bytes; tenpak-fuzz 1000000 SEED for a long one)"
+swift build --product tenpak-fuzz 2>&1 | tail -n 1
+.build/debug/tenpak-fuzz 150000 "${TENPAK_FUZZ_SEED:-$RANDOM}" | tail -n 1
 echo "== crash harness (short run; Tools/crash_harness.py --kills 200 for the full one)"
 python3 Tools/crash_harness.py --tpstore .build/debug/tpstore --kills 25 --seed "${TENPAK_CRASH_SEED:-$RANDOM}" \
   Fixtures/models/tiny-base Fixtures/models/tiny-ft Fixtures/misc | tail -n 3
