@@ -87,7 +87,7 @@ enum XetSeed {
     }
     static func chunk(_ scheme: UInt8, _ payload: [UInt8], length: Int) -> [UInt8] { [0] + le(payload.count, 3) + [scheme] + le(length, 3) + payload }
     static let xorb: [UInt8] = chunk(0, Array("stored chunk\n".utf8), length: 13)
-        + chunk(1, frame([0x8F] + Array("abcdefgh".utf8) + [8, 0, 255, 46, 0x50] + Array("XYZ12".utf8), stored: false), length: 341)
+        + chunk(1, frame([0x8F] + Array("abcdefgh".utf8) + [8, 0, 255, 46, 0x50] + Array("XYZ12".utf8), stored: false), length: 333)
         + chunk(2, frame(Array(0 ..< 30), stored: true), length: 30)
         + Array("XETBLOB".utf8) + [UInt8](repeating: 0, count: 9) + le(16, 4)
     static let shard: [UInt8] = {
