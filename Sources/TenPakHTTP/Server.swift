@@ -475,13 +475,14 @@ public struct HubServer: HTTPResponder {
                 let slot = try xet.hub.uploads.admit()
                 defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return try await xet.uploadXorb(repo: repo, hash: hash, body: body)
+                return try await xet.uploadXorb(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), hash: hash, body: body)
             case .shard:
                 try only([.post])
                 limits.maxBytes = min(limits.maxBytes, XetShard.maxBytes)
                 if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return try await xet.uploadShard(repo: repo, body: body, mayRead: { policy.canRead(holder, $0) })
+                return try await xet.uploadShard(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), body: body,
+                                                 mayRead: { policy.canRead(holder, $0) })
             case .unknown:
                 throw HubFailure(status: .notFound, description: "no such CAS route on this server (it takes Xet uploads: v1 xorbs and shards)")
             }
@@ -543,6 +544,8 @@ public enum RangeServer {
         if let spool = options.uploads?.spoolDirectory {
             let removed = SpoolDirectory.cleanLeftovers(parent: spool)
             if removed > 0 { logger.notice("removed \(removed) spool director\(removed == 1 ? "y" : "ies") left by a server that stopped mid-upload") }
+            // Xet xorbs: half-written ones and those past their retention go now (SPEC 14.9).
+            XorbStore(spool: spool, maxBytes: XorbStore.defaultMaxBytes).sweep()
         }
         let metrics = ServerMetrics()
         let service = HubServer(reader: reader, options: options, metrics: metrics, log: logger)

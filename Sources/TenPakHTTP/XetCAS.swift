@@ -85,10 +85,12 @@ struct XetSigner: Sendable {
     }
 }
 
-/// Uploaded xorbs, one directory per repository (`<spool>/tpstore-xet/<hex of repo>/<hash>`): a
-/// xorb counts only for shards of the repository it was sent to, or of one whose writer may read
-/// that repository (the client dedups against xorbs it sent to other repositories before). Kept
-/// `retention` seconds after their last use, at most `maxBytes` in all.
+/// Uploaded xorbs, one directory per repository and uploader
+/// (`<spool>/tpstore-xet/<hex of repo>.<owner>/<hash>`, `owner` derived from the token): a xorb
+/// counts only for shards of the same uploader, to the repository it was sent to or to another
+/// when the uploader may still read the first (the client dedups against xorbs it sent to other
+/// repositories before). Nobody's xorb stands in for another's. Kept `retention` seconds after
+/// their last use, at most `maxBytes` in all.
 struct XorbStore: Sendable {
     let root: String
     let maxBytes: Int
@@ -101,11 +103,19 @@ struct XorbStore: Sendable {
         self.maxBytes = maxBytes
     }
 
-    func scope(_ repo: String) -> String { root + "/" + Array(repo.utf8).map { String(format: "%02x", $0) }.joined() }
+    /// Who uploaded: 16 hex digits of SHA-256 over the principal's identity (the token's digest,
+    /// never the token), so scopes on disk name no token.
+    static func owner(_ identity: [UInt8]) -> String {
+        Hashing.sha256(Array("tpstore-xet-owner\u{0}".utf8) + identity).hex.prefix(16).lowercased()
+    }
+
+    func scope(_ repo: String, owner: String) -> String {
+        root + "/" + Array(repo.utf8).map { String(format: "%02x", $0) }.joined() + "." + owner
+    }
 
     /// Stores a xorb unless the scope has it; true when it was new.
-    func put(repo: String, hash: String, bytes: [UInt8]) throws -> Bool {
-        let directory = scope(repo)
+    func put(repo: String, owner: String, hash: String, bytes: [UInt8]) throws -> Bool {
+        let directory = scope(repo, owner: owner)
         let target = directory + "/" + hash
         if FileManager.default.fileExists(atPath: target) {
             touch(target)
@@ -128,13 +138,14 @@ struct XorbStore: Sendable {
         return true
     }
 
-    /// The xorb `hash` as a shard of `repo` may use it: the repository's own, else one sent to a
-    /// repository `mayRead` allows.
-    func load(_ hash: String, repo: String, mayRead: (String) -> Bool) throws -> Xorb? {
-        var candidates = [scope(repo) + "/" + hash]
+    /// The xorb `hash` as a shard of `repo` by `owner` may use it: the one that owner sent to
+    /// `repo`, else one it sent to a repository `mayRead` allows.
+    func load(_ hash: String, repo: String, owner: String, mayRead: (String) -> Bool) throws -> Xorb? {
+        var candidates = [scope(repo, owner: owner) + "/" + hash]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
-            guard let bytes = XetSigner.unhex(Substring(name)), let other = String(validating: bytes, as: UTF8.self),
-                  other != repo, mayRead(other) else { continue }
+            let parts = name.split(separator: ".")
+            guard parts.count == 2, parts[1] == owner, let bytes = XetSigner.unhex(parts[0]),
+                  let other = String(validating: bytes, as: UTF8.self), other != repo, mayRead(other) else { continue }
             candidates.append(root + "/" + name + "/" + hash)
         }
         for path in candidates where FileManager.default.fileExists(atPath: path) {
@@ -219,20 +230,20 @@ struct XetService: Sendable {
 
     /// `POST .../v1/xorbs/default/{hash}`: the chunk headers are checked here, the chunks when a
     /// shard uses them (the xorb's hash is BLAKE3-based, which this server does not compute).
-    func uploadXorb(repo: String, hash: String, body: [UInt8]) async throws -> Response {
+    func uploadXorb(repo: String, owner: String, hash: String, body: [UInt8]) async throws -> Response {
         do {
             _ = try Xorb(body)
         } catch let error as XetFormatError {
             throw HubFailure.bad("xorb \(hash): \(error.description): nothing was kept")
         }
         let xorbs = self.xorbs
-        let inserted = try await RangeService.blocking { try xorbs.put(repo: repo, hash: hash, bytes: body) }
+        let inserted = try await RangeService.blocking { try xorbs.put(repo: repo, owner: owner, hash: hash, bytes: body) }
         return HubAPI.json(["was_inserted": inserted])
     }
 
     /// `POST .../v1/shards`: every file of the shard rebuilt from its xorbs into the spool and its
     /// SHA-256 checked, all before any is stored; then each is stored as an LFS object of `repo`.
-    func uploadShard(repo: String, body: [UInt8], mayRead: @escaping @Sendable (String) -> Bool) async throws -> Response {
+    func uploadShard(repo: String, owner: String, body: [UInt8], mayRead: @escaping @Sendable (String) -> Bool) async throws -> Response {
         let shard: XetShard
         do {
             shard = try XetShard(body)
@@ -264,8 +275,8 @@ struct XetService: Sendable {
                 var written = 0
                 for (s, segment) in file.segments.enumerated() {
                     if current?.hash != segment.xorb {
-                        guard let xorb = try xorbs.load(segment.xorb, repo: repo, mayRead: mayRead) else {
-                            throw HubFailure.bad("shard: file \(index) uses xorb \(segment.xorb), which was not uploaded to \(repo): nothing was stored")
+                        guard let xorb = try xorbs.load(segment.xorb, repo: repo, owner: owner, mayRead: mayRead) else {
+                            throw HubFailure.bad("shard: file \(index) uses xorb \(segment.xorb), which this token did not upload to \(repo) (or to a repository it may read): nothing was stored")
                         }
                         current = (segment.xorb, xorb)
                     }

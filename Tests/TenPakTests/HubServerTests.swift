@@ -292,7 +292,8 @@ final class HubServerTests: XCTestCase {
         let auth = """
             {"tokens": [{"token": "\(writeToken)", "name": "writer", "read": ["org/*"], "write": ["org/*"]},
                         {"token": "\(readToken)", "read": ["org/*"]},
-                        {"token": "hf_other_0123456789abcdef", "name": "other", "write": ["other/*"]}]}
+                        {"token": "hf_other_0123456789abcdef", "name": "other", "write": ["other/*"]},
+                        {"token": "hf_second_0123456789abcdef", "name": "second", "write": ["org/*"]}]}
             """
         try TestSupport.write(Array(auth.utf8), to: authFile)
         let url = try server()
@@ -315,6 +316,7 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(try xetToken(writeToken, "other/y").status, 404)
         let xet = try XCTUnwrap(try xetToken(writeToken, "org/x").token)
         let otherXet = try XCTUnwrap(try xetToken("hf_other_0123456789abcdef", "other/y").token)
+        let secondXet = try XCTUnwrap(try xetToken("hf_second_0123456789abcdef", "org/x").token)
         let cas = url + "/api/xet-cas/v1"
         var n = 0
         func post(_ path: String, _ body: [UInt8], token: String? = nil) throws -> (status: Int, body: String) {
@@ -365,7 +367,7 @@ final class HubServerTests: XCTestCase {
         let whole = [(xorb: xorbHash, start: 0, end: 3, bytes: content.count)]
         let shards: [(String, [UInt8], String)] = [
             ("wrong SHA-256", xetShard(files: [(String(repeating: "0", count: 64), whole)]), "the shard says"),
-            ("unknown xorb", xetShard(files: [(oid, [(String(repeating: "d4", count: 32), 0, 3, content.count)])]), "was not uploaded"),
+            ("unknown xorb", xetShard(files: [(oid, [(String(repeating: "d4", count: 32), 0, 3, content.count)])]), "did not upload"),
             ("chunks past the xorb", xetShard(files: [(oid, [(xorbHash, 0, 4, content.count)])]), "no chunk 3"),
             ("segment bytes differ", xetShard(files: [(oid, [(xorbHash, 0, 3, content.count - 1)])]), "its chunks hold"),
             ("bad LZ4 match", xetShard(files: [(nil, [(farHash, 0, 1, 10)])]), "reaches back"),
@@ -381,10 +383,14 @@ final class HubServerTests: XCTestCase {
             XCTAssertFalse(r.body.contains(spool), "\(name): the answer shows the spool path")
             XCTAssertEqual(try commit().status, 400, "\(name): the commit found the object")
         }
-        // Another writer cannot use org/x's xorb (it may not read org/x), nor send a shard for org/x.
+        // Another writer cannot use org/x's xorb (it may not read org/x).
         r = try post("/shards", xetShard(files: [(oid, whole)]), token: otherXet)
         XCTAssertEqual(r.status, 400, r.body)
-        XCTAssertTrue(r.body.contains("was not uploaded to other/y"), r.body)
+        XCTAssertTrue(r.body.contains("did not upload to other/y"), r.body)
+        // Nor can a second writer of org/x: xorbs count for the token that sent them.
+        r = try post("/shards", xetShard(files: [(oid, whole)]), token: secondXet)
+        XCTAssertEqual(r.status, 400, r.body)
+        XCTAssertTrue(r.body.contains("did not upload to org/x"), r.body)
         XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["ls", "--store", store]).stdout, before, "a refused shard stored something")
         // Hub tokens, altered and absent Xet tokens are refused on the CAS routes.
         XCTAssertEqual(try post("/shards", xetShard(files: [(oid, whole)]), token: writeToken).status, 401)
