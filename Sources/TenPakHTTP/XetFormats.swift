@@ -146,10 +146,14 @@ enum LZ4Frame {
             guard offset > 0, offset <= out.count - window else { throw XetFormatError("LZ4: a match reaches back \(offset) bytes, before the data") }
             let count = try length(Int(token & 15)) + 4
             guard out.count + count <= limit else { throw XetFormatError("LZ4: decodes to more than the chunk's \(limit) bytes") }
-            var from = out.count - offset
-            for _ in 0 ..< count {  // byte by byte: a match may overlap what it writes
-                out.append(out[from])
-                from += 1
+            // A match that overlaps what it writes repeats its last `offset` bytes: copied as
+            // whole pieces (the piece first, so `out` is not appended from a view of itself).
+            let piece = Array(out[(out.count - offset) ..< (out.count - offset + min(offset, count))])
+            var left = count
+            while left > 0 {
+                let n = min(left, piece.count)
+                out.append(contentsOf: piece[0 ..< n])
+                left -= n
             }
         }
     }
