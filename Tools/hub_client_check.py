@@ -13,8 +13,9 @@ PHASE (default: all):
   all           every phase above, in order
 
 Prints one JSON object per phase on stdout ({"phase": ..., ...}); exits non-zero with the reason on
-the first mismatch. The caller sets HF_HUB_DISABLE_XET=1 (this server speaks LFS, not Xet) and a
-private HF_HOME. Needs huggingface_hub (Tools/setup.sh installs it).
+the first mismatch. The caller sets a private HF_HOME, and HF_HUB_DISABLE_XET=1 to upload by LFS
+instead of Xet (upload_folder uses Xet when hf_xet is installed; the server takes both, SPEC 14.9).
+Needs huggingface_hub (Tools/setup.sh installs it).
 """
 import hashlib
 import json

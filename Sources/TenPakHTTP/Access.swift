@@ -201,6 +201,16 @@ public struct AccessPolicy: Sendable {
         }
     }
 
+    /// What a Xet access token binds its principal to (SPEC 14.9): the token's digest, so a token
+    /// file reload that removes or reorders tokens voids the Xet tokens handed out before it.
+    func identity(of principal: Principal) -> [UInt8] {
+        switch principal {
+        case .anonymous: return Array("anonymous".utf8)
+        case let .token(i): return tokens.indices.contains(i) ? tokens[i].digest : []
+        case .unknownToken: return []
+        }
+    }
+
     /// Whether anyone may write at all (the server answers 405 to writes otherwise).
     public var takesWrites: Bool { !anonymousWrite.isEmpty || tokens.contains { !$0.write.isEmpty } }
 }

@@ -504,24 +504,31 @@ struct HubAPI: Sendable {
             guard digest == oid else {
                 throw HubFailure.bad("the bytes sent have SHA-256 \(digest), not the object id \(oid): nothing was stored")
             }
-            let store = self.store
-            try await uploads.gate.run {
-                try await RangeService.blocking {
-                    let model = HubRepos.objectModel(oid)
-                    let revision = HubRepos.objectRevision(repo: repo)
-                    if (try? store.catalog.resolve(model: model, revision: revision)) != nil { return }
-                    do {
-                        _ = try store.put(model: model, revision: revision, inputs: [PutInput(source: source, path: "object")], base: .automatic)
-                    } catch StoreError.revisionExists {
-                        // Stored meanwhile by another upload of the same object: the same bytes.
-                    }
-                }
-            }
+            try await storeObject(repo: repo, oid: oid, source: source)
             return Response(status: .ok)
         } catch let failure as HubFailure {
             return HubAPI.lfsError(failure.status, failure.description)
         } catch {
             return UploadService.error(for: error, hiding: spoolPath)
+        }
+    }
+
+    /// Stores the spooled file `source`, whose SHA-256 the caller checked is `oid`, as `repo`'s copy
+    /// of that LFS object: what a commit's `lfsFile` entry then finds (`HubRepos.locateObject`).
+    /// The one way objects arrive, whether by the LFS basic transfer or rebuilt from a Xet shard.
+    func storeObject(repo: String, oid: String, source: String) async throws {
+        let store = self.store
+        try await uploads.gate.run {
+            try await RangeService.blocking {
+                let model = HubRepos.objectModel(oid)
+                let revision = HubRepos.objectRevision(repo: repo)
+                if (try? store.catalog.resolve(model: model, revision: revision)) != nil { return }
+                do {
+                    _ = try store.put(model: model, revision: revision, inputs: [PutInput(source: source, path: "object")], base: .automatic)
+                } catch StoreError.revisionExists {
+                    // Stored meanwhile by another upload of the same object: the same bytes.
+                }
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 // Prometheus metrics of `tpstore serve` (GET /metrics, text exposition format 0.0.4).
 //
-// Labels are the route kind (resolve, api, lfs, upload, metrics, web, other) and the status class:
+// Labels are the route kind (resolve, api, lfs, xet, upload, transfer, metrics, web, other) and the status class:
 // never a repository, path or token, so the page leaks nothing a caller could not otherwise see.
 import Foundation
 import Prometheus
@@ -13,7 +13,7 @@ final class ServerMetrics: Sendable {
     private let decodes: Gauge
     private let prefetches: Gauge
     private let uploadsInProgress: Gauge
-    static let routes = ["resolve", "api", "lfs", "upload", "transfer", "metrics", "web", "other"]
+    static let routes = ["resolve", "api", "lfs", "xet", "upload", "transfer", "metrics", "web", "other"]
     static let statusClasses = ["2xx", "3xx", "4xx", "5xx"]
     private let requestCounters: [String: Counter]
     private let bytesOut: [String: Counter]

@@ -21,6 +21,17 @@ package enum RequestParsers {
         _ = try TransferService.ids(body)
     }
 
+    /// A Xet xorb: its chunk headers, then every chunk decoded (LZ4, byte grouping).
+    package static func xorb(_ body: [UInt8]) throws {
+        let xorb = try Xorb(body)
+        for i in xorb.chunks.indices { _ = try xorb.chunk(i) }
+    }
+
+    /// A Xet shard's file section.
+    package static func shard(_ body: [UInt8]) throws {
+        _ = try XetShard(body)
+    }
+
     /// A `Range` header against a file of `size` bytes; true when it was well-formed.
     package static func range(_ header: String, size: Int) -> Bool {
         if case .malformed = RangeService.parseRange(header, size: size) { return false }

@@ -55,6 +55,8 @@ public struct HubServer: HTTPResponder {
     let ranges: RangeService
     let uploads: UploadService?
     let hub: HubAPI?
+    /// Xet uploads (section 14.9), on a server that takes writes.
+    let xet: XetService?
     /// The read half of the hub API, on every server (on one without writes its upload service is idle).
     let api: HubAPI
     let access: AccessControl
@@ -76,6 +78,7 @@ public struct HubServer: HTTPResponder {
         self.uploads = uploads
         let hub = uploads.map { HubAPI(reader: reader, ranges: ranges, uploads: $0) }
         self.hub = hub
+        xet = hub.map { XetService(hub: $0, signer: XetSigner(), xorbs: XorbStore(spool: $0.uploads.options.spoolDirectory, maxBytes: XorbStore.defaultMaxBytes)) }
         api = hub ?? HubAPI(reader: reader, ranges: ranges, uploads: UploadService(store: reader.store, options: UploadOptions(maxConcurrent: 1)))
         access = options.access
         self.log = log
@@ -96,6 +99,8 @@ public struct HubServer: HTTPResponder {
         case lfsObject(repo: String, oid: String, size: Int)
         case lfsVerify(repo: String)
         case lfsLocksVerify(repo: String)
+        case xetToken(repo: String)
+        case xetCAS(XetRoute)
         case metrics
         case transfer(repo: String, action: TransferService.Action, revision: String?, step: TransferService.ObjectStep?)
 
@@ -106,6 +111,7 @@ public struct HubServer: HTTPResponder {
             case .upload: return "upload"
             case .modelInfo, .tree, .preupload, .commit, .createRepo, .validateYAML: return "api"
             case .lfsBatch, .lfsObject, .lfsVerify, .lfsLocksVerify: return "lfs"
+            case .xetToken, .xetCAS: return "xet"
             case .metrics: return "metrics"
             }
         }
@@ -134,13 +140,16 @@ public struct HubServer: HTTPResponder {
         if segments == ["metrics"] { return .metrics }
         if segments == ["api", "repos", "create"] { return .createRepo }
         if segments == ["api", "validate-yaml"] { return .validateYAML }
+        if segments.count >= 2, Array(segments[0 ..< 2]) == XetService.casPrefix {
+            return .xetCAS(XetRoute(Array(segments[2...])))
+        }
         if segments.count > 3, Array(segments[0 ..< 3]) == TransferService.prefix {
             let (repo, action, revision, step) = try TransferService.route(Array(segments[3...]))
             return .transfer(repo: repo, action: action, revision: revision, step: step)
         }
         if segments.count >= 3, segments[0] == "api", segments[1] == "models" {
             let s = Array(segments[2...])
-            let actions: Set<String> = ["revision", "tree", "preupload", "commit"]
+            let actions: Set<String> = ["revision", "tree", "preupload", "commit", "xet-write-token"]
             let split = repoSegments(s, before: actions.contains) ?? s.count
             let repo = try validRepo(s[0 ..< split].joined(separator: "/"))
             let rest = Array(s[split...])
@@ -155,6 +164,7 @@ public struct HubServer: HTTPResponder {
                 return .tree(repo: repo, revision: revision, path: inner)
             case "preupload" where rest.count == 2: return .preupload(repo: repo, revision: revision)
             case "commit" where rest.count == 2: return .commit(repo: repo, revision: revision)
+            case "xet-write-token" where rest.count == 2: return .xetToken(repo: repo)
             default: throw HubFailure(status: .notFound, description: "no such API route")
             }
         }
@@ -209,7 +219,11 @@ public struct HubServer: HTTPResponder {
         let status = response.status.code
         let path = request.uri.path
         let method = request.method.rawValue
-        let who = policy.name(of: principal)
+        var who = policy.name(of: principal)
+        if principal == .unknownToken, kind == "xet", let xet, let given = AccessControl.token(from: request.headers[.authorization]),
+           let holder = xet.signer.check(given, identity: { policy.identity(of: $0) })?.principal {
+            who = policy.name(of: holder) + " (xet)"
+        }
         let metrics = self.metrics
         let log = self.log
         let length = response.headers[.contentLength].flatMap { Int($0) } ?? 0
@@ -218,6 +232,10 @@ public struct HubServer: HTTPResponder {
         let duration = clock.now - started
         metrics.record(route: kind, status: status, bytesSent: request.method == .head ? 0 : length, bytesReceived: received, duration: duration)
         log.info("\(method) \(Names.printable(path)) \(status) \(length) \(duration.formatted(.units(allowed: [.milliseconds]))) \(who)")
+        if kind == "xet", status == 400, let reason = response.headers[.init("X-Error-Message")!] {
+            // A refused Xet upload: the client shows only the status, so the reason is logged here.
+            log.notice("xet upload refused: \(reason)")
+        }
         if response.status.code >= 400, request.method != .get, request.method != .head, received > 0 || request.headers[.transferEncoding] != nil {
             // A refused body may still be arriving: close the connection after the answer instead
             // of reading (and discarding) the rest of it.
@@ -428,6 +446,46 @@ public struct HubServer: HTTPResponder {
             try only([.post])
             guard policy.canRead(principal, repo) else { throw lfsDenied(principal, repo: repo) }
             return HubAPI.json(["ours": [Any](), "theirs": [Any]()], contentType: HubAPI.lfsContentType)
+        case let .xetToken(repo):
+            try only([.get])
+            _ = try mayWrite(repo)
+            guard let xet else {
+                throw HubFailure(status: .methodNotAllowed, description: "this server takes no uploads")
+            }
+            return try await xet.writeToken(repo: repo, principal: principal, identity: policy.identity(of: principal), endpoint: endpoint)
+        case let .xetCAS(route):
+            guard let xet else { throw HubFailure(status: .methodNotAllowed, description: "this server takes no uploads") }
+            // The Xet access token, not a hub token: it names one repository and who asked for it.
+            guard let given = AccessControl.token(from: request.headers[.authorization]),
+                  let (repo, holder) = xet.signer.check(given, identity: { policy.identity(of: $0) }) else {
+                throw HubFailure(status: .unauthorized, description: "the CAS routes need a Xet access token from /api/models/{repo}/xet-write-token/{rev}: this one is missing, expired or altered")
+            }
+            guard policy.canWrite(holder, repo) else {
+                throw HubFailure(status: .forbidden, description: "the token this Xet access token was made for may no longer write to \(repo)")
+            }
+            var limits = xet.hub.uploads.options.limits
+            switch route {
+            case .chunk:
+                try only([.get])
+                throw HubFailure(status: .notFound, description: "this server offers no global dedup")
+            case let .xorb(hash):
+                try only([.post])
+                limits.maxBytes = min(limits.maxBytes, Xorb.maxBytes)
+                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
+                let slot = try xet.hub.uploads.admit()
+                defer { slot.leave() }
+                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
+                return try await xet.uploadXorb(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), hash: hash, body: body)
+            case .shard:
+                try only([.post])
+                limits.maxBytes = min(limits.maxBytes, XetShard.maxBytes)
+                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
+                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
+                return try await xet.uploadShard(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), body: body,
+                                                 mayRead: { policy.canRead(holder, $0) })
+            case .unknown:
+                throw HubFailure(status: .notFound, description: "no such CAS route on this server (it takes Xet uploads: v1 xorbs and shards)")
+            }
         case let .lfsVerify(repo):
             try only([.post])
             guard let hub else { throw HubFailure(status: .methodNotAllowed, description: "this server takes no uploads") }
@@ -486,6 +544,8 @@ public enum RangeServer {
         if let spool = options.uploads?.spoolDirectory {
             let removed = SpoolDirectory.cleanLeftovers(parent: spool)
             if removed > 0 { logger.notice("removed \(removed) spool director\(removed == 1 ? "y" : "ies") left by a server that stopped mid-upload") }
+            // Xet xorbs: half-written ones and those past their retention go now (SPEC 14.9).
+            XorbStore(spool: spool, maxBytes: XorbStore.defaultMaxBytes).sweep()
         }
         let metrics = ServerMetrics()
         let service = HubServer(reader: reader, options: options, metrics: metrics, log: logger)

@@ -37,6 +37,7 @@ func wireTargets(scratch: String) -> [FuzzTarget] {
         "GET /api/models/org/m/revision/main", "GET /api/models/m/tree/main/sub/dir", "POST /api/models/org/m/commit/main",
         "POST /org/m.git/info/lfs/objects/batch", "PUT /m.git/info/lfs/objects/\(sha)/100",
         "GET /api/tenpak/v1/org/m/manifest/r1", "POST /api/tenpak/v1/m/missing", "POST /api/tenpak/v1/org/m/objects/\(sha)/commit",
+        "GET /api/models/org/m/xet-write-token/main", "POST /api/xet-cas/v1/xorbs/default/\(sha)", "POST /api/xet-cas/v1/shards",
     ]
     var tarTargetCount = 0
     return [
@@ -49,6 +50,8 @@ func wireTargets(scratch: String) -> [FuzzTarget] {
             let parts = line.split(separator: " ", maxSplits: 1)
             try RequestParsers.route(method: String(parts.first ?? ""), path: parts.count > 1 ? String(parts[1]) : "/")
         },
+        FuzzTarget("xet xorb", seeds: [XetSeed.xorb]) { try RequestParsers.xorb($0) },
+        FuzzTarget("xet shard", seeds: [XetSeed.shard]) { try RequestParsers.shard($0) },
         FuzzTarget("Range header", seeds: ["bytes=0-99", "bytes=-5", "bytes=10-", "bytes=0-1,5-9"].map { Array($0.utf8) }) { input in
             guard RequestParsers.range(String(decoding: input, as: UTF8.self), size: 1000) else { throw Refused() }
         },
@@ -73,6 +76,29 @@ func wireTargets(scratch: String) -> [FuzzTarget] {
             _ = try extractor.finish()
         },
     ]
+}
+
+/// A xorb (a stored chunk, an LZ4 one with an overlapping match, a byte-grouped one of stored
+/// LZ4 blocks, then a footer) and a shard of two files using it, written byte by byte (SPEC 14.9).
+enum XetSeed {
+    static func le(_ value: Int, _ count: Int) -> [UInt8] { (0 ..< count).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+    static func frame(_ block: [UInt8], stored: Bool) -> [UInt8] {
+        [0x04, 0x22, 0x4D, 0x18, 0x60, 0x40, 0x00] + le(block.count | (stored ? 1 << 31 : 0), 4) + block + le(0, 4)
+    }
+    static func chunk(_ scheme: UInt8, _ payload: [UInt8], length: Int) -> [UInt8] { [0] + le(payload.count, 3) + [scheme] + le(length, 3) + payload }
+    static let xorb: [UInt8] = chunk(0, Array("stored chunk\n".utf8), length: 13)
+        + chunk(1, frame([0x8F] + Array("abcdefgh".utf8) + [8, 0, 255, 46, 0x50] + Array("XYZ12".utf8), stored: false), length: 333)
+        + chunk(2, frame(Array(0 ..< 30), stored: true), length: 30)
+        + Array("XETBLOB".utf8) + [UInt8](repeating: 0, count: 9) + le(16, 4)
+    static let shard: [UInt8] = {
+        var out = Array("HFRepoMetaData".utf8) + [0, 85, 105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169] + le(2, 8) + le(200, 8)
+        for (flags, segments) in [(1 << 30, 1), (1 << 31, 2)] {
+            out += [UInt8](repeating: 0x11, count: 32) + le(flags, 4) + le(segments, 4) + le(0, 8)
+            for _ in 0 ..< segments { out += [UInt8](repeating: 0xA1, count: 32) + le(0, 4) + le(384, 4) + le(0, 4) + le(3, 4) }
+            out += [UInt8](repeating: 0x22, count: 48 * (flags == 1 << 31 ? segments : 1))
+        }
+        return out + [UInt8](repeating: 0xFF, count: 32) + le(0, 16)
+    }()
 }
 
 /// A parser's answer that is a refusal without an error of its own.

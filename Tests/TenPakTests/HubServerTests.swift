@@ -62,16 +62,18 @@ final class HubServerTests: XCTestCase {
         return try stats(scratch).packBytes
     }
 
-    /// The Python driver with a private HF_HOME and Xet off (this server speaks LFS).
-    func driver(_ url: String, _ phase: String, work: String, base: String, ft: String) throws -> [[String: Any]] {
+    /// The Python driver with a private HF_HOME; `xet: false` sets HF_HUB_DISABLE_XET=1 (uploads by
+    /// LFS), `xet: true` leaves the client as installed (upload_folder uploads through Xet).
+    func driver(_ url: String, _ phase: String, work: String, base: String, ft: String, xet: Bool = false) throws -> [[String: Any]] {
         let py = try XCTUnwrap(TestSupport.python3())
         let check = try TestSupport.run(py, ["-c", "import huggingface_hub"])
         guard check.status == 0 else {
             XCTFail("huggingface_hub is not installed: run Tools/setup.sh")
             throw CancellationError()
         }
-        let env = ["HF_HOME": work + "/hf-home", "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+        var env = ["HF_HOME": work + "/hf-home", "HF_HUB_DISABLE_TELEMETRY": "1",
                    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_TOKEN": ""]
+        env["HF_HUB_DISABLE_XET"] = xet ? "0" : "1"  // explicit: the caller's environment does not decide
         let r = try TestSupport.run(py, [TestSupport.root + "/Tools/hub_client_check.py", url, writeToken, readToken, base, ft, work, phase],
                                     environment: env)
         XCTAssertEqual(r.status, 0, "phase \(phase): \(r.stdout)\n\(r.stderr)")
@@ -134,13 +136,15 @@ final class HubServerTests: XCTestCase {
         let url = try server()
         let work = TestSupport.temporaryDirectory(self, "hf")
         let base = corpus + "/minilm-base", ft = corpus + "/minilm-ft105"
-        _ = try driver(url, "upload-base", work: work, base: base, ft: ft)
+        // As the client comes, Xet on (upload_folder uploads through Xet, SPEC 14.9); the tiny
+        // models take the LFS path too (testHuggingFaceHubUploadsDownloadsAndRefuses).
+        _ = try driver(url, "upload-base", work: work, base: base, ft: ft, xet: true)
         let afterBase = try storedBytes()
-        _ = try driver(url, "upload-ft", work: work, base: base, ft: ft)
+        _ = try driver(url, "upload-ft", work: work, base: base, ft: ft, xet: true)
         let growth = try storedBytes() - afterBase
         let model = try TestSupport.read(ft + "/model.safetensors").count
         XCTAssertLessThan(growth, model / 2, "the fine-tune grew the store by \(growth) of its \(model) bytes")
-        _ = try driver(url, "read", work: work, base: base, ft: ft)
+        _ = try driver(url, "read", work: work, base: base, ft: ft, xet: true)
     }
 
     // MARK: git-lfs
@@ -209,6 +213,203 @@ final class HubServerTests: XCTestCase {
         r = try curl("-u", "x:\(writeToken)", "-d", download, url + "/org/other.git/info/lfs/objects/batch")
         XCTAssertEqual(r.status, 200)
         XCTAssertTrue(text(r.body).contains("\"code\":404"), text(r.body))
+    }
+
+    // MARK: Xet (SPEC 14.9)
+
+    /// The unmodified client: upload_folder goes through Xet (xet-write-token, xorbs, shards), and
+    /// what it stores is what the LFS path stores: bit-exact files, the fine-tune as deltas.
+    func testHuggingFaceHubUploadsThroughXet() throws {
+        let url = try server()
+        let work = TestSupport.temporaryDirectory(self, "hfxet")
+        let base = TestSupport.fixtures + "/models/tiny-base", ft = TestSupport.fixtures + "/models/tiny-ft"
+        _ = try driver(url, "upload-base", work: work, base: base, ft: ft, xet: true)
+        let afterBase = try storedBytes()
+        _ = try driver(url, "upload-ft", work: work, base: base, ft: ft, xet: true)
+        let growth = try storedBytes() - afterBase
+        let alone = try noBaseBytes(ft)
+        XCTAssertLessThan(Double(growth), 0.75 * Double(alone), "the fine-tune grew the store by \(growth); alone it takes \(alone)")
+        XCTAssertGreaterThan(try stats().deltaChunks, 0)
+        // The uploads really went through Xet: xorbs and shards were taken, LFS uploads were not.
+        let metrics = text(try curl(url + "/metrics").body)
+        func count(_ route: String) -> Int? {
+            let prefix = "tpstore_http_requests_total{route=\"\(route)\",status=\"2xx\"} "
+            return metrics.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
+        }
+        XCTAssertGreaterThanOrEqual(count("xet") ?? 0, 6, metrics)  // two tokens, xorbs and shards
+        XCTAssertEqual(count("lfs"), 0, metrics)
+        _ = try driver(url, "read", work: work, base: base, ft: ft, xet: true)
+        _ = try driver(url, "commit", work: work, base: base, ft: ft, xet: true)
+        let refused = try driver(url, "refuse", work: work, base: base, ft: ft, xet: true)
+        XCTAssertEqual(refused.compactMap { $0["codes"] as? [Int] }, [[401, 401, 401], [200, 404, 404]], "\(refused)")
+        // Request spool directories are gone; only the kept xorbs remain.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spool), [XorbStore.directoryName])
+        XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["fsck", "--store", store, "--read-data"]).status, 0)
+    }
+
+    /// A hash string's raw bytes as shards carry them (each 8-byte word little-endian).
+    func xetRaw(_ hex: String) -> [UInt8] {
+        let bytes = stride(from: 0, to: 64, by: 2).map { UInt8(hex.dropFirst($0).prefix(2), radix: 16) ?? 0 }
+        return (0 ..< 4).flatMap { bytes[$0 * 8 ..< $0 * 8 + 8].reversed() }
+    }
+
+    func le(_ value: Int, _ count: Int) -> [UInt8] { (0 ..< count).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+
+    /// An LZ4 frame (independent blocks, 64 KiB) holding `blocks`, each a raw LZ4 block or, when
+    /// `stored`, bytes kept as they are.
+    func lz4Frame(_ blocks: [(bytes: [UInt8], stored: Bool)]) -> [UInt8] {
+        var out: [UInt8] = [0x04, 0x22, 0x4D, 0x18, 0x60, 0x40, 0x00]
+        for block in blocks {
+            out += le(block.bytes.count | (block.stored ? 1 << 31 : 0), 4) + block.bytes
+        }
+        return out + le(0, 4)
+    }
+
+    func xorbChunk(_ scheme: UInt8, _ payload: [UInt8], length: Int) -> [UInt8] {
+        [0] + le(payload.count, 3) + [scheme] + le(length, 3) + payload
+    }
+
+    /// Four byte planes (bytes 0, 1, 2, 3 mod 4), as byte grouping 4 writes them.
+    func group4(_ data: [UInt8]) -> [UInt8] { (0 ..< 4).flatMap { g in stride(from: g, to: data.count, by: 4).map { data[$0] } } }
+
+    func xetShard(files: [(sha256: String?, segments: [(xorb: String, start: Int, end: Int, bytes: Int)])]) -> [UInt8] {
+        var out = Array("HFRepoMetaData".utf8) + [0, 85, 105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169]
+        out += le(2, 8) + le(200, 8)
+        for (i, file) in files.enumerated() {
+            out += xetRaw(String(repeating: String(i), count: 64)) + le(file.sha256 == nil ? 0 : 1 << 30, 4) + le(file.segments.count, 4) + le(0, 8)
+            for segment in file.segments {
+                out += xetRaw(segment.xorb) + le(0, 4) + le(segment.bytes, 4) + le(segment.start, 4) + le(segment.end, 4)
+            }
+            if let sha = file.sha256 { out += xetRaw(sha) + [UInt8](repeating: 0, count: 16) }
+        }
+        return out + [UInt8](repeating: 0xFF, count: 32) + le(0, 16)
+    }
+
+    /// Hand-made xorbs and shards: the three chunk encodings are accepted and the file committed
+    /// reads back exactly; damaged ones are 400 and nothing is committed; tokens are checked.
+    func testXetUploadsAreCheckedAndBadOnesStoreNothing() throws {
+        // A second writer, on other/*, reads nothing of org/*.
+        let auth = """
+            {"tokens": [{"token": "\(writeToken)", "name": "writer", "read": ["org/*"], "write": ["org/*"]},
+                        {"token": "\(readToken)", "read": ["org/*"]},
+                        {"token": "hf_other_0123456789abcdef", "name": "other", "write": ["other/*"]},
+                        {"token": "hf_second_0123456789abcdef", "name": "second", "write": ["org/*"]}]}
+            """
+        try TestSupport.write(Array(auth.utf8), to: authFile)
+        let url = try server()
+        for (token, repo) in [(writeToken, "x"), ("hf_other_0123456789abcdef", "y")] {
+            let r = try curl("-H", "Authorization: Bearer \(token)", "-d", "{\"name\":\"\(repo)\",\"organization\":\"\(repo == "x" ? "org" : "other")\"}", url + "/api/repos/create")
+            XCTAssertEqual(r.status, 200, text(r.body))
+        }
+        func xetToken(_ token: String?, _ repo: String) throws -> (status: Int, token: String?) {
+            let r = try TestSupport.curl(self, (token.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + [url + "/api/models/\(repo)/xet-write-token/main"])
+            guard r.status == 200 else { return (r.status, nil) }
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any])
+            XCTAssertEqual(json["casUrl"] as? String, url + "/api/xet-cas")
+            XCTAssertNotNil(json["exp"] as? Int)
+            return (200, json["accessToken"] as? String)
+        }
+        // Only a writer gets a Xet token.
+        XCTAssertEqual(try xetToken(readToken, "org/x").status, 403)
+        XCTAssertEqual(try xetToken(nil, "org/x").status, 401)
+        XCTAssertEqual(try xetToken("hf_not_a_token_of_this_server", "org/x").status, 401)
+        XCTAssertEqual(try xetToken(writeToken, "other/y").status, 404)
+        let xet = try XCTUnwrap(try xetToken(writeToken, "org/x").token)
+        let otherXet = try XCTUnwrap(try xetToken("hf_other_0123456789abcdef", "other/y").token)
+        let secondXet = try XCTUnwrap(try xetToken("hf_second_0123456789abcdef", "org/x").token)
+        let cas = url + "/api/xet-cas/v1"
+        var n = 0
+        func post(_ path: String, _ body: [UInt8], token: String? = nil) throws -> (status: Int, body: String) {
+            n += 1
+            let file = root + "/body\(n)"
+            try TestSupport.write(body, to: file)
+            let r = try curl("-H", "Authorization: Bearer \(token ?? xet)", "--data-binary", "@" + file, cas + path)
+            return (r.status, text(r.body))
+        }
+
+        // Three chunks: stored bytes, LZ4 with a long overlapping match, byte-grouped LZ4.
+        let first = Array("tenpak xet chunk: stored as it is\n".utf8)
+        let second = Array("abcdefgh".utf8) + Array(repeating: Array("abcdefgh".utf8), count: 40).flatMap { $0 } + Array("XYZ12".utf8)
+        // literals "abcdefgh", a match of 320 bytes at offset 8 (4 + 15 + 255 + 46), then 5 literals.
+        let block = [0x8F] + Array("abcdefgh".utf8) + [8, 0, 255, 46] + [0x50] + Array("XYZ12".utf8)
+        let third = (0 ..< 1001).map { UInt8(truncatingIfNeeded: $0 * 7 / 3) }
+        let xorb = xorbChunk(0, first, length: first.count)
+            + xorbChunk(1, lz4Frame([(block, false)]), length: second.count)
+            + xorbChunk(2, lz4Frame([(Array(group4(third).prefix(500)), true), (Array(group4(third).dropFirst(500)), true)]), length: third.count)
+        let content = first + second + third
+        var sha = StreamingSHA256()
+        sha.update(content)
+        let oid = sha.finalize().hex
+        let xorbHash = String(repeating: "a1", count: 32)
+        var r = try post("/xorbs/default/\(xorbHash)", xorb)
+        XCTAssertEqual(r.status, 200, r.body)
+        XCTAssertTrue(r.body.contains("\"was_inserted\":true"), r.body)
+        r = try post("/xorbs/default/\(xorbHash)", xorb)
+        XCTAssertTrue(r.body.contains("\"was_inserted\":false"), r.body)
+
+        // Damaged xorbs are refused when they arrive.
+        let badHash = String(repeating: "b2", count: 32)
+        XCTAssertEqual(try post("/xorbs/default/\(badHash)", Array(xorb.dropLast(3))).status, 400)
+        XCTAssertEqual(try post("/xorbs/default/\(badHash)", [1] + xorb.dropFirst()).status, 400)  // header version 1
+        XCTAssertEqual(try post("/xorbs/default/\(badHash)", [], token: xet).status, 400)
+        // A xorb whose LZ4 match reaches before the data passes the header check, not a shard.
+        let farMatch = xorbChunk(1, lz4Frame([([0x10, 0x61, 9, 0, 0x10, 0x62], false)]), length: 10)
+        let farHash = String(repeating: "c3", count: 32)
+        XCTAssertEqual(try post("/xorbs/default/\(farHash)", farMatch).status, 200)
+
+        let before = try TestSupport.run(TestSupport.tpstore, ["ls", "--store", store]).stdout
+        let commitURL = url + "/api/models/org/x/commit/main"
+        func commit() throws -> (status: Int, body: String) {
+            let body = "{\"key\":\"header\",\"value\":{\"summary\":\"xet\"}}\n{\"key\":\"lfsFile\",\"value\":{\"path\":\"w.bin\",\"algo\":\"sha256\",\"oid\":\"\(oid)\",\"size\":\(content.count)}}\n"
+            let r = try curl("-H", "Authorization: Bearer \(writeToken)", "--data-binary", body, commitURL)
+            return (r.status, text(r.body))
+        }
+        let whole = [(xorb: xorbHash, start: 0, end: 3, bytes: content.count)]
+        let shards: [(String, [UInt8], String)] = [
+            ("wrong SHA-256", xetShard(files: [(String(repeating: "0", count: 64), whole)]), "the shard says"),
+            ("unknown xorb", xetShard(files: [(oid, [(String(repeating: "d4", count: 32), 0, 3, content.count)])]), "did not upload"),
+            ("chunks past the xorb", xetShard(files: [(oid, [(xorbHash, 0, 4, content.count)])]), "no chunk 3"),
+            ("segment bytes differ", xetShard(files: [(oid, [(xorbHash, 0, 3, content.count - 1)])]), "its chunks hold"),
+            ("bad LZ4 match", xetShard(files: [(nil, [(farHash, 0, 1, 10)])]), "reaches back"),
+            ("truncated", Array(xetShard(files: [(oid, whole)]).dropLast(40)), "only"),
+            ("bad tag", [0] + xetShard(files: [(oid, whole)]).dropFirst(), "bad header tag"),
+            ("huge segment count", Array(xetShard(files: [(oid, whole)]).prefix(48 + 36)) + le(1 << 30, 4) + le(0, 8), "cannot hold them"),
+            ("good file, then a bad one", xetShard(files: [(oid, whole), (String(repeating: "0", count: 64), whole)]), "file 1"),
+        ]
+        for (name, shard, reason) in shards {
+            r = try post("/shards", shard)
+            XCTAssertEqual(r.status, 400, "\(name): \(r.body)")
+            XCTAssertTrue(r.body.contains(reason), "\(name): \(r.body)")
+            XCTAssertFalse(r.body.contains(spool), "\(name): the answer shows the spool path")
+            XCTAssertEqual(try commit().status, 400, "\(name): the commit found the object")
+        }
+        // Another writer cannot use org/x's xorb (it may not read org/x).
+        r = try post("/shards", xetShard(files: [(oid, whole)]), token: otherXet)
+        XCTAssertEqual(r.status, 400, r.body)
+        XCTAssertTrue(r.body.contains("did not upload to other/y"), r.body)
+        // Nor can a second writer of org/x: xorbs count for the token that sent them.
+        r = try post("/shards", xetShard(files: [(oid, whole)]), token: secondXet)
+        XCTAssertEqual(r.status, 400, r.body)
+        XCTAssertTrue(r.body.contains("did not upload to org/x"), r.body)
+        XCTAssertEqual(try TestSupport.run(TestSupport.tpstore, ["ls", "--store", store]).stdout, before, "a refused shard stored something")
+        // Hub tokens, altered and absent Xet tokens are refused on the CAS routes.
+        XCTAssertEqual(try post("/shards", xetShard(files: [(oid, whole)]), token: writeToken).status, 401)
+        XCTAssertEqual(try post("/shards", xetShard(files: [(oid, whole)]), token: xet.replacingOccurrences(of: "-6f72672f78-", with: "-6f72672f79-")).status, 401)
+        XCTAssertEqual(try post("/shards", xetShard(files: [(oid, whole)]), token: String(xet.dropLast()) + (xet.hasSuffix("0") ? "1" : "0")).status, 401)
+        XCTAssertEqual(try curl("--data-binary", "x", cas + "/shards").status, 401)
+        // Global dedup offers nothing.
+        XCTAssertEqual(try curl("-H", "Authorization: Bearer \(xet)", cas + "/chunks/default-merkledb/\(xorbHash)").status, 404)
+
+        // The good shard: the file is rebuilt, checked, and the commit that names it reads back exactly.
+        r = try post("/shards", xetShard(files: [(oid, whole)]))
+        XCTAssertEqual(r.status, 200, r.body)
+        XCTAssertEqual(r.body, "{\"result\":1}")
+        let committed = try commit()
+        XCTAssertEqual(committed.status, 200, committed.body)
+        let read = try curl("-H", "Authorization: Bearer \(readToken)", url + "/org/x/resolve/main/w.bin")
+        XCTAssertEqual(read.status, 200)
+        XCTAssertEqual(read.body, content)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spool), [XorbStore.directoryName])
     }
 
     // MARK: bad input
