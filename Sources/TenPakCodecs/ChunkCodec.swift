@@ -72,7 +72,7 @@ public struct EncodedChunk: Sendable {
 
 /// Chooses and applies chunk encodings.
 ///
-/// `encode` tries every encoding that applies and keeps the smallest payload, so a delta is used only
+/// `encode` tries every candidate encoding (`candidates`) and keeps the smallest payload, so a delta is used only
 /// where it pays (an unrelated retrain of the same shape falls back to no-base planes).
 public enum ChunkCodec {
     /// Chunks at least this large pick their encoding on a sample first.
@@ -86,7 +86,7 @@ public enum ChunkCodec {
 
     /// Encodes `raw`; with `base`, delta encodings against it are candidates too.
     ///
-    /// Every applicable encoding is a candidate and the smallest payload wins. For large chunks the
+    /// Every candidate encoding (`candidates`) is tried and the smallest payload wins. For large chunks the
     /// candidates are first ranked on a sample (three slices: start, middle, end) and only the best
     /// delta encoding runs on the whole chunk, with the no-base encoding beside it unless the
     /// sample shows the delta clearly smaller (`fallbackMargin`), so a put costs one or two
@@ -135,8 +135,13 @@ public enum ChunkCodec {
         let isFloat = element.layout != .none && (element.width == 2 || element.width == 4)
         var list: [Encoding] = [isFloat ? .floatPlanes : element.width > 1 ? .planes : .zstd]
         if hasBase {
-            list.append(.xorPlanes)
-            if element.width > 1 { list.append(.subPlanes) }
+            // Where context-delta applies, xor/sub planes code the same difference with a coarser
+            // model: they saved at most 0.1% of a put's bytes on any bench_delta row, and ranking
+            // them on the sample took a fifth of the encode time (SPEC section 8).
+            if !ContextDelta.supports(element) {
+                list.append(.xorPlanes)
+                if element.width > 1 { list.append(.subPlanes) }
+            }
             list.append(.zstdPrefix)
             if ContextDelta.supports(element) { list.append(.contextDelta) }
         }

@@ -65,6 +65,28 @@ final class ByteRANSTests: XCTestCase {
         }
     }
 
+    /// The fast loops are specialised per table precision: every precision a payload may carry
+    /// decodes, alone and as a pair, including pairs whose precisions differ.
+    func testEveryTablePrecisionDecodesAloneAndInPairs() throws {
+        let a = skewed(70_001, seed: 8), b = skewed(70_001, seed: 9)
+        for logA in 8 ... 12 {
+            for logB in [8, logA, 12] {
+                let pa = a.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logA) }
+                let pb = b.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logB) }
+                XCTAssertEqual(pa.first.map(Int.init), logA)
+                var oa = [UInt8](repeating: 0, count: a.count), ob = [UInt8](repeating: 0, count: b.count)
+                try pa.withUnsafeBytes { x in try oa.withUnsafeMutableBytes { try ByteRANS.decode(x, into: $0) } }
+                XCTAssertEqual(oa, a, "tableLog \(logA) alone")
+                oa = [UInt8](repeating: 0, count: a.count)
+                try pa.withUnsafeBytes { x in try pb.withUnsafeBytes { y in
+                    try oa.withUnsafeMutableBytes { u in try ob.withUnsafeMutableBytes { v in try ByteRANS.decodePair(x, into: u, y, into: v) } }
+                } }
+                XCTAssertEqual(oa, a, "tableLog \(logA) with \(logB)")
+                XCTAssertEqual(ob, b, "tableLog \(logB) with \(logA)")
+            }
+        }
+    }
+
     func testDamagedPayloadsThrowNeverCrash() {
         let data = skewed(5000, seed: 1)
         let payload = data.withUnsafeBytes { ByteRANS.encode($0) }

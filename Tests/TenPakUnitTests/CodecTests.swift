@@ -135,6 +135,16 @@ final class CodecTests: XCTestCase {
         XCTAssertFalse(choice.encoding.usesBase, "an unrelated base must not be used (chose \(choice.encoding))")
     }
 
+    /// Floats with a base are not offered xor/sub planes (context-delta codes the same difference
+    /// with a finer model); other element types still are.
+    func testDeltaCandidatesPerElementType() {
+        XCTAssertEqual(ChunkCodec.candidates(element: .init(width: 4, layout: .f32), hasBase: true), [.floatPlanes, .zstdPrefix, .contextDelta])
+        XCTAssertEqual(ChunkCodec.candidates(element: .init(width: 2, layout: .bf16), hasBase: true), [.floatPlanes, .zstdPrefix, .contextDelta])
+        XCTAssertEqual(ChunkCodec.candidates(element: .init(width: 2, layout: .none), hasBase: true), [.planes, .xorPlanes, .subPlanes, .zstdPrefix])
+        XCTAssertEqual(ChunkCodec.candidates(element: .bytes, hasBase: true), [.zstd, .xorPlanes, .zstdPrefix])
+        XCTAssertEqual(ChunkCodec.candidates(element: .init(width: 4, layout: .f32), hasBase: false), [.floatPlanes])
+    }
+
     func testIdenticalToBaseIsTiny() throws {
         let element = ElementType(width: 2, layout: .bf16)
         let base = CodecTests.weights(100_000, element: element, seed: 5)

@@ -2,13 +2,14 @@
 // real base / fine-tune pair of safetensors files, one thread, in MB per CPU-second of that thread
 // (MB = 1e6 bytes of raw chunk). Also the primitives put and get spend their time in.
 //
-// Usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N]
+// Usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N] [--only NAME]
 //        (swift run -c release tenpak-bench .corpus/minilm-base/model.safetensors .corpus/minilm-ft105/model.safetensors)
 //
 // The chunks are cut as put cuts them (1 MiB counted from each tensor's start) and each fine-tune
 // chunk is paired with the base tensor's chunk of the same name and index. `--bf16` casts both
 // files' F32 tensors to BF16 first (round to nearest even, as Tools/cast_safetensors.py does).
-// Times are thread CPU time (CLOCK_THREAD_CPUTIME_ID), the best of `--repeat` runs: the machine
+// `--only NAME` runs just the rows whose label starts with NAME (e.g. `--only context-delta`,
+// for a profiler), and no primitives. Times are thread CPU time (CLOCK_THREAD_CPUTIME_ID), the best of `--repeat` runs: the machine
 // is shared, and CPU time is what a busy core costs. Nothing here asserts a speed.
 import Foundation
 import TenPakCodecs
@@ -103,6 +104,7 @@ func rate(_ bytes: Int, _ seconds: Double) -> String {
 func run() throws {
     var args = Array(CommandLine.arguments.dropFirst())
     var bf16 = false, limitMB = 1 << 20, repeats = 3
+    var only: String?
     var positional: [String] = []
     while !args.isEmpty {
         let a = args.removeFirst()
@@ -110,11 +112,12 @@ func run() throws {
         case "--bf16": bf16 = true
         case "--limit": limitMB = Int(args.isEmpty ? "" : args.removeFirst()) ?? limitMB
         case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? repeats
+        case "--only": only = args.isEmpty ? nil : args.removeFirst()
         default: positional.append(a)
         }
     }
     guard positional.count == 2 else {
-        throw BenchError.usage("usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N]")
+        throw BenchError.usage("usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N] [--only NAME]")
     }
     let all = chunks(base: try loadTensors(positional[0], bf16: bf16), target: try loadTensors(positional[1], bf16: bf16),
                      limit: limitMB << 20)
@@ -126,6 +129,7 @@ func run() throws {
     print("encoding              chunks   ratio    encode MB/s  decode MB/s   payload digest")
 
     func bench(_ label: String, _ set: [Chunk], encode: (Chunk) -> (Encoding, [UInt8])) throws {
+        if let only, !label.hasPrefix(only) { return }
         var encoded: [(Encoding, [UInt8])] = []
         let te = measure(repeats) { encoded = set.map(encode) }
         let bytes = set.reduce(0) { $0 + $1.raw.count }
@@ -174,6 +178,7 @@ func run() throws {
         return (e.encoding, e.payload)
     }
 
+    if only != nil { return }
     print("primitive            bytes                 MB/s")
     let sample = all.prefix(64)
     let sampleBytes = sample.reduce(0) { $0 + $1.raw.count }

@@ -62,8 +62,9 @@ enum ByteRANS {
         }
     }
 
-    /// Encodes `bytes` (non-empty).
-    static func encode(_ bytes: UnsafeRawBufferPointer, histogram: Histogram? = nil) -> [UInt8] {
+    /// Encodes `bytes` (non-empty). `preferredLog` (8…12) is for tests: decoders accept every
+    /// precision, the encoder picks 12 unless the stream is short.
+    static func encode(_ bytes: UnsafeRawBufferPointer, histogram: Histogram? = nil, preferredLog: Int = tableLog) -> [UInt8] {
         let n = bytes.count
         precondition(n > 0)
         let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -71,7 +72,7 @@ enum ByteRANS {
         defer { counts.deallocate() }
         let histogram = histogram ?? Histogram(bytes)
         histogram.counts.withUnsafeBufferPointer { counts.initialize(from: $0.baseAddress!, count: 256) }
-        let log = tableLogFor(count: n, preferred: tableLog)
+        let log = tableLogFor(count: n, preferred: preferredLog)
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
         defer { freqs.deallocate() }
         normalizeCounts(counts, alphabet: 256, tableLog: log, into: freqs)

@@ -77,55 +77,102 @@ struct ByteRANSDecoder {
     /// Branch-free renormalisation; `rp` must have 2 readable bytes.
     @inline(__always)
     private static func renorm(_ v: UInt32, _ rp: inout UnsafePointer<UInt8>) -> UInt32 {
-        // Safe: callers guarantee 2 readable bytes at rp (see `decodeFast`).
+        // Safe: callers guarantee 2 readable bytes at rp (see `safeGroups`).
         let w = UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
         let need = v < ransLowerBound
         rp += need ? 2 : 0
         return need ? (v &<< 16) | w : v
     }
 
+    /// `advance` with the table precision a compile-time constant (`T`): the mask and the shift
+    /// are immediates, which keeps the fast loops' registers for their states.
+    @inline(__always)
+    private static func advance<T: TableLogK>(_: T.Type, _ state: UInt32, _ table: UnsafeMutablePointer<UInt32>,
+                                              _ out: UnsafeMutablePointer<UInt8>) -> UInt32 {
+        // Safe: the slot is masked to the table's 2^T.tl entries; callers keep `out` inside the output.
+        let e = table[Int(state & UInt32((1 << T.tl) - 1))]
+        out.pointee = UInt8(truncatingIfNeeded: e)
+        return ((e &>> 8) & 0xFFF &+ 1) &* (state &>> UInt32(T.tl)) &+ (e &>> 20)
+    }
+
+    /// Whole groups of four bytes that may be decoded without a bounds check: at most 8 stream
+    /// bytes per group (one 16-bit word per byte), none past the end of the output.
+    private var safeGroups: Int { min((n &- i) >> 2, (words.end - words.ptr) >> 3) }
+
     /// The fast part of one stream.
     mutating func decodeFast() {
-        let table = table, mask = mask, tl = tableLog, out = out, n = n, end = words.end
-        var rp = words.ptr, i = i
-        var s0 = x0, s1 = x1, s2 = x2, s3 = x3
-        // A group of four bytes consumes at most 8 stream bytes (one 16-bit word per byte).
-        while i &+ 4 <= n, end - rp >= 8 {
-            s0 = Self.renorm(Self.advance(s0, i, table, mask, tl, out), &rp)
-            s1 = Self.renorm(Self.advance(s1, i &+ 1, table, mask, tl, out), &rp)
-            s2 = Self.renorm(Self.advance(s2, i &+ 2, table, mask, tl, out), &rp)
-            s3 = Self.renorm(Self.advance(s3, i &+ 3, table, mask, tl, out), &rp)
-            i &+= 4
+        switch tableLog {
+        case 8: decodeFast(TL8.self)
+        case 9: decodeFast(TL9.self)
+        case 10: decodeFast(TL10.self)
+        case 11: decodeFast(TL11.self)
+        default: decodeFast(TL12.self)
         }
-        self.i = i
-        words.ptr = rp
+    }
+
+    private mutating func decodeFast<T: TableLogK>(_: T.Type) {
+        let table = table, out = out
+        var s0 = x0, s1 = x1, s2 = x2, s3 = x3
+        while true {
+            let groups = safeGroups
+            if groups <= 0 { break }
+            var rp = words.ptr, o = out + i
+            let oEnd = o + groups &* 4
+            repeat {
+                s0 = Self.renorm(Self.advance(T.self, s0, table, o), &rp)
+                s1 = Self.renorm(Self.advance(T.self, s1, table, o + 1), &rp)
+                s2 = Self.renorm(Self.advance(T.self, s2, table, o + 2), &rp)
+                s3 = Self.renorm(Self.advance(T.self, s3, table, o + 3), &rp)
+                o += 4
+            } while o < oEnd
+            i &+= groups &* 4
+            words.ptr = rp
+        }
         (x0, x1, x2, x3) = (s0, s1, s2, s3)
     }
 
     /// The fast part of two streams, interleaved, while both have room; each then continues alone.
+    /// Interleaved only when both are at the same byte with the same table precision (two planes of
+    /// one chunk are); otherwise this leaves both to their own `decodeFast`.
     static func decodeFast(_ a: inout ByteRANSDecoder, _ b: inout ByteRANSDecoder) {
-        let ta = a.table, ma = a.mask, la = a.tableLog, oa = a.out, na = a.n, ea = a.words.end
-        let tb = b.table, mb = b.mask, lb = b.tableLog, ob = b.out, nb = b.n, eb = b.words.end
-        var ra = a.words.ptr, rb = b.words.ptr
+        guard a.tableLog == b.tableLog, a.i == b.i else { return }
+        switch a.tableLog {
+        case 8: decodeFast(TL8.self, &a, &b)
+        case 9: decodeFast(TL9.self, &a, &b)
+        case 10: decodeFast(TL10.self, &a, &b)
+        case 11: decodeFast(TL11.self, &a, &b)
+        default: decodeFast(TL12.self, &a, &b)
+        }
+    }
+
+    private static func decodeFast<T: TableLogK>(_: T.Type, _ a: inout ByteRANSDecoder, _ b: inout ByteRANSDecoder) {
+        let ta = a.table, tb = b.table
         var a0 = a.x0, a1 = a.x1, a2 = a.x2, a3 = a.x3
         var b0 = b.x0, b1 = b.x1, b2 = b.x2, b3 = b.x3
-        var ia = a.i, ib = b.i
-        while ia &+ 4 <= na, ib &+ 4 <= nb, ea - ra >= 8, eb - rb >= 8 {
-            a0 = renorm(advance(a0, ia, ta, ma, la, oa), &ra)
-            b0 = renorm(advance(b0, ib, tb, mb, lb, ob), &rb)
-            a1 = renorm(advance(a1, ia &+ 1, ta, ma, la, oa), &ra)
-            b1 = renorm(advance(b1, ib &+ 1, tb, mb, lb, ob), &rb)
-            a2 = renorm(advance(a2, ia &+ 2, ta, ma, la, oa), &ra)
-            b2 = renorm(advance(b2, ib &+ 2, tb, mb, lb, ob), &rb)
-            a3 = renorm(advance(a3, ia &+ 3, ta, ma, la, oa), &ra)
-            b3 = renorm(advance(b3, ib &+ 3, tb, mb, lb, ob), &rb)
-            ia &+= 4
-            ib &+= 4
+        // a.i == b.i throughout: one offset serves both outputs.
+        while true {
+            let groups = min(a.safeGroups, b.safeGroups)
+            if groups <= 0 { break }
+            var ra = a.words.ptr, rb = b.words.ptr
+            let oa = a.out + a.i, ob = b.out + b.i
+            var k = 0
+            let kEnd = groups &* 4
+            repeat {
+                a0 = renorm(advance(T.self, a0, ta, oa + k), &ra)
+                b0 = renorm(advance(T.self, b0, tb, ob + k), &rb)
+                a1 = renorm(advance(T.self, a1, ta, oa + (k &+ 1)), &ra)
+                b1 = renorm(advance(T.self, b1, tb, ob + (k &+ 1)), &rb)
+                a2 = renorm(advance(T.self, a2, ta, oa + (k &+ 2)), &ra)
+                b2 = renorm(advance(T.self, b2, tb, ob + (k &+ 2)), &rb)
+                a3 = renorm(advance(T.self, a3, ta, oa + (k &+ 3)), &ra)
+                b3 = renorm(advance(T.self, b3, tb, ob + (k &+ 3)), &rb)
+                k &+= 4
+            } while k < kEnd
+            a.i &+= kEnd
+            b.i &+= kEnd
+            a.words.ptr = ra
+            b.words.ptr = rb
         }
-        a.i = ia
-        b.i = ib
-        a.words.ptr = ra
-        b.words.ptr = rb
         (a.x0, a.x1, a.x2, a.x3) = (a0, a1, a2, a3)
         (b.x0, b.x1, b.x2, b.x3) = (b0, b1, b2, b3)
     }

@@ -702,14 +702,6 @@ protocol PredictMode { static var decay: Bool { get } }
 enum NoDecay: PredictMode { static var decay: Bool { false } }
 enum WithDecay: PredictMode { static var decay: Bool { true } }
 
-/// Compile-time rANS table precision for the specialised decode loops.
-protocol TableLogK { static var tl: Int { get } }
-enum TL8: TableLogK { static var tl: Int { 8 } }
-enum TL9: TableLogK { static var tl: Int { 9 } }
-enum TL10: TableLogK { static var tl: Int { 10 } }
-enum TL11: TableLogK { static var tl: Int { 11 } }
-enum TL12: TableLogK { static var tl: Int { 12 } }
-
 /// Per-width constants and accessors; the hot loops are specialised per conforming type.
 protocol DeltaElement {
     static var width: Int { get }

@@ -32,6 +32,15 @@ let ransLowerBound: UInt32 = 1 << 16   // state lives in [2^16, 2^32)
 let maxTableLog = 12
 let minTableLog = 8
 
+/// Compile-time rANS table precision for the specialised decode loops (context-delta and
+/// ByteRANS).
+protocol TableLogK { static var tl: Int { get } }
+enum TL8: TableLogK { static var tl: Int { 8 } }
+enum TL9: TableLogK { static var tl: Int { 9 } }
+enum TL10: TableLogK { static var tl: Int { 10 } }
+enum TL11: TableLogK { static var tl: Int { 11 } }
+enum TL12: TableLogK { static var tl: Int { 12 } }
+
 // MARK: - Byte output
 
 /// Growable little-endian byte sink used by the encoders.
