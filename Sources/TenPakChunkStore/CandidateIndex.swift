@@ -99,10 +99,12 @@ extension CatalogSQL {
         """
     }
 
-    /// Every stored tensor with its revision, for filling the index of a catalog made before it
-    /// existed (once, at the upgrade).
-    public static let tensorsByRevision = """
-        SELECT f.revision_id, t.name, t.dtype, t.shape, t.begin_offset, t.end_offset
-        FROM tensors t JOIN files f ON f.id = t.file_id ORDER BY f.revision_id, f.path, t.begin_offset
+    /// The stored tensors of a list of revisions (`count` placeholders), for filling the index of a
+    /// catalog made before it existed (once, at the upgrade, a batch of revisions at a time).
+    public static func tensorsOfRevisions(_ count: Int) -> String {
         """
+        SELECT f.revision_id, t.name, t.dtype, t.shape, t.begin_offset, t.end_offset
+        FROM tensors t JOIN files f ON f.id = t.file_id WHERE f.revision_id IN (\(SQLCatalog.list(count))) ORDER BY f.revision_id, f.path, t.begin_offset
+        """
+    }
 }

@@ -92,16 +92,23 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             guard let current = try c.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0),
                   let number = Int(current), number < 3 else { return }
             for statement in CatalogSchema(dialect: c.dialect).candidates { try c.query(statement) }
-            var byRevision: [Int64: [TensorRecord]] = [:]
-            for r in try c.query(CatalogSQL.tensorsByRevision) {
-                byRevision[try r.int(0), default: []].append(
-                    TensorRecord(name: try r.text(1), dtype: try r.text(2), shape: TensorRecord.shape(fromText: try r.text(3)),
-                                 begin: Int(try r.int(4)), end: Int(try r.int(5))))
-            }
-            var sketches: [Int64: [UInt8]] = [:]
-            for r in try c.query("SELECT revision_id, sketch FROM revision_sketches") { sketches[try r.int(0)] = try r.blob(1) }
-            for (revision, tensors) in byRevision {
-                try insertIndexRows(c, revision: revision, tensors: tensors, sketch: sketches[revision])
+            // A batch of revisions at a time, so memory follows the batch, not the store.
+            let revisions = try c.query("SELECT id FROM revisions ORDER BY id").map { try $0.int(0) }
+            for batch in batches(revisions, width: 1, dialect: c.dialect) {
+                let ids = batch.map { SQLValue.int($0) }
+                var byRevision: [Int64: [TensorRecord]] = [:]
+                for r in try c.query(CatalogSQL.tensorsOfRevisions(batch.count), ids) {
+                    byRevision[try r.int(0), default: []].append(
+                        TensorRecord(name: try r.text(1), dtype: try r.text(2), shape: TensorRecord.shape(fromText: try r.text(3)),
+                                     begin: Int(try r.int(4)), end: Int(try r.int(5))))
+                }
+                var sketches: [Int64: [UInt8]] = [:]
+                for r in try c.query("SELECT revision_id, sketch FROM revision_sketches WHERE revision_id IN (\(list(batch.count)))", ids) {
+                    sketches[try r.int(0)] = try r.blob(1)
+                }
+                for (revision, tensors) in byRevision {
+                    try insertIndexRows(c, revision: revision, tensors: tensors, sketch: sketches[revision])
+                }
             }
             try c.query("DROP TABLE IF EXISTS tensor_index")
             try c.query("UPDATE meta SET value = ? WHERE key = 'schema_version'", [.text(String(SQLCatalog.schemaVersion))])
