@@ -78,17 +78,24 @@ public enum BaseMatcher {
         var coarselyCompared = 0
         if let sketch {
             let coarse = sketch.coarse()
-            var byCoarse: [(id: Int64, distance: Double)] = []
+            var byCoarse: [(id: Int64, matched: Int, distance: Double)] = []
+            byCoarse.reserveCapacity(candidates.count)
             for c in candidates {
                 guard let bytes = c.coarseSketch, let theirs = try? BaseSketch.decode(bytes), let d = coarse.distance(to: theirs) else {
                     unsketched.append(c.revisionRowID)
                     continue
                 }
-                byCoarse.append((c.revisionRowID, d.log2RMS))
+                byCoarse.append((c.revisionRowID, c.matchedBytes, d.log2RMS))
             }
             coarselyCompared = byCoarse.count
-            byCoarse.sort { a, b in (a.distance, -(matched[a.id] ?? 0), -a.id) < (b.distance, -(matched[b.id] ?? 0), -b.id) }
-            let fine = byCoarse.prefix(fineComparisons)
+            // Nearest, then most bytes, then newest (as the final ranking); spelled out rather than
+            // as a tuple comparison, which costs a generic lookup per call a thousand times over.
+            byCoarse.sort { a, b in
+                if a.distance != b.distance { return a.distance < b.distance }
+                if a.matched != b.matched { return a.matched > b.matched }
+                return a.id > b.id
+            }
+            let fine = byCoarse.prefix(fineComparisons).map { (id: $0.id, distance: $0.distance) }
             // Newest first: the ones most likely to be near, and an old store converges put by put.
             unsketched.sort(by: >)
             let repairing = Array(unsketched.prefix(sketchesMadePerPut))
