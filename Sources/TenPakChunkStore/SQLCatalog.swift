@@ -24,6 +24,9 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
     /// Every table of the catalog (what fsck checks is there and a PostgreSQL repair moves).
     public static let tables = ["meta", "gc_runs", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones",
                                 "annotations", "revision_sketches", "architecture_index", "revision_architectures"]
+    /// Tables an upgrade drops (`tensor_index`: version 2): a PostgreSQL repair of a catalog never
+    /// upgraded moves them aside with the rest.
+    public static let retiredTables = ["tensor_index"]
 
     /// Most rows one statement carries (bound values stay under both databases' limits too).
     static let rowsPerStatement = 1000
