@@ -80,8 +80,17 @@ public enum BaseMatcher {
             let coarse = sketch.coarse()
             var byCoarse: [(id: Int64, matched: Int, distance: Double)] = []
             byCoarse.reserveCapacity(candidates.count)
+            // Without a usable coarse sketch: its full one is read, or made (below). One whose
+            // sketch shares no tensor with the upload's is only left unranked: reading or making
+            // it again would find the same.
+            var lacking: [Int64] = []
             for c in candidates {
-                guard let bytes = c.coarseSketch, let theirs = try? BaseSketch.decode(bytes), let d = coarse.distance(to: theirs) else {
+                guard let bytes = c.coarseSketch, let theirs = try? BaseSketch.decode(bytes) else {
+                    lacking.append(c.revisionRowID)
+                    unsketched.append(c.revisionRowID)
+                    continue
+                }
+                guard let d = coarse.distance(to: theirs) else {
                     unsketched.append(c.revisionRowID)
                     continue
                 }
@@ -98,7 +107,7 @@ public enum BaseMatcher {
             let fine = byCoarse.prefix(fineComparisons).map { (id: $0.id, distance: $0.distance) }
             // Newest first: the ones most likely to be near, and an old store converges put by put.
             unsketched.sort(by: >)
-            let repairing = Array(unsketched.prefix(sketchesMadePerPut))
+            let repairing = Array(lacking.sorted(by: >).prefix(sketchesMadePerPut))
             let stored = try catalog.sketches(revisionRowIDs: fine.map(\.id) + repairing)
             for (id, coarseDistance) in fine {
                 // A full sketch lost or damaged after its coarse one was stored: the coarse
