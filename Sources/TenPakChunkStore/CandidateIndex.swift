@@ -7,10 +7,15 @@ import TenPakFormat
 /// whose vocabulary grew still finds its base). A collision only adds a candidate that the
 /// confirmation step then rejects; it never changes a stored byte.
 ///
-/// Each revision indexes its `indexedTensors` largest tensors (bytes, then name), one row per
-/// signature, written in the commit transaction. A put asks for the revisions sharing at least half
-/// of the bytes of its own largest tensors: one indexed lookup per signature, so the cost follows
-/// the number of same-architecture candidates, not the size of the store.
+/// Each revision's `indexedTensors` largest tensors (bytes, then name; one per signature) are its
+/// *architecture*, named by `architecture(_:)`. The index holds those rows once per architecture
+/// (`architecture_index`) and one row per revision naming its architecture
+/// (`revision_architectures`), both written in the commit transaction. A put asks for the
+/// architectures sharing at least half of the bytes of its own largest tensors (one indexed lookup
+/// per signature, a few dozen rows per architecture), then for their revisions (one row each): the
+/// cost follows the number of same-architecture candidates, not the size of the store. On a hub,
+/// where most revisions share their architecture exactly, that is one row per candidate instead of
+/// 32 (schema version 3; version 2 kept 32 rows per revision in `tensor_index`).
 public enum TensorSignature {
     /// Tensors indexed per revision. Bounded so that an LLM with thousands of tensors still costs a
     /// few dozen index rows per candidate; the largest tensors carry nearly all the bytes.
@@ -39,6 +44,18 @@ public enum TensorSignature {
         return Int64(bitPattern: Hashing.xxh3_64(Array(key.utf8)))
     }
 
+    /// The architecture id of a revision whose index rows are `rows`: the XXH3-64 of its (signature,
+    /// bytes) pairs in signature order. Two different sets colliding (2^-64) would merge their rows:
+    /// a candidate too many or too few, which costs bytes, never a stored byte's correctness.
+    public static func architecture(_ rows: [Weighted]) -> Int64 {
+        var key = Array("architecture".utf8)
+        for row in rows.sorted(by: { $0.signature < $1.signature }) {
+            withUnsafeBytes(of: row.signature.littleEndian) { key.append(contentsOf: $0) }
+            withUnsafeBytes(of: Int64(row.bytes).littleEndian) { key.append(contentsOf: $0) }
+        }
+        return Int64(bitPattern: Hashing.xxh3_64(key))
+    }
+
     /// The rows a revision with these tensors puts into the index: its `indexedTensors` largest,
     /// one per signature (a name repeated across shards counts once, as in base pairing).
     public static func indexRows(_ tensors: [TensorRecord]) -> [Weighted] {
@@ -54,32 +71,40 @@ public enum TensorSignature {
     }
 }
 
-/// A revision the candidate index returned, with the bytes of the upload's indexed tensors it matches.
+/// A revision the candidate index returned, with the bytes of the upload's indexed tensors it
+/// matches and its coarse sketch (`BaseSketch.coarse()`, encoded; nil when it has no sketch).
 public struct BaseCandidate: Hashable, Sendable {
     public let revisionRowID: Int64
     public let matchedBytes: Int
-    public init(revisionRowID: Int64, matchedBytes: Int) {
+    public let coarseSketch: [UInt8]?
+    public init(revisionRowID: Int64, matchedBytes: Int, coarseSketch: [UInt8]? = nil) {
         self.revisionRowID = revisionRowID
         self.matchedBytes = matchedBytes
+        self.coarseSketch = coarseSketch
     }
 }
 
 extension CatalogSQL {
-    /// The candidate query after a dialect's `WITH want(signature, bytes) AS (…)`: revisions whose
-    /// index rows cover at least the bound bytes, most bytes first, newest first among equals.
-    /// `threshold` and `limit` are the dialect's placeholders. (CAST: PostgreSQL sums bigints as numeric.)
+    /// The candidate query after a dialect's `WITH want(signature, bytes) AS (…)`: the revisions of
+    /// the architectures whose index rows cover at least the bound bytes, with their coarse
+    /// sketches, most bytes first, newest first among equals. `threshold` and `limit` are the
+    /// dialect's placeholders. (CAST: PostgreSQL sums bigints as numeric.)
     public static func baseCandidates(threshold: String, limit: String) -> String {
         """
-        SELECT t.revision_id, CAST(SUM(w.bytes) AS BIGINT) AS matched FROM tensor_index t JOIN want w ON w.signature = t.signature
-        GROUP BY t.revision_id HAVING SUM(w.bytes) >= \(threshold)
-        ORDER BY matched DESC, t.revision_id DESC LIMIT \(limit)
+        SELECT r.revision_id, a.matched, r.coarse_sketch FROM (
+            SELECT x.architecture_id, CAST(SUM(w.bytes) AS BIGINT) AS matched FROM architecture_index x JOIN want w ON w.signature = x.signature
+            GROUP BY x.architecture_id HAVING SUM(w.bytes) >= \(threshold)) a
+        JOIN revision_architectures r ON r.architecture_id = a.architecture_id
+        ORDER BY a.matched DESC, r.revision_id DESC LIMIT \(limit)
         """
     }
 
-    /// Every stored tensor with its revision, for filling the index of a catalog made before it
-    /// existed (once, at the upgrade).
-    public static let tensorsByRevision = """
-        SELECT f.revision_id, t.name, t.dtype, t.shape, t.begin_offset, t.end_offset
-        FROM tensors t JOIN files f ON f.id = t.file_id ORDER BY f.revision_id, f.path, t.begin_offset
+    /// The stored tensors of a list of revisions (`count` placeholders), for filling the index of a
+    /// catalog made before it existed (once, at the upgrade, a batch of revisions at a time).
+    public static func tensorsOfRevisions(_ count: Int) -> String {
         """
+        SELECT f.revision_id, t.name, t.dtype, t.shape, t.begin_offset, t.end_offset
+        FROM tensors t JOIN files f ON f.id = t.file_id WHERE f.revision_id IN (\(SQLCatalog.list(count))) ORDER BY f.revision_id, f.path, t.begin_offset
+        """
+    }
 }

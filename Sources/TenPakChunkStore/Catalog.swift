@@ -42,13 +42,14 @@ public protocol Catalog: AnyObject, Sendable {
     // Base choice (SPEC §10): the candidate index and the revisions' content sketches.
 
     /// Revisions whose indexed tensor signatures cover at least `minimumBytes` of `signatures`'
-    /// bytes, most first (newest first among equals), at most `limit`. Indexed: the work follows
-    /// the number of matching revisions, not the size of the store.
+    /// bytes, most first (newest first among equals), at most `limit`, each with its coarse sketch.
+    /// Indexed: the work follows the number of matching architectures and revisions, not the size
+    /// of the store.
     func baseCandidates(_ signatures: [TensorSignature.Weighted], minimumBytes: Int, limit: Int) throws -> [BaseCandidate]
     /// The stored sketches of these revisions (revisions without one are absent).
     func sketches(revisionRowIDs: [Int64]) throws -> [Int64: [UInt8]]
-    /// Stores (or replaces) a revision's sketch: a missing or damaged one computed again from its
-    /// chunks. Fails with `notFound` when the revision is gone.
+    /// Stores (or replaces) a revision's sketch, and the coarse sketch derived from it: a missing or
+    /// damaged one computed again from its chunks. Fails with `notFound` when the revision is gone.
     func putSketch(revisionRowID: Int64, sketch: [UInt8]) throws
     /// Forgets a revision (its chunks stay until gc finds them unreferenced), recording the sealed
     /// pack that holds its tombstone frame.

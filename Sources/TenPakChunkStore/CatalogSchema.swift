@@ -15,7 +15,7 @@ struct CatalogSchema {
     /// Added after version 1 shipped without changing the version: made on open when missing.
     var annotations: [String] { render(CatalogSchema.annotations) }
     var gcRuns: [String] { render(CatalogSchema.gcRuns) }
-    /// Version 2: the candidate index, the revisions' sketches, revisions by model in id order.
+    /// Versions 2 and 3: the revisions' sketches, revisions by model in id order, the candidate index.
     var candidates: [String] { render(CatalogSchema.candidates) }
     /// Everything, in creation order.
     var all: [String] { version1 + annotations + gcRuns + candidates }
@@ -123,20 +123,29 @@ struct CatalogSchema {
     /// One row per gc run started: the fence of commits (SPEC §11).
     static let gcRuns = ["CREATE TABLE IF NOT EXISTS gc_runs (id {rowid}, started_at {int} NOT NULL)"]
 
+    /// Version 2 (sketches, revisions by model) and 3 (the candidate index by architecture; version
+    /// 2's `tensor_index`, 32 rows per revision, is dropped by the upgrade).
     static let candidates = [
-        """
-        CREATE TABLE IF NOT EXISTS tensor_index (
-            signature {int} NOT NULL,
-            revision_id {int} NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
-            bytes {int} NOT NULL,
-            PRIMARY KEY (signature, revision_id)){norowid}
-        """,
-        "CREATE INDEX IF NOT EXISTS tensor_index_by_revision ON tensor_index(revision_id)",
         """
         CREATE TABLE IF NOT EXISTS revision_sketches (
             revision_id {int} PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
             sketch {blob} NOT NULL)
         """,
         "CREATE INDEX IF NOT EXISTS revisions_by_model ON revisions(model_id, id)",
+        """
+        CREATE TABLE IF NOT EXISTS architecture_index (
+            signature {int} NOT NULL,
+            architecture_id {int} NOT NULL,
+            bytes {int} NOT NULL,
+            PRIMARY KEY (signature, architecture_id)){norowid}
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS revision_architectures (
+            architecture_id {int} NOT NULL,
+            revision_id {int} NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+            coarse_sketch {blob},
+            PRIMARY KEY (architecture_id, revision_id)){norowid}
+        """,
+        "CREATE INDEX IF NOT EXISTS revision_architectures_by_revision ON revision_architectures(revision_id)",
     ]
 }

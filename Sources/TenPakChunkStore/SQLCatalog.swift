@@ -15,14 +15,18 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
     private let lock = NSRecursiveLock()
     public let dialect: SQLDialect
 
-    /// 2: the candidate index and sketches (`CatalogSchema.candidates`). A version-1 catalog is
-    /// upgraded in place when opened; a tpstore that knows only version 1 then refuses it ("upgrade
-    /// tpstore"), because its commits would leave revisions out of the index.
-    public static let schemaVersion = 2
+    /// 2: the candidate index and sketches; 3: the candidate index by architecture, with coarse
+    /// sketches (`CatalogSchema.candidates`). An older catalog is upgraded in place when opened; a
+    /// tpstore that knows only an older version then refuses it ("upgrade tpstore"), because its
+    /// commits would leave revisions out of the index.
+    public static let schemaVersion = 3
 
     /// Every table of the catalog (what fsck checks is there and a PostgreSQL repair moves).
     public static let tables = ["meta", "gc_runs", "packs", "chunks", "models", "revisions", "files", "file_chunks", "tensors", "tombstones",
-                                "annotations", "tensor_index", "revision_sketches"]
+                                "annotations", "revision_sketches", "architecture_index", "revision_architectures"]
+    /// Tables an upgrade drops (`tensor_index`: version 2): a PostgreSQL repair of a catalog never
+    /// upgraded moves them aside with the rest.
+    public static let retiredTables = ["tensor_index"]
 
     /// Most rows one statement carries (bound values stay under both databases' limits too).
     static let rowsPerStatement = 1000
@@ -73,39 +77,71 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                     for statement in schema.annotations + schema.gcRuns { try c.query(statement) }
                 }
             }
-            if number < 2 { try upgradeToVersion2(c) }
+            if number < 3 { try upgradeToVersion3(c) }
         } catch let violation as SQLUniqueViolation {
             throw StoreError.catalog(violation.message)
         }
     }
 
-    /// Version 1 → 2 in place, in one transaction under the schema lock: the new tables, the index
-    /// filled from the tensors already stored (linear in the store, once), then the version.
-    /// Sketches of these revisions are made later (base choice computes a missing one from the
-    /// revision's chunks; `fsck --repair` makes all of them). A second process finds the work done.
-    private static func upgradeToVersion2(_ c: any SQLConnection) throws {
+    /// Version 1 or 2 → 3 in place, in one transaction under the schema lock: the new tables, the
+    /// index filled from the tensors already stored and the coarse sketches from the sketches already
+    /// stored (linear in the store, once), version 2's `tensor_index` dropped, then the version.
+    /// Sketches missing (a version-1 catalog has none) are made later (base choice computes a
+    /// missing one from the revision's chunks; `fsck --repair` makes all of them). A second process
+    /// finds the work done.
+    private static func upgradeToVersion3(_ c: any SQLConnection) throws {
         try c.transaction {
             try c.lockSchema()
             guard let current = try c.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0),
-                  let number = Int(current), number < 2 else { return }
+                  let number = Int(current), number < 3 else { return }
             for statement in CatalogSchema(dialect: c.dialect).candidates { try c.query(statement) }
-            var byRevision: [Int64: [TensorRecord]] = [:]
-            for r in try c.query(CatalogSQL.tensorsByRevision) {
-                byRevision[try r.int(0), default: []].append(
-                    TensorRecord(name: try r.text(1), dtype: try r.text(2), shape: TensorRecord.shape(fromText: try r.text(3)),
-                                 begin: Int(try r.int(4)), end: Int(try r.int(5))))
+            // A batch of revisions at a time, so memory follows the batch, not the store.
+            let revisions = try c.query("SELECT id FROM revisions ORDER BY id").map { try $0.int(0) }
+            for batch in batches(revisions, width: 1, dialect: c.dialect) {
+                let ids = batch.map { SQLValue.int($0) }
+                var byRevision: [Int64: [TensorRecord]] = [:]
+                for r in try c.query(CatalogSQL.tensorsOfRevisions(batch.count), ids) {
+                    byRevision[try r.int(0), default: []].append(
+                        TensorRecord(name: try r.text(1), dtype: try r.text(2), shape: TensorRecord.shape(fromText: try r.text(3)),
+                                     begin: Int(try r.int(4)), end: Int(try r.int(5))))
+                }
+                var sketches: [Int64: [UInt8]] = [:]
+                for r in try c.query("SELECT revision_id, sketch FROM revision_sketches WHERE revision_id IN (\(list(batch.count)))", ids) {
+                    sketches[try r.int(0)] = try r.blob(1)
+                }
+                for (revision, tensors) in byRevision {
+                    try insertIndexRows(c, revision: revision, tensors: tensors, sketch: sketches[revision])
+                }
             }
-            for (revision, tensors) in byRevision { try insertIndexRows(c, revision: revision, tensors: tensors) }
+            try c.query("DROP TABLE IF EXISTS tensor_index")
             try c.query("UPDATE meta SET value = ? WHERE key = 'schema_version'", [.text(String(SQLCatalog.schemaVersion))])
         }
     }
 
-    /// A revision's candidate index rows (inside the caller's transaction).
-    private static func insertIndexRows(_ c: any SQLConnection, revision: Int64, tensors: [TensorRecord]) throws {
-        for batch in batches(TensorSignature.indexRows(tensors), width: 3, dialect: c.dialect) {
-            try c.query("INSERT INTO tensor_index(signature, revision_id, bytes) VALUES \(tuples(batch.count, width: 3)) ON CONFLICT DO NOTHING",
-                        batch.flatMap { [.int($0.signature), .int(revision), .int($0.bytes)] })
+    /// A revision's candidate index rows (inside the caller's transaction): its architecture's rows
+    /// unless another revision wrote them already, and the row naming its architecture, with the
+    /// coarse form of `sketch`. A revision without tensors has none (it is no one's candidate).
+    private static func insertIndexRows(_ c: any SQLConnection, revision: Int64, tensors: [TensorRecord], sketch: [UInt8]?) throws {
+        let rows = TensorSignature.indexRows(tensors)
+        guard let first = rows.first else { return }
+        let architecture = TensorSignature.architecture(rows)
+        // A commit writes all rows of an architecture or none, so one row tells.
+        if try c.query("SELECT 1 FROM architecture_index WHERE signature = ? AND architecture_id = ?", [.int(first.signature), .int(architecture)]).isEmpty {
+            for batch in batches(rows, width: 3, dialect: c.dialect) {
+                try c.query("INSERT INTO architecture_index(signature, architecture_id, bytes) VALUES \(tuples(batch.count, width: 3)) ON CONFLICT DO NOTHING",
+                            batch.flatMap { [.int($0.signature), .int(architecture), .int($0.bytes)] })
+            }
         }
+        try c.query("INSERT INTO revision_architectures(architecture_id, revision_id, coarse_sketch) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    [.int(architecture), .int(revision), coarseSketch(of: sketch).map { .blob($0) } ?? .null])
+    }
+
+    /// The coarse sketch stored beside a revision's index row: derived from its full sketch, so the
+    /// two never disagree; nil when there is none or it does not decode (base choice then treats the
+    /// revision as one without a usable sketch).
+    static func coarseSketch(of sketch: [UInt8]?) -> [UInt8]? {
+        guard let sketch, let decoded = try? BaseSketch.decode(sketch) else { return nil }
+        return decoded.coarse().encoded()
     }
 
     /// Reconnects when the catalog was replaced under this process (SQLite: `fsck --repair` renamed
@@ -308,7 +344,8 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 }
             }
             // The candidate index and the sketch are part of the revision: same transaction.
-            try SQLCatalog.insertIndexRows(connection, revision: revisionID, tensors: manifest.files.flatMap { commit.tensors[$0.path] ?? [] })
+            try SQLCatalog.insertIndexRows(connection, revision: revisionID, tensors: manifest.files.flatMap { commit.tensors[$0.path] ?? [] },
+                                           sketch: commit.sketch)
             if let sketch = commit.sketch {
                 try q("INSERT INTO revision_sketches(revision_id, sketch) VALUES (?, ?)", [.int(revisionID), .blob(sketch)])
             }
@@ -519,7 +556,7 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
         return try locked {
             try q("WITH want(signature, bytes) AS (VALUES \(SQLCatalog.tuples(want.count, width: 2))) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?"),
                   want.flatMap { [.int($0.signature), .int($0.bytes)] } + [.int(minimumBytes), .int(limit)]).map {
-                BaseCandidate(revisionRowID: try $0.int(0), matchedBytes: Int(try $0.int(1)))
+                BaseCandidate(revisionRowID: try $0.int(0), matchedBytes: Int(try $0.int(1)), coarseSketch: try $0.optionalBlob(2))
             }
         }
     }
@@ -546,6 +583,8 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 INSERT INTO revision_sketches(revision_id, sketch) VALUES (?, ?)
                 ON CONFLICT (revision_id) DO UPDATE SET sketch = excluded.sketch
                 """, [.int(revisionRowID), .blob(sketch)])
+            try q("UPDATE revision_architectures SET coarse_sketch = ? WHERE revision_id = ?",
+                  [SQLCatalog.coarseSketch(of: sketch).map { .blob($0) } ?? .null, .int(revisionRowID)])
         }
     }
 

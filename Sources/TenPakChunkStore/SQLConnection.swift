@@ -50,6 +50,11 @@ public struct SQLRow: Sendable {
         return v
     }
 
+    public func optionalBlob(_ column: Int) throws -> [UInt8]? {
+        if case .null = try value(column) { return nil }
+        return try blob(column)
+    }
+
     /// A truth value: SQLite answers comparisons and EXISTS with 0 or 1, PostgreSQL with a boolean
     /// (which its connection reads as 0 or 1).
     public func bool(_ column: Int) throws -> Bool { try int(column) != 0 }

@@ -110,7 +110,7 @@ public struct PostgresCatalogRebuild: CatalogRebuild {
         try admin.begin()
         do {
             let present = Set(try admin.query("SELECT tablename FROM pg_tables WHERE schemaname = $1", [.text(live)]).map { try $0.text(0) })
-            let moving = SQLCatalog.tables.filter(present.contains)
+            let moving = (SQLCatalog.tables + SQLCatalog.retiredTables).filter(present.contains)
             if present.contains("gc_runs") { try admin.query("LOCK TABLE \(live).gc_runs IN EXCLUSIVE MODE") }
             if !moving.isEmpty { try admin.query("CREATE SCHEMA \(aside)") }
             for table in moving { try admin.query("ALTER TABLE \(live).\(table) SET SCHEMA \(aside)") }

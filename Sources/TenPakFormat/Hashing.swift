@@ -55,10 +55,17 @@ public struct XXH128: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public init?(bytes: some Collection<UInt8>) {
+        self.init(bytes: Array(bytes))
+    }
+
+    /// The concrete form the catalog calls for every chunk row it reads: the generic one above is
+    /// not specialized across modules, and iterating it cost a tenth of a base choice's time.
+    public init?(bytes: [UInt8]) {
         guard bytes.count == 16 else { return nil }
         var high: UInt64 = 0, low: UInt64 = 0
-        for (i, b) in bytes.enumerated() {
-            if i < 8 { high = high << 8 | UInt64(b) } else { low = low << 8 | UInt64(b) }
+        for i in 0 ..< 8 {
+            high = high << 8 | UInt64(bytes[i])
+            low = low << 8 | UInt64(bytes[8 + i])
         }
         self.init(high: high, low: low)
     }

@@ -14,11 +14,13 @@ public struct BaseDecision: Sendable {
 /// 1. Candidates: the candidate index gives the revisions sharing at least `minimumSignatureShare`
 ///    of the bytes of the upload's largest tensors (`TensorSignature`), however many revisions the
 ///    store holds; at most `candidateLimit` of them, most bytes and newest first.
-/// 2. Content sketch: the upload's `BaseSketch` is compared with every candidate's (a candidate
-///    without one gets it made from its chunks, up to `sketchesMadePerPut` per put); of the
-///    `shortlist` nearest, those within `confirmMargin` of the nearest go on. Candidates whose sketch is missing, damaged or not comparable are
-///    not ranked: the newest `unsketchedSampled` of them go on instead (sampling, as before
-///    sketches existed).
+/// 2. Content sketch: the upload's coarse sketch (`BaseSketch.coarse()`) is compared with every
+///    candidate's, which the candidate index returns with it; the `fineComparisons` nearest are
+///    compared again by their full sketches (a candidate without a usable sketch gets it read or
+///    made from its chunks, up to `sketchesMadePerPut` per put); of the `shortlist` nearest, those
+///    within `confirmMargin` of the nearest go on. Candidates whose sketch is missing, damaged or
+///    not comparable are not ranked: the newest `unsketchedSampled` of them go on instead
+///    (sampling, as before sketches existed).
 /// 3. Confirmation: a few paired chunks are encoded with and without each shortlisted candidate's
 ///    chunks; it must make them at least `requiredGain` smaller, and the largest saving wins. A
 ///    same-shape model trained separately fails here.
@@ -35,6 +37,11 @@ public enum BaseMatcher {
     static let confirmMargin = 0.25
     static let unsketchedSampled = 2
     static let sketchesMadePerPut = 8
+    /// Candidates whose full sketch is read after the coarse ranking. The coarse distance (128
+    /// samples) has a noise of about 0.1 (log2) and a sibling is about 0.5 farther than the true
+    /// base, so among a thousand siblings the true base ranks near the top; 16 leaves a wide margin
+    /// and costs 16 sketch reads instead of a thousand.
+    static let fineComparisons = 16
     /// Bounds the work of one choice (index rows read, sketches compared) whatever the store holds.
     static let candidateLimit = 4096
 
@@ -61,30 +68,71 @@ public enum BaseMatcher {
         }
         var notes: [String] = ["\(candidates.count)\(candidates.count == candidateLimit ? "+" : "") candidate\(candidates.count == 1 ? "" : "s") by tensor signature"]
 
-        // 2. Sketches: stored ones, then missing or damaged ones made from their chunks (bounded).
+        // 2. Sketches: every candidate's coarse one (read with it), then the full ones of the nearest
+        // and of the newest candidates without a usable coarse sketch; missing or damaged full
+        // ones of the latter are made from their chunks (bounded).
+        let matched = Dictionary(uniqueKeysWithValues: candidates.map { ($0.revisionRowID, $0.matchedBytes) })
         var distances: [Int64: Double] = [:]
         var unsketched: [Int64] = []
         var damaged = 0
+        var coarselyCompared = 0
         if let sketch {
-            let stored = try catalog.sketches(revisionRowIDs: candidates.map(\.revisionRowID))
+            let coarse = sketch.coarse()
+            var byCoarse: [(id: Int64, matched: Int, distance: Double)] = []
+            byCoarse.reserveCapacity(candidates.count)
+            // Without a usable coarse sketch: its full one is read, or made (below). One whose
+            // sketch shares no tensor with the upload's is only left unranked: reading or making
+            // it again would find the same.
+            var lacking: [Int64] = []
             for c in candidates {
-                guard let bytes = stored[c.revisionRowID] else { unsketched.append(c.revisionRowID); continue }
-                guard let theirs = try? BaseSketch.decode(bytes) else {
-                    damaged += 1
+                guard let bytes = c.coarseSketch, let theirs = try? BaseSketch.decode(bytes) else {
+                    lacking.append(c.revisionRowID)
                     unsketched.append(c.revisionRowID)
                     continue
                 }
-                if let d = sketch.distance(to: theirs) { distances[c.revisionRowID] = d.log2RMS } else { unsketched.append(c.revisionRowID) }
+                guard let d = coarse.distance(to: theirs) else {
+                    unsketched.append(c.revisionRowID)
+                    continue
+                }
+                byCoarse.append((c.revisionRowID, c.matchedBytes, d.log2RMS))
             }
+            coarselyCompared = byCoarse.count
+            // Nearest, then most bytes, then newest (as the final ranking); spelled out rather than
+            // as a tuple comparison, which costs a generic lookup per call a thousand times over.
+            byCoarse.sort { a, b in
+                if a.distance != b.distance { return a.distance < b.distance }
+                if a.matched != b.matched { return a.matched > b.matched }
+                return a.id > b.id
+            }
+            let fine = byCoarse.prefix(fineComparisons).map { (id: $0.id, distance: $0.distance) }
             // Newest first: the ones most likely to be near, and an old store converges put by put.
             unsketched.sort(by: >)
+            let repairing = Array(lacking.sorted(by: >).prefix(sketchesMadePerPut))
+            let stored = try catalog.sketches(revisionRowIDs: fine.map(\.id) + repairing)
+            for (id, coarseDistance) in fine {
+                // A full sketch lost or damaged after its coarse one was stored: the coarse
+                // estimate still ranks it.
+                guard let bytes = stored[id], let theirs = try? BaseSketch.decode(bytes), let d = sketch.distance(to: theirs) else {
+                    damaged += 1
+                    distances[id] = coarseDistance
+                    continue
+                }
+                distances[id] = d.log2RMS
+            }
             var made = 0
-            for id in unsketched.prefix(sketchesMadePerPut) {
-                guard let record = try catalog.revisions(rowIDs: [id])[id],
-                      let theirs = try? remake(store: store, record: record) else { continue }
-                // Best effort: the revision may be removed meanwhile, and the choice works without it.
+            for id in repairing {
+                var theirs = stored[id].flatMap { try? BaseSketch.decode($0) }
+                if stored[id] != nil, theirs == nil { damaged += 1 }
+                if theirs == nil {
+                    guard let record = try catalog.revisions(rowIDs: [id])[id],
+                          let remade = try? remake(store: store, record: record) else { continue }
+                    theirs = remade
+                    made += 1
+                }
+                guard let theirs else { continue }
+                // Best effort (stores the coarse sketch again too): the revision may be removed
+                // meanwhile, and the choice works without it.
                 try? catalog.putSketch(revisionRowID: id, sketch: theirs.encoded())
-                made += 1
                 if let d = sketch.distance(to: theirs) { distances[id] = d.log2RMS }
             }
             unsketched.removeAll { distances[$0] != nil }
@@ -94,7 +142,6 @@ public enum BaseMatcher {
             unsketched = candidates.map(\.revisionRowID).sorted(by: >)
             notes.append("the upload has no float tensors to sketch")
         }
-        let matched = Dictionary(uniqueKeysWithValues: candidates.map { ($0.revisionRowID, $0.matchedBytes) })
         let ranked = distances.keys.sorted { a, b in
             (distances[a] ?? 0, -(matched[a] ?? 0), -a) < (distances[b] ?? 0, -(matched[b] ?? 0), -b)
         }
@@ -102,7 +149,7 @@ public enum BaseMatcher {
         var shortlistIDs = ranked.prefix(shortlist).filter { (distances[$0] ?? 0) <= nearestDistance + confirmMargin }
         if !ranked.isEmpty {
             let nearest = ranked[0], next = ranked.count > 1 ? ranked[1] : nil
-            notes.append("\(ranked.count) compared by content sketch, nearest RMS difference \(format(distances[nearest] ?? 0))"
+            notes.append("\(max(coarselyCompared, ranked.count)) compared by content sketch (\(ranked.count) in full), nearest RMS difference \(format(distances[nearest] ?? 0))"
                          + (next.map { " (next \(format(distances[$0] ?? 0)))" } ?? ""))
         }
         if !unsketched.isEmpty {

@@ -300,7 +300,8 @@ final class BaseChoiceTests: XCTestCase {
     }
 
     /// A catalog written before schema version 2 (no index, no sketches) opens, is upgraded in
-    /// place, and its revisions are found as candidates; their sketches are made when first needed.
+    /// place to version 3, and its revisions are found as candidates; their sketches are made when
+    /// first needed.
     func testVersion1CatalogIsUpgradedInPlace() throws {
         let base = baseTensors()
         do {
@@ -308,19 +309,21 @@ final class BaseChoiceTests: XCTestCase {
             _ = try store.put(model: "base", paths: [try model("base", base)])
             _ = try store.put(model: "misc", paths: [TestSupport.fixtures + "/misc"])
         }
-        // Back to exactly the version-1 schema: version 2 only added these three objects.
+        // Back to exactly the version-1 schema: versions 2 and 3 only added these objects.
         do {
             let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
             try db.execute("""
-                DROP TABLE tensor_index; DROP TABLE revision_sketches; DROP INDEX revisions_by_model;
-                UPDATE meta SET value = '1' WHERE key = 'schema_version';
+                DROP TABLE architecture_index; DROP TABLE revision_architectures; DROP TABLE revision_sketches;
+                DROP INDEX revisions_by_model; UPDATE meta SET value = '1' WHERE key = 'schema_version';
                 """)
         }
         let store = try ModelStore.open(directory: storeDir)
         do {
             let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
-            XCTAssertEqual(try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").firstRow { $0.text(0) }, "2")
-            XCTAssertEqual(try db.prepare("SELECT count(*) FROM tensor_index").firstRow { $0.int(0) }, 3)
+            XCTAssertEqual(try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").firstRow { $0.text(0) }, "3")
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM architecture_index").firstRow { $0.int(0) }, 3)
+            // The model with safetensors is indexed; `misc` (no tensors) is no one's candidate.
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM revision_architectures WHERE coarse_sketch IS NULL").firstRow { $0.int(0) }, 1)
             XCTAssertEqual(try db.prepare("SELECT count(*) FROM revision_sketches").firstRow { $0.int(0) }, 0)
         }
         let ft = try store.put(model: "ft", paths: [try model("ft", nudged(base, seed: 10))])
@@ -334,9 +337,48 @@ final class BaseChoiceTests: XCTestCase {
         // A catalog from a newer tpstore is refused, not half understood.
         do {
             let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
-            try db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+            try db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
         }
         XCTAssertThrowsError(try ModelStore.open(directory: storeDir)) { XCTAssertTrue("\($0)".contains("upgrade tpstore"), "\($0)") }
+    }
+
+    /// A version-2 catalog (the candidate index as 32 rows per revision in `tensor_index`, sketches
+    /// stored) is upgraded in place: one index row per revision with its coarse sketch, the
+    /// architectures' rows once, `tensor_index` dropped; base choice then needs no sketch made.
+    func testVersion2CatalogIsUpgradedInPlace() throws {
+        let base = baseTensors()
+        let ft1 = nudged(base, seed: 10)
+        do {
+            let store = try ModelStore.open(directory: storeDir, create: true)
+            _ = try store.put(model: "base", paths: [try model("base", base)])
+            _ = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
+        }
+        // Back to the version-2 schema: version 3 replaced tensor_index by these two tables.
+        do {
+            let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+            try db.execute("""
+                DROP TABLE architecture_index; DROP TABLE revision_architectures;
+                CREATE TABLE tensor_index (signature INTEGER NOT NULL,
+                    revision_id INTEGER NOT NULL REFERENCES revisions(id) ON DELETE CASCADE,
+                    bytes INTEGER NOT NULL, PRIMARY KEY (signature, revision_id)) WITHOUT ROWID;
+                CREATE INDEX tensor_index_by_revision ON tensor_index(revision_id);
+                INSERT INTO tensor_index SELECT 7, id, 100 FROM revisions;
+                UPDATE meta SET value = '2' WHERE key = 'schema_version';
+                """)
+        }
+        let store = try ModelStore.open(directory: storeDir)
+        do {
+            let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
+            XCTAssertEqual(try db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").firstRow { $0.text(0) }, "3")
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM sqlite_master WHERE tbl_name = 'tensor_index'").firstRow { $0.int(0) }, 0)
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM architecture_index").firstRow { $0.int(0) }, 3, "one architecture, its rows once")
+            XCTAssertEqual(try db.prepare("SELECT count(*) FROM revision_architectures WHERE coarse_sketch IS NOT NULL").firstRow { $0.int(0) }, 2)
+        }
+        let ft2 = try store.put(model: "ft2", paths: [try model("ft2", nudged(ft1, seed: 20))])
+        XCTAssertEqual(ft2.base?.revision.model, "ft1")
+        let reason = try XCTUnwrap(ft2.base?.reason)
+        XCTAssertTrue(reason.contains("2 compared by content sketch (2 in full)") && !reason.contains("made from stored chunks"), reason)
+        try assertRoundTrip(store, "ft2", dir + "/ft2")
     }
 
     /// `fsck --repair` rebuilds the index (through its commits) and every sketch.
@@ -384,7 +426,8 @@ final class BaseChoiceTests: XCTestCase {
     }
 
     /// The put path's catalog queries are index lookups: SQLite's plan reads no store table by a
-    /// full scan (only the upload's own signature list), so their cost does not grow with the store.
+    /// full scan (only the upload's own signature list `w` and the architectures matching it, `a`,
+    /// made from index lookups), so their cost does not grow with the store.
     func testPutPathQueriesUseIndexes() throws {
         let store = try ModelStore.open(directory: storeDir, create: true)
         _ = try store.put(model: "base", paths: [try model("base", baseTensors())])
@@ -406,7 +449,7 @@ final class BaseChoiceTests: XCTestCase {
         ]
         for (sql, values) in queries {
             let plan = try db.prepare("EXPLAIN QUERY PLAN " + sql).bind(values).rows { $0.text(3) }
-            let scans = plan.filter { $0.hasPrefix("SCAN") && !$0.contains("CONSTANT ROW") && !$0.hasPrefix("SCAN w") }
+            let scans = plan.filter { $0.hasPrefix("SCAN") && !$0.contains("CONSTANT ROW") && !["SCAN w", "SCAN a"].contains($0) }
             XCTAssertTrue(scans.isEmpty, "\(sql)\n\(plan.joined(separator: "\n"))")
         }
     }

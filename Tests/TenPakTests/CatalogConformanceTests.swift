@@ -231,6 +231,12 @@ class CatalogConformanceTests: XCTestCase {
         try catalog.putSketch(revisionRowID: record.rowID, sketch: [9, 9])
         try catalog.putSketch(revisionRowID: record.rowID, sketch: [4, 5, 6])
         XCTAssertEqual(try catalog.sketches(revisionRowIDs: [record.rowID, newer.rowID]), [record.rowID: [4, 5, 6]])
+        // The candidate carries the coarse form of its sketch (none for bytes that are not a sketch).
+        XCTAssertEqual(try catalog.baseCandidates(wanted, minimumBytes: 1, limit: 10).map(\.coarseSketch), [nil, nil])
+        let sketch = BaseSketch(entries: [BaseSketch.Entry(signature: 5, format: 2, values: (0 ..< 80).map { UInt8($0) })])
+        try catalog.putSketch(revisionRowID: newer.rowID, sketch: sketch.encoded())
+        let coarse = try XCTUnwrap(try catalog.baseCandidates(wanted, minimumBytes: 1, limit: 1).first?.coarseSketch)
+        XCTAssertEqual(try BaseSketch.decode(coarse).entries.first?.values, Array(0 ..< 32), "the first 16 BF16 samples")
         assertStoreError(try catalog.putSketch(revisionRowID: 999_999, sketch: [1])) {
             if case .notFound = $0 { return true }
             return false

@@ -7,6 +7,7 @@
 //   bench-scale tiny    [--puts 300] [--store DIR]
 //   bench-scale quality [--siblings 0,4,16,64] [--elements 262144] [--store DIR]
 //   bench-scale choose  --at STORE [--tensors 100] [--repeat 20]
+//   bench-scale probe   --at STORE [--tensors 100] [--repeat 20]
 //
 // scale:   families of same-architecture models (each family one base and its fine-tunes, tensor
 //          names per family, BF16), put round-robin; at 1, 10^2, 10^3, 10^4 stored revisions it
@@ -17,6 +18,10 @@
 // choose:  base-choice time alone, repeated, in a store a `scale --store DIR` run left at DIR/store
 //          (a fresh fine-tune of family 0's base; nothing is written to the store): for measuring a
 //          change to base choice without refilling 10^4 revisions.
+// probe:   the scale run's probe puts (fresh fine-tunes of family 0's base, each removed again) in
+//          a store a `scale --store DIR` run left at DIR/store: wall time (median, min) and the
+//          process's CPU time (user + system) per put, which other load on the machine disturbs
+//          less than wall time. Compare `scale --revisions 1 --store A` with a 10^4 store.
 // tiny:    Fixtures/models/tiny-base put N times under new names; median of the first and last 25.
 // quality: a base, N sibling fine-tunes of it (AdamW-like, one seed each, put automatically as a
 //          hub would), then a further fine-tune of the base put automatically: its stored bytes
@@ -135,6 +140,28 @@ func memoryMiB() -> (rss: Double, peak: Double) {
     return (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU time (user + system) this process has used, in seconds.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// `count` probe puts of fresh fine-tunes of `base` into family 0, each removed again (so the
+/// store's size stays): (wall, CPU) seconds of each put.
+func probePuts(_ store: ModelStore, base: [Tensor], work: String, count: Int) throws -> [(wall: Double, cpu: Double)] {
+    var measured: [(wall: Double, cpu: Double)] = []
+    for p in 0 ..< count {
+        let dir = try write(fineTune(base, seed: 0xFEED_0000 + UInt64(p)), to: work + "/probe")
+        let started = now(), cpu = cpuSeconds()
+        let report = try store.put(model: "probe/p\(p)", revision: "v1", paths: [dir])
+        measured.append((now() - started, cpuSeconds() - cpu))
+        try store.remove(model: "probe/p\(p)", revision: report.revision.revision)
+    }
+    return measured
+}
+
 func fileSize(_ path: String) -> Int {
     ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
 }
@@ -217,14 +244,7 @@ case "scale":
         }
         let fillRate = Double(fillPuts) / max(1e-9, now() - fillStarted)
         // Probe puts: fresh fine-tunes of family 0's base, each removed again afterwards.
-        var latencies: [Double] = []
-        for p in 0 ..< 10 {
-            let dir = try write(fineTune(bases[0], seed: 0xFEED_0000 + UInt64(p)), to: work + "/probe")
-            let started = now()
-            let report = try store.put(model: "probe/p\(p)", revision: "v1", paths: [dir])
-            latencies.append(now() - started)
-            try store.remove(model: "probe/p\(p)", revision: report.revision.revision)
-        }
+        let latencies = try probePuts(store, base: bases[0], work: work, count: 10).map(\.wall)
         let probe = try write(fineTune(bases[0], seed: 0xBEEF), to: work + "/probe")
         var choices: [Double] = []
         for _ in 0 ..< 5 { choices.append(try store.explainBase(paths: [probe]).seconds) }
@@ -255,6 +275,15 @@ case "choose":
     }
     say("choose: \(options.repeats) base choices in \(at): median \(ms(median(choices))) ms, min \(ms(choices.min() ?? 0)) ms")
     say(note)
+
+case "probe":
+    guard let at = options.at else { FileHandle.standardError.write(Data("probe needs --at STORE\n".utf8)); exit(2) }
+    let store = try ModelStore.open(directory: at, create: false)
+    let base = baseModel(prefix: "family0", tensors: options.tensors, elements: 1024, dtype: "BF16", seed: 1000)
+    let measured = try probePuts(store, base: base, work: scratch, count: options.repeats)
+    let revisions = try store.revisions().count
+    say("probe: \(options.repeats) puts into \(at) (\(revisions) revisions): wall median \(ms(median(measured.map(\.wall)))) ms, "
+        + "min \(ms(measured.map(\.wall).min() ?? 0)) ms; CPU median \(ms(median(measured.map(\.cpu)))) ms, min \(ms(measured.map(\.cpu).min() ?? 0)) ms")
 
 case "tiny":
     let store = try ModelStore.open(directory: scratch + "/store", create: true)
