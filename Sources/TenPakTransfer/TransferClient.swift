@@ -70,9 +70,16 @@ public final class TransferClient: @unchecked Sendable {
     private let token: String?
     private let lock = NSLock()
     private var moved = 0
-    /// Frame bytes per bundle asked for or sent: large enough to amortize a round trip, small
-    /// enough that one lost bundle costs little. `TPSTORE_TRANSFER_BUNDLE_MIB` (1–64) overrides it.
-    public static let defaultBundleBytes = 16 << 20
+    /// Frame bytes per bundle asked for or sent, at most: large enough to amortize a round trip,
+    /// small enough that one lost bundle costs little and that the bundles in flight and their
+    /// decoded bytes stay small (fresh memory is paid in page faults). `TPSTORE_TRANSFER_BUNDLE_MIB`
+    /// (1–64) overrides it. The first bundle is `firstBundleBytes` (or less), the next ones double
+    /// up to this, so the receiver starts decoding and hashing early (`TransferManifest.batches`).
+    public static let defaultBundleBytes = 8 << 20
+    public static let firstBundleBytes = 1 << 20
+    /// Bundles asked for ahead of the one being checked and staged: they hide a round trip and the
+    /// server's read while the client decodes.
+    static let fetchesAhead = 2
     let bundleBytes: Int
     static let deadline: TimeAmount = .seconds(600)
 
@@ -252,19 +259,27 @@ public final class TransferClient: @unchecked Sendable {
         let missing = try importer.missing(manifest.chunkIDs)
         summary.chunksPresent = summary.chunks - missing.count
         importer.track(manifest)
-        let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
-        // The next bundle is fetched while this one is checked and stored.
-        func fetch(_ i: Int) -> Background<[UInt8]> {
-            let batch = batches[i]
-            return Background { [self] in try request(.POST, framesPath, body: TransferClient.idsBody(batch), limit: FrameSender.maxBundleBody).body }
+        let batches = manifest.batches(of: missing, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
+        // The next bundles are fetched while the current one is checked and stored.
+        var fetches: [Background<[UInt8]>] = []
+        var launched = 0
+        func fetchAhead() {
+            while launched < batches.count, fetches.count < TransferClient.fetchesAhead {
+                let batch = batches[launched]
+                fetches.append(Background { [self] in
+                    try request(.POST, framesPath, body: TransferClient.idsBody(batch), limit: FrameSender.maxBundleBody).body
+                })
+                launched += 1
+            }
         }
-        var next = batches.isEmpty ? nil : fetch(0)
+        fetchAhead()
         var done = 0
-        for (i, batch) in batches.enumerated() {
-            // `next` is set for every index below batches.count.
-            guard let pending = next else { break }
+        for batch in batches {
+            // `fetchAhead` launched every batch up to `done + fetchesAhead`.
+            guard !fetches.isEmpty else { break }
+            let pending = fetches.removeFirst()
+            fetchAhead()
             let bundle = try pending.value()
-            next = i + 1 < batches.count ? fetch(i + 1) : nil
             do {
                 _ = try importer.receive(bundle: bundle, expected: Set(batch), acceptsManifest: { [model = manifest.model] m, _ in m == model })
             } catch StoreError.invalidRequest(let reason) {
@@ -274,7 +289,6 @@ public final class TransferClient: @unchecked Sendable {
             done += 1
             progress?(done, batches.count)
         }
-        _ = try? next?.value()
         try importer.commit(manifest: manifestID, model: manifest.model, revision: manifest.revision)
         summary.bytesMoved = bytesMoved
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
@@ -358,7 +372,7 @@ public final class TransferClient: @unchecked Sendable {
         }
         summary.chunksPresent = summary.chunks - missing.count
         let sender = FrameSender(store: store)
-        let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
+        let batches = manifest.batches(of: missing, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
         let chunksPath = TransferClient.path(repo, "chunks")
         // The next bundle is read from the packs while this one is on the wire.
         func read(_ i: Int) -> Background<[UInt8]> {

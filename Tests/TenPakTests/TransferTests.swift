@@ -87,6 +87,69 @@ final class TransferTests: XCTestCase {
         try TestSupport.curl(self, args)
     }
 
+    // MARK: hashing files as bundles arrive
+
+    /// Lands the fine-tune's missing frames in a store holding the base the way a push's server does:
+    /// one importer per bundle, the manifest frame first (it starts a `FileHasher`), the others fed
+    /// to that hasher; the commit then finds every file hashed. A hasher of another revision's files
+    /// (same path, other chunks) is not used: the commit hashes that file itself.
+    func testAPushsServerHashesFilesAsBundlesArriveAndUsesOnlyAMatchingHash() throws {
+        let (base, ft) = try makePair(tensors: 4, elements: 256 << 10)
+        let sender = try ModelStore.open(directory: root + "/sender", create: true)
+        _ = try sender.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
+        _ = try sender.put(model: "org/ft", revision: "main", paths: [ft + "/model.safetensors", ft + "/config.json"],
+                           base: .explicit(model: "org/base", revision: "main"))
+        let record = try sender.catalog.resolve(model: "org/ft", revision: "main")
+        let manifest = try TransferManifest.make(store: sender, record: record)
+        func receiver(_ name: String) throws -> (ModelStore, [[ChunkID]]) {
+            let store = try ModelStore.open(directory: root + "/" + name, create: true)
+            _ = try store.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
+            let importer = try ChunkImporter(store: store)
+            defer { importer.close() }
+            let batches = manifest.batches(of: try importer.missing(manifest.chunkIDs), maxBytes: 256 << 10, firstBytes: 32 << 10)
+            return (store, batches)
+        }
+        let (store, batches) = try receiver("receiver")
+        XCTAssertGreaterThan(batches.count, 2)
+        XCTAssertEqual(batches.first?.first, record.manifest, "the manifest frame goes first")
+        var started: FileHasher?
+        for batch in batches {
+            let importer = try ChunkImporter(store: store)
+            if let started { importer.feed(started) }
+            importer.hashManifests = { _, revision in
+                started = FileHasher(store: store, revision: revision)
+                return started
+            }
+            _ = try importer.receive(bundle: try FrameSender(store: sender).bundle(batch)) { model, _ in model == "org/ft" }
+            importer.close()
+        }
+        let hasher = try XCTUnwrap(started, "the manifest frame started a hasher")
+        let hashed = try hasher.drain()
+        XCTAssertEqual(Set(hashed.keys), ["model.safetensors", "config.json"])
+        for (path, file) in hashed { XCTAssertEqual(file.next, file.ids.count, "\(path) was hashed as its chunks arrived") }
+        let importer = try ChunkImporter(store: store)
+        defer { importer.close() }
+        try importer.commit(manifest: record.manifest, model: "org/ft", revision: "main", hashed: hasher)
+        _ = try store.get(model: "org/ft", revision: "main", to: root + "/got")
+        try assertSameFiles(root + "/got", ft)
+
+        // A hasher of the base's files names the same paths with other chunks: it is not used.
+        let (other, otherBatches) = try receiver("other")
+        let wrong = FileHasher(store: other, manifest: try TransferManifest.make(store: other, record: try other.catalog.resolve(model: "org/base", revision: "main")))
+        wrong.enqueue([:])
+        for batch in otherBatches {
+            let importer = try ChunkImporter(store: other)
+            _ = try importer.receive(bundle: try FrameSender(store: sender).bundle(batch)) { model, _ in model == "org/ft" }
+            importer.close()
+        }
+        XCTAssertTrue(try wrong.drain().values.allSatisfy { $0.next == $0.ids.count }, "the base's files are all present there")
+        let second = try ChunkImporter(store: other)
+        defer { second.close() }
+        try second.commit(manifest: record.manifest, model: "org/ft", revision: "main", hashed: wrong)
+        _ = try other.get(model: "org/ft", revision: "main", to: root + "/got-other")
+        try assertSameFiles(root + "/got-other", ft)
+    }
+
     // MARK: pull and push
 
     func testPullMovesOnlyTheFineTunesDeltaAndIsBitExact() throws {
