@@ -353,7 +353,28 @@ public final class TransferClient: @unchecked Sendable {
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
         summary.chunks = manifest.chunks.count
-        let ids = manifest.chunkIDs
+        let missing = try self.missing(manifest.chunkIDs, repo: repo)
+        summary.chunksPresent = summary.chunks - missing.count
+        summary.framesMoved += try sendFrames(missing, of: manifest, from: store, repo: repo, progress: progress)
+        let commitBody = Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8)
+        do {
+            _ = try request(.POST, commitPath, body: commitBody, accept: commitAnswers)
+        } catch let error as TransferError {
+            // A chunk the server had, or was sent, may be gone by the commit (a gc collected it as
+            // staged, or a bundle's answer was lost): ask once more which chunks it lacks, send
+            // those and commit again (SPEC 19.6). Nothing lacking: the refusal stands.
+            guard case .refused(400, _, _) = error else { throw error }
+            let lacking = try self.missing(manifest.chunkIDs, repo: repo)
+            guard !lacking.isEmpty else { throw error }
+            summary.framesMoved += try sendFrames(lacking, of: manifest, from: store, repo: repo, progress: progress)
+            _ = try request(.POST, commitPath, body: commitBody, accept: commitAnswers)
+        }
+        summary.bytesMoved = bytesMoved
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
+    }
+    /// Of `ids`, those the server lacks (`POST missing` through `repo`, 16,384 ids a request).
+    private func missing(_ ids: [ChunkID], repo: String) throws -> [ChunkID] {
         let missingPath = TransferClient.path(repo, "missing")
         var missing: [ChunkID] = []
         for start in stride(from: 0, to: ids.count, by: FrameSender.maxFrames) {
@@ -370,28 +391,31 @@ public final class TransferClient: @unchecked Sendable {
                 missing.append(id)
             }
         }
-        summary.chunksPresent = summary.chunks - missing.count
+        return missing
+    }
+
+    /// Sends the frames of `ids` in bundles (`POST chunks` through `repo`), the next one read from
+    /// the packs while the current one is on the wire; the number of frames sent.
+    private func sendFrames(_ ids: [ChunkID], of manifest: TransferManifest, from store: ModelStore, repo: String,
+                            progress: ((Int, Int) -> Void)?) throws -> Int {
         let sender = FrameSender(store: store)
-        let batches = manifest.batches(of: missing, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
+        let batches = manifest.batches(of: ids, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
         let chunksPath = TransferClient.path(repo, "chunks")
-        // The next bundle is read from the packs while this one is on the wire.
         func read(_ i: Int) -> Background<[UInt8]> {
             let batch = batches[i]
             return Background { try sender.bundle(batch) }
         }
         var next = batches.isEmpty ? nil : read(0)
+        var sent = 0
         for (i, batch) in batches.enumerated() {
             guard let pending = next else { break }
             let bundle = try pending.value()
             next = i + 1 < batches.count ? read(i + 1) : nil
             _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
-            summary.framesMoved += batch.count
+            sent += batch.count
             progress?(i + 1, batches.count)
         }
-        _ = try request(.POST, commitPath, body: Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8), accept: commitAnswers)
-        summary.bytesMoved = bytesMoved
-        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        return summary
+        return sent
     }
 }
 

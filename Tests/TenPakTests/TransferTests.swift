@@ -231,6 +231,25 @@ final class TransferTests: XCTestCase {
         try fsck(serverStore)
     }
 
+    /// A bundle the server never got (its answer came from elsewhere: here a proxy; in life a gc
+    /// that collected staged chunks before the commit): the commit is refused for a chunk not
+    /// received, the client asks once more which chunks the server lacks, sends them, commits.
+    func testPushAsksAgainWhatTheServerLacksWhenTheCommitFindsAChunkMissing() throws {
+        let (base, ft) = try makePair(tensors: 2)
+        try tp(["put", "--store", serverStore, "org/m@base", base])
+        let url = try server()
+        let client = root + "/client"
+        try tp(["put", "--store", client, "org/m@base", base])
+        try tp(["put", "--store", client, "--base", "org/m@base", "org/m@ft", ft])
+        let (port, process) = try liar(url, mode: "swallow")
+        defer { process.terminate(); process.waitUntilExit() }
+        try tp(["push", "--store", client, "http://127.0.0.1:\(port)", "org/m@ft", "--token", writeToken])
+        let r = try curl("-H", "Authorization: Bearer \(readToken)", url + "/org/m/resolve/ft/model.safetensors")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, try TestSupport.read(ft + "/model.safetensors"))
+        try fsck(serverStore)
+    }
+
     func testTokensDecideWhoPullsAndPushes() throws {
         let (base, _) = try makePair(tensors: 2, elements: 64 << 10)
         try tp(["put", "--store", serverStore, "org/m@base", base])
@@ -499,11 +518,34 @@ final class TransferTests: XCTestCase {
         try tp(["put", "--store", serverStore, "--no-base", "org/m@v1", base])
         try tp(["put", "--store", serverStore, "--no-base", "org/m@v2", root + "/m1/config.json"])
         let url = try server()
+        let client = root + "/client"
+        try tp(["init", "--store", client])
+        for mode in ["truncate", "drop"] {
+            let (port, process) = try liar(url, mode: mode)
+            defer { process.terminate(); process.waitUntilExit() }
+            let r = try tp(["pull", "--store", client, "http://127.0.0.1:\(port)", "org/m@v1", "--token", readToken], ok: false)
+            XCTAssertNotEqual(r.status, 0, mode)
+            XCTAssertTrue(mode == "truncate" ? r.stderr.contains("run the same command again") : r.stderr.contains("breaks the transfer protocol"),
+                          "\(mode): \(r.stderr)")
+            XCTAssertEqual(try tp(["ls", "--store", client]).stdout.contains("org/m"), false, mode)
+            XCTAssertEqual(packCount(client), 0, "\(mode): the refused first bundle left nothing")
+            try fsck(client)
+        }
+        try tp(["pull", "--store", client, url, "org/m@v1", "--token", readToken])
+        try tp(["get", "--store", client, "org/m@v1", root + "/got"])
+        try assertSameFiles(base, root + "/got")
+    }
+
+    /// A proxy in front of the server at `url` that misbehaves as `mode` says: `truncate` cuts a
+    /// `frames` answer in half and closes the connection, `drop` asks the server for one frame
+    /// fewer than the client did, `swallow` answers the first `chunks` bundle without passing it on.
+    func liar(_ url: String, mode: String) throws -> (port: String, process: Process) {
         let py = try XCTUnwrap(TestSupport.python3())
         let script = root + "/liar.py"
         try TestSupport.write(Array("""
             import http.server, sys, urllib.request
             upstream, mode = sys.argv[1], sys.argv[2]
+            swallowed = []
             class H(http.server.BaseHTTPRequestHandler):
                 protocol_version = "HTTP/1.1"
                 def relay(self, body=None, path=None):
@@ -520,6 +562,11 @@ final class TransferTests: XCTestCase {
                 def do_POST(self):
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                     path = self.path
+                    if path.endswith("/chunks") and mode == "swallow" and not swallowed:
+                        # The first bundle is answered as staged but never reaches the server.
+                        swallowed.append(path); data = b'{"frames":0}'
+                        self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+                        return
                     if "/frames/" in path and mode == "drop":
                         import json; ids = json.loads(body)["ids"]; body = json.dumps({"ids": ids[1:]}).encode()
                     status, data = self.relay(body, path)
@@ -536,28 +583,14 @@ final class TransferTests: XCTestCase {
             print(s.server_address[1], flush=True)
             s.serve_forever()
             """.utf8), to: script)
-        let client = root + "/client"
-        try tp(["init", "--store", client])
-        for mode in ["truncate", "drop"] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: py)
-            process.arguments = [script, url, mode]
-            let out = Pipe()
-            process.standardOutput = out
-            try process.run()
-            defer { process.terminate(); process.waitUntilExit() }
-            let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let r = try tp(["pull", "--store", client, "http://127.0.0.1:\(port)", "org/m@v1", "--token", readToken], ok: false)
-            XCTAssertNotEqual(r.status, 0, mode)
-            XCTAssertTrue(mode == "truncate" ? r.stderr.contains("run the same command again") : r.stderr.contains("breaks the transfer protocol"),
-                          "\(mode): \(r.stderr)")
-            XCTAssertEqual(try tp(["ls", "--store", client]).stdout.contains("org/m"), false, mode)
-            XCTAssertEqual(packCount(client), 0, "\(mode): the refused first bundle left nothing")
-            try fsck(client)
-        }
-        try tp(["pull", "--store", client, url, "org/m@v1", "--token", readToken])
-        try tp(["get", "--store", client, "org/m@v1", root + "/got"])
-        try assertSameFiles(base, root + "/got")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: py)
+        process.arguments = [script, url, mode]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return (port, process)
     }
 
     func makeModel(_ name: String, seed: UInt64) throws -> String {

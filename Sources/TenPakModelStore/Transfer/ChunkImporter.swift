@@ -188,6 +188,11 @@ public final class ChunkImporter {
         let neededBases = Set(entries.compactMap { e in e.header.base.flatMap { inBundle[$0] != nil && known[$0] == nil ? $0 : nil } })
         let baseFrames = try FrameBatch.prefetch(Array(Set(entries.compactMap { $0.header.base.flatMap { known[$0] } })), store: store.chunks,
                                                  cache: cache)
+        // Stored bases used by more than one frame here go through the decode cache; one used once
+        // (a fine-tune's delta against its base's chunk, the common case) is decoded, used and
+        // dropped: caching it would only fill the cache, with fresh memory, for nothing.
+        var baseUses: [ChunkID: Int] = [:]
+        for p in pending where p.level >= 0 { if let base = p.header.base, known[base] != nil { baseUses[base, default: 0] += 1 } }
         var decodedBases: [ChunkID: [UInt8]] = [:]
         var newManifests: [(ChunkID, RevisionManifest)] = []
         var restoredRaw: [Int: [UInt8]] = [:]
@@ -208,16 +213,20 @@ public final class ChunkImporter {
                     if let decoded = bases[baseID] {
                         base = decoded
                     } else if let at = known[baseID] {
-                        base = try chunks.rawBytes(of: at, cache: cache, prefetched: baseFrames)
+                        base = try chunks.rawBytes(of: at, cache: baseUses[baseID, default: 0] > 1 ? cache : nil, prefetched: baseFrames)
                     } else {
                         throw refuse(header, "its base \(baseID.short) is missing")
                     }
                 }
                 // Checked while planning (above); the element width was checked by the header decoder.
                 guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding") }
-                var raw = [UInt8](repeating: 0, count: header.rawLength)
+                let raw: [UInt8]
                 do {
-                    try raw.withUnsafeMutableBytes { try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: $0) }
+                    // Not zeroed first: `decode` writes every byte or throws.
+                    raw = try [UInt8](unsafeUninitializedCapacity: header.rawLength) { buffer, initialized in
+                        try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: UnsafeMutableRawBufferPointer(buffer))
+                        initialized = header.rawLength
+                    }
                 } catch let error as CodecError {
                     throw refuse(header, "it does not decode (\(error))")
                 }
