@@ -25,7 +25,7 @@ serve() { # STORE -> url
   local out=$work/serve.out
   "$TPSTORE" serve --store "$1" --listen 127.0.0.1:0 --allow-uploads >"$out" 2>/dev/null &
   pids+=($!)
-  for _ in $(seq 100); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 600); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
   url=$(awk '{print $NF}' "$out")
 }
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; } # clock ticks of user + system time
