@@ -80,6 +80,8 @@ public final class TransferClient: @unchecked Sendable {
     /// Bundles asked for ahead of the one being checked and staged: they hide a round trip and the
     /// server's read while the client decodes.
     static let fetchesAhead = 2
+    /// Bundles a push has on the wire at once (the server checks them one at a time).
+    static let sendsAhead = 2
     let bundleBytes: Int
     static let deadline: TimeAmount = .seconds(600)
 
@@ -394,27 +396,52 @@ public final class TransferClient: @unchecked Sendable {
         return missing
     }
 
-    /// Sends the frames of `ids` in bundles (`POST chunks` through `repo`), the next one read from
-    /// the packs while the current one is on the wire; the number of frames sent.
+    /// Sends the frames of `ids` in bundles (`POST chunks` through `repo`), the number of frames
+    /// sent. The next bundle is read from the packs while the current ones are on the wire, and up
+    /// to `sendsAhead` bundles are on the wire at once, so one is uploaded while the server checks
+    /// the one before. A bundle with a frame delta-coded against a frame of a bundle still in flight
+    /// waits for it (the server takes a base only from its store or the same bundle, 19.4); one
+    /// refused for want of an upload slot (503) is sent again once the bundle before it is answered.
     private func sendFrames(_ ids: [ChunkID], of manifest: TransferManifest, from store: ModelStore, repo: String,
                             progress: ((Int, Int) -> Void)?) throws -> Int {
         let sender = FrameSender(store: store)
         let batches = manifest.batches(of: ids, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
         let chunksPath = TransferClient.path(repo, "chunks")
+        var baseOf: [ChunkID: ChunkID] = [:]
+        for c in manifest.chunks { if let id = ChunkID(hex: c.id), let base = c.base.flatMap({ ChunkID(hex: $0) }) { baseOf[id] = base } }
         func read(_ i: Int) -> Background<[UInt8]> {
             let batch = batches[i]
             return Background { try sender.bundle(batch) }
         }
         var next = batches.isEmpty ? nil : read(0)
-        var sent = 0
+        var inFlight: [(ids: Set<ChunkID>, request: Background<Void>)] = []
+        var sent = 0, done = 0
+        func answered() throws {
+            let first = inFlight.removeFirst()
+            try first.request.value()
+            sent += first.ids.count
+            done += 1
+            progress?(done, batches.count)
+        }
         for (i, batch) in batches.enumerated() {
             guard let pending = next else { break }
             let bundle = try pending.value()
             next = i + 1 < batches.count ? read(i + 1) : nil
-            _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
-            sent += batch.count
-            progress?(i + 1, batches.count)
+            if batch.contains(where: { id in baseOf[id].map { base in inFlight.contains { $0.ids.contains(base) } } ?? false }) {
+                while !inFlight.isEmpty { try answered() }
+            }
+            while inFlight.count >= TransferClient.sendsAhead { try answered() }
+            let before = inFlight.last?.request
+            inFlight.append((Set(batch), Background { [self] in
+                do {
+                    _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
+                } catch TransferError.refused(503, _, _) {
+                    try before?.value()
+                    _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
+                }
+            }))
         }
+        while !inFlight.isEmpty { try answered() }
         return sent
     }
 }

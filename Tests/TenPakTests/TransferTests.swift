@@ -250,6 +250,25 @@ final class TransferTests: XCTestCase {
         try fsck(serverStore)
     }
 
+    /// A fine-tune pushed to a server without its base: its closure brings the base's chunks, and
+    /// its deltas come in later bundles than their bases. With two bundles on the wire at once, a
+    /// bundle whose frames need a base in a bundle still in flight waits for it (the server takes
+    /// bases only from its store or the same bundle), so small bundles still all land.
+    func testAPushWhoseLaterBundlesNeedEarlierOnesLandsWithBundlesInFlight() throws {
+        let (base, ft) = try makePair()
+        let url = try server()
+        let client = root + "/client"
+        try tp(["put", "--store", client, "org/m@base", base])
+        try tp(["put", "--store", client, "--base", "org/m@base", "org/m@ft", ft])
+        let pushed = try summary(try tp(["push", "--store", client, url, "org/m@ft", "--token", writeToken, "--json"],
+                                        env: ["TPSTORE_TRANSFER_BUNDLE_MIB": "1"]))
+        XCTAssertGreaterThan(try XCTUnwrap(pushed["framesMoved"] as? Int), 8)
+        let r = try curl("-H", "Authorization: Bearer \(readToken)", url + "/org/m/resolve/ft/model.safetensors")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, try TestSupport.read(ft + "/model.safetensors"))
+        try fsck(serverStore)
+    }
+
     func testTokensDecideWhoPullsAndPushes() throws {
         let (base, _) = try makePair(tensors: 2, elements: 64 << 10)
         try tp(["put", "--store", serverStore, "org/m@base", base])

@@ -82,6 +82,8 @@ public final class ChunkImporter {
     /// commit need not decode again what `receive` decoded (`FileHasher`).
     public func track(_ manifest: TransferManifest) {
         let hasher = FileHasher(store: store, manifest: manifest, cache: cache)
+        // A copy tracks one revision after another: the last one's hasher is done with.
+        if let own { hashers.removeAll { $0 === own } }
         own = hasher
         feed(hasher)
     }
