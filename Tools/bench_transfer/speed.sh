@@ -23,6 +23,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=
 trap cleanup EXIT
 serve() { # STORE -> url
   local out=$work/serve.out
+  rm -f "$out" # else the loop below may read the last server's line before this one truncates it
   "$TPSTORE" serve --store "$1" --listen 127.0.0.1:0 --allow-uploads >"$out" 2>/dev/null &
   pids+=($!)
   for _ in $(seq 600); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
