@@ -68,6 +68,8 @@ public struct HubServer: HTTPResponder {
     let closures = ClosureCache()
     /// Frame reads of the transfer routes, two at a time (section 19.7).
     let frameReads = WorkGate(width: 2)
+    /// File hashers of the pushes in progress (section 19.4).
+    let pushes = PushHashers()
 
     init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
@@ -386,13 +388,13 @@ public struct HubServer: HTTPResponder {
                 case .manifest, .frames:
                     try only([step == .manifest ? .get : .post])
                     try mayRead(repo)
-                    let service = TransferService(api: api, closures: closures, frameReads: frameReads)
+                    let service = TransferService(api: api, closures: closures, frameReads: frameReads, pushes: pushes)
                     if step == .manifest { return await service.manifest(repo: repo, revision: oid, object: true, reader: reader) }
                     let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                     return await service.frames(repo: repo, revision: oid, object: true, body: body, reader: reader)
                 case .commit:
                     try only([.post])
-                    let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
+                    let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
                     let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                     return await service.commit(repo: repo, revision: oid, object: true, body: body)
                 }
@@ -400,13 +402,13 @@ public struct HubServer: HTTPResponder {
                 try only([action == .manifest ? .get : .post])
                 try mayRead(repo)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
-                let service = TransferService(api: api, closures: closures, frameReads: frameReads)
+                let service = TransferService(api: api, closures: closures, frameReads: frameReads, pushes: pushes)
                 if action == .manifest { return await service.manifest(repo: repo, revision: revision, reader: reader) }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.frames(repo: repo, revision: revision, body: body, reader: reader)
             case .missing:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.missing(body: body)
             case .chunks:
@@ -420,10 +422,10 @@ public struct HubServer: HTTPResponder {
                 let slot = try hub.uploads.admit()
                 defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return await TransferService(api: hub, closures: closures, frameReads: frameReads).chunks(repo: repo, body: body)
+                return await TransferService(api: hub, closures: closures, frameReads: frameReads, pushes: pushes).chunks(repo: repo, body: body)
             case .commit:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.commit(repo: repo, revision: revision, body: body)

@@ -15,6 +15,8 @@ struct TransferService: Sendable {
     let closures: ClosureCache
     /// Frame reads running at once (each holds up to a bundle in memory; see `WorkGate`).
     let frameReads: WorkGate
+    /// File hashers of pushes in progress: a commit resumes their hashes (section 19.4).
+    let pushes: PushHashers
     var store: ModelStore { api.store }
 
     static let prefix = ["api", "tenpak", "v1"]
@@ -172,10 +174,19 @@ struct TransferService: Sendable {
     func chunks(repo: String, body: [UInt8]) async -> Response {
         do {
             let objectRevision = HubRepos.objectRevision(repo: repo)
-            let report = try await api.uploads.gate.run { [store] in
+            let report = try await api.uploads.gate.run { [store, pushes] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
                     defer { importer.close() }
+                    // The files of this repository's pushes in progress are hashed as their chunks
+                    // arrive; a manifest frame staged here starts a push's hasher (the client sends
+                    // it first), so the commit need not decode every chunk again.
+                    for hasher in pushes.of(repo: repo) { importer.feed(hasher) }
+                    importer.hashManifests = { id, manifest in
+                        let hasher = FileHasher(store: store, revision: manifest)
+                        pushes.start(repo: repo, manifest: id, hasher: hasher)
+                        return hasher
+                    }
                     return try importer.receive(bundle: body) { model, revision in
                         model == repo || (HubRepos.isObjectModel(model) && revision == objectRevision)
                     }
@@ -208,11 +219,12 @@ struct TransferService: Sendable {
             if object, try await RangeService.blocking({ [api] in try api.repos.locateObject(repo: repo, oid: revision) }) != nil {
                 return HubAPI.json(["model": model, "revision": name, "files": 1, "alreadyHeld": true])
             }
+            let hashed = pushes.take(repo: repo, manifest: manifest)
             let record = try await api.uploads.gate.run { [store] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
                     defer { importer.close() }
-                    return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole)
+                    return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole, hashed: hashed)
                 }
             }
             let files = try await RangeService.blocking { [store] in try store.catalog.files(revision: record) }
@@ -251,5 +263,36 @@ final class ClosureCache: @unchecked Sendable {
             if entries.count > ClosureCache.capacity { entries.removeFirst() }
         }
         return entry
+    }
+}
+
+/// The file hashers of pushes in progress (SPEC §19.4), by repository and manifest chunk: started
+/// by a bundle that stages a revision's manifest frame, fed by that repository's later bundles,
+/// taken by the commit of that manifest. A hasher holds hash states and chunk ids, and at most two
+/// bundles' decoded chunks while it catches up. At most `capacity` are kept: the oldest is dropped
+/// (an abandoned push), and its commit, if one comes, hashes every file itself.
+final class PushHashers: @unchecked Sendable {
+    // Safe: `entries` is only touched inside `lock`.
+    private let lock = NSLock()
+    private var entries: [(repo: String, manifest: ChunkID, hasher: FileHasher)] = []
+    static let capacity = 16
+
+    func start(repo: String, manifest: ChunkID, hasher: FileHasher) {
+        lock.withLock {
+            entries.removeAll { $0.repo == repo && $0.manifest == manifest }
+            entries.append((repo, manifest, hasher))
+            if entries.count > PushHashers.capacity { entries.removeFirst() }
+        }
+    }
+
+    func of(repo: String) -> [FileHasher] {
+        lock.withLock { entries.filter { $0.repo == repo }.map(\.hasher) }
+    }
+
+    func take(repo: String, manifest: ChunkID) -> FileHasher? {
+        lock.withLock {
+            guard let i = entries.firstIndex(where: { $0.repo == repo && $0.manifest == manifest }) else { return nil }
+            return entries.remove(at: i).hasher
+        }
     }
 }

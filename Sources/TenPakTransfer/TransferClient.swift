@@ -70,9 +70,18 @@ public final class TransferClient: @unchecked Sendable {
     private let token: String?
     private let lock = NSLock()
     private var moved = 0
-    /// Frame bytes per bundle asked for or sent: large enough to amortize a round trip, small
-    /// enough that one lost bundle costs little. `TPSTORE_TRANSFER_BUNDLE_MIB` (1–64) overrides it.
-    public static let defaultBundleBytes = 16 << 20
+    /// Frame bytes per bundle asked for or sent, at most: large enough to amortize a round trip,
+    /// small enough that one lost bundle costs little and that the bundles in flight and their
+    /// decoded bytes stay small (fresh memory is paid in page faults). `TPSTORE_TRANSFER_BUNDLE_MIB`
+    /// (1–64) overrides it. The first bundle is `firstBundleBytes` (or less), the next ones double
+    /// up to this, so the receiver starts decoding and hashing early (`TransferManifest.batches`).
+    public static let defaultBundleBytes = 8 << 20
+    public static let firstBundleBytes = 1 << 20
+    /// Bundles asked for ahead of the one being checked and staged: they hide a round trip and the
+    /// server's read while the client decodes.
+    static let fetchesAhead = 2
+    /// Bundles a push has on the wire at once (the server checks them one at a time).
+    static let sendsAhead = 2
     let bundleBytes: Int
     static let deadline: TimeAmount = .seconds(600)
 
@@ -252,19 +261,27 @@ public final class TransferClient: @unchecked Sendable {
         let missing = try importer.missing(manifest.chunkIDs)
         summary.chunksPresent = summary.chunks - missing.count
         importer.track(manifest)
-        let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
-        // The next bundle is fetched while this one is checked and stored.
-        func fetch(_ i: Int) -> Background<[UInt8]> {
-            let batch = batches[i]
-            return Background { [self] in try request(.POST, framesPath, body: TransferClient.idsBody(batch), limit: FrameSender.maxBundleBody).body }
+        let batches = manifest.batches(of: missing, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
+        // The next bundles are fetched while the current one is checked and stored.
+        var fetches: [Background<[UInt8]>] = []
+        var launched = 0
+        func fetchAhead() {
+            while launched < batches.count, fetches.count < TransferClient.fetchesAhead {
+                let batch = batches[launched]
+                fetches.append(Background { [self] in
+                    try request(.POST, framesPath, body: TransferClient.idsBody(batch), limit: FrameSender.maxBundleBody).body
+                })
+                launched += 1
+            }
         }
-        var next = batches.isEmpty ? nil : fetch(0)
+        fetchAhead()
         var done = 0
-        for (i, batch) in batches.enumerated() {
-            // `next` is set for every index below batches.count.
-            guard let pending = next else { break }
+        for batch in batches {
+            // `fetchAhead` launched every batch up to `done + fetchesAhead`.
+            guard !fetches.isEmpty else { break }
+            let pending = fetches.removeFirst()
+            fetchAhead()
             let bundle = try pending.value()
-            next = i + 1 < batches.count ? fetch(i + 1) : nil
             do {
                 _ = try importer.receive(bundle: bundle, expected: Set(batch), acceptsManifest: { [model = manifest.model] m, _ in m == model })
             } catch StoreError.invalidRequest(let reason) {
@@ -274,7 +291,6 @@ public final class TransferClient: @unchecked Sendable {
             done += 1
             progress?(done, batches.count)
         }
-        _ = try? next?.value()
         try importer.commit(manifest: manifestID, model: manifest.model, revision: manifest.revision)
         summary.bytesMoved = bytesMoved
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
@@ -339,7 +355,28 @@ public final class TransferClient: @unchecked Sendable {
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
         summary.chunks = manifest.chunks.count
-        let ids = manifest.chunkIDs
+        let missing = try self.missing(manifest.chunkIDs, repo: repo)
+        summary.chunksPresent = summary.chunks - missing.count
+        summary.framesMoved += try sendFrames(missing, of: manifest, from: store, repo: repo, progress: progress)
+        let commitBody = Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8)
+        do {
+            _ = try request(.POST, commitPath, body: commitBody, accept: commitAnswers)
+        } catch let error as TransferError {
+            // A chunk the server had, or was sent, may be gone by the commit (a gc collected it as
+            // staged, or a bundle's answer was lost): ask once more which chunks it lacks, send
+            // those and commit again (SPEC 19.6). Nothing lacking: the refusal stands.
+            guard case .refused(400, _, _) = error else { throw error }
+            let lacking = try self.missing(manifest.chunkIDs, repo: repo)
+            guard !lacking.isEmpty else { throw error }
+            summary.framesMoved += try sendFrames(lacking, of: manifest, from: store, repo: repo, progress: progress)
+            _ = try request(.POST, commitPath, body: commitBody, accept: commitAnswers)
+        }
+        summary.bytesMoved = bytesMoved
+        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        return summary
+    }
+    /// Of `ids`, those the server lacks (`POST missing` through `repo`, 16,384 ids a request).
+    private func missing(_ ids: [ChunkID], repo: String) throws -> [ChunkID] {
         let missingPath = TransferClient.path(repo, "missing")
         var missing: [ChunkID] = []
         for start in stride(from: 0, to: ids.count, by: FrameSender.maxFrames) {
@@ -356,28 +393,56 @@ public final class TransferClient: @unchecked Sendable {
                 missing.append(id)
             }
         }
-        summary.chunksPresent = summary.chunks - missing.count
+        return missing
+    }
+
+    /// Sends the frames of `ids` in bundles (`POST chunks` through `repo`), the number of frames
+    /// sent. The next bundle is read from the packs while the current ones are on the wire, and up
+    /// to `sendsAhead` bundles are on the wire at once, so one is uploaded while the server checks
+    /// the one before. A bundle with a frame delta-coded against a frame of a bundle still in flight
+    /// waits for it (the server takes a base only from its store or the same bundle, 19.4); one
+    /// refused for want of an upload slot (503) is sent again once the bundle before it is answered.
+    private func sendFrames(_ ids: [ChunkID], of manifest: TransferManifest, from store: ModelStore, repo: String,
+                            progress: ((Int, Int) -> Void)?) throws -> Int {
         let sender = FrameSender(store: store)
-        let batches = manifest.batches(of: missing, maxBytes: bundleBytes)
+        let batches = manifest.batches(of: ids, maxBytes: bundleBytes, firstBytes: TransferClient.firstBundleBytes)
         let chunksPath = TransferClient.path(repo, "chunks")
-        // The next bundle is read from the packs while this one is on the wire.
+        var baseOf: [ChunkID: ChunkID] = [:]
+        for c in manifest.chunks { if let id = ChunkID(hex: c.id), let base = c.base.flatMap({ ChunkID(hex: $0) }) { baseOf[id] = base } }
         func read(_ i: Int) -> Background<[UInt8]> {
             let batch = batches[i]
             return Background { try sender.bundle(batch) }
         }
         var next = batches.isEmpty ? nil : read(0)
+        var inFlight: [(ids: Set<ChunkID>, request: Background<Void>)] = []
+        var sent = 0, done = 0
+        func answered() throws {
+            let first = inFlight.removeFirst()
+            try first.request.value()
+            sent += first.ids.count
+            done += 1
+            progress?(done, batches.count)
+        }
         for (i, batch) in batches.enumerated() {
             guard let pending = next else { break }
             let bundle = try pending.value()
             next = i + 1 < batches.count ? read(i + 1) : nil
-            _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
-            summary.framesMoved += batch.count
-            progress?(i + 1, batches.count)
+            if batch.contains(where: { id in baseOf[id].map { base in inFlight.contains { $0.ids.contains(base) } } ?? false }) {
+                while !inFlight.isEmpty { try answered() }
+            }
+            while inFlight.count >= TransferClient.sendsAhead { try answered() }
+            let before = inFlight.last?.request
+            inFlight.append((Set(batch), Background { [self] in
+                do {
+                    _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
+                } catch TransferError.refused(503, _, _) {
+                    try before?.value()
+                    _ = try request(.POST, chunksPath, body: bundle, contentType: "application/vnd.tenpak.bundle")
+                }
+            }))
         }
-        _ = try request(.POST, commitPath, body: Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8), accept: commitAnswers)
-        summary.bytesMoved = bytesMoved
-        summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
-        return summary
+        while !inFlight.isEmpty { try answered() }
+        return sent
     }
 }
 

@@ -87,6 +87,69 @@ final class TransferTests: XCTestCase {
         try TestSupport.curl(self, args)
     }
 
+    // MARK: hashing files as bundles arrive
+
+    /// Lands the fine-tune's missing frames in a store holding the base the way a push's server does:
+    /// one importer per bundle, the manifest frame first (it starts a `FileHasher`), the others fed
+    /// to that hasher; the commit then finds every file hashed. A hasher of another revision's files
+    /// (same path, other chunks) is not used: the commit hashes that file itself.
+    func testAPushsServerHashesFilesAsBundlesArriveAndUsesOnlyAMatchingHash() throws {
+        let (base, ft) = try makePair(tensors: 4, elements: 256 << 10)
+        let sender = try ModelStore.open(directory: root + "/sender", create: true)
+        _ = try sender.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
+        _ = try sender.put(model: "org/ft", revision: "main", paths: [ft + "/model.safetensors", ft + "/config.json"],
+                           base: .explicit(model: "org/base", revision: "main"))
+        let record = try sender.catalog.resolve(model: "org/ft", revision: "main")
+        let manifest = try TransferManifest.make(store: sender, record: record)
+        func receiver(_ name: String) throws -> (ModelStore, [[ChunkID]]) {
+            let store = try ModelStore.open(directory: root + "/" + name, create: true)
+            _ = try store.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
+            let importer = try ChunkImporter(store: store)
+            defer { importer.close() }
+            let batches = manifest.batches(of: try importer.missing(manifest.chunkIDs), maxBytes: 256 << 10, firstBytes: 32 << 10)
+            return (store, batches)
+        }
+        let (store, batches) = try receiver("receiver")
+        XCTAssertGreaterThan(batches.count, 2)
+        XCTAssertEqual(batches.first?.first, record.manifest, "the manifest frame goes first")
+        var started: FileHasher?
+        for batch in batches {
+            let importer = try ChunkImporter(store: store)
+            if let started { importer.feed(started) }
+            importer.hashManifests = { _, revision in
+                started = FileHasher(store: store, revision: revision)
+                return started
+            }
+            _ = try importer.receive(bundle: try FrameSender(store: sender).bundle(batch)) { model, _ in model == "org/ft" }
+            importer.close()
+        }
+        let hasher = try XCTUnwrap(started, "the manifest frame started a hasher")
+        let hashed = try hasher.drain()
+        XCTAssertEqual(Set(hashed.keys), ["model.safetensors", "config.json"])
+        for (path, file) in hashed { XCTAssertEqual(file.next, file.ids.count, "\(path) was hashed as its chunks arrived") }
+        let importer = try ChunkImporter(store: store)
+        defer { importer.close() }
+        try importer.commit(manifest: record.manifest, model: "org/ft", revision: "main", hashed: hasher)
+        _ = try store.get(model: "org/ft", revision: "main", to: root + "/got")
+        try assertSameFiles(root + "/got", ft)
+
+        // A hasher of the base's files names the same paths with other chunks: it is not used.
+        let (other, otherBatches) = try receiver("other")
+        let wrong = FileHasher(store: other, manifest: try TransferManifest.make(store: other, record: try other.catalog.resolve(model: "org/base", revision: "main")))
+        wrong.enqueue([:])
+        for batch in otherBatches {
+            let importer = try ChunkImporter(store: other)
+            _ = try importer.receive(bundle: try FrameSender(store: sender).bundle(batch)) { model, _ in model == "org/ft" }
+            importer.close()
+        }
+        XCTAssertTrue(try wrong.drain().values.allSatisfy { $0.next == $0.ids.count }, "the base's files are all present there")
+        let second = try ChunkImporter(store: other)
+        defer { second.close() }
+        try second.commit(manifest: record.manifest, model: "org/ft", revision: "main", hashed: wrong)
+        _ = try other.get(model: "org/ft", revision: "main", to: root + "/got-other")
+        try assertSameFiles(root + "/got-other", ft)
+    }
+
     // MARK: pull and push
 
     func testPullMovesOnlyTheFineTunesDeltaAndIsBitExact() throws {
@@ -165,6 +228,44 @@ final class TransferTests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("already exists"), refused.stderr)
         XCTAssertEqual(try tp(["ls", "--store", serverStore, "org/m"]).stdout, before)
         try fsck(client)
+        try fsck(serverStore)
+    }
+
+    /// A bundle the server never got (its answer came from elsewhere: here a proxy; in life a gc
+    /// that collected staged chunks before the commit): the commit is refused for a chunk not
+    /// received, the client asks once more which chunks the server lacks, sends them, commits.
+    func testPushAsksAgainWhatTheServerLacksWhenTheCommitFindsAChunkMissing() throws {
+        let (base, ft) = try makePair(tensors: 2)
+        try tp(["put", "--store", serverStore, "org/m@base", base])
+        let url = try server()
+        let client = root + "/client"
+        try tp(["put", "--store", client, "org/m@base", base])
+        try tp(["put", "--store", client, "--base", "org/m@base", "org/m@ft", ft])
+        let (port, process) = try liar(url, mode: "swallow")
+        defer { process.terminate(); process.waitUntilExit() }
+        try tp(["push", "--store", client, "http://127.0.0.1:\(port)", "org/m@ft", "--token", writeToken])
+        let r = try curl("-H", "Authorization: Bearer \(readToken)", url + "/org/m/resolve/ft/model.safetensors")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, try TestSupport.read(ft + "/model.safetensors"))
+        try fsck(serverStore)
+    }
+
+    /// A fine-tune pushed to a server without its base: its closure brings the base's chunks, and
+    /// its deltas come in later bundles than their bases. With two bundles on the wire at once, a
+    /// bundle whose frames need a base in a bundle still in flight waits for it (the server takes
+    /// bases only from its store or the same bundle), so small bundles still all land.
+    func testAPushWhoseLaterBundlesNeedEarlierOnesLandsWithBundlesInFlight() throws {
+        let (base, ft) = try makePair()
+        let url = try server()
+        let client = root + "/client"
+        try tp(["put", "--store", client, "org/m@base", base])
+        try tp(["put", "--store", client, "--base", "org/m@base", "org/m@ft", ft])
+        let pushed = try summary(try tp(["push", "--store", client, url, "org/m@ft", "--token", writeToken, "--json"],
+                                        env: ["TPSTORE_TRANSFER_BUNDLE_MIB": "1"]))
+        XCTAssertGreaterThan(try XCTUnwrap(pushed["framesMoved"] as? Int), 8)
+        let r = try curl("-H", "Authorization: Bearer \(readToken)", url + "/org/m/resolve/ft/model.safetensors")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, try TestSupport.read(ft + "/model.safetensors"))
         try fsck(serverStore)
     }
 
@@ -436,11 +537,34 @@ final class TransferTests: XCTestCase {
         try tp(["put", "--store", serverStore, "--no-base", "org/m@v1", base])
         try tp(["put", "--store", serverStore, "--no-base", "org/m@v2", root + "/m1/config.json"])
         let url = try server()
+        let client = root + "/client"
+        try tp(["init", "--store", client])
+        for mode in ["truncate", "drop"] {
+            let (port, process) = try liar(url, mode: mode)
+            defer { process.terminate(); process.waitUntilExit() }
+            let r = try tp(["pull", "--store", client, "http://127.0.0.1:\(port)", "org/m@v1", "--token", readToken], ok: false)
+            XCTAssertNotEqual(r.status, 0, mode)
+            XCTAssertTrue(mode == "truncate" ? r.stderr.contains("run the same command again") : r.stderr.contains("breaks the transfer protocol"),
+                          "\(mode): \(r.stderr)")
+            XCTAssertEqual(try tp(["ls", "--store", client]).stdout.contains("org/m"), false, mode)
+            XCTAssertEqual(packCount(client), 0, "\(mode): the refused first bundle left nothing")
+            try fsck(client)
+        }
+        try tp(["pull", "--store", client, url, "org/m@v1", "--token", readToken])
+        try tp(["get", "--store", client, "org/m@v1", root + "/got"])
+        try assertSameFiles(base, root + "/got")
+    }
+
+    /// A proxy in front of the server at `url` that misbehaves as `mode` says: `truncate` cuts a
+    /// `frames` answer in half and closes the connection, `drop` asks the server for one frame
+    /// fewer than the client did, `swallow` answers the first `chunks` bundle without passing it on.
+    func liar(_ url: String, mode: String) throws -> (port: String, process: Process) {
         let py = try XCTUnwrap(TestSupport.python3())
         let script = root + "/liar.py"
         try TestSupport.write(Array("""
             import http.server, sys, urllib.request
             upstream, mode = sys.argv[1], sys.argv[2]
+            swallowed = []
             class H(http.server.BaseHTTPRequestHandler):
                 protocol_version = "HTTP/1.1"
                 def relay(self, body=None, path=None):
@@ -457,6 +581,11 @@ final class TransferTests: XCTestCase {
                 def do_POST(self):
                     body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                     path = self.path
+                    if path.endswith("/chunks") and mode == "swallow" and not swallowed:
+                        # The first bundle is answered as staged but never reaches the server.
+                        swallowed.append(path); data = b'{"frames":0}'
+                        self.send_response(200); self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+                        return
                     if "/frames/" in path and mode == "drop":
                         import json; ids = json.loads(body)["ids"]; body = json.dumps({"ids": ids[1:]}).encode()
                     status, data = self.relay(body, path)
@@ -473,28 +602,14 @@ final class TransferTests: XCTestCase {
             print(s.server_address[1], flush=True)
             s.serve_forever()
             """.utf8), to: script)
-        let client = root + "/client"
-        try tp(["init", "--store", client])
-        for mode in ["truncate", "drop"] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: py)
-            process.arguments = [script, url, mode]
-            let out = Pipe()
-            process.standardOutput = out
-            try process.run()
-            defer { process.terminate(); process.waitUntilExit() }
-            let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let r = try tp(["pull", "--store", client, "http://127.0.0.1:\(port)", "org/m@v1", "--token", readToken], ok: false)
-            XCTAssertNotEqual(r.status, 0, mode)
-            XCTAssertTrue(mode == "truncate" ? r.stderr.contains("run the same command again") : r.stderr.contains("breaks the transfer protocol"),
-                          "\(mode): \(r.stderr)")
-            XCTAssertEqual(try tp(["ls", "--store", client]).stdout.contains("org/m"), false, mode)
-            XCTAssertEqual(packCount(client), 0, "\(mode): the refused first bundle left nothing")
-            try fsck(client)
-        }
-        try tp(["pull", "--store", client, url, "org/m@v1", "--token", readToken])
-        try tp(["get", "--store", client, "org/m@v1", root + "/got"])
-        try assertSameFiles(base, root + "/got")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: py)
+        process.arguments = [script, url, mode]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let port = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return (port, process)
     }
 
     func makeModel(_ name: String, seed: UInt64) throws -> String {

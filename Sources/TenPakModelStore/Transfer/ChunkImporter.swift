@@ -52,109 +52,45 @@ public final class ChunkImporter {
     let fence: Int64
     /// Decoded bases reused across the frames of one receive (a chain's root is shared).
     private let cache: ChunkCache
-    /// Files hashed as their chunks arrive (`track`), behind the bundles (`FileHasher`).
-    private let hasher: FileHasher
-    private var tracking = false
-
-    /// A file's SHA-256 over its first `next` chunks, fed in file order with checked bytes.
-    final class FileHash {
-        let ids: [ChunkID]
-        var next = 0
-        var sha = StreamingSHA256()
-        init(ids: [ChunkID]) { self.ids = ids }
-    }
-
-    /// Hashes tracked files on a serial queue of its own, so that a bundle's file SHA-256 (one
-    /// stream per file: it cannot be split) runs while the next bundle is fetched and decoded on
-    /// both cores, instead of after it. Bundles are fed in the order received; at most two wait,
-    /// which bounds the decoded bytes held for it. `drain` waits for all and rethrows the first error.
-    final class FileHasher: @unchecked Sendable {
-        // Safe: `files` and `failure` are touched only on `queue`, or after `queue.sync` (drain)
-        // with nothing enqueued (the importer is used from one thread).
-        private var files: [String: FileHash] = [:]
-        private var failure: Error?
-        private let queue = DispatchQueue(label: "tenpak.import.file-hash")
-        private let slots = DispatchSemaphore(value: 2)
-        let store: ModelStore
-        let cache: ChunkCache
-
-        init(store: ModelStore, cache: ChunkCache) {
-            self.store = store
-            self.cache = cache
-        }
-
-        func track(_ plans: [String: FileHash]) {
-            queue.sync { files = plans; failure = nil }
-        }
-
-        func enqueue(_ fresh: [ChunkID: [UInt8]]) {
-            slots.wait()
-            queue.async { [self] in
-                defer { slots.signal() }
-                guard failure == nil else { return }
-                do { try feed(fresh) } catch { failure = error }
-            }
-        }
-
-        /// Waits for every bundle fed so far; the files' hashes, or the first error.
-        func drain() throws -> [String: FileHash] {
-            try queue.sync {
-                if let failure { throw failure }
-                return files
-            }
-        }
-
-        /// Advances every tracked file over the chunks now available in order: decoded in this
-        /// bundle (`fresh`) or in the store (staged before this bundle's feed was enqueued).
-        private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
-            for file in files.values {
-                while file.next < file.ids.count {
-                    let id = file.ids[file.next]
-                    if let raw = fresh[id] {
-                        file.sha.update(raw)
-                    } else if let at = try store.catalog.findChunks([id])[id] {
-                        file.sha.update(try store.chunks.rawBytes(of: at, cache: cache))
-                    } else {
-                        break
-                    }
-                    file.next += 1
-                }
-            }
-        }
-    }
+    /// Files hashed as their chunks arrive, behind the bundles (`track`, `hashManifests`).
+    private var hashers: [FileHasher] = []
+    /// Called for each manifest frame a bundle stages (decoded and checked): a hasher of its
+    /// files that this bundle and later ones feed (a push's server, which learns the files from the
+    /// manifest frame the client sends first), or nil.
+    public var hashManifests: ((ChunkID, RevisionManifest) -> FileHasher?)?
 
     public init(store: ModelStore) throws {
         self.store = store
-        let cache = ChunkCache(capacity: 64 << 20)
-        self.cache = cache
-        hasher = FileHasher(store: store, cache: cache)
+        cache = ChunkCache(capacity: 64 << 20)
         let lock = try store.chunks.lock(.shared)
         self.lock = lock
         fence = try store.catalog.gcGeneration()
     }
 
-    /// Releases the store lock (also done at deinit), once the file hashing behind the bundles
-    /// (which reads the store) has stopped.
+    /// Releases the store lock (also done at deinit), once the file hashing of `track` behind the
+    /// bundles (which reads the store) has stopped. Hashers from `feed` or `hashManifests` belong to
+    /// the caller and go on.
     public func close() {
-        _ = try? hasher.drain()
+        if let own { _ = try? own.drain() }
         lock = nil
     }
 
+    /// The hasher of `track`, which this importer's commit uses.
+    private var own: FileHasher?
+
     /// Hash the files of `manifest` as their chunks arrive (pull and copy know them ahead), so the
-    /// commit need not decode again what `receive` decoded. Only a plan: the commit uses a file's
-    /// hash only if the revision's own manifest frame lists the same path with the same chunks, and
-    /// only checked bytes are ever hashed (decoded and checked against their id here, or read back
-    /// through the store's checks).
+    /// commit need not decode again what `receive` decoded (`FileHasher`).
     public func track(_ manifest: TransferManifest) {
-        var plans: [String: FileHash] = [:]
-        let ids = manifest.chunkIDs
-        if ids.count == manifest.chunks.count {
-            for file in manifest.files where file.chunks.allSatisfy({ ids.indices.contains($0) }) {
-                plans[file.path] = FileHash(ids: file.chunks.map { ids[$0] })
-            }
-        }
-        hasher.track(plans)
-        tracking = !plans.isEmpty
+        let hasher = FileHasher(store: store, manifest: manifest, cache: cache)
+        // A copy tracks one revision after another: the last one's hasher is done with.
+        if let own { hashers.removeAll { $0 === own } }
+        own = hasher
+        feed(hasher)
+    }
+
+    /// Feed `hasher` with every bundle this importer receives from now on.
+    public func feed(_ hasher: FileHasher) {
+        if !hasher.isEmpty { hashers.append(hasher) }
     }
 
     /// Of `ids`, those the store does not have, in the order given.
@@ -244,11 +180,23 @@ public final class ChunkImporter {
             inBundle[header.id] = pending.count
             pending.append(Pending(index: i, header: header, level: level, depth: depth))
         }
+        // A manifest frame new here starts a hasher of its files when the caller asks for one.
+        let startsHashers = hashManifests != nil && pending.contains { $0.level >= 0 && $0.header.kind == .manifest }
+        // Decoded bytes kept for the file hashers: what they want, or everything while the files
+        // of a manifest in this bundle are not known yet.
+        let wanted = hashers.reduce(into: Set<ChunkID>()) { $0.formUnion($1.wanted) }
+        let keepAll = startsHashers
         // Bases some frame of this bundle is decoded against, kept decoded for it.
         let neededBases = Set(entries.compactMap { e in e.header.base.flatMap { inBundle[$0] != nil && known[$0] == nil ? $0 : nil } })
         let baseFrames = try FrameBatch.prefetch(Array(Set(entries.compactMap { $0.header.base.flatMap { known[$0] } })), store: store.chunks,
                                                  cache: cache)
+        // Stored bases used by more than one frame here go through the decode cache; one used once
+        // (a fine-tune's delta against its base's chunk, the common case) is decoded, used and
+        // dropped: caching it would only fill the cache, with fresh memory, for nothing.
+        var baseUses: [ChunkID: Int] = [:]
+        for p in pending where p.level >= 0 { if let base = p.header.base, known[base] != nil { baseUses[base, default: 0] += 1 } }
         var decodedBases: [ChunkID: [UInt8]] = [:]
+        var newManifests: [(ChunkID, RevisionManifest)] = []
         var restoredRaw: [Int: [UInt8]] = [:]
         let maxLevel = pending.map(\.level).max() ?? -1
         let chunks = store.chunks
@@ -256,8 +204,7 @@ public final class ChunkImporter {
         for level in 0 ... max(maxLevel, 0) where maxLevel >= 0 {
             let work = pending.indices.filter { pending[$0].level == level }
             let bases = decodedBases
-            let keepAll = tracking
-            let results = try parallelMap(work.count) { w -> (keep: [UInt8]?, raw: [UInt8]?) in
+            let results = try parallelMap(work.count) { w -> (keep: [UInt8]?, raw: [UInt8]?, manifest: RevisionManifest?) in
                 let p = pending[work[w]]
                 let entry = entries[p.index]
                 let header = p.header
@@ -268,16 +215,20 @@ public final class ChunkImporter {
                     if let decoded = bases[baseID] {
                         base = decoded
                     } else if let at = known[baseID] {
-                        base = try chunks.rawBytes(of: at, cache: cache, prefetched: baseFrames)
+                        base = try chunks.rawBytes(of: at, cache: baseUses[baseID, default: 0] > 1 ? cache : nil, prefetched: baseFrames)
                     } else {
                         throw refuse(header, "its base \(baseID.short) is missing")
                     }
                 }
                 // Checked while planning (above); the element width was checked by the header decoder.
                 guard let encoding = Encoding(rawValue: header.encoding) else { throw refuse(header, "unknown encoding") }
-                var raw = [UInt8](repeating: 0, count: header.rawLength)
+                let raw: [UInt8]
                 do {
-                    try raw.withUnsafeMutableBytes { try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: $0) }
+                    // Not zeroed first: `decode` writes every byte or throws.
+                    raw = try [UInt8](unsafeUninitializedCapacity: header.rawLength) { buffer, initialized in
+                        try ChunkCodec.decode(payload, header: header, encoding: encoding, base: base, into: UnsafeMutableRawBufferPointer(buffer))
+                        initialized = header.rawLength
+                    }
                 } catch let error as CodecError {
                     throw refuse(header, "it does not decode (\(error))")
                 }
@@ -285,19 +236,22 @@ public final class ChunkImporter {
                 guard actual == header.id else {
                     throw refuse(header, "it decodes to bytes whose id is \(actual.short) (XXH3-128 or SHA-256 differs)")
                 }
+                var named: RevisionManifest?
                 if header.kind == .manifest {
-                    let named = try? raw.withUnsafeBytes { try RevisionManifest.decode($0) }
+                    named = try? raw.withUnsafeBytes { try RevisionManifest.decode($0) }
                     guard let named else { throw refuse(header, "it is a manifest frame but holds no revision manifest") }
                     guard acceptsManifest(named.model, named.revision) else {
                         throw refuse(header, "it is a manifest of \(Names.printable(named.model))@\(Names.printable(named.revision)), which this transfer may not write")
                     }
                 }
                 let tooDeep = p.depth > ChunkStore.maxDeltaDepth
-                return (keepAll || neededBases.contains(header.id) ? raw : nil, tooDeep ? raw : nil)
+                let keep = keepAll || wanted.contains(header.id) || neededBases.contains(header.id)
+                return (keep ? raw : nil, tooDeep ? raw : nil, named)
             }
             for (w, result) in zip(work, results) {
                 if let keep = result.keep { decodedBases[pending[w].header.id] = keep }
                 if let raw = result.raw { restoredRaw[w] = raw }
+                if let named = result.manifest { newManifests.append((pending[w].header.id, named)) }
             }
             // A frame re-stored raw has depth 0: frames on top of it are one deep.
             for w in work where restoredRaw[w] != nil { pending[w].depth = 0 }
@@ -331,8 +285,11 @@ public final class ChunkImporter {
                 try store.catalog.commitChunks(ChunkCommit(packs: sealed, chunks: newChunks, gcFence: fence))
             }
         }
-        // ORDER: after the catalog commit above, so the feed finds this bundle's chunks in the store.
-        if tracking { hasher.enqueue(decodedBases) }
+        // ORDER: after the catalog commit above, so a feed finds this bundle's chunks in the store.
+        if let hashManifests {
+            for (id, manifest) in newManifests { if let hasher = hashManifests(id, manifest) { feed(hasher) } }
+        }
+        for hasher in hashers { hasher.enqueue(decodedBases) }
         return report
     }
 
@@ -341,9 +298,13 @@ public final class ChunkImporter {
     /// `invalidRequest` if anything is missing or does not match: nothing is committed then.
     /// With `soleFile`, the manifest must list exactly that one file (path and SHA-256): an LFS
     /// object pushed to a hub repository (section 19.3) is one file named `object` whose SHA-256 is its oid.
+    ///
+    /// The files are hashed from where `hashed` (or the importer's own hasher of `track`) stopped,
+    /// for each file the manifest frame lists with the same path and chunks; from their start if
+    /// that hasher failed.
     @discardableResult
     public func commit(manifest manifestID: ChunkID, model: String, revision: String,
-                       soleFile: (path: String, sha256: Digest256)? = nil) throws -> RevisionRecord {
+                       soleFile: (path: String, sha256: Digest256)? = nil, hashed: FileHasher? = nil) throws -> RevisionRecord {
         try Names.validateModel(model)
         try Names.validateRevision(revision)
         if (try? store.catalog.resolve(model: model, revision: revision)) != nil {
@@ -374,8 +335,8 @@ public final class ChunkImporter {
                 throw bad("its manifest must list exactly one file \(soleFile.path) with SHA-256 \(soleFile.sha256.hex)")
             }
         }
-        // A file hash that failed behind the bundles fails the commit (nothing committed).
-        let tracked = tracking ? try hasher.drain() : [:]
+        // A file hash that failed behind the bundles (a store read) is redone here from the start.
+        let tracked = (try? (hashed ?? own)?.drain()) ?? [:]
         let ids = Array(Set(manifest.files.flatMap { $0.chunks.map(\.id) }))
         var found: [ChunkID: ChunkLocation] = [:]
         for start in stride(from: 0, to: ids.count, by: 4096) {

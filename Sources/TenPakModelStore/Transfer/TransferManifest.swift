@@ -149,21 +149,35 @@ public struct TransferManifest: Codable, Sendable, Equatable {
     /// The chunk ids, in list order (bases first). Valid after `decode` or `make`.
     public var chunkIDs: [ChunkID] { chunks.compactMap { ChunkID(hex: $0.id) } }
 
-    /// `ids` (a subset of the list, kept in list order) cut into batches of at most `maxBytes` of
-    /// frames each (a frame longer than that is a batch of its own), at most `maxFrames` frames and
-    /// at most half of `ChunkImporter.maxBundleRaw` decoded bytes.
-    public func batches(of ids: [ChunkID], maxBytes: Int, maxFrames: Int = FrameSender.maxFrames) -> [[ChunkID]] {
+    /// `ids` (a subset of the list) cut into batches, in list order (bases first) except that the
+    /// revision's manifest chunk, which has no base, comes first: a push's receiver learns the files
+    /// from it and hashes them as their chunks arrive (SPEC §19.4). A batch holds at most `maxFrames`
+    /// frames and half of `ChunkImporter.maxBundleRaw` decoded bytes; its frame bytes are at most
+    /// `firstBytes` for the first batch, doubling with each batch up to `maxBytes` (a frame longer
+    /// than that is a batch of its own): a small first bundle starts the receiver's work early, so
+    /// fetching, decoding and hashing overlap from the start instead of after one large bundle.
+    public func batches(of ids: [ChunkID], maxBytes: Int, firstBytes: Int? = nil, maxFrames: Int = FrameSender.maxFrames) -> [[ChunkID]] {
         let wanted = Set(ids)
+        let manifestID = ChunkID(hex: manifest)
+        var ordered: [Chunk] = []
+        ordered.reserveCapacity(wanted.count)
+        for c in chunks {
+            guard let id = ChunkID(hex: c.id), wanted.contains(id) else { continue }
+            if id == manifestID { ordered.insert(c, at: 0) } else { ordered.append(c) }
+        }
         var batches: [[ChunkID]] = []
         var current: [ChunkID] = []
         var bytes = 0, raw = 0
-        for c in chunks {
-            guard let id = ChunkID(hex: c.id), wanted.contains(id) else { continue }
-            if !current.isEmpty, bytes + c.frame > maxBytes || raw + c.length > ChunkImporter.maxBundleRaw / 2 || current.count >= maxFrames {
+        var limit = min(max(firstBytes ?? maxBytes, 1), maxBytes)
+        for c in ordered {
+            // `ordered` holds only entries whose id parsed above.
+            guard let id = ChunkID(hex: c.id) else { continue }
+            if !current.isEmpty, bytes + c.frame > limit || raw + c.length > ChunkImporter.maxBundleRaw / 2 || current.count >= maxFrames {
                 batches.append(current)
                 current = []
                 bytes = 0
                 raw = 0
+                limit = min(limit * 2, maxBytes)
             }
             current.append(id)
             bytes += c.frame
