@@ -94,10 +94,14 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             try c.lockSchema()
             guard let current = try c.query("SELECT value FROM meta WHERE key = 'schema_version'").first?.text(0),
                   let number = Int(current), number < 3 else { return }
+            // A process of the old version still running must not commit a revision between the
+            // list below and the drop of its table: its revision would be missing from the index.
+            try c.lockRevisions()
             for statement in CatalogSchema(dialect: c.dialect).candidates { try c.query(statement) }
-            // A batch of revisions at a time, so memory follows the batch, not the store.
+            // 128 revisions at a time, so memory follows the batch (a model of thousands of tensors
+            // makes a batch hundreds of thousands of rows), not the store.
             let revisions = try c.query("SELECT id FROM revisions ORDER BY id").map { try $0.int(0) }
-            for batch in batches(revisions, width: 1, dialect: c.dialect) {
+            for batch in stride(from: 0, to: revisions.count, by: 128).map({ revisions[$0 ..< min($0 + 128, revisions.count)] }) {
                 let ids = batch.map { SQLValue.int($0) }
                 var byRevision: [Int64: [TensorRecord]] = [:]
                 for r in try c.query(CatalogSQL.tensorsOfRevisions(batch.count), ids) {

@@ -134,6 +134,10 @@ public protocol SQLConnection: AnyObject {
     /// `gc_runs` in SHARE mode, which conflicts with gc's INSERT.
     func lockFence() throws
 
+    /// Inside a transaction: no other transaction commits a revision until this one ends. SQLite's
+    /// write transaction already excludes it; PostgreSQL locks `revisions` in SHARE mode.
+    func lockRevisions() throws
+
     func tableExists(_ name: String) throws -> Bool
 
     /// Problems the database itself finds in the catalog's `tables` (empty when healthy).

@@ -229,6 +229,9 @@ public final class SQLiteConnection: SQLConnection {
     /// BEGIN IMMEDIATE already holds the database's write lock, which `beginCollection` needs too.
     public func lockFence() throws {}
 
+    /// BEGIN IMMEDIATE already excludes every other writer.
+    public func lockRevisions() throws {}
+
     public func tableExists(_ name: String) throws -> Bool {
         try !query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [.text(name)]).isEmpty
     }

@@ -65,6 +65,11 @@ final class PostgresSQLConnection: SQLConnection {
         try query("LOCK TABLE gc_runs IN SHARE MODE")
     }
 
+    /// SHARE conflicts with the ROW EXCLUSIVE lock of an INSERT into `revisions`.
+    func lockRevisions() throws {
+        try query("LOCK TABLE revisions IN SHARE MODE")
+    }
+
     func tableExists(_ name: String) throws -> Bool {
         try query("SELECT to_regclass(?) IS NOT NULL", [.text(name)]).first?.bool(0) == true
     }

@@ -174,6 +174,7 @@ struct TransferService: Sendable {
     func chunks(repo: String, body: [UInt8]) async -> Response {
         do {
             let objectRevision = HubRepos.objectRevision(repo: repo)
+            let maxBytes = api.uploads.options.maxBytes
             let report = try await api.uploads.gate.run { [store, pushes] in
                 try await RangeService.blocking {
                     let importer = try ChunkImporter(store: store)
@@ -183,7 +184,8 @@ struct TransferService: Sendable {
                     // it first), so the commit need not decode every chunk again.
                     for hasher in pushes.of(repo: repo) { importer.feed(hasher) }
                     importer.hashManifests = { id, manifest in
-                        let hasher = FileHasher(store: store, revision: manifest)
+                        // Bounded by what one upload may hold: past it, the commit hashes (section 19.4).
+                        let hasher = FileHasher(store: store, revision: manifest, maxBytes: maxBytes)
                         pushes.start(repo: repo, manifest: id, hasher: hasher)
                         return hasher
                     }
@@ -217,15 +219,24 @@ struct TransferService: Sendable {
                 throw HubFailure.bad("expected {\"manifest\": \"<96 hex digits>\"}")
             }
             if object, try await RangeService.blocking({ [api] in try api.repos.locateObject(repo: repo, oid: revision) }) != nil {
+                pushes.take(repo: repo, manifest: manifest)?.cancel()
                 return HubAPI.json(["model": model, "revision": name, "files": 1, "alreadyHeld": true])
             }
             let hashed = pushes.take(repo: repo, manifest: manifest)
-            let record = try await api.uploads.gate.run { [store] in
-                try await RangeService.blocking {
-                    let importer = try ChunkImporter(store: store)
-                    defer { importer.close() }
-                    return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole, hashed: hashed)
+            let record: RevisionRecord
+            do {
+                record = try await api.uploads.gate.run { [store] in
+                    try await RangeService.blocking {
+                        let importer = try ChunkImporter(store: store)
+                        defer { importer.close() }
+                        return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole, hashed: hashed)
+                    }
                 }
+            } catch {
+                // Refused (a chunk missing, say): the client sends what is missing and commits again,
+                // and the hasher, which the commit only read, goes on with those bundles.
+                if let hashed { pushes.start(repo: repo, manifest: manifest, hasher: hashed) }
+                throw error
             }
             let files = try await RangeService.blocking { [store] in try store.catalog.files(revision: record) }
             var response = HubAPI.json(["model": record.model, "revision": record.revision, "commit": HubRepos.commitID(record),
@@ -271,22 +282,51 @@ final class ClosureCache: @unchecked Sendable {
 /// taken by the commit of that manifest. A hasher holds hash states and chunk ids, and at most two
 /// bundles' decoded chunks while it catches up. At most `capacity` are kept: the oldest is dropped
 /// (an abandoned push), and its commit, if one comes, hashes every file itself.
+///
+/// A hasher dropped (the oldest past `capacity`, one replaced, or one idle `idleLimit`: a push given
+/// up) is cancelled, so nothing goes on hashing for a commit that will not come.
 final class PushHashers: @unchecked Sendable {
+    private struct Entry {
+        let repo: String
+        let manifest: ChunkID
+        let hasher: FileHasher
+        var used: ContinuousClock.Instant
+    }
+
     // Safe: `entries` is only touched inside `lock`.
     private let lock = NSLock()
-    private var entries: [(repo: String, manifest: ChunkID, hasher: FileHasher)] = []
+    private var entries: [Entry] = []
     static let capacity = 16
+    static let idleLimit = Duration.seconds(900)
 
     func start(repo: String, manifest: ChunkID, hasher: FileHasher) {
-        lock.withLock {
-            entries.removeAll { $0.repo == repo && $0.manifest == manifest }
-            entries.append((repo, manifest, hasher))
-            if entries.count > PushHashers.capacity { entries.removeFirst() }
+        let dropped: [FileHasher] = lock.withLock {
+            var dropped = expire()
+            entries.removeAll { entry in
+                let same = entry.repo == repo && entry.manifest == manifest && entry.hasher !== hasher
+                if same { dropped.append(entry.hasher) }
+                return same || entry.hasher === hasher
+            }
+            entries.append(Entry(repo: repo, manifest: manifest, hasher: hasher, used: .now))
+            if entries.count > PushHashers.capacity { dropped.append(entries.removeFirst().hasher) }
+            return dropped
         }
+        for hasher in dropped { hasher.cancel() }
     }
 
     func of(repo: String) -> [FileHasher] {
-        lock.withLock { entries.filter { $0.repo == repo }.map(\.hasher) }
+        let (dropped, found): ([FileHasher], [FileHasher]) = lock.withLock {
+            let dropped = expire()
+            let now = ContinuousClock.now
+            var found: [FileHasher] = []
+            for i in entries.indices where entries[i].repo == repo {
+                entries[i].used = now
+                found.append(entries[i].hasher)
+            }
+            return (dropped, found)
+        }
+        for hasher in dropped { hasher.cancel() }
+        return found
     }
 
     func take(repo: String, manifest: ChunkID) -> FileHasher? {
@@ -294,5 +334,13 @@ final class PushHashers: @unchecked Sendable {
             guard let i = entries.firstIndex(where: { $0.repo == repo && $0.manifest == manifest }) else { return nil }
             return entries.remove(at: i).hasher
         }
+    }
+
+    /// Removes the entries idle past `idleLimit` (called under `lock`); the caller cancels them.
+    private func expire() -> [FileHasher] {
+        let cutoff = ContinuousClock.now - PushHashers.idleLimit
+        let old = entries.filter { $0.used < cutoff }.map(\.hasher)
+        if !old.isEmpty { entries.removeAll { $0.used < cutoff } }
+        return old
     }
 }

@@ -71,7 +71,8 @@ public enum BaseMatcher {
         // 2. Sketches: every candidate's coarse one (read with it), then the full ones of the nearest
         // and of the newest candidates without a usable coarse sketch; missing or damaged full
         // ones of the latter are made from their chunks (bounded).
-        let matched = Dictionary(uniqueKeysWithValues: candidates.map { ($0.revisionRowID, $0.matchedBytes) })
+        // (A damaged catalog could list a revision twice: the larger figure, never a trap.)
+        let matched = Dictionary(candidates.map { ($0.revisionRowID, $0.matchedBytes) }, uniquingKeysWith: max)
         var distances: [Int64: Double] = [:]
         var unsketched: [Int64] = []
         var damaged = 0
@@ -109,20 +110,27 @@ public enum BaseMatcher {
             unsketched.sort(by: >)
             let repairing = Array(lacking.sorted(by: >).prefix(sketchesMadePerPut))
             let stored = try catalog.sketches(revisionRowIDs: fine.map(\.id) + repairing)
+            var brokenFull: [Int64] = []
             for (id, coarseDistance) in fine {
                 // A full sketch lost or damaged after its coarse one was stored: the coarse
-                // estimate still ranks it.
-                guard let bytes = stored[id], let theirs = try? BaseSketch.decode(bytes), let d = sketch.distance(to: theirs) else {
+                // estimate still ranks it, and it is remade below within the budget.
+                guard let bytes = stored[id], let theirs = try? BaseSketch.decode(bytes) else {
                     damaged += 1
+                    brokenFull.append(id)
+                    distances[id] = coarseDistance
+                    continue
+                }
+                guard let d = sketch.distance(to: theirs) else {
                     distances[id] = coarseDistance
                     continue
                 }
                 distances[id] = d.log2RMS
             }
             var made = 0
-            for id in repairing {
-                var theirs = stored[id].flatMap { try? BaseSketch.decode($0) }
-                if stored[id] != nil, theirs == nil { damaged += 1 }
+            let remaking = brokenFull.prefix(max(0, sketchesMadePerPut - repairing.count))
+            for id in repairing + remaking {
+                var theirs = remaking.contains(id) ? nil : stored[id].flatMap { try? BaseSketch.decode($0) }
+                if !remaking.contains(id), stored[id] != nil, theirs == nil { damaged += 1 }
                 if theirs == nil {
                     guard let record = try catalog.revisions(rowIDs: [id])[id],
                           let remade = try? remake(store: store, record: record) else { continue }

@@ -274,6 +274,8 @@ public final class TransferClient: @unchecked Sendable {
                 launched += 1
             }
         }
+        // On a failure, the fetches still running finish before the importer lets the store go.
+        defer { for fetch in fetches { _ = try? fetch.value() } }
         fetchAhead()
         var done = 0
         for batch in batches {
@@ -415,6 +417,12 @@ public final class TransferClient: @unchecked Sendable {
         }
         var next = batches.isEmpty ? nil : read(0)
         var inFlight: [(ids: Set<ChunkID>, request: Background<Void>)] = []
+        // On a failure, the pack read and the uploads still running finish before the caller
+        // releases the store's lock or reports the push failed: none lands after that.
+        defer {
+            _ = try? next?.value()
+            for flight in inFlight { _ = try? flight.request.value() }
+        }
         var sent = 0, done = 0
         func answered() throws {
             let first = inFlight.removeFirst()

@@ -148,6 +148,37 @@ final class TransferTests: XCTestCase {
         try second.commit(manifest: record.manifest, model: "org/ft", revision: "main", hashed: wrong)
         _ = try other.get(model: "org/ft", revision: "main", to: root + "/got-other")
         try assertSameFiles(root + "/got-other", ft)
+
+        // A hasher past its byte budget, or cancelled (an abandoned push), stops: its commit
+        // hashes every file itself, and the result is the same.
+        for (name, budget, cancel) in [("budget", 4096, false), ("cancelled", Int.max, true)] {
+            let (store, batches) = try receiver(name)
+            var hasher: FileHasher?
+            for batch in batches {
+                let importer = try ChunkImporter(store: store)
+                if let hasher { importer.feed(hasher) }
+                importer.hashManifests = { _, revision in
+                    hasher = FileHasher(store: store, revision: revision, maxBytes: budget)
+                    if cancel { hasher?.cancel() }
+                    return hasher
+                }
+                _ = try importer.receive(bundle: try FrameSender(store: sender).bundle(batch)) { model, _ in model == "org/ft" }
+                importer.close()
+            }
+            let stopped = try XCTUnwrap(hasher)
+            XCTAssertThrowsError(try stopped.drain(), name) { error in
+                switch error as? FileHasher.Stopped {
+                case .cancelled?: XCTAssertTrue(cancel, name)
+                case .overBudget(let maxBytes)?: XCTAssertEqual(maxBytes, budget, name)
+                case nil: XCTFail("\(name): \(error)")
+                }
+            }
+            let importer = try ChunkImporter(store: store)
+            try importer.commit(manifest: record.manifest, model: "org/ft", revision: "main", hashed: stopped)
+            importer.close()
+            _ = try store.get(model: "org/ft", revision: "main", to: root + "/got-" + name)
+            try assertSameFiles(root + "/got-" + name, ft)
+        }
     }
 
     // MARK: pull and push

@@ -289,7 +289,14 @@ public final class ChunkImporter {
         if let hashManifests {
             for (id, manifest) in newManifests { if let hasher = hashManifests(id, manifest) { feed(hasher) } }
         }
-        for hasher in hashers { hasher.enqueue(decodedBases) }
+        // Only what the hashers want is handed on: bases and the rest of a bundle that started a
+        // hasher (decoded before its files were known) are dropped here, not pinned in a queue.
+        if !hashers.isEmpty {
+            let wantedNow = hashers.reduce(into: Set<ChunkID>()) { $0.formUnion($1.wanted) }
+            let fed = decodedBases.filter { wantedNow.contains($0.key) }
+            decodedBases = [:]
+            for hasher in hashers { hasher.enqueue(fed) }
+        }
         return report
     }
 

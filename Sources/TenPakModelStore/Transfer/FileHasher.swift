@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import TenPakChunkStore
 import TenPakFormat
 
@@ -25,20 +26,38 @@ public final class FileHasher: @unchecked Sendable {
         init(ids: [ChunkID]) { self.ids = ids }
     }
 
-    // Safe: `files` and `failure` are touched only on `queue`, or inside `queue.sync`.
+    /// Why a hasher stopped before its commit: the commit then hashes every file from its start.
+    public enum Stopped: Error, Sendable {
+        /// `cancel()` was called (an abandoned push).
+        case cancelled
+        /// The files would take more than `maxBytes` of hashing.
+        case overBudget(maxBytes: Int)
+    }
+
+    // Safe: `files`, `failure`, `hashedBytes` and `located` are touched only on `queue`, or inside
+    // `queue.sync`; `cancelled` only inside `flag`.
     private var files: [String: FileHash]
     private var failure: Error?
+    private var hashedBytes = 0
+    /// Where the chunks the files need that were in the store at the first feed (or found since) are.
+    private var located: [ChunkID: ChunkLocation]?
+    private let flag = NSLock()
+    private var cancelled = false
     private let queue = DispatchQueue(label: "tenpak.import.file-hash")
     private let slots = DispatchSemaphore(value: 2)
     private let store: ModelStore
     private let cache: ChunkCache
+    private let maxBytes: Int
     /// Every chunk some file needs: `receive` keeps the decoded bytes of these for `enqueue`.
     public let wanted: Set<ChunkID>
 
-    init(store: ModelStore, files: [String: [ChunkID]], cache: ChunkCache? = nil) {
+    /// `maxBytes` bounds the bytes hashed in all (a client's manifest may list one chunk a million
+    /// times): past it the hasher stops, and the commit hashes every file itself.
+    init(store: ModelStore, files: [String: [ChunkID]], cache: ChunkCache? = nil, maxBytes: Int = .max) {
         self.store = store
         self.cache = cache ?? ChunkCache(capacity: 16 << 20)
         self.files = files.mapValues { FileHash(ids: $0) }
+        self.maxBytes = maxBytes
         wanted = Set(files.values.joined())
     }
 
@@ -56,17 +75,24 @@ public final class FileHasher: @unchecked Sendable {
     }
 
     /// The files of a revision manifest decoded from a checked manifest frame (a push's server).
-    public convenience init(store: ModelStore, revision: RevisionManifest) {
+    public convenience init(store: ModelStore, revision: RevisionManifest, maxBytes: Int = .max) {
         var plans: [String: [ChunkID]] = [:]
         for file in revision.files { plans[file.path] = file.chunks.map(\.id) }
-        self.init(store: store, files: plans)
+        self.init(store: store, files: plans, maxBytes: maxBytes)
     }
 
     public var isEmpty: Bool { wanted.isEmpty }
 
+    /// Stops the hasher: bundles fed later are not hashed, one being hashed stops at its next
+    /// chunk, and `drain` throws `Stopped.cancelled`.
+    public func cancel() { flag.withLock { cancelled = true } }
+
+    private var isCancelled: Bool { flag.withLock { cancelled } }
+
     /// Feeds one bundle's decoded and checked chunks (those of `wanted`), after that bundle's catalog
     /// transaction: chunks not in `fresh` are looked up in the store.
     public func enqueue(_ fresh: [ChunkID: [UInt8]]) {
+        guard !isCancelled else { return }
         slots.wait()
         queue.async { [self] in
             defer { slots.signal() }
@@ -80,23 +106,42 @@ public final class FileHasher: @unchecked Sendable {
     public func drain() throws -> [String: FileHash] {
         try queue.sync {
             if let failure { throw failure }
+            if isCancelled { throw Stopped.cancelled }
             return files
         }
     }
 
     /// Advances every file over the chunks now available in order: decoded in this bundle (`fresh`)
-    /// or in the store (staged before this bundle's feed was enqueued, or present).
+    /// or in the store. The store is asked once, at the first feed, for every chunk the files need
+    /// (the shared chunks a push's client never sends); later feeds ask in one query for the chunk
+    /// each stalled file waits on (staged by another push meanwhile, say), so a feed costs one
+    /// catalog query, not one per file or chunk.
     private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
+        if located == nil {
+            located = try store.catalog.findChunks(Array(wanted.filter { fresh[$0] == nil }))
+        } else {
+            let waiting = Set(files.values.compactMap { file -> ChunkID? in
+                guard file.next < file.ids.count else { return nil }
+                let id = file.ids[file.next]
+                return fresh[id] == nil && located?[id] == nil ? id : nil
+            })
+            if !waiting.isEmpty { located?.merge(try store.catalog.findChunks(Array(waiting))) { a, _ in a } }
+        }
         for file in files.values {
             while file.next < file.ids.count {
+                guard !isCancelled else { throw Stopped.cancelled }
                 let id = file.ids[file.next]
-                if let raw = fresh[id] {
-                    file.sha.update(raw)
-                } else if let at = try store.catalog.findChunks([id])[id] {
-                    file.sha.update(try store.chunks.rawBytes(of: at, cache: cache))
+                let raw: [UInt8]
+                if let fresh = fresh[id] {
+                    raw = fresh
+                } else if let at = located?[id] {
+                    raw = try store.chunks.rawBytes(of: at, cache: cache)
                 } else {
                     break
                 }
+                hashedBytes += raw.count
+                guard hashedBytes <= maxBytes else { throw Stopped.overBudget(maxBytes: maxBytes) }
+                file.sha.update(raw)
                 file.next += 1
             }
         }
