@@ -57,10 +57,7 @@ struct XetSigner: Sendable {
             return nil
         }
         let expected = mac(repo: repo, principal: String(parts[2]), identity: identity(principal), expires: expires)
-        guard parts[4].utf8.count == expected.utf8.count else { return nil }
-        var difference: UInt8 = 0
-        for (a, b) in zip(parts[4].utf8, expected.utf8) { difference |= a ^ b }
-        return difference == 0 ? (repo, principal) : nil
+        return constantTimeEqual(parts[4].utf8, expected.utf8) ? (repo, principal) : nil
     }
 
     static func unhex(_ text: Substring) -> [UInt8]? {
