@@ -448,6 +448,11 @@ public struct HubServer: HTTPResponder {
             return HubAPI.json(["ours": [Any](), "theirs": [Any]()], contentType: HubAPI.lfsContentType)
         case let .xetToken(repo):
             try only([.get])
+            // A write credential: minted for the token in the Authorization header only, never for
+            // the browser cookie (which counts on GET), so a page of another site cannot have one made.
+            guard AccessControl.token(from: request.headers[.authorization]) != nil || policy.canWrite(.anonymous, repo) else {
+                throw HubFailure(status: .unauthorized, description: "a Xet write token needs a token with write access in the Authorization header (Authorization: Bearer TOKEN); the browser cookie does not count")
+            }
             _ = try mayWrite(repo)
             guard let xet else {
                 throw HubFailure(status: .methodNotAllowed, description: "this server takes no uploads")
