@@ -98,12 +98,17 @@ final class XetStoreTests: XCTestCase {
         XCTAssertTrue(try put(2))
         XCTAssertFalse(FileManager.default.fileExists(atPath: path(0)))
         XCTAssertTrue(FileManager.default.fileExists(atPath: path(1)))
-        // A shard in progress uses 1 (and 2 is recent): not evicted, 507.
-        store.pin([hashes[1]])
+        // A shard in progress (started after the sweep that listed 1) uses 1, and 2 is recent: 507;
+        // nor does the sweep remove 1 past the retention while it is pinned.
         store.sweep()
+        store.pin([hashes[1]])
         is507 { try put(3) }
+        age(1, hours: 25)
+        store.sweep()
         XCTAssertTrue(FileManager.default.fileExists(atPath: path(1)))
+        is507 { try put(3) }
         store.unpin([hashes[1]])
+        age(1, hours: 2)
         // A xorb used since the scan listed it (loaded: touched) is not evicted either.
         store.sweep()
         XCTAssertNotNil(try store.load(hashes[1], scopes: [store.scope("org/x", owner: owner)]))
