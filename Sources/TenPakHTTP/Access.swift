@@ -157,10 +157,8 @@ public struct AccessPolicy: Sendable {
         let given = AccessPolicy.digest(token.trimmingCharacters(in: .whitespaces))
         var found = -1
         for (i, entry) in tokens.enumerated() {
-            var difference: UInt8 = 0
-            for (a, b) in zip(given, entry.digest) { difference |= a ^ b }
             // Branch-free select: the loop's timing does not depend on which entry matched.
-            let match = difference == 0
+            let match = constantTimeEqual(given, entry.digest)
             found = match ? i : found
         }
         return found >= 0 ? .token(found) : .unknownToken
@@ -288,4 +286,13 @@ extension RangeServer {
 
     /// A logger for the serve command's own messages.
     public static func logger(_ label: String = "tpstore.access") -> Logger { Logger(label: label) }
+}
+
+/// Whether two byte sequences are equal, in time that depends only on their lengths (never on
+/// where they differ): for secrets (token digests, HMACs). Sequences of different lengths are unequal.
+func constantTimeEqual<A: Collection, B: Collection>(_ a: A, _ b: B) -> Bool where A.Element == UInt8, B.Element == UInt8 {
+    guard a.count == b.count else { return false }
+    var difference: UInt8 = 0
+    for (x, y) in zip(a, b) { difference |= x ^ y }
+    return difference == 0
 }

@@ -42,10 +42,7 @@ struct LFSSigner: Sendable {
         guard let exp = request.uri.queryParameters["exp"].flatMap({ Int(String($0)) }), exp >= Int(Date().timeIntervalSince1970),
               let given = request.uri.queryParameters["sig"].map(String.init) else { return false }
         let expected = signature(operation, repo: repo, oid: oid, size: size, expires: exp)
-        guard given.utf8.count == expected.utf8.count else { return false }
-        var difference: UInt8 = 0
-        for (a, b) in zip(given.utf8, expected.utf8) { difference |= a ^ b }
-        return difference == 0
+        return constantTimeEqual(given.utf8, expected.utf8)
     }
 }
 

@@ -71,7 +71,7 @@ public struct HubServer: HTTPResponder {
     /// File hashers of the pushes in progress (section 19.4).
     let pushes = PushHashers()
 
-    init(reader: StoreReader, options: ServerOptions, metrics: ServerMetrics, log: Logger) {
+    init(reader: StoreReader, options: ServerOptions, xorbs: XorbStore?, metrics: ServerMetrics, log: Logger) {
         self.reader = reader
         self.metrics = metrics
         let ranges = RangeService(reader: reader, pieceSize: 4 << 20, metrics: metrics)
@@ -80,7 +80,7 @@ public struct HubServer: HTTPResponder {
         self.uploads = uploads
         let hub = uploads.map { HubAPI(reader: reader, ranges: ranges, uploads: $0) }
         self.hub = hub
-        xet = hub.map { XetService(hub: $0, signer: XetSigner(), xorbs: XorbStore(spool: $0.uploads.options.spoolDirectory, maxBytes: XorbStore.defaultMaxBytes)) }
+        xet = hub.flatMap { hub in xorbs.map { XetService(hub: hub, signer: XetSigner(), xorbs: $0) } }
         api = hub ?? HubAPI(reader: reader, ranges: ranges, uploads: UploadService(store: reader.store, options: UploadOptions(maxConcurrent: 1)))
         access = options.access
         self.log = log
@@ -450,6 +450,11 @@ public struct HubServer: HTTPResponder {
             return HubAPI.json(["ours": [Any](), "theirs": [Any]()], contentType: HubAPI.lfsContentType)
         case let .xetToken(repo):
             try only([.get])
+            // A write credential: minted for the token in the Authorization header only, never for
+            // the browser cookie (which counts on GET), so a page of another site cannot have one made.
+            guard AccessControl.token(from: request.headers[.authorization]) != nil || policy.canWrite(.anonymous, repo) else {
+                throw HubFailure(status: .unauthorized, description: "a Xet write token needs a token with write access in the Authorization header (Authorization: Bearer TOKEN); the browser cookie does not count")
+            }
             _ = try mayWrite(repo)
             guard let xet else {
                 throw HubFailure(status: .methodNotAllowed, description: "this server takes no uploads")
@@ -482,6 +487,9 @@ public struct HubServer: HTTPResponder {
                 try only([.post])
                 limits.maxBytes = min(limits.maxBytes, XetShard.maxBytes)
                 if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
+                // The slot first: no body is collected beyond the upload slots.
+                let slot = try xet.hub.uploads.admit()
+                defer { slot.leave() }
                 let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
                 return try await xet.uploadShard(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), body: body,
                                                  mayRead: { policy.canRead(holder, $0) })
@@ -546,11 +554,13 @@ public enum RangeServer {
         if let spool = options.uploads?.spoolDirectory {
             let removed = SpoolDirectory.cleanLeftovers(parent: spool)
             if removed > 0 { logger.notice("removed \(removed) spool director\(removed == 1 ? "y" : "ies") left by a server that stopped mid-upload") }
-            // Xet xorbs: half-written ones and those past their retention go now (SPEC 14.9).
-            XorbStore(spool: spool, maxBytes: XorbStore.defaultMaxBytes).sweep()
         }
+        // Xet xorbs (SPEC 14.9): a private directory in the spool, or no start; half-written ones
+        // and those past their retention go now.
+        let xorbs = try options.uploads.map { try XorbStore(spool: $0.spoolDirectory, maxBytes: $0.xetSpaceBytes) }
+        xorbs?.sweep()
         let metrics = ServerMetrics()
-        let service = HubServer(reader: reader, options: options, metrics: metrics, log: logger)
+        let service = HubServer(reader: reader, options: options, xorbs: xorbs, metrics: metrics, log: logger)
         let app = Application(
             responder: service,
             server: .http1(configuration: .init(idleTimeout: .seconds(options.connectionIdleTimeout))),

@@ -35,9 +35,13 @@ public struct UploadOptions: Sendable {
     public var idleTimeout: Duration
     public var minimumRate: Int
     public var grace: Duration
+    /// Disk space (allocated bytes) Xet xorbs may take in `<spoolDirectory>/tpstore-xet` (SPEC 14.9).
+    public var xetSpaceBytes: Int
 
     public init(spoolDirectory: String = NSTemporaryDirectory(), token: String? = nil, maxBytes: Int = 1 << 40, maxConcurrent: Int = 4,
-                idleTimeout: Duration = .seconds(30), minimumRate: Int = 16 << 10, grace: Duration = .seconds(10)) {
+                idleTimeout: Duration = .seconds(30), minimumRate: Int = 16 << 10, grace: Duration = .seconds(10),
+                xetSpaceBytes: Int = 64 << 30) {
+        self.xetSpaceBytes = xetSpaceBytes
         self.spoolDirectory = spoolDirectory
         self.token = token
         self.maxBytes = maxBytes

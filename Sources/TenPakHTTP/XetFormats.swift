@@ -168,7 +168,11 @@ struct Xorb {
         let length: Int
     }
 
-    static let maxBytes = 64 << 20
+    /// xet-core's limits: a xorb is closed before its chunks' data passes 64 MiB or it holds 8192
+    /// chunks. Stored (incompressible) chunks keep their bytes, plus an 8-byte header each, plus a
+    /// footer of under 64 bytes per chunk: the serialized bound allows for all of that.
+    static let maxChunks = 8192
+    static let maxBytes = (64 << 20) + maxChunks * (8 + 64) + (64 << 10)
     static let maxChunk = 128 << 10
     static let footerIdent = Array("XETBLOB".utf8)
 
@@ -196,8 +200,11 @@ struct Xorb {
             let scheme = try cursor.u8("xorb chunk header")
             let length = try cursor.take(3, "xorb chunk header").reversed().reduce(0) { $0 << 8 | Int($1) }
             let n = chunks.count
+            guard n < Xorb.maxChunks else { throw XetFormatError("xorb: more than \(Xorb.maxChunks) chunks") }
             guard version == 0 else { throw XetFormatError("xorb: chunk \(n) has header version \(version), not 0") }
             guard scheme <= 2 else { throw XetFormatError("xorb: chunk \(n) has compression scheme \(scheme) (0 none, 1 LZ4, 2 byte-grouped LZ4)") }
+            // An empty chunk holds nothing and costs a loop turn per use: none are made, none are taken.
+            guard length > 0, compressed > 0 else { throw XetFormatError("xorb: chunk \(n) is empty") }
             guard length <= Xorb.maxChunk else { throw XetFormatError("xorb: chunk \(n) is \(length) bytes, more than \(Xorb.maxChunk)") }
             guard scheme != 0 || compressed == length else { throw XetFormatError("xorb: uncompressed chunk \(n) has two lengths (\(compressed), \(length))") }
             let start = cursor.offset
@@ -250,6 +257,7 @@ struct XetShard {
     }
 
     static let maxBytes = 64 << 20
+    static let maxFiles = 100_000
     static let tag: [UInt8] = Array("HFRepoMetaData".utf8) + [0, 85, 105, 103, 69, 106, 123, 129, 87, 131, 165, 189, 217, 92, 205, 209, 74, 169]
     static let entry = 48
 
@@ -270,6 +278,7 @@ struct XetShard {
             _ = try cursor.take(8, "shard file entry")
             if hash.allSatisfy({ $0 == 0xFF }) { break }  // the bookend: the file section ends
             let n = files.count
+            guard n < XetShard.maxFiles else { throw XetFormatError("shard: more than \(XetShard.maxFiles) files") }
             // Every entry that follows is 48 bytes: bound the count by the bytes there first.
             let verification = flags & (1 << 31) != 0
             let metadata = flags & (1 << 30) != 0

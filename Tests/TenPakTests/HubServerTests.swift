@@ -314,6 +314,13 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(try xetToken(nil, "org/x").status, 401)
         XCTAssertEqual(try xetToken("hf_not_a_token_of_this_server", "org/x").status, 401)
         XCTAssertEqual(try xetToken(writeToken, "other/y").status, 404)
+        // The browser cookie counts on GET, but never mints a write credential: 401 with the cookie
+        // alone, with or without an Authorization header that holds no token.
+        for extra in [[String](), ["-H", "Authorization: Bearer "]] {
+            let cookie = try TestSupport.curl(self, extra + ["-H", "Cookie: \(WebPages.cookieName)=\(writeToken)", url + "/api/models/org/x/xet-write-token/main"])
+            XCTAssertEqual(cookie.status, 401, text(cookie.body))
+            XCTAssertTrue(text(cookie.body).contains("Authorization"), text(cookie.body))
+        }
         let xet = try XCTUnwrap(try xetToken(writeToken, "org/x").token)
         let otherXet = try XCTUnwrap(try xetToken("hf_other_0123456789abcdef", "other/y").token)
         let secondXet = try XCTUnwrap(try xetToken("hf_second_0123456789abcdef", "org/x").token)
@@ -356,6 +363,32 @@ final class HubServerTests: XCTestCase {
         let farMatch = xorbChunk(1, lz4Frame([([0x10, 0x61, 9, 0, 0x10, 0x62], false)]), length: 10)
         let farHash = String(repeating: "c3", count: 32)
         XCTAssertEqual(try post("/xorbs/default/\(farHash)", farMatch).status, 200)
+        // Empty chunks (either length 0) and more than 8192 chunks are refused and nothing is kept;
+        // 8192 chunks are taken.
+        let xetDirectory = spool + "/" + XorbStore.directoryName
+        func kept(_ hash: String) -> Bool { TestSupport.files(under: xetDirectory).contains { $0.hasSuffix("/" + hash) } }
+        let one = xorbChunk(0, [7], length: 1)
+        for (i, bad) in [xorbChunk(0, [], length: 0), one + xorbChunk(1, [], length: 5) + one, xorbChunk(1, [0x10, 0x61], length: 0),
+                         Array(repeating: one, count: 8193).flatMap { $0 }].enumerated() {
+            let hash = String(repeating: String(format: "e%d", i), count: 32)
+            r = try post("/xorbs/default/\(hash)", bad)
+            XCTAssertEqual(r.status, 400, "xorb \(i): \(r.body)")
+            XCTAssertTrue(r.body.contains(i == 3 ? "more than 8192 chunks" : "is empty"), "xorb \(i): \(r.body)")
+            XCTAssertFalse(kept(hash), "xorb \(i) was kept")
+        }
+        let mostHash = String(repeating: "f5", count: 32)
+        XCTAssertEqual(try post("/xorbs/default/\(mostHash)", Array(repeating: one, count: 8192).flatMap { $0 }).status, 200)
+        XCTAssertTrue(kept(mostHash))
+        // The xorb directory and its scopes are this user's alone (0700), the xorbs 0600.
+        var info = stat()
+        for directory in [xetDirectory] + (try FileManager.default.contentsOfDirectory(atPath: xetDirectory)).map({ xetDirectory + "/" + $0 }) {
+            XCTAssertEqual(lstat(directory, &info), 0)
+            XCTAssertEqual(info.st_mode & 0o777, 0o700, directory)
+        }
+        for file in TestSupport.files(under: xetDirectory) {
+            XCTAssertEqual(lstat(xetDirectory + "/" + file, &info), 0)
+            XCTAssertEqual(info.st_mode & 0o777, 0o600, file)
+        }
 
         let before = try TestSupport.run(TestSupport.tpstore, ["ls", "--store", store]).stdout
         let commitURL = url + "/api/models/org/x/commit/main"
@@ -410,6 +443,22 @@ final class HubServerTests: XCTestCase {
         XCTAssertEqual(read.status, 200)
         XCTAssertEqual(read.body, content)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: spool), [XorbStore.directoryName])
+    }
+
+    /// A xorb directory that is a symbolic link (another user could have placed it in a shared
+    /// spool) stops the start with a message naming it; `--xet-space-gib` must be positive.
+    func testXorbDirectoryThatIsALinkStopsTheStart() throws {
+        let elsewhere = TestSupport.temporaryDirectory(self, "xet-elsewhere")
+        XCTAssertEqual(symlink(elsewhere, spool + "/" + XorbStore.directoryName), 0)
+        XCTAssertThrowsError(try server()) { error in
+            XCTAssertTrue("\(error)".contains(XorbStore.directoryName) && "\(error)".contains("symbolic link"), "\(error)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: elsewhere), [])
+        try FileManager.default.removeItem(atPath: spool + "/" + XorbStore.directoryName)
+        let r = try TestSupport.run(TestSupport.tpstore, ["serve", "--store", store, "--listen", "127.0.0.1:0", "--auth", authFile, "--xet-space-gib", "0"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--xet-space-gib"), r.stderr)
+        _ = try server(["--xet-space-gib", "1"])
     }
 
     // MARK: bad input

@@ -28,6 +28,8 @@ extension TPStore {
         @Option(name: .customLong("upload-idle-timeout"), help: "Seconds an upload body may pause before its connection is closed (408).") var uploadIdleTimeout = 30
         @Option(name: .customLong("upload-min-rate"), help: "Bytes per second an upload body must average after the first 10 s (408 below; 0: no minimum).") var uploadMinRate = 16 << 10
         @Option(name: .customLong("upload-grace"), help: "Seconds before the minimum rate applies.") var uploadGrace = 10
+        @Option(name: .customLong("xet-space-gib"), help: "Disk space, in GiB, that Xet xorbs waiting for their shards may take in the spool directory (least recently used ones older than an hour make room; 507 when none can).")
+        var xetSpaceGiB = 64
         @Option(name: .customLong("connection-idle-timeout"), help: "Seconds a connection may sit idle (between requests, or with a request head half sent) before it is closed.")
         var connectionIdleTimeout = 60
         @Option(name: .customLong("price-storage-gb-month"), help: ArgumentHelp("Dollars per GB (10^9 bytes) stored for a month: what the dashboard's savings are worth.", valueName: "DOLLARS"))
@@ -39,6 +41,7 @@ extension TPStore {
             _ = try address()
             guard cacheMiB >= 0 else { throw ValidationError("--cache-mib must be 0 or more") }
             guard maxUploadMiB > 0, maxUploadMiB < 1 << 40 else { throw ValidationError("--max-upload-mib must be positive") }
+            guard xetSpaceGiB > 0, xetSpaceGiB < 1 << 30 else { throw ValidationError("--xet-space-gib must be positive") }
             guard maxConcurrentUploads > 0 else { throw ValidationError("--max-concurrent-uploads must be positive") }
             guard uploadIdleTimeout > 0, uploadMinRate >= 0, uploadGrace >= 0, connectionIdleTimeout > 0 else {
                 throw ValidationError("--upload-idle-timeout and --connection-idle-timeout must be positive, --upload-min-rate and --upload-grace 0 or more")
@@ -85,7 +88,8 @@ extension TPStore {
         func uploadOptions(_ policy: AccessPolicy) throws -> UploadOptions? {
             guard policy.takesWrites else { return nil }
             var options = UploadOptions(maxBytes: maxUploadMiB << 20, maxConcurrent: maxConcurrentUploads,
-                                        idleTimeout: .seconds(uploadIdleTimeout), minimumRate: uploadMinRate, grace: .seconds(uploadGrace))
+                                        idleTimeout: .seconds(uploadIdleTimeout), minimumRate: uploadMinRate, grace: .seconds(uploadGrace),
+                                        xetSpaceBytes: xetSpaceGiB << 30)
             if let spoolDirectory {
                 guard FileManager.default.isWritableFile(atPath: spoolDirectory) else {
                     throw ValidationError("--spool-dir \(spoolDirectory) is not a writable directory")
