@@ -232,10 +232,13 @@ struct TransferService: Sendable {
                         return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole, hashed: hashed)
                     }
                 }
-            } catch {
+            } catch StoreError.invalidRequest(let reason) {
                 // Refused (a chunk missing, say): the client sends what is missing and commits again,
                 // and the hasher, which the commit only read, goes on with those bundles.
                 if let hashed { pushes.start(repo: repo, manifest: manifest, hasher: hashed) }
+                throw StoreError.invalidRequest(reason)
+            } catch {
+                hashed?.cancel()
                 throw error
             }
             let files = try await RangeService.blocking { [store] in try store.catalog.files(revision: record) }
@@ -283,14 +286,14 @@ final class ClosureCache: @unchecked Sendable {
 /// bundles' decoded chunks while it catches up. At most `capacity` are kept: the oldest is dropped
 /// (an abandoned push), and its commit, if one comes, hashes every file itself.
 ///
-/// A hasher dropped (the oldest past `capacity`, one replaced, or one idle `idleLimit`: a push given
-/// up) is cancelled, so nothing goes on hashing for a commit that will not come.
+/// A hasher dropped (the oldest past `capacity`, one replaced, or one whose files no bundle has
+/// advanced for `idleLimit`: a push given up) is cancelled, so nothing goes on hashing for a
+/// commit that will not come.
 final class PushHashers: @unchecked Sendable {
     private struct Entry {
         let repo: String
         let manifest: ChunkID
         let hasher: FileHasher
-        var used: ContinuousClock.Instant
     }
 
     // Safe: `entries` is only touched inside `lock`.
@@ -307,7 +310,7 @@ final class PushHashers: @unchecked Sendable {
                 if same { dropped.append(entry.hasher) }
                 return same || entry.hasher === hasher
             }
-            entries.append(Entry(repo: repo, manifest: manifest, hasher: hasher, used: .now))
+            entries.append(Entry(repo: repo, manifest: manifest, hasher: hasher))
             if entries.count > PushHashers.capacity { dropped.append(entries.removeFirst().hasher) }
             return dropped
         }
@@ -317,13 +320,7 @@ final class PushHashers: @unchecked Sendable {
     func of(repo: String) -> [FileHasher] {
         let (dropped, found): ([FileHasher], [FileHasher]) = lock.withLock {
             let dropped = expire()
-            let now = ContinuousClock.now
-            var found: [FileHasher] = []
-            for i in entries.indices where entries[i].repo == repo {
-                entries[i].used = now
-                found.append(entries[i].hasher)
-            }
-            return (dropped, found)
+            return (dropped, entries.filter { $0.repo == repo }.map(\.hasher))
         }
         for hasher in dropped { hasher.cancel() }
         return found
@@ -336,11 +333,12 @@ final class PushHashers: @unchecked Sendable {
         }
     }
 
-    /// Removes the entries idle past `idleLimit` (called under `lock`); the caller cancels them.
+    /// Removes the entries whose hashers have not advanced for `idleLimit` (called under `lock`);
+    /// the caller cancels them.
     private func expire() -> [FileHasher] {
         let cutoff = ContinuousClock.now - PushHashers.idleLimit
-        let old = entries.filter { $0.used < cutoff }.map(\.hasher)
-        if !old.isEmpty { entries.removeAll { $0.used < cutoff } }
+        let old = entries.filter { $0.hasher.lastProgress < cutoff }.map(\.hasher)
+        if !old.isEmpty { entries.removeAll { $0.hasher.lastProgress < cutoff } }
         return old
     }
 }

@@ -166,6 +166,13 @@ final class XorbStore: @unchecked Sendable {
         root + "/" + Array(repo.utf8).map { String(format: "%02x", $0) }.joined() + "." + owner
     }
 
+    /// Whether `path` is a directory (not a link to one) this user owns: the only kind a scan lists,
+    /// so a link planted where the xorbs go never leads a sweep to delete files elsewhere.
+    static func isOwnDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR && info.st_uid == geteuid()
+    }
+
     /// A regular file's size and allocated bytes (`st_blocks` × 512), not following links.
     static func regularFile(_ path: String) -> (size: Int, allocated: Int, modified: Int)? {
         var info = stat()
@@ -174,16 +181,25 @@ final class XorbStore: @unchecked Sendable {
     }
 
     /// What a xorb of `count` bytes is counted as taking until a scan measures it: whole 4 KiB blocks.
-    static func estimate(_ count: Int) -> Int { (count + 4095) / 4096 * 4096 }
+    static func estimate(_ count: Int) -> Int { charge((count + 4095) / 4096 * 4096) }
+
+    /// What a xorb taking `allocated` bytes counts against `maxBytes`: at least 64 KiB, so the
+    /// space allows at most `maxBytes` / 64 KiB files (a flood of tiny xorbs is bounded in count,
+    /// and so is the scan that lists them). xet-core's xorbs are megabytes.
+    static func charge(_ allocated: Int) -> Int { max(allocated, minimumCharge) }
+    static let minimumCharge = 64 << 10
 
     /// Stores a xorb unless the scope has it (a file of another size there is replaced); true when it was written.
     func put(repo: String, owner: String, hash: String, bytes: [UInt8]) throws -> Bool {
         let directory = scope(repo, owner: owner)
         let target = directory + "/" + hash
-        if let existing = XorbStore.regularFile(target), existing.size == bytes.count {
-            touch(target)
-            return false
+        // Checked and touched under the lock, where eviction checks the age: a xorb found here is
+        // not evicted before the shard that needs it comes (if the touch fails, it is written again).
+        let held = lock.withLock {
+            guard let existing = XorbStore.regularFile(target), existing.size == bytes.count else { return false }
+            return touch(target)
         }
+        if held { return false }
         let needed = XorbStore.estimate(bytes.count)
         try reserve(needed)
         let temporary = directory + "/.tmp-" + FileSystem.randomHex(bytes: 8)
@@ -196,7 +212,7 @@ final class XorbStore: @unchecked Sendable {
             try out.sync()
             // Renamed under the lock: a scan sees the xorb either pending or stored, never both.
             try lock.withLock {
-                let replaced = XorbStore.regularFile(target)?.allocated ?? 0
+                let replaced = XorbStore.regularFile(target).map { XorbStore.charge($0.allocated) } ?? 0
                 try FileSystem.rename(temporary, to: target)
                 pending -= needed
                 stored = max(0, stored - replaced) + needed
@@ -226,7 +242,7 @@ final class XorbStore: @unchecked Sendable {
                 // Checked again: it may have been used (touched), replaced or removed since the scan.
                 guard pinned[candidate.hash] == nil, let file = XorbStore.regularFile(candidate.path),
                       now - file.modified >= XorbStore.minimumAge else { continue }
-                if (try? FileSystem.remove(candidate.path)) != nil { stored = max(0, stored - file.allocated) }
+                if (try? FileSystem.remove(candidate.path)) != nil { stored = max(0, stored - XorbStore.charge(file.allocated)) }
             }
             guard stored + pending + bytes <= maxBytes else {
                 throw HubFailure(status: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"),
@@ -255,10 +271,12 @@ final class XorbStore: @unchecked Sendable {
     /// to `repo` first, then those it sent to repositories `mayRead` allows. Listed once per shard.
     func scopes(repo: String, owner: String, mayRead: (String) -> Bool) -> [String] {
         var scopes = [scope(repo, owner: owner)]
+        guard XorbStore.isOwnDirectory(root) else { return scopes }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
             let parts = name.split(separator: ".")
             guard parts.count == 2, parts[1] == owner, let bytes = XetSigner.unhex(parts[0]),
                   let other = String(validating: bytes, as: UTF8.self), other != repo, mayRead(other) else { continue }
+            guard XorbStore.isOwnDirectory(root + "/" + name) else { continue }
             scopes.append(root + "/" + name)
         }
         return scopes
@@ -277,8 +295,10 @@ final class XorbStore: @unchecked Sendable {
         return nil
     }
 
-    func touch(_ path: String) {
-        try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: path)
+    /// Marks the xorb at `path` used now; whether it could.
+    @discardableResult
+    func touch(_ path: String) -> Bool {
+        (try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: path)) != nil
     }
 
     /// Under `lock`: removes xorbs unused for `retention` (unless pinned) and temporary files a
@@ -286,25 +306,32 @@ final class XorbStore: @unchecked Sendable {
     private func rescan(now: Int) {
         var total = 0
         var evictable: [Candidate] = []
+        lastSweep = now
+        // Nothing is listed, let alone removed, through a link or in another user's directory.
+        guard XorbStore.isOwnDirectory(root) else {
+            stored = 0
+            candidates = []
+            return
+        }
         for scope in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
             let directory = root + "/" + scope
+            guard XorbStore.isOwnDirectory(directory) else { continue }
             for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
                 let path = directory + "/" + name
                 guard let file = XorbStore.regularFile(path) else { continue }
                 let isXorb = XetHash.isHashString(name)
                 let age = now - file.modified
                 if isXorb, pinned[name] != nil {
-                    total += file.allocated
+                    total += XorbStore.charge(file.allocated)
                 } else if age > (isXorb ? XorbStore.retention : 60) {
                     try? FileSystem.remove(path)
                 } else if isXorb {
-                    total += file.allocated
+                    total += XorbStore.charge(file.allocated)
                     if age >= XorbStore.minimumAge { evictable.append(Candidate(path: path, hash: name, modified: file.modified)) }
                 }
             }
         }
         stored = total
-        lastSweep = now
         // Newest first: `popLast` takes the least recently used.
         candidates = evictable.sorted { $0.modified > $1.modified }
     }
@@ -388,17 +415,25 @@ struct XetService: Sendable {
     /// stored as an LFS object of `repo`. Each distinct file is rebuilt once, and each xorb read
     /// once per shard: segments are written in place, grouped by xorb.
     func uploadShard(repo: String, owner: String, body: [UInt8], mayRead: @escaping @Sendable (String) -> Bool) async throws -> Response {
-        let shard: XetShard
-        do {
-            shard = try XetShard(body)
-        } catch let error as XetFormatError {
-            throw HubFailure.bad("\(error.description): nothing was stored")
+        let xorbs = self.xorbs
+        // Parsed on a blocking thread (a 64 MiB shard holds over a million segments), and its xorbs
+        // pinned at once: none is evicted or swept from here until the answer.
+        let (shard, used): (XetShard, Set<String>) = try await RangeService.blocking {
+            let shard: XetShard
+            do {
+                shard = try XetShard(body)
+            } catch let error as XetFormatError {
+                throw HubFailure.bad("\(error.description): nothing was stored")
+            }
+            let used = Set(shard.files.lazy.flatMap { $0.segments.lazy.map(\.xorb) })
+            xorbs.pin(used)
+            return (shard, used)
         }
+        defer { xorbs.unpin(used) }
         let uploads = hub.uploads
         let spool = try SpoolDirectory(parent: uploads.options.spoolDirectory)
         defer { spool.remove() }
         let repos = hub.repos
-        let xorbs = self.xorbs
         let maxBytes = uploads.options.maxBytes
         let rebuilt: [(oid: String, source: String)] = try await RangeService.blocking {
             // The files to rebuild: those the repository does not hold, each content once.
@@ -434,10 +469,6 @@ struct XetService: Sendable {
                     offset += segment.bytes
                 }
             }
-            // No xorb this shard uses is evicted or swept while it is rebuilt.
-            let used = Set(order)
-            xorbs.pin(used)
-            defer { xorbs.unpin(used) }
             let scopes = xorbs.scopes(repo: repo, owner: owner, mayRead: mayRead)
             for hash in order {
                 let refs = uses[hash] ?? []  // in file order: each file is opened once per xorb

@@ -50,14 +50,41 @@ final class XetStoreTests: XCTestCase {
         let plain = TestSupport.temporaryDirectory(self, "xet-file")
         try TestSupport.write([1], to: plain + "/" + XorbStore.directoryName)
         XCTAssertThrowsError(try XorbStore(spool: plain, maxBytes: 1 << 20)) { XCTAssertTrue($0 is XorbDirectoryError, "\($0)") }
+
+        // A link planted after the start, before the first xorb: a sweep lists and removes nothing
+        // through it (an old file there, not named like a xorb, would be a leftover inside), and
+        // the put is refused.
+        let late = TestSupport.temporaryDirectory(self, "xet-late")
+        let lateStore = try XorbStore(spool: late, maxBytes: 1 << 20)
+        let victim = other + "/sub/precious"
+        try TestSupport.write([7], to: victim)
+        XCTAssertNoThrow(try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: victim))
+        XCTAssertEqual(symlink(other, late + "/" + XorbStore.directoryName), 0)
+        lateStore.sweep()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: victim), "the sweep followed the link")
+        XCTAssertEqual(lateStore.scopes(repo: "org/x", owner: "0123456789abcdef", mayRead: { _ in true }).count, 1)
+        XCTAssertThrowsError(try lateStore.put(repo: "org/x", owner: "0123456789abcdef", hash: String(repeating: "cd", count: 32), bytes: chunk([1])))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: victim))
+    }
+
+    /// Every xorb counts at least 64 KiB: a flood of tiny ones fills the space by count.
+    func testTinyXorbsAreChargedTheMinimum() throws {
+        let store = try XorbStore(spool: TestSupport.temporaryDirectory(self, "xet-tiny"), maxBytes: 2 * XorbStore.minimumCharge)
+        let hashes = (0 ..< 3).map { String(repeating: String(format: "%02x", $0 + 0xb0), count: 32) }
+        XCTAssertTrue(try store.put(repo: "org/x", owner: "0123456789abcdef", hash: hashes[0], bytes: chunk([1])))
+        XCTAssertTrue(try store.put(repo: "org/x", owner: "0123456789abcdef", hash: hashes[1], bytes: chunk([2])))
+        XCTAssertThrowsError(try store.put(repo: "org/x", owner: "0123456789abcdef", hash: hashes[2], bytes: chunk([3])))
+        XCTAssertEqual(store.sweep(), 2 * XorbStore.minimumCharge, "a scan charges the same")
     }
 
     /// With room for two xorbs: a third is 507 while both are recent; one unused for over an hour
     /// is evicted for it, least recently used first, unless a shard in progress uses it.
     func testXorbSpaceIsEnforcedByEvictionThen507() throws {
         let spool = TestSupport.temporaryDirectory(self, "xet-quota")
-        let size = 40 << 10
-        let store = try XorbStore(spool: spool, maxBytes: 2 * XorbStore.estimate(size + 8) + 8192)
+        // Over the 64 KiB minimum a xorb is charged; room for a small one besides (the replacement below).
+        let size = 80 << 10
+        XCTAssertGreaterThan(size, XorbStore.minimumCharge)
+        let store = try XorbStore(spool: spool, maxBytes: 2 * XorbStore.estimate(size + 8) + XorbStore.minimumCharge + 8192)
         let owner = XorbStore.owner([1, 2, 3])
         let hashes = (0 ..< 5).map { String(repeating: String(format: "%02x", $0 + 0xa0), count: 32) }
         let bodies = hashes.map { _ in chunk(random(size)) }

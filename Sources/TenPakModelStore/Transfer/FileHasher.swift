@@ -41,8 +41,12 @@ public final class FileHasher: @unchecked Sendable {
     private var hashedBytes = 0
     /// Where the chunks the files need that were in the store at the first feed (or found since) are.
     private var located: [ChunkID: ChunkLocation]?
+    /// Chunks an earlier feed brought that are not in `located` yet (now in the store: a file that
+    /// reuses one after stalling finds it there).
+    private var arrived = Set<ChunkID>()
     private let flag = NSLock()
     private var cancelled = false
+    private var progressed = ContinuousClock.now
     private let queue = DispatchQueue(label: "tenpak.import.file-hash")
     private let slots = DispatchSemaphore(value: 2)
     private let store: ModelStore
@@ -89,6 +93,10 @@ public final class FileHasher: @unchecked Sendable {
 
     private var isCancelled: Bool { flag.withLock { cancelled } }
 
+    /// When a feed last advanced some file (or the hasher was made): a push's hasher that has not
+    /// moved for long is an abandoned one (`PushHashers`).
+    public var lastProgress: ContinuousClock.Instant { flag.withLock { progressed } }
+
     /// Feeds one bundle's decoded and checked chunks (those of `wanted`), after that bundle's catalog
     /// transaction: chunks not in `fresh` are looked up in the store.
     public func enqueue(_ fresh: [ChunkID: [UInt8]]) {
@@ -113,37 +121,51 @@ public final class FileHasher: @unchecked Sendable {
 
     /// Advances every file over the chunks now available in order: decoded in this bundle (`fresh`)
     /// or in the store. The store is asked once, at the first feed, for every chunk the files need
-    /// (the shared chunks a push's client never sends); later feeds ask in one query for the chunk
-    /// each stalled file waits on (staged by another push meanwhile, say), so a feed costs one
-    /// catalog query, not one per file or chunk.
+    /// (the shared chunks a push's client never sends). A file stalled on a chunk an earlier feed
+    /// brought has all such chunks of its rest looked up at once; one stalled on a chunk never seen
+    /// (staged by another push meanwhile, say) has it asked for once per feed. So a feed costs a
+    /// few catalog queries, not one per file or chunk, and each chunk is looked up at most once
+    /// from `arrived`.
     private func feed(_ fresh: [ChunkID: [UInt8]]) throws {
-        if located == nil {
-            located = try store.catalog.findChunks(Array(wanted.filter { fresh[$0] == nil }))
-        } else {
-            let waiting = Set(files.values.compactMap { file -> ChunkID? in
-                guard file.next < file.ids.count else { return nil }
-                let id = file.ids[file.next]
-                return fresh[id] == nil && located?[id] == nil ? id : nil
-            })
-            if !waiting.isEmpty { located?.merge(try store.catalog.findChunks(Array(waiting))) { a, _ in a } }
-        }
-        for file in files.values {
-            while file.next < file.ids.count {
-                guard !isCancelled else { throw Stopped.cancelled }
-                let id = file.ids[file.next]
-                let raw: [UInt8]
-                if let fresh = fresh[id] {
-                    raw = fresh
-                } else if let at = located?[id] {
-                    raw = try store.chunks.rawBytes(of: at, cache: cache)
-                } else {
-                    break
+        if located == nil { located = try store.catalog.findChunks(Array(wanted.filter { fresh[$0] == nil })) }
+        var askedUnseen = false
+        var advanced = false
+        while true {
+            var lookups = Set<ChunkID>()
+            for file in files.values {
+                while file.next < file.ids.count {
+                    guard !isCancelled else { throw Stopped.cancelled }
+                    let id = file.ids[file.next]
+                    let raw: [UInt8]
+                    if let fresh = fresh[id] {
+                        raw = fresh
+                    } else if let at = located?[id] {
+                        raw = try store.chunks.rawBytes(of: at, cache: cache)
+                    } else {
+                        break
+                    }
+                    hashedBytes += raw.count
+                    guard hashedBytes <= maxBytes else { throw Stopped.overBudget(maxBytes: maxBytes) }
+                    file.sha.update(raw)
+                    file.next += 1
+                    advanced = true
                 }
-                hashedBytes += raw.count
-                guard hashedBytes <= maxBytes else { throw Stopped.overBudget(maxBytes: maxBytes) }
-                file.sha.update(raw)
-                file.next += 1
+                guard file.next < file.ids.count else { continue }
+                let head = file.ids[file.next]
+                if arrived.contains(head) {
+                    for id in file.ids[file.next...] where arrived.contains(id) { lookups.insert(id) }
+                } else if !askedUnseen {
+                    lookups.insert(head)
+                }
             }
+            askedUnseen = true
+            guard !lookups.isEmpty else { break }
+            arrived.subtract(lookups)
+            let found = try store.catalog.findChunks(Array(lookups))
+            guard !found.isEmpty else { break }
+            located?.merge(found) { a, _ in a }
         }
+        for id in fresh.keys where located?[id] == nil { arrived.insert(id) }
+        if advanced { flag.withLock { progressed = .now } }
     }
 }
