@@ -274,8 +274,9 @@ public final class TransferClient: @unchecked Sendable {
                 launched += 1
             }
         }
-        // On a failure, the fetches still running finish before the importer lets the store go.
-        defer { for fetch in fetches { _ = try? fetch.value() } }
+        // On a failure the fetches still running are left to end on their own: they only download
+        // (nothing of the store is read or written outside this loop), and waiting for one a stalled
+        // server holds would delay the error by the read timeout.
         fetchAhead()
         var done = 0
         for batch in batches {
