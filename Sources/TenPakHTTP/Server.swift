@@ -470,29 +470,28 @@ public struct HubServer: HTTPResponder {
             guard policy.canWrite(holder, repo) else {
                 throw HubFailure(status: .forbidden, description: "the token this Xet access token was made for may no longer write to \(repo)")
             }
-            var limits = xet.hub.uploads.options.limits
+            let owner = XorbStore.owner(policy.identity(of: holder))
+            /// A POSTed xorb or shard of at most `maxBytes`, handled within an upload slot taken
+            /// before its body is collected (no body is collected beyond the upload slots).
+            func upload(maxBytes: Int, _ handle: ([UInt8]) async throws -> Response) async throws -> Response {
+                try only([.post])
+                var limits = xet.hub.uploads.options.limits
+                limits.maxBytes = min(limits.maxBytes, maxBytes)
+                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
+                let slot = try xet.hub.uploads.admit()
+                defer { slot.leave() }
+                return try await handle(try await BodyReader.collect(request.body, limits: limits, channel: context.channel))
+            }
             switch route {
             case .chunk:
                 try only([.get])
                 throw HubFailure(status: .notFound, description: "this server offers no global dedup")
             case let .xorb(hash):
-                try only([.post])
-                limits.maxBytes = min(limits.maxBytes, Xorb.maxBytes)
-                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
-                let slot = try xet.hub.uploads.admit()
-                defer { slot.leave() }
-                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return try await xet.uploadXorb(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), hash: hash, body: body)
+                return try await upload(maxBytes: Xorb.maxBytes) { try await xet.uploadXorb(repo: repo, owner: owner, hash: hash, body: $0) }
             case .shard:
-                try only([.post])
-                limits.maxBytes = min(limits.maxBytes, XetShard.maxBytes)
-                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
-                // The slot first: no body is collected beyond the upload slots.
-                let slot = try xet.hub.uploads.admit()
-                defer { slot.leave() }
-                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
-                return try await xet.uploadShard(repo: repo, owner: XorbStore.owner(policy.identity(of: holder)), body: body,
-                                                 mayRead: { policy.canRead(holder, $0) })
+                return try await upload(maxBytes: XetShard.maxBytes) {
+                    try await xet.uploadShard(repo: repo, owner: owner, body: $0, mayRead: { policy.canRead(holder, $0) })
+                }
             case .unknown:
                 throw HubFailure(status: .notFound, description: "no such CAS route on this server (it takes Xet uploads: v1 xorbs and shards)")
             }

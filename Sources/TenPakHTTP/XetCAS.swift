@@ -30,7 +30,7 @@ struct XetSigner: Sendable {
 
     private func mac(repo: String, principal: String, identity: [UInt8], expires: Int) -> String {
         let message = Array("xet\u{0}\(repo)\u{0}\(principal)\u{0}\(expires)\u{0}".utf8) + identity
-        return HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)).map { String(format: "%02x", $0) }.joined()
+        return Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key))).hex
     }
 
     static func code(_ principal: Principal) -> String? {
@@ -43,7 +43,7 @@ struct XetSigner: Sendable {
 
     func token(repo: String, principal: Principal, identity: [UInt8], expires: Int) -> String? {
         guard let code = XetSigner.code(principal) else { return nil }
-        let hexRepo = Array(repo.utf8).map { String(format: "%02x", $0) }.joined()
+        let hexRepo = Array(repo.utf8).hex
         return "xet1-\(hexRepo)-\(code)-\(expires)-" + mac(repo: repo, principal: code, identity: identity, expires: expires)
     }
 
@@ -64,25 +64,10 @@ struct XetSigner: Sendable {
         return constantTimeEqual(parts[4].utf8, expected.utf8) ? (repo, principal) : nil
     }
 
+    /// Lowercase hexadecimal only, as `hex` writes it: one spelling per token and directory name.
     static func unhex(_ text: Substring) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var out: [UInt8] = []
-        var i = 0
-        while i < digits.count {
-            guard let high = hexValue(digits[i]), let low = hexValue(digits[i + 1]) else { return nil }
-            out.append(high << 4 | low)
-            i += 2
-        }
-        return out
-    }
-
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30 ... 0x39: return c - 0x30
-        case 0x61 ... 0x66: return c - 0x61 + 10
-        default: return nil
-        }
+        guard !text.utf8.contains(where: { (UInt8(ascii: "A") ... UInt8(ascii: "F")).contains($0) }) else { return nil }
+        return [UInt8](hex: text)
     }
 }
 
@@ -163,7 +148,7 @@ final class XorbStore: @unchecked Sendable {
     }
 
     func scope(_ repo: String, owner: String) -> String {
-        root + "/" + Array(repo.utf8).map { String(format: "%02x", $0) }.joined() + "." + owner
+        root + "/" + Array(repo.utf8).hex + "." + owner
     }
 
     /// Whether `path` is a directory (not a link to one) this user owns: the only kind a scan lists,

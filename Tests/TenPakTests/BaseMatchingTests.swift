@@ -302,6 +302,17 @@ final class BaseChoiceTests: XCTestCase {
     /// A catalog written before schema version 2 (no index, no sketches) opens, is upgraded in
     /// place to version 3, and its revisions are found as candidates; their sketches are made when
     /// first needed.
+    /// A new store at `storeDir` holding `base` and `ft1`, a fine-tune of it, put automatically and
+    /// closed again (for tests that then change the catalog underneath); ft1's tensors.
+    func storeBaseAndFineTune() throws -> (embed: [UInt8], layer: [UInt8], bias: [UInt8]) {
+        let base = baseTensors()
+        let ft1 = nudged(base, seed: 10)
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        _ = try store.put(model: "base", paths: [try model("base", base)])
+        _ = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
+        return ft1
+    }
+
     func testVersion1CatalogIsUpgradedInPlace() throws {
         let base = baseTensors()
         do {
@@ -346,13 +357,7 @@ final class BaseChoiceTests: XCTestCase {
     /// stored) is upgraded in place: one index row per revision with its coarse sketch, the
     /// architectures' rows once, `tensor_index` dropped; base choice then needs no sketch made.
     func testVersion2CatalogIsUpgradedInPlace() throws {
-        let base = baseTensors()
-        let ft1 = nudged(base, seed: 10)
-        do {
-            let store = try ModelStore.open(directory: storeDir, create: true)
-            _ = try store.put(model: "base", paths: [try model("base", base)])
-            _ = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
-        }
+        let ft1 = try storeBaseAndFineTune()
         // Back to the version-2 schema: version 3 replaced tensor_index by these two tables.
         do {
             let db = try SQLiteDatabase(path: storeDir + "/catalog.db")
@@ -383,13 +388,7 @@ final class BaseChoiceTests: XCTestCase {
 
     /// `fsck --repair` rebuilds the index (through its commits) and every sketch.
     func testRepairRebuildsTheIndexAndTheSketches() throws {
-        let base = baseTensors()
-        let ft1 = nudged(base, seed: 10)
-        do {
-            let store = try ModelStore.open(directory: storeDir, create: true)
-            _ = try store.put(model: "base", paths: [try model("base", base)])
-            _ = try store.put(model: "ft1", paths: [try model("ft1", ft1)])
-        }
+        let ft1 = try storeBaseAndFineTune()
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: storeDir + "/catalog.db" + suffix) }
         let report = try Repairer(directory: storeDir).run()
         XCTAssertTrue(report.lines.contains("candidate index rebuilt for 2 revisions, 2 content sketches made"), report.lines.joined(separator: "\n"))
