@@ -394,8 +394,9 @@ public struct HubServer: HTTPResponder {
                     return await service.frames(repo: repo, revision: oid, object: true, body: body, reader: reader)
                 case .commit:
                     try only([.post])
-                    let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
+                    // The small JSON body is read before the write check (below, `missing`).
                     let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                    let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
                     return await service.commit(repo: repo, revision: oid, object: true, body: body)
                 }
             case .manifest, .frames:
@@ -408,8 +409,11 @@ public struct HubServer: HTTPResponder {
                 return await service.frames(repo: repo, revision: revision, body: body, reader: reader)
             case .missing:
                 try only([.post])
-                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
+                // The small JSON body is read before the write check: a 403 answered while the
+                // client still uploads reached it as a broken upload (AsyncHTTPClient's
+                // bodyLengthMismatch), not as the 403. A bundle (`chunks`) is refused unread.
                 let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
+                let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
                 return await service.missing(body: body)
             case .chunks:
                 try only([.post])
@@ -425,9 +429,10 @@ public struct HubServer: HTTPResponder {
                 return await TransferService(api: hub, closures: closures, frameReads: frameReads, pushes: pushes).chunks(repo: repo, body: body)
             case .commit:
                 try only([.post])
+                // The small JSON body is read before the write check (above, `missing`).
+                let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 let service = TransferService(api: try mayWrite(repo), closures: closures, frameReads: frameReads, pushes: pushes)
                 guard let revision else { throw HubFailure(status: .notFound, description: "no such transfer route") }
-                let body = try await BodyReader.collect(request.body, limits: jsonLimits, channel: context.channel)
                 return await service.commit(repo: repo, revision: revision, body: body)
             }
         case let .lfsBatch(repo):

@@ -63,7 +63,8 @@ public struct Copier {
             importer.track(manifest)
             let sender = FrameSender(store: source)
             for batch in manifest.batches(of: missing, maxBytes: FrameSender.maxBundleBytes) {
-                let received = try importer.receive(bundle: try sender.bundle(batch), expected: Set(batch), acceptsManifest: { [model = record.model] m, _ in m == model })
+                let received = try importer.receive(bundle: try sender.bundle(batch), expected: Set(batch), landInBackground: true,
+                                                    acceptsManifest: { [model = record.model] m, _ in m == model })
                 report.copiedFrames += received.stored
                 report.restoredFrames += received.restored
                 report.copiedBytes += received.bytesWritten

@@ -286,7 +286,9 @@ public final class TransferClient: @unchecked Sendable {
             fetchAhead()
             let bundle = try pending.value()
             do {
-                _ = try importer.receive(bundle: bundle, expected: Set(batch), acceptsManifest: { [model = manifest.model] m, _ in m == model })
+                // Lands (fsync, catalog commit) while the next bundle is checked.
+                _ = try importer.receive(bundle: bundle, expected: Set(batch), landInBackground: true,
+                                         acceptsManifest: { [model = manifest.model] m, _ in m == model })
             } catch StoreError.invalidRequest(let reason) {
                 throw TransferError.protocolViolation(what: "POST \(base)\(framesPath)", reason: reason)
             }

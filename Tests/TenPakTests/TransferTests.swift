@@ -89,6 +89,56 @@ final class TransferTests: XCTestCase {
 
     // MARK: hashing files as bundles arrive
 
+    /// Bundles landing in the background (a pull's): a bundle with a frame on one still landing
+    /// waits for it, and the revision commits bit-exact; a landing that fails is thrown by the
+    /// next call, stores nothing, and a re-run moves only what is missing.
+    func testBundlesLandingInTheBackgroundWaitForTheirBasesAndReportFailures() throws {
+        let (base, ft) = try makePair(tensors: 4, elements: 256 << 10)
+        let sender = try ModelStore.open(directory: root + "/sender", create: true)
+        _ = try sender.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
+        _ = try sender.put(model: "org/ft", revision: "main", paths: [ft + "/model.safetensors", ft + "/config.json"],
+                           base: .explicit(model: "org/base", revision: "main"))
+        let record = try sender.catalog.resolve(model: "org/ft", revision: "main")
+        let manifest = try TransferManifest.make(store: sender, record: record)
+        // An empty receiver: the fine-tune's closure holds the base's chunks and the deltas on them.
+        let local = try ChunkStore.openLocal(directory: root + "/receiver", create: true)
+        let packs = SealFailingPacks(local.packs)
+        let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
+        // Two bundles: the frames without a base, then the deltas on them, which must wait for the
+        // first bundle to land (a base must be in the store or the same bundle).
+        let all = try FrameSender(store: sender).bundle(manifest.chunkIDs)
+        let headers = try all.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: FrameSender.maxFrames) }.map(\.header)
+        let batches = [headers.filter { $0.base == nil }.map(\.id), headers.filter { $0.base != nil }.map(\.id)]
+        XCTAssertFalse(batches[1].isEmpty, "the fine-tune is stored as deltas")
+        XCTAssertTrue(headers.allSatisfy { $0.base.map(Set(batches[0]).contains) ?? true })
+        let bundles = try batches.map { try FrameSender(store: sender).bundle($0) }
+
+        // A landing that fails: the next call throws its error and its chunks are not staged.
+        do {
+            let importer = try ChunkImporter(store: store)
+            defer { importer.close() }
+            importer.track(manifest)
+            packs.failing = true
+            let report = try importer.receive(bundle: bundles[0], expected: Set(batches[0]), landInBackground: true) { m, _ in m == "org/ft" }
+            XCTAssertEqual(report.stored + report.restored, batches[0].count)
+            XCTAssertThrowsError(try importer.finishLanding()) { XCTAssertTrue($0 is SealFailingPacks.Fault, "\($0)") }
+            packs.failing = false
+            XCTAssertEqual(try importer.missing(batches[0]), batches[0], "nothing of the failed bundle was staged")
+        }
+        XCTAssertEqual(try local.packs.packNames(), [], "the failed landing's pack was dropped")
+
+        let importer = try ChunkImporter(store: store)
+        defer { importer.close() }
+        importer.track(manifest)
+        for (batch, bundle) in zip(batches, bundles) {
+            _ = try importer.receive(bundle: bundle, expected: Set(batch), landInBackground: true) { m, _ in m == "org/ft" }
+        }
+        try importer.commit(manifest: record.manifest, model: "org/ft", revision: "main")
+        XCTAssertEqual(try importer.missing(manifest.chunkIDs), [])
+        _ = try store.get(model: "org/ft", revision: "main", to: root + "/got")
+        try assertSameFiles(root + "/got", ft)
+    }
+
     /// Lands the fine-tune's missing frames in a store holding the base the way a push's server does:
     /// one importer per bundle, the manifest frame first (it starts a `FileHasher`), the others fed
     /// to that hasher; the commit then finds every file hashed. A hasher of another revision's files
@@ -669,4 +719,42 @@ final class TransferTests: XCTestCase {
         XCTAssertTrue(again.contains("copied 0 revisions (2 already there)"), again)
         try fsck(destination)
     }
+}
+
+/// A store's packs whose seals fail while `failing` is set.
+final class SealFailingPacks: PackStorage, @unchecked Sendable {
+    struct Fault: Error {}
+    private let inner: any PackStorage
+    // Safe: `flag` is touched only inside `lock`.
+    private let lock = NSLock()
+    private var flag = false
+    var failing: Bool {
+        get { lock.withLock { flag } }
+        set { lock.withLock { flag = newValue } }
+    }
+
+    init(_ inner: any PackStorage) { self.inner = inner }
+
+    final class Writer: PackWriting {
+        let inner: any PackWriting
+        let owner: SealFailingPacks
+        init(_ inner: any PackWriting, owner: SealFailingPacks) {
+            self.inner = inner
+            self.owner = owner
+        }
+        var name: String { inner.name }
+        var size: Int { inner.size }
+        func append(_ bytes: UnsafeRawBufferPointer) throws -> Int { try inner.append(bytes) }
+        func seal() throws {
+            if owner.failing { throw Fault() }
+            try inner.seal()
+        }
+        func abandon() { inner.abandon() }
+    }
+
+    func createPack() throws -> any PackWriting { Writer(try inner.createPack(), owner: self) }
+    func read(pack: String, offset: Int, length: Int) throws -> [UInt8] { try inner.read(pack: pack, offset: offset, length: length) }
+    func packNames() throws -> [String] { try inner.packNames() }
+    func size(pack: String) throws -> Int { try inner.size(pack: pack) }
+    func delete(pack: String) throws { try inner.delete(pack: pack) }
 }

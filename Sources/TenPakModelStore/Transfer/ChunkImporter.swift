@@ -43,7 +43,10 @@ public struct ReceiveReport: Sendable {
 ///   it names the revision asked for, that every chunk is present with the length it says, and
 ///   rebuilds every file to check its SHA-256; only then is the revision committed (one catalog
 ///   transaction, gc-fenced). Tensors are read from each safetensors file's header.
-public final class ChunkImporter {
+public final class ChunkImporter: @unchecked Sendable {
+    // Safe: one caller at a time uses an importer (its mutable state: `hashers`, `own`, `landing`,
+    // `hashManifests`); a background landing reads only constants, the store (thread-safe) and the
+    // snapshot of the hashers it was given.
     public let store: ModelStore
     /// At most this many decoded bytes per bundle: bounds the memory one bundle can make a
     /// receiver spend (decoded bases kept for later frames, frames re-stored raw).
@@ -71,6 +74,8 @@ public final class ChunkImporter {
     /// bundles (which reads the store) has stopped. Hashers from `feed` or `hashManifests` belong to
     /// the caller and go on.
     public func close() {
+        // A landing that failed has deleted its packs; its error was the caller's to ask for.
+        _ = try? finishLanding()
         if let own { _ = try? own.drain() }
         lock = nil
     }
@@ -95,6 +100,7 @@ public final class ChunkImporter {
 
     /// Of `ids`, those the store does not have, in the order given.
     public func missing(_ ids: [ChunkID]) throws -> [ChunkID] {
+        try finishLanding()
         var have: [ChunkID: ChunkLocation] = [:]
         let step = 4096
         for start in stride(from: 0, to: ids.count, by: step) {
@@ -110,9 +116,62 @@ public final class ChunkImporter {
     /// A manifest frame is taken only when `acceptsManifest(model, revision)` holds for the manifest
     /// in it: a writer of one repository cannot stage a manifest naming another, which a catalog
     /// rebuild would then turn into a revision there (SPEC §11, §19.4).
-    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil,
+    ///
+    /// With `landInBackground`, the bundle is checked now and written (frames appended, packs
+    /// sealed, the catalog transaction, the file hashers fed) on another thread while the caller
+    /// fetches and checks the next one: a pull's fsyncs and commits then overlap its decoding. At
+    /// most one bundle lands at a time; the next `receive`, `missing`, `commit`, `finishLanding`
+    /// or `close` waits for it, and the first three throw its error. A bundle whose frames or bases
+    /// are among those landing waits for them first, and one that starts file hashers
+    /// (`hashManifests`) lands before this returns.
+    public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil, landInBackground: Bool = false,
                         acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> ReceiveReport {
-        try bundle.withUnsafeBytes { bytes in try receive(bytes, expected: expected, acceptsManifest: acceptsManifest) }
+        let prepared = try prepare(bundle: bundle, expected: expected, acceptsManifest: acceptsManifest)
+        try finishLanding()
+        guard landInBackground, !prepared.startsHashers else { return try land(prepared) }
+        let hashers = self.hashers
+        landing = (prepared.ids, Background { [self] in try land(prepared, feeding: hashers) })
+        return prepared.report
+    }
+
+    /// Waits for the bundle landing in the background (`receive(landInBackground:)`), if any, and
+    /// throws its error.
+    public func finishLanding() throws {
+        guard let landing else { return }
+        self.landing = nil
+        _ = try landing.task.value()
+    }
+
+    /// The bundle landing in the background: its new frames' ids, and the work.
+    private var landing: (ids: Set<ChunkID>, task: Background<ReceiveReport>)?
+
+    /// A bundle checked by `prepare` and not yet written: `land` writes it. Holds the bundle and
+    /// the decoded chunks the file hashers want.
+    public struct PreparedBundle: Sendable {
+        /// What landing it will have done (every count is known once it is checked).
+        public let report: ReceiveReport
+        /// Landing it starts file hashers (`hashManifests`): a later bundle's importer must find
+        /// them, so such a bundle lands before the next one is checked.
+        public let startsHashers: Bool
+        fileprivate let bundle: [UInt8]
+        /// In the order written: a base before the frames on it.
+        fileprivate let frames: [PreparedFrame]
+        fileprivate let decoded: [ChunkID: [UInt8]]
+        fileprivate let newManifests: [ManifestFrame]
+        fileprivate var ids: Set<ChunkID> { Set(frames.map(\.header.id)) }
+    }
+
+    fileprivate struct PreparedFrame: Sendable {
+        let header: FrameHeader
+        /// Where the payload lies in the bundle, or the decoded bytes a frame re-stored raw is written with.
+        let payload: Range<Int>?
+        let raw: [UInt8]?
+        let depth: Int
+    }
+
+    fileprivate struct ManifestFrame: Sendable {
+        let id: ChunkID
+        let manifest: RevisionManifest
     }
 
     private struct Pending {
@@ -122,8 +181,16 @@ public final class ChunkImporter {
         var depth: Int
     }
 
-    private func receive(_ bytes: UnsafeRawBufferPointer, expected: Set<ChunkID>?,
-                         acceptsManifest: @escaping @Sendable (String, String) -> Bool) throws -> ReceiveReport {
+    /// The checks of `receive`, nothing written: the frames to write, bases first.
+    public func prepare(bundle: [UInt8], expected: Set<ChunkID>? = nil,
+                        acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> PreparedBundle {
+        try bundle.withUnsafeBytes { bytes in
+            try prepare(bytes, bundle: bundle, expected: expected, acceptsManifest: acceptsManifest)
+        }
+    }
+
+    private func prepare(_ bytes: UnsafeRawBufferPointer, bundle: [UInt8], expected: Set<ChunkID>?,
+                         acceptsManifest: @escaping @Sendable (String, String) -> Bool) throws -> PreparedBundle {
         let entries: [FrameBundle.Entry]
         do {
             entries = try FrameBundle.parse(bytes, maxFrames: FrameSender.maxFrames)
@@ -143,6 +210,11 @@ public final class ChunkImporter {
             .invalidRequest("frame \(header.id.short) refused, nothing of its bundle stored: \(why)")
         }
         let ids = entries.map(\.header.id)
+        // Frames landing in the background are not in the catalog yet: this bundle waits for them
+        // if it has one of them, or a frame on one.
+        if let landing, entries.contains(where: { landing.ids.contains($0.header.id) || $0.header.base.map(landing.ids.contains) == true }) {
+            try finishLanding()
+        }
         let known = try store.catalog.findChunks(Array(Set(ids + entries.compactMap(\.header.base))))
         // In-bundle order: a base must come before the frames that use it.
         var inBundle: [ChunkID: Int] = [:]
@@ -259,25 +331,51 @@ public final class ChunkImporter {
                 if let base = pending[j].header.base, let b = inBundle[base] { pending[j].depth = pending[b].depth + 1 }
             }
         }
-        // ORDER: frames appended → packs sealed → one catalog transaction (FrameWriter).
-        let writer = FrameWriter(packs: chunks.packs)
-        var newChunks: [NewChunk] = []
+        var frames: [PreparedFrame] = []
         for (w, p) in pending.enumerated().sorted(by: { ($0.element.level, $0.offset) < ($1.element.level, $1.offset) }) where p.level >= 0 {
-            let entry = entries[p.index]
+            let header: FrameHeader
             if let raw = restoredRaw[w] {
-                let header = FrameHeader(kind: p.header.kind, encoding: Encoding.stored.rawValue, payloadLength: raw.count, rawLength: raw.count,
-                                         elementWidth: p.header.elementWidth, floatLayout: p.header.floatLayout, id: p.header.id, base: nil,
-                                         payloadChecksum: Hashing.xxh3_64(raw))
-                newChunks.append(try writer.append(header: header, payload: raw, depth: 0))
+                header = FrameHeader(kind: p.header.kind, encoding: Encoding.stored.rawValue, payloadLength: raw.count, rawLength: raw.count,
+                                     elementWidth: p.header.elementWidth, floatLayout: p.header.floatLayout, id: p.header.id, base: nil,
+                                     payloadChecksum: Hashing.xxh3_64(raw))
+                frames.append(PreparedFrame(header: header, payload: nil, raw: raw, depth: 0))
                 report.restored += 1
             } else {
-                // Safe: the parse checked that the payload lies inside `bytes`.
-                let payload = UnsafeRawBufferPointer(rebasing: bytes[entry.payloadOffset ..< entry.payloadOffset + p.header.payloadLength])
-                newChunks.append(try writer.append(header: p.header, payload: payload, depth: p.depth))
+                header = p.header
+                let offset = entries[p.index].payloadOffset
+                frames.append(PreparedFrame(header: header, payload: offset ..< offset + header.payloadLength, raw: nil, depth: p.depth))
                 report.stored += 1
             }
+            report.bytesWritten += header.size + header.payloadLength
         }
-        report.bytesWritten = writer.bytesWritten
+        // Bases kept only for frames of this bundle are dropped: what remains is for the hashers.
+        if !keepAll { decodedBases = decodedBases.filter { wanted.contains($0.key) } }
+        return PreparedBundle(report: report, startsHashers: startsHashers, bundle: bundle, frames: frames, decoded: decodedBases,
+                              newManifests: newManifests.map { ManifestFrame(id: $0.0, manifest: $0.1) })
+    }
+
+    /// Writes a bundle `prepare` checked: its frames appended to a new pack, the pack sealed, the
+    /// chunks staged in one catalog transaction; then the file hashers are fed. With `feeding`
+    /// (a background landing), those hashers are fed and `hashManifests` is not asked.
+    @discardableResult
+    public func land(_ prepared: PreparedBundle) throws -> ReceiveReport {
+        try land(prepared, feeding: nil)
+    }
+
+    private func land(_ prepared: PreparedBundle, feeding: [FileHasher]?) throws -> ReceiveReport {
+        // ORDER: frames appended → packs sealed → one catalog transaction (FrameWriter).
+        let writer = FrameWriter(packs: store.chunks.packs)
+        var newChunks: [NewChunk] = []
+        try prepared.bundle.withUnsafeBytes { bytes in
+            for frame in prepared.frames {
+                if let raw = frame.raw {
+                    newChunks.append(try writer.append(header: frame.header, payload: raw, depth: frame.depth))
+                } else if let range = frame.payload {
+                    // Safe: the parse checked that the payload lies inside the bundle.
+                    newChunks.append(try writer.append(header: frame.header, payload: UnsafeRawBufferPointer(rebasing: bytes[range]), depth: frame.depth))
+                }
+            }
+        }
         if newChunks.isEmpty {
             writer.discard()
         } else {
@@ -285,19 +383,22 @@ public final class ChunkImporter {
                 try store.catalog.commitChunks(ChunkCommit(packs: sealed, chunks: newChunks, gcFence: fence))
             }
         }
-        // ORDER: after the catalog commit above, so a feed finds this bundle's chunks in the store.
-        if let hashManifests {
-            for (id, manifest) in newManifests { if let hasher = hashManifests(id, manifest) { feed(hasher) } }
+        var hashers = feeding ?? []
+        if feeding == nil {
+            // ORDER: after the catalog commit above, so a feed finds this bundle's chunks in the store.
+            if let hashManifests {
+                for frame in prepared.newManifests { if let hasher = hashManifests(frame.id, frame.manifest) { feed(hasher) } }
+            }
+            hashers = self.hashers
         }
         // Only what the hashers want is handed on: bases and the rest of a bundle that started a
         // hasher (decoded before its files were known) are dropped here, not pinned in a queue.
         if !hashers.isEmpty {
             let wantedNow = hashers.reduce(into: Set<ChunkID>()) { $0.formUnion($1.wanted) }
-            let fed = decodedBases.filter { wantedNow.contains($0.key) }
-            decodedBases = [:]
+            let fed = prepared.decoded.filter { wantedNow.contains($0.key) }
             for hasher in hashers { hasher.enqueue(fed) }
         }
-        return report
+        return prepared.report
     }
 
     /// Commits the revision `model@revision` whose manifest chunk is `manifest` (staged or present),
@@ -312,6 +413,7 @@ public final class ChunkImporter {
     @discardableResult
     public func commit(manifest manifestID: ChunkID, model: String, revision: String,
                        soleFile: (path: String, sha256: Digest256)? = nil, hashed: FileHasher? = nil) throws -> RevisionRecord {
+        try finishLanding()
         try Names.validateModel(model)
         try Names.validateRevision(revision)
         if (try? store.catalog.resolve(model: model, revision: revision)) != nil {
