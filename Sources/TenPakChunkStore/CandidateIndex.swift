@@ -88,14 +88,36 @@ extension CatalogSQL {
     /// The candidate query after a dialect's `WITH want(signature, bytes) AS (…)`: the revisions of
     /// the architectures whose index rows cover at least the bound bytes, with their coarse
     /// sketches, most bytes first, newest first among equals. `threshold` and `limit` are the
-    /// dialect's placeholders. (CAST: PostgreSQL sums bigints as numeric.)
+    /// dialect's placeholders. (CAST: PostgreSQL sums bigints as numeric.) Used when many
+    /// architectures match; `candidateArchitectures` and `revisionsOfArchitecture` otherwise.
     public static func baseCandidates(threshold: String, limit: String) -> String {
         """
-        SELECT r.revision_id, a.matched, r.coarse_sketch FROM (
-            SELECT x.architecture_id, CAST(SUM(w.bytes) AS BIGINT) AS matched FROM architecture_index x JOIN want w ON w.signature = x.signature
-            GROUP BY x.architecture_id HAVING SUM(w.bytes) >= \(threshold)) a
+        SELECT r.revision_id, a.matched, r.coarse_sketch FROM (\(matchedArchitectures(threshold: threshold))) a
         JOIN revision_architectures r ON r.architecture_id = a.architecture_id
         ORDER BY a.matched DESC, r.revision_id DESC LIMIT \(limit)
+        """
+    }
+
+    /// After `WITH want(signature, bytes) AS (…)`: the architectures covering at least the bound
+    /// bytes, most first. A handful of rows; `revisionsOfArchitecture` then reads each one's
+    /// revisions in key order, so no sort of thousands of rows (with their sketches) is needed.
+    public static func candidateArchitectures(threshold: String) -> String {
+        matchedArchitectures(threshold: threshold) + " ORDER BY matched DESC, architecture_id"
+    }
+
+    static func matchedArchitectures(threshold: String) -> String {
+        """
+        SELECT x.architecture_id, CAST(SUM(w.bytes) AS BIGINT) AS matched FROM architecture_index x JOIN want w ON w.signature = x.signature
+        GROUP BY x.architecture_id HAVING SUM(w.bytes) >= \(threshold)
+        """
+    }
+
+    /// One architecture's revisions, newest first, with their coarse sketches: a range of the
+    /// primary key read backwards (`architecture` and `limit` are placeholders).
+    public static func revisionsOfArchitecture(architecture: String, limit: String) -> String {
+        """
+        SELECT revision_id, coarse_sketch FROM revision_architectures WHERE architecture_id = \(architecture)
+        ORDER BY revision_id DESC LIMIT \(limit)
         """
     }
 

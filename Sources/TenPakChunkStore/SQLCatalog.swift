@@ -552,16 +552,44 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
 
     // MARK: base choice
 
+    /// Architectures past which `baseCandidates` reads them all in one sorted statement instead of
+    /// one statement each (bounds the round trips when many stale or partial architectures match).
+    static let architecturesReadOneByOne = 16
+
     public func baseCandidates(_ signatures: [TensorSignature.Weighted], minimumBytes: Int, limit: Int) throws -> [BaseCandidate] {
-        // One statement (the sum is over the whole list); an upload indexes at most
-        // `TensorSignature.indexedTensors` per file, far below the databases' bound values.
+        // One statement for the architectures (the sum is over the whole list); an upload indexes at
+        // most `TensorSignature.indexedTensors` per file, far below the databases' bound values.
         let want = Array(Set(signatures).prefix(dialect.maxBindings / 2 - 2))
         guard !want.isEmpty, limit > 0 else { return [] }
+        let withWant = "WITH want(signature, bytes) AS (VALUES \(SQLCatalog.tuples(want.count, width: 2))) "
+        let wanted: [SQLValue] = want.flatMap { [.int($0.signature), .int($0.bytes)] }
         return try locked {
-            try q("WITH want(signature, bytes) AS (VALUES \(SQLCatalog.tuples(want.count, width: 2))) " + CatalogSQL.baseCandidates(threshold: "?", limit: "?"),
-                  want.flatMap { [.int($0.signature), .int($0.bytes)] } + [.int(minimumBytes), .int(limit)]).map {
-                BaseCandidate(revisionRowID: try $0.int(0), matchedBytes: Int(try $0.int(1)), coarseSketch: try $0.optionalBlob(2))
+            let architectures = try q(withWant + CatalogSQL.candidateArchitectures(threshold: "?"), wanted + [.int(minimumBytes)]).map {
+                (id: try $0.int(0), matched: Int(try $0.int(1)))
             }
+            guard architectures.count <= SQLCatalog.architecturesReadOneByOne else {
+                return try q(withWant + CatalogSQL.baseCandidates(threshold: "?", limit: "?"), wanted + [.int(minimumBytes), .int(limit)]).map {
+                    BaseCandidate(revisionRowID: try $0.int(0), matchedBytes: Int(try $0.int(1)), coarseSketch: try $0.optionalBlob(2))
+                }
+            }
+            // Each architecture's revisions come newest first from its key range; architectures
+            // matching the same bytes are merged newest first: the order of the one sorted
+            // statement (most bytes, then newest), without sorting every row and its sketch.
+            var found: [BaseCandidate] = []
+            var i = 0
+            while i < architectures.count, found.count < limit {
+                let matched = architectures[i].matched
+                var group: [BaseCandidate] = []
+                while i < architectures.count, architectures[i].matched == matched {
+                    group += try q(CatalogSQL.revisionsOfArchitecture(architecture: "?", limit: "?"), [.int(architectures[i].id), .int(limit - found.count)]).map {
+                        BaseCandidate(revisionRowID: try $0.int(0), matchedBytes: matched, coarseSketch: try $0.optionalBlob(1))
+                    }
+                    i += 1
+                }
+                if group.count > 1 { group.sort { $0.revisionRowID > $1.revisionRowID } }
+                found += group.prefix(limit - found.count)
+            }
+            return found
         }
     }
 

@@ -86,27 +86,53 @@ public struct BaseSketch: Sendable, Equatable {
 
     /// Decodes and checks a stored sketch (checksum first, then every length against the bytes there).
     public static func decode(_ bytes: [UInt8]) throws -> BaseSketch {
-        guard bytes.count >= 14, Array(bytes[0 ..< 4]) == magic else { throw Unreadable(description: "not a sketch (\(bytes.count) bytes, no TPSK magic)") }
-        let body = bytes.count - 8
-        let stored = bytes[body...].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        guard Hashing.xxh3_64(Array(bytes[0 ..< body])) == stored else { throw Unreadable(description: "sketch checksum mismatch") }
-        guard bytes[4] == version else { throw Unreadable(description: "sketch version \(bytes[4]) is not \(version)") }
-        var entries: [Entry] = []
+        try bytes.withUnsafeBytes { raw in
+            BaseSketch(entries: try entries(ofEncoded: raw).map { e in
+                Entry(signature: e.signature, format: e.format, values: Array(raw[e.offset ..< e.offset + e.count * e.width]))
+            })
+        }
+    }
+
+    /// Where an encoded entry's values are, read in place by `entries(ofEncoded:)`.
+    public struct EncodedEntry: Sendable {
+        public let signature: Int64
+        public let format: UInt8
+        public let count: Int
+        /// Offset of the first value in the encoded bytes.
+        public let offset: Int
+        public var width: Int { format == 1 ? 4 : 2 }
+    }
+
+    /// The entries of an encoded sketch, checked as `decode` checks them, without copying their
+    /// values (base choice compares a thousand coarse sketches per put).
+    public static func entries(ofEncoded raw: UnsafeRawBufferPointer) throws -> [EncodedEntry] {
+        guard raw.count >= 14, raw[0] == magic[0], raw[1] == magic[1], raw[2] == magic[2], raw[3] == magic[3] else {
+            throw Unreadable(description: "not a sketch (\(raw.count) bytes, no TPSK magic)")
+        }
+        let body = raw.count - 8
+        // Safe: body + 8 == raw.count, and every later read is checked against `body` first.
+        let stored = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: body, as: UInt64.self))
+        guard Hashing.xxh3_64(UnsafeRawBufferPointer(rebasing: raw[0 ..< body])) == stored else {
+            throw Unreadable(description: "sketch checksum mismatch")
+        }
+        guard raw[4] == version else { throw Unreadable(description: "sketch version \(raw[4]) is not \(version)") }
+        var entries: [EncodedEntry] = []
+        entries.reserveCapacity(Int(raw[5]))
         var p = 6
-        for _ in 0 ..< Int(bytes[5]) {
+        for _ in 0 ..< Int(raw[5]) {
             guard p + 11 <= body else { throw Unreadable(description: "sketch entry runs past its end") }
-            let signature = Int64(bitPattern: bytes[p ..< p + 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
-            let format = bytes[p + 8]
-            let count = Int(bytes[p + 9]) | Int(bytes[p + 10]) << 8
+            let signature = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: p, as: Int64.self))
+            let format = raw[p + 8]
+            let count = Int(raw[p + 9]) | Int(raw[p + 10]) << 8
             p += 11
             let width = format == 1 ? 4 : 2
             guard (1 ... 3).contains(format), p + count * width <= body else {
                 throw Unreadable(description: "sketch entry of format \(format) × \(count) does not fit")
             }
-            entries.append(Entry(signature: signature, format: format, values: Array(bytes[p ..< p + count * width])))
+            entries.append(EncodedEntry(signature: signature, format: format, count: count, offset: p))
             p += count * width
         }
         guard p == body else { throw Unreadable(description: "sketch has \(body - p) stray bytes") }
-        return BaseSketch(entries: entries)
+        return entries
     }
 }

@@ -109,56 +109,76 @@ extension BaseSketch {
         return samples == 0 ? nil : (sum / Double(samples), samples)
     }
 
+    /// `distance(to: BaseSketch.decode(bytes))`, the same figure, read in place (no decoded copy):
+    /// base choice compares the upload's coarse sketch with a thousand candidates' per put. Throws
+    /// what `decode` throws for damaged bytes.
+    public func distance(toEncoded bytes: [UInt8]) throws -> (log2RMS: Double, samples: Int)? {
+        try bytes.withUnsafeBytes { raw in
+            let theirs = try BaseSketch.entries(ofEncoded: raw)
+            var sum = 0.0
+            var samples = 0
+            for e in entries {
+                guard let o = theirs.first(where: { $0.signature == e.signature && $0.format == e.format && $0.count == e.count }) else { continue }
+                let rms = e.values.withUnsafeBytes {
+                    BaseSketch.rmsDifference($0, UnsafeRawBufferPointer(rebasing: raw[o.offset ..< o.offset + o.count * o.width]), format: e.format)
+                }
+                sum += Double(e.count) * max(-100, log2(rms))
+                samples += e.count
+            }
+            return samples == 0 ? nil : (sum / Double(samples), samples)
+        }
+    }
+
     /// Root mean square of the differences of two runs of floats of one format. A non-finite value
     /// or difference (NaN, ∞ in a checkpoint) counts as a difference of 1e30: far, never NaN.
     static func rmsDifference(_ a: [UInt8], _ b: [UInt8], format: UInt8) -> Double {
-        a.withUnsafeBytes { pa in
-            b.withUnsafeBytes { pb in
-                let width = format == 1 ? 4 : 2
-                let n = min(pa.count, pb.count) / width
-                guard n > 0 else { return 0 }
-                // Eight lanes of Float at a time, the format decided once outside the loop: base
-                // choice compares a sketch with every candidate's, a thousand at a time. A sum that
-                // is not finite (a NaN or ∞ in a checkpoint, or an overflow) reads as 1e30: far,
-                // never NaN. Float sums of a few hundred squares lose nothing that ranks.
-                var lanes = SIMD8<Float>()
-                var i = 0
-                // Safe: i + 8 <= n (or i < n in the tails), and n elements of `width` bytes fit in
-                // both buffers; loadUnaligned tolerates any alignment.
-                switch format {
-                case 1:
-                    while i + 8 <= n {
-                        var x = SIMD8<Float>(), y = SIMD8<Float>()
-                        for k in 0 ..< 8 {
-                            x[k] = Float(bitPattern: UInt32(littleEndian: pa.loadUnaligned(fromByteOffset: 4 * (i + k), as: UInt32.self)))
-                            y[k] = Float(bitPattern: UInt32(littleEndian: pb.loadUnaligned(fromByteOffset: 4 * (i + k), as: UInt32.self)))
-                        }
-                        let d = x - y
-                        lanes += d * d
-                        i += 8
-                    }
-                case 2:
-                    while i + 8 <= n {
-                        var x = SIMD8<UInt32>(), y = SIMD8<UInt32>()
-                        for k in 0 ..< 8 {
-                            x[k] = UInt32(UInt16(littleEndian: pa.loadUnaligned(fromByteOffset: 2 * (i + k), as: UInt16.self)))
-                            y[k] = UInt32(UInt16(littleEndian: pb.loadUnaligned(fromByteOffset: 2 * (i + k), as: UInt16.self)))
-                        }
-                        let d = unsafeBitCast(x &<< 16, to: SIMD8<Float>.self) - unsafeBitCast(y &<< 16, to: SIMD8<Float>.self)
-                        lanes += d * d
-                        i += 8
-                    }
-                default:
-                    break
+        a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in rmsDifference(pa, pb, format: format) } }
+    }
+
+    static func rmsDifference(_ pa: UnsafeRawBufferPointer, _ pb: UnsafeRawBufferPointer, format: UInt8) -> Double {
+        let width = format == 1 ? 4 : 2
+        let n = min(pa.count, pb.count) / width
+        guard n > 0 else { return 0 }
+        // Eight lanes of Float at a time, the format decided once outside the loop: base
+        // choice compares a sketch with every candidate's, a thousand at a time. A sum that
+        // is not finite (a NaN or ∞ in a checkpoint, or an overflow) reads as 1e30: far,
+        // never NaN. Float sums of a few hundred squares lose nothing that ranks.
+        var lanes = SIMD8<Float>()
+        var i = 0
+        // Safe: i + 8 <= n (or i < n in the tails), and n elements of `width` bytes fit in
+        // both buffers; loadUnaligned tolerates any alignment.
+        switch format {
+        case 1:
+            while i + 8 <= n {
+                var x = SIMD8<Float>(), y = SIMD8<Float>()
+                for k in 0 ..< 8 {
+                    x[k] = Float(bitPattern: UInt32(littleEndian: pa.loadUnaligned(fromByteOffset: 4 * (i + k), as: UInt32.self)))
+                    y[k] = Float(bitPattern: UInt32(littleEndian: pb.loadUnaligned(fromByteOffset: 4 * (i + k), as: UInt32.self)))
                 }
-                var total = Double(lanes.sum())
-                for j in i ..< n {
-                    let x = value(pa, j, format: format), y = value(pb, j, format: format)
-                    total += (x - y) * (x - y)
-                }
-                return total.isFinite ? (total / Double(n)).squareRoot() : 1e30
+                let d = x - y
+                lanes += d * d
+                i += 8
             }
+        case 2:
+            while i + 8 <= n {
+                var x = SIMD8<UInt32>(), y = SIMD8<UInt32>()
+                for k in 0 ..< 8 {
+                    x[k] = UInt32(UInt16(littleEndian: pa.loadUnaligned(fromByteOffset: 2 * (i + k), as: UInt16.self)))
+                    y[k] = UInt32(UInt16(littleEndian: pb.loadUnaligned(fromByteOffset: 2 * (i + k), as: UInt16.self)))
+                }
+                let d = unsafeBitCast(x &<< 16, to: SIMD8<Float>.self) - unsafeBitCast(y &<< 16, to: SIMD8<Float>.self)
+                lanes += d * d
+                i += 8
+            }
+        default:
+            break
         }
+        var total = Double(lanes.sum())
+        for j in i ..< n {
+            let x = value(pa, j, format: format), y = value(pb, j, format: format)
+            total += (x - y) * (x - y)
+        }
+        return total.isFinite ? (total / Double(n)).squareRoot() : 1e30
     }
 
     /// Element `i` of a run of one float format, as a Double.

@@ -297,6 +297,18 @@ final class BaseChoiceTests: XCTestCase {
         XCTAssertGreaterThan(toSibling.log2RMS - toBase.log2RMS, 0.3)
         XCTAssertGreaterThan(toOther.log2RMS - toSibling.log2RMS, 3, "an unrelated model is many bits farther")
         XCTAssertEqual(b.distance(to: b)?.log2RMS, -100, "identical values: as near as it gets")
+        // Read in place from the bytes (base choice's coarse comparison): the same figures, and
+        // damaged bytes refused as `decode` refuses them.
+        for other in [b, sibling, other, b.coarse(), sibling.coarse()] {
+            XCTAssertEqual(try ft.distance(toEncoded: other.encoded())?.log2RMS, ft.distance(to: other)?.log2RMS)
+            XCTAssertEqual(try ft.coarse().distance(toEncoded: other.encoded())?.samples, ft.coarse().distance(to: other)?.samples)
+        }
+        var flipped = b.encoded()
+        flipped[20] ^= 0x40
+        XCTAssertThrowsError(try ft.distance(toEncoded: flipped)) { XCTAssertTrue("\($0)".contains("checksum"), "\($0)") }
+        XCTAssertThrowsError(try ft.distance(toEncoded: [1, 2, 3]))
+        XCTAssertNil(try ft.distance(toEncoded: BaseSketch(entries: [BaseSketch.Entry(signature: 1, format: 2, values: [0, 0])]).encoded()),
+                     "no tensor in common")
     }
 
     /// A catalog written before schema version 2 (no index, no sketches) opens, is upgraded in

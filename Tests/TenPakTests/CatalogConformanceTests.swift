@@ -36,7 +36,8 @@ class CatalogConformanceTests: XCTestCase {
     /// A commit of `chunks` (fresh, in `pack`) as one safetensors file using `uses` (default: the
     /// chunks), 1000 bytes each, plus an empty file, with manifest chunk `manifest`.
     static func revision(_ model: String, _ revision: String, pack: String?, chunks: [NewChunk], uses: [ChunkID]? = nil, manifest: Int,
-                         fence: Int64? = nil, sketch: [UInt8]? = nil, createdAt: Int64 = 1_700_000_000) -> RevisionCommit {
+                         fence: Int64? = nil, sketch: [UInt8]? = nil, createdAt: Int64 = 1_700_000_000,
+                         tensors: [TensorRecord] = tensors) -> RevisionCommit {
         let manifestChunk = NewChunk(id: id(manifest), rawLength: 64, pack: pack ?? chunks.first?.pack ?? "", frameOffset: 9999,
                                      frameLength: 80, encoding: 0, base: nil, depth: 0)
         let used = uses ?? chunks.map(\.id)
@@ -247,6 +248,28 @@ class CatalogConformanceTests: XCTestCase {
         XCTAssertEqual(try catalog.sketches(revisionRowIDs: [record.rowID]), [:])
     }
 
+    /// Revisions of several architectures that match the same bytes come newest first across them
+    /// (read one architecture at a time, then merged), and so do those of more architectures than
+    /// are read one by one (one sorted statement).
+    func testCandidatesOfArchitecturesMatchingEqualBytesComeNewestFirst() throws {
+        let catalog = try makeCatalog()
+        let shared = Array(CatalogConformanceTests.tensors.prefix(2))
+        let wanted = TensorSignature.indexRows(shared)
+        let end = shared.map(\.end).max() ?? 0
+        func commit(_ i: Int, architecture: Int) throws -> Int64 {
+            let extra = TensorRecord(name: "extra.\(architecture)", dtype: "F32", shape: [1], begin: end, end: end + 4)
+            return try catalog.commit(CatalogConformanceTests.revision("m\(i)", "v1", pack: "p\(i)", chunks: [CatalogConformanceTests.chunk(i, pack: "p\(i)")],
+                                                                       manifest: 1000 + i, tensors: shared + [extra])).rowID
+        }
+        var rows: [Int64] = []
+        for (i, architecture) in [0, 1, 0, 2, 1].enumerated() { rows.append(try commit(i + 1, architecture: architecture)) }
+        XCTAssertEqual(try catalog.baseCandidates(wanted, minimumBytes: 1, limit: 10).map(\.revisionRowID), rows.reversed())
+        XCTAssertEqual(try catalog.baseCandidates(wanted, minimumBytes: 1, limit: 2).map(\.revisionRowID), Array(rows.reversed().prefix(2)))
+        for i in 0 ..< SQLCatalog.architecturesReadOneByOne { rows.append(try commit(10 + i, architecture: 3 + i)) }
+        XCTAssertEqual(try catalog.baseCandidates(wanted, minimumBytes: 1, limit: 100).map(\.revisionRowID), rows.reversed())
+        XCTAssertEqual(try catalog.baseCandidates(wanted, minimumBytes: 1, limit: 3).map(\.revisionRowID), Array(rows.reversed().prefix(3)))
+    }
+
     /// rm: a tombstone in its pack, the revision gone (and its model with its last revision), its
     /// chunks left for gc; removing it again is `notFound(.removed)`.
     func testRemoveRecordsATombstoneAndForgetsTheRevision() throws {
@@ -447,6 +470,9 @@ final class PostgresCatalogConformanceTests: CatalogConformanceTests {
     override func testFenceRefusesCommitsAfterAGcStarted() throws { try super.testFenceRefusesCommitsAfterAGcStarted() }
     override func testCommitChunksThenARevisionUsesThem() throws { try super.testCommitChunksThenARevisionUsesThem() }
     override func testCandidateIndexAndSketches() throws { try super.testCandidateIndexAndSketches() }
+    override func testCandidatesOfArchitecturesMatchingEqualBytesComeNewestFirst() throws {
+        try super.testCandidatesOfArchitecturesMatchingEqualBytesComeNewestFirst()
+    }
     override func testRemoveRecordsATombstoneAndForgetsTheRevision() throws { try super.testRemoveRecordsATombstoneAndForgetsTheRevision() }
     override func testGcMarkAndSweepRows() throws { try super.testGcMarkAndSweepRows() }
     override func testStatsTotals() throws { try super.testStatsTotals() }
