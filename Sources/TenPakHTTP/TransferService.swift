@@ -168,20 +168,17 @@ struct TransferService: Sendable {
         }
     }
 
-    /// POST chunks, a bundle: every frame checked and staged (all or nothing). Checked one bundle at
-    /// a time under the put gate, then written under the landing gate, so the next bundle of a
-    /// push is checked while this one's pack is fsynced and its chunks committed; the answer comes
-    /// once it is written. A manifest frame in it must be one the caller may commit: of `repo`, or
-    /// `repo`'s copy of an LFS object (`lfs/<oid>@` its object revision, 14.1); nothing else it
-    /// could write elsewhere.
+    /// POST chunks, a bundle: every frame checked and staged (all or nothing), one put-slot at a time.
+    /// A manifest frame in it must be one the caller may commit: of `repo`, or `repo`'s copy of an
+    /// LFS object (`lfs/<oid>@` its object revision, 14.1); nothing else it could write elsewhere.
     func chunks(repo: String, body: [UInt8]) async -> Response {
         do {
             let objectRevision = HubRepos.objectRevision(repo: repo)
             let maxBytes = api.uploads.options.maxBytes
-            let importer = try await RangeService.blocking { [store] in try ChunkImporter(store: store) }
-            defer { importer.close() }
-            let checked: PreparedOrLanded = try await api.uploads.gate.run { [store, pushes] in
+            let report = try await api.uploads.gate.run { [store, pushes] in
                 try await RangeService.blocking {
+                    let importer = try ChunkImporter(store: store)
+                    defer { importer.close() }
                     // The files of this repository's pushes in progress are hashed as their chunks
                     // arrive; a manifest frame staged here starts a push's hasher (the client sends
                     // it first), so the commit need not decode every chunk again.
@@ -192,31 +189,16 @@ struct TransferService: Sendable {
                         pushes.start(repo: repo, manifest: id, hasher: hasher)
                         return hasher
                     }
-                    let prepared = try importer.prepare(bundle: body) { model, revision in
+                    return try importer.receive(bundle: body) { model, revision in
                         model == repo || (HubRepos.isObjectModel(model) && revision == objectRevision)
                     }
-                    // A bundle that starts a push's hasher lands before the next is checked, so
-                    // the next one finds the hasher to feed.
-                    return prepared.startsHashers ? .landed(try importer.land(prepared)) : .prepared(prepared)
                 }
-            }
-            let report: ReceiveReport
-            switch checked {
-            case .landed(let landed):
-                report = landed
-            case .prepared(let prepared):
-                report = try await api.uploads.landings.run { try await RangeService.blocking { try importer.land(prepared) } }
             }
             return HubAPI.json(["frames": report.frames, "stored": report.stored, "restored": report.restored,
                                 "present": report.present, "bytesWritten": report.bytesWritten])
         } catch {
             return TransferService.errorAnswer(error)
         }
-    }
-
-    private enum PreparedOrLanded: Sendable {
-        case prepared(ChunkImporter.PreparedBundle)
-        case landed(ReceiveReport)
     }
 
     /// POST commit/{rev} `{"manifest": "<96 hex>"}`: commits `repo@rev` from its staged manifest

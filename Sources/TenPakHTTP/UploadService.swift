@@ -82,10 +82,6 @@ public struct UploadService: Sendable {
     /// Shared with the hub API's commits and LFS uploads: one put at a time, at most
     /// `maxConcurrent` bodies spooling at once.
     let gate = WorkGate(width: 1)
-    /// Pushed bundles being written (frames appended, pack sealed, catalog commit), one at a time
-    /// and in the order they were checked: the next bundle is checked under `gate` meanwhile
-    /// (section 19.4).
-    let landings = WorkGate(width: 1)
     let admitted = AdmissionCounter()
     static let bufferSize = 1 << 20
 

@@ -117,7 +117,7 @@ public final class ChunkImporter: @unchecked Sendable {
     /// in it: a writer of one repository cannot stage a manifest naming another, which a catalog
     /// rebuild would then turn into a revision there (SPEC §11, §19.4).
     ///
-    /// With `landInBackground`, the bundle is checked now and written (frames appended, packs
+    /// With `landInBackground` (pull, copy), the bundle is checked now and written (frames appended, packs
     /// sealed, the catalog transaction, the file hashers fed) on another thread while the caller
     /// fetches and checks the next one: a pull's fsyncs and commits then overlap its decoding. At
     /// most one bundle lands at a time; the next `receive`, `missing`, `commit`, `finishLanding`
@@ -128,7 +128,7 @@ public final class ChunkImporter: @unchecked Sendable {
                         acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> ReceiveReport {
         let prepared = try prepare(bundle: bundle, expected: expected, acceptsManifest: acceptsManifest)
         try finishLanding()
-        guard landInBackground, !prepared.startsHashers else { return try land(prepared) }
+        guard landInBackground, !prepared.startsHashers else { return try land(prepared, feeding: nil) }
         let hashers = self.hashers
         landing = (prepared.ids, Background { [self] in try land(prepared, feeding: hashers) })
         return prepared.report
@@ -147,21 +147,21 @@ public final class ChunkImporter: @unchecked Sendable {
 
     /// A bundle checked by `prepare` and not yet written: `land` writes it. Holds the bundle and
     /// the decoded chunks the file hashers want.
-    public struct PreparedBundle: Sendable {
+    private struct PreparedBundle: Sendable {
         /// What landing it will have done (every count is known once it is checked).
-        public let report: ReceiveReport
+        let report: ReceiveReport
         /// Landing it starts file hashers (`hashManifests`): a later bundle's importer must find
         /// them, so such a bundle lands before the next one is checked.
-        public let startsHashers: Bool
-        fileprivate let bundle: [UInt8]
+        let startsHashers: Bool
+        let bundle: [UInt8]
         /// In the order written: a base before the frames on it.
-        fileprivate let frames: [PreparedFrame]
-        fileprivate let decoded: [ChunkID: [UInt8]]
-        fileprivate let newManifests: [ManifestFrame]
-        fileprivate var ids: Set<ChunkID> { Set(frames.map(\.header.id)) }
+        let frames: [PreparedFrame]
+        let decoded: [ChunkID: [UInt8]]
+        let newManifests: [ManifestFrame]
+        var ids: Set<ChunkID> { Set(frames.map(\.header.id)) }
     }
 
-    fileprivate struct PreparedFrame: Sendable {
+    private struct PreparedFrame: Sendable {
         let header: FrameHeader
         /// Where the payload lies in the bundle, or the decoded bytes a frame re-stored raw is written with.
         let payload: Range<Int>?
@@ -169,7 +169,7 @@ public final class ChunkImporter: @unchecked Sendable {
         let depth: Int
     }
 
-    fileprivate struct ManifestFrame: Sendable {
+    private struct ManifestFrame: Sendable {
         let id: ChunkID
         let manifest: RevisionManifest
     }
@@ -182,8 +182,8 @@ public final class ChunkImporter: @unchecked Sendable {
     }
 
     /// The checks of `receive`, nothing written: the frames to write, bases first.
-    public func prepare(bundle: [UInt8], expected: Set<ChunkID>? = nil,
-                        acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> PreparedBundle {
+    private func prepare(bundle: [UInt8], expected: Set<ChunkID>?,
+                         acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> PreparedBundle {
         try bundle.withUnsafeBytes { bytes in
             try prepare(bytes, bundle: bundle, expected: expected, acceptsManifest: acceptsManifest)
         }
@@ -357,11 +357,6 @@ public final class ChunkImporter: @unchecked Sendable {
     /// Writes a bundle `prepare` checked: its frames appended to a new pack, the pack sealed, the
     /// chunks staged in one catalog transaction; then the file hashers are fed. With `feeding`
     /// (a background landing), those hashers are fed and `hashManifests` is not asked.
-    @discardableResult
-    public func land(_ prepared: PreparedBundle) throws -> ReceiveReport {
-        try land(prepared, feeding: nil)
-    }
-
     private func land(_ prepared: PreparedBundle, feeding: [FileHasher]?) throws -> ReceiveReport {
         // ORDER: frames appended → packs sealed → one catalog transaction (FrameWriter).
         let writer = FrameWriter(packs: store.chunks.packs)
