@@ -81,7 +81,7 @@ public final class TransferClient: @unchecked Sendable {
     /// server's read while the client decodes.
     static let fetchesAhead = 2
     /// Bundles a push has on the wire at once (the server checks them one at a time).
-    static let sendsAhead = 2
+    static let sendsAhead = 3
     let bundleBytes: Int
     static let deadline: TimeAmount = .seconds(600)
 

@@ -1,51 +1,72 @@
 #!/usr/bin/env bash
-# Two tpstore builds compared on pull and push of the fine-tune, alternating run by run (which goes
-# first alternates too), so that the load of a shared machine falls on both alike: per round and
-# build, a fresh server on the pair's store, `pull` into a copy of the base-only store; then a fresh
-# server on a copy of the base-only store, `push` of the fine-tune. Prints each run's `seconds` (from
-# --json) and the medians in MB/s of logical bytes.
+# Two builds of tpstore compared on pull and push speed, runs alternating so that drifts of a shared
+# machine's load fall on both alike (what `speed.sh` cannot do with one build at a time):
+#   pull  the fine-tune into a fresh copy of a store holding the base, from one server (build B's)
+#   push  the fine-tune to a server of the same build as the client, holding the base (fresh copy)
+# for the corpus F32 pair and its BF16 cast. Prints each build's `seconds` (from --json, process
+# start excluded), the median and the best in MB/s of logical bytes.
 #
-# Usage: Tools/bench_transfer/ab.sh OLD_TPSTORE NEW_TPSTORE WORKDIR [ROUNDS]
-#   WORKDIR is one made by speed.sh (it holds {f32,bf16}/server and {f32,bf16}/base-only). ROUNDS: 6.
+# Usage: Tools/bench_transfer/ab.sh TPSTORE_A TPSTORE_B WORKDIR PAIRS_DIR [RUNS]
+#   PAIRS_DIR holds f32/{base,ft}/model.safetensors and bf16/{base,ft}/model.safetensors. RUNS
+#   (per build and transfer) defaults to 8.
 set -euo pipefail
-old=$1 new=$2 work=$3 rounds=${4:-6}
+a=$1 b=$2 work=$3 pairs=$4 runs=${5:-8}
+mkdir -p "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); }
 trap cleanup EXIT
 serve() { # TPSTORE STORE -> url
-  rm -f "$work/ab-serve.out"
-  "$1" serve --store "$2" --listen 127.0.0.1:0 --allow-uploads >"$work/ab-serve.out" 2>/dev/null &
+  local out=$work/serve.out
+  rm -f "$out"
+  "$1" serve --store "$2" --listen 127.0.0.1:0 --allow-uploads >"$out" 2>/dev/null &
   pids+=($!)
-  for _ in $(seq 600); do grep -q listening "$work/ab-serve.out" 2>/dev/null && break; sleep 0.1; done
-  url=$(awk '{print $NF}' "$work/ab-serve.out")
+  for _ in $(seq 600); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
+  url=$(awk '{print $NF}' "$out")
 }
 seconds() { python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])'; }
+report() { # NAME LOGICAL FILE
+  python3 - "$@" <<'PY'
+import statistics, sys
+name, logical, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+runs = {}
+for line in open(path):
+    build, s = line.split()
+    runs.setdefault(build, []).append(float(s))
+for build in ("A", "B"):
+    s = runs.get(build, [])
+    if s:
+        print(f"{name:9} {build}  runs {len(s)}  median {logical / statistics.median(s) / 1e6:.0f} MB/s"
+              f"  best {logical / min(s) / 1e6:.0f} MB/s  s: {' '.join(f'{x:.3f}' for x in s)}")
+PY
+}
 for pair in f32 bf16; do
-  d=$work/$pair
-  logical=$("$new" show --store "$d/server" org/ft@main --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(f["size"] for f in d["files"]))')
-  : > "$work/ab-$pair.txt"
-  for i in $(seq "$rounds"); do
-    if (( i % 2 )); then order="old new"; else order="new old"; fi
-    for v in $order; do
-      bin=${!v}
-      serve "$bin" "$d/server"
-      rm -rf "$d/ab-client"; cp -a "$d/base-only" "$d/ab-client"
-      p=$("$bin" pull --store "$d/ab-client" "$url" org/ft --json | seconds)
-      cleanup
-      rm -rf "$d/ab-server"; cp -a "$d/base-only" "$d/ab-server"
-      serve "$bin" "$d/ab-server"
-      q=$("$bin" push --store "$d/server" "$url" org/ft --json | seconds)
-      cleanup
-      echo "$pair $v pull $p push $q" | tee -a "$work/ab-$pair.txt"
+  d=$work/$pair; rm -rf "$d"; mkdir -p "$d"
+  "$b" put --store "$d/server" org/base@main "$pairs/$pair/base" >/dev/null
+  cp -a "$d/server" "$d/base-only"
+  "$b" put --store "$d/server" --base org/base@main org/ft@main "$pairs/$pair/ft" >/dev/null
+  logical=$(stat -c %s "$pairs/$pair/ft/model.safetensors")
+  serve "$b" "$d/server"
+  : >"$d/pull.txt"
+  for _ in $(seq "$runs"); do
+    for build in A B; do
+      tp=$a; [ "$build" = B ] && tp=$b
+      rm -rf "$d/client"; cp -a "$d/base-only" "$d/client"
+      echo "$build $("$tp" pull --store "$d/client" "$url" org/ft --json | seconds)" >>"$d/pull.txt"
     done
   done
-  python3 - "$work/ab-$pair.txt" "$logical" <<'PY'
-import statistics, sys
-rows = [l.split() for l in open(sys.argv[1])]
-logical = int(sys.argv[2])
-for v in ("old", "new"):
-    pull = [float(r[3]) for r in rows if r[1] == v]
-    push = [float(r[5]) for r in rows if r[1] == v]
-    print(f"{rows[0][0]} {v}: median pull {logical/statistics.median(pull)/1e6:.0f} MB/s, push {logical/statistics.median(push)/1e6:.0f} MB/s ({len(pull)} runs)")
-PY
+  cleanup
+  "$b" get --store "$d/client" org/ft@main "$d/got" >/dev/null && cmp "$d/got/model.safetensors" "$pairs/$pair/ft/model.safetensors"
+  report "$pair pull" "$logical" "$d/pull.txt"
+  : >"$d/push.txt"
+  for _ in $(seq "$runs"); do
+    for build in A B; do
+      tp=$a; [ "$build" = B ] && tp=$b
+      rm -rf "$d/pushsrv"; cp -a "$d/base-only" "$d/pushsrv"
+      serve "$tp" "$d/pushsrv"
+      echo "$build $("$tp" push --store "$d/server" "$url" org/ft --json | seconds)" >>"$d/push.txt"
+      cleanup
+    done
+  done
+  "$b" fsck --store "$d/pushsrv" --read-data >/dev/null
+  report "$pair push" "$logical" "$d/push.txt"
 done
