@@ -149,11 +149,14 @@ func cpuSeconds() -> Double {
 }
 
 /// `count` probe puts of fresh fine-tunes of `base` into family 0, each removed again (so the
-/// store's size stays): (wall, CPU) seconds of each put.
+/// store's size stays): (wall, CPU) seconds of each put. Every put is a fine-tune no earlier put
+/// stored (seeds from a random start): a removed probe's chunks stay until gc, and a put that
+/// finds them all stored costs less, which made the median of a run depend on the runs before it.
 func probePuts(_ store: ModelStore, base: [Tensor], work: String, count: Int) throws -> [(wall: Double, cpu: Double)] {
     var measured: [(wall: Double, cpu: Double)] = []
+    let first = UInt64.random(in: 1 << 32 ..< 1 << 62)
     for p in 0 ..< count {
-        let dir = try write(fineTune(base, seed: 0xFEED_0000 + UInt64(p)), to: work + "/probe")
+        let dir = try write(fineTune(base, seed: first + UInt64(p)), to: work + "/probe")
         let started = now(), cpu = cpuSeconds()
         let report = try store.put(model: "probe/p\(p)", revision: "v1", paths: [dir])
         measured.append((now() - started, cpuSeconds() - cpu))
