@@ -3,7 +3,8 @@
 //
 // Targets are layers; each depends only on layers above it in this list (SPEC.md section 2):
 //
-//   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev)
+//   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev);
+//   CMalloc                   glibc <malloc.h>, for the tpstore executable only
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
 //   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild), the one
@@ -63,6 +64,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // glibc's <malloc.h> (mallopt): the tpstore executable's allocator policy.
+        .systemLibrary(name: "CMalloc"),
         .target(name: "TenPakFormat", dependencies: [
             "CXXHash", .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -100,7 +103,7 @@ let package = Package(
         .executableTarget(name: "tpstore", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader", "TenPakHTTP",
             "TenPakTransfer",
-            "TenPakLFS", "TenPakOptimizer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "TenPakLFS", "TenPakOptimizer", "CMalloc", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Mutation fuzzer for every parser and decoder (a tool, not part of the library).

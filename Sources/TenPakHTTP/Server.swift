@@ -420,12 +420,11 @@ public struct HubServer: HTTPResponder {
                 let hub = try mayWrite(repo)
                 var limits = hub.uploads.options.limits
                 limits.maxBytes = min(limits.maxBytes, TransferService.bundleLimit)
-                if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limits.maxBytes {
-                    throw BodyFailure.tooLarge(limit: limits.maxBytes)
-                }
+                let length = request.headers[.contentLength].flatMap { Int($0) }
+                if let length, length > limits.maxBytes { throw BodyFailure.tooLarge(limit: limits.maxBytes) }
                 let slot = try hub.uploads.admit()
                 defer { slot.leave() }
-                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel)
+                let body = try await BodyReader.collect(request.body, limits: limits, channel: context.channel, expectedBytes: length)
                 return await TransferService(api: hub, closures: closures, frameReads: frameReads, pushes: pushes).chunks(repo: repo, body: body)
             case .commit:
                 try only([.post])

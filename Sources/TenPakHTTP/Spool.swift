@@ -157,9 +157,13 @@ enum BodyReader {
         if progress.stalled { throw BodyFailure.stalled(seconds: Double(limits.idleTimeout.components.seconds)) }
     }
 
-    /// The whole body in memory (JSON and NDJSON requests), at most `limits.maxBytes`.
-    static func collect(_ body: RequestBody, limits: BodyLimits, channel: (any Channel)?) async throws -> [UInt8] {
+    /// The whole body in memory (JSON and NDJSON requests, frame bundles), at most
+    /// `limits.maxBytes`. With `expectedBytes` (the request's Content-Length) the buffer is
+    /// reserved once: grown by doubling instead, a bundle of megabytes is copied again at every
+    /// step into fresh memory that faults in page by page (SPEC 19.7).
+    static func collect(_ body: RequestBody, limits: BodyLimits, channel: (any Channel)?, expectedBytes: Int? = nil) async throws -> [UInt8] {
         var bytes: [UInt8] = []
+        if let expectedBytes, expectedBytes > 0 { bytes.reserveCapacity(min(expectedBytes, limits.maxBytes)) }
         try await read(body, limits: limits, channel: channel) { piece in
             piece.withUnsafeReadableBytes { bytes.append(contentsOf: $0) }
         }

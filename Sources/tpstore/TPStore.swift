@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `tpstore`: the command line over the TenPak library. The root holds only configuration; each
 /// subcommand lives in its own file.
@@ -13,4 +14,10 @@ struct TPStore: AsyncParsableCommand {
                       Cat.self, Tensor.self, Serve.self, LFSAgentCommand.self, LFSInstall.self,
                       Optimize.self, Annotations.self]
     )
+
+    /// ArgumentParser's entry point, after the process-wide allocator policy (`AllocatorPolicy`).
+    static func main() async {
+        AllocatorPolicy.apply(environment: ProcessInfo.processInfo.environment)
+        await main(nil)
+    }
 }
