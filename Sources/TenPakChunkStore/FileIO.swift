@@ -53,9 +53,12 @@ public final class OpenFile: @unchecked Sendable {
     }
 
     public func read(count: Int, at offset: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        if count > 0 { try out.withUnsafeMutableBytes { try read(into: $0, at: offset) } }
-        return out
+        // Not zeroed first (a pass over every byte a pack read of frames then overwrites):
+        // `read(into:at:)` fills all `count` bytes or throws, and then the array is dropped.
+        try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset) }
+            initialized = count
+        }
     }
 
     /// Reads up to `buffer.count` bytes; returns how many (0 at end of file).
