@@ -10,7 +10,7 @@ import CMalloc
 /// next bundle's buffers fault in again, a page at a time, zeroed by the kernel: measured on a push
 /// server, page faults under the copies into those buffers were about a fifth of its CPU time.
 /// Fixed thresholds keep up to `trimThreshold` of freed memory per arena for reuse: a pull or push
-/// of the corpus F32 fine-tune about 10% faster, peak memory unchanged (SPEC 19.7).
+/// of the corpus F32 fine-tune 5–10% faster, peak memory of a pull unchanged (SPEC 19.7).
 ///
 /// An embedder of the library chooses its own allocator policy: this is the executable's.
 enum AllocatorPolicy {
