@@ -180,6 +180,7 @@ public enum BaseMatcher {
 
         // 3. Confirmation by sampled encodes.
         let records = try catalog.revisions(rowIDs: shortlistIDs)
+        var noBaseSizes: [SampledPiece: Int] = [:]
         var best: (record: RevisionRecord, index: BaseIndex, score: Double, line: String)?
         var lines: [String] = []
         for id in shortlistIDs {
@@ -195,7 +196,7 @@ public enum BaseMatcher {
                 lines.append("\(name): only \(count)/\(tensors.count) tensors pair")
                 continue
             }
-            let gain = try sampledGain(store: store, uploads: uploads, index: index)
+            let gain = try sampledGain(store: store, uploads: uploads, index: index, noBaseSizes: &noBaseSizes)
             let how = distances[id].map { "sketch RMS difference \(format($0)), " } ?? "no sketch, "
             let line = "\(name): \(count)/\(tensors.count) tensors match, \(how)sampled delta \(percent(1 - gain)) of no-base size"
             lines.append(line)
@@ -226,8 +227,18 @@ public enum BaseMatcher {
     /// A sketch distance (log2 of an RMS difference) as the RMS difference itself.
     static func format(_ log2RMS: Double) -> String { log2RMS <= -100 ? "0" : String(format: "%.2e", pow(2, log2RMS)) }
 
-    /// 1 − (delta-coded bytes / no-base bytes) over a few paired chunks.
-    static func sampledGain(store: ChunkStore, uploads: [(input: PutInput, plan: ChunkPlan)], index: BaseIndex) throws -> Double {
+    /// A piece of an upload that a confirmation encodes: its file and offset.
+    struct SampledPiece: Hashable {
+        let source: String
+        let offset: Int
+    }
+
+    /// 1 − (delta-coded bytes / no-base bytes) over a few paired chunks. `noBaseSizes` carries the
+    /// no-base sizes from one candidate to the next: candidates of one architecture pair the same
+    /// pieces, so the same pieces are sampled, and a piece's no-base encode does not depend on the
+    /// candidate (of the encodes of three candidates confirmed, a third are then not run).
+    static func sampledGain(store: ChunkStore, uploads: [(input: PutInput, plan: ChunkPlan)], index: BaseIndex,
+                            noBaseSizes: inout [SampledPiece: Int]) throws -> Double {
         var pairs: [(source: String, piece: ChunkPlan.Piece, base: ChunkLocation)] = []
         for (input, plan) in uploads {
             for piece in plan.pieces {
@@ -246,16 +257,18 @@ public enum BaseMatcher {
             try usableBase(pairs[i].base, catalog: store.catalog).map { (pairs[i].source, pairs[i].piece, $0) }
         }
         guard !sample.isEmpty else { return 0 }
+        let known = noBaseSizes
         let sizes = try parallelMap(sample.count) { i -> (Int, Int) in
             let (source, piece, base) = sample[i]
             let raw = try OpenFile(path: source, mode: .read).read(count: piece.length, at: piece.offset)
             let baseBytes = try store.rawBytes(of: base)
             return raw.withUnsafeBytes { r in
-                let alone = ChunkCodec.encode(r, element: piece.element).payload.count
+                let alone = known[SampledPiece(source: source, offset: piece.offset)] ?? ChunkCodec.encode(r, element: piece.element).payload.count
                 let delta = baseBytes.withUnsafeBytes { ChunkCodec.encode(r, element: piece.element, base: $0).payload.count }
                 return (alone, delta)
             }
         }
+        for (i, size) in sizes.enumerated() { noBaseSizes[SampledPiece(source: sample[i].0, offset: sample[i].1.offset)] = size.0 }
         let alone = sizes.reduce(0) { $0 + $1.0 }, delta = sizes.reduce(0) { $0 + $1.1 }
         return alone == 0 ? 0 : 1 - Double(delta) / Double(alone)
     }

@@ -198,6 +198,29 @@ final class BaseChoiceTests: XCTestCase {
         try assertRoundTrip(store, "target", dir + "/target")
     }
 
+    /// The confirmation encodes a sampled piece without a base once per choice: no-base sizes carried
+    /// from one candidate to the next give the gain computed afresh, and are used as carried.
+    func testNoBaseSizesAreCarriedBetweenCandidates() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        let base = baseTensors()
+        _ = try store.put(model: "base", paths: [try model("base", base)])
+        let planned = try ModelStore.collectInputs([try model("ft", nudged(base, seed: 7))]).map { input in
+            let file = try OpenFile(path: input.source, mode: .read)
+            return (input, try ChunkPlan.make(file: file, size: try file.size(), looksLikeSafetensors: true))
+        }
+        let index = try BaseIndex.load(store.chunks, revision: store.catalog.resolve(model: "base", revision: nil))
+        var sizes: [BaseMatcher.SampledPiece: Int] = [:]
+        let fresh = try BaseMatcher.sampledGain(store: store.chunks, uploads: planned, index: index, noBaseSizes: &sizes)
+        XCTAssertGreaterThan(fresh, BaseMatcher.requiredGain)
+        XCTAssertFalse(sizes.isEmpty)
+        var carried = sizes
+        XCTAssertEqual(try BaseMatcher.sampledGain(store: store.chunks, uploads: planned, index: index, noBaseSizes: &carried), fresh)
+        XCTAssertEqual(carried, sizes)
+        // Carried sizes are not encoded again: doubled ones raise the gain.
+        var doubled = sizes.mapValues { $0 * 2 }
+        XCTAssertGreaterThan(try BaseMatcher.sampledGain(store: store.chunks, uploads: planned, index: index, noBaseSizes: &doubled), fresh)
+    }
+
     func testUnrelatedModelOfTheSameShapeGetsNoBaseWithAReason() throws {
         let store = try ModelStore.open(directory: storeDir, create: true)
         _ = try store.put(model: "base", paths: [try model("base", baseTensors())])
