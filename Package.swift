@@ -131,3 +131,11 @@ let package = Package(
 for target in package.targets where target.type != .system {
     target.swiftSettings = (target.swiftSettings ?? []) + honestImports
 }
+
+// The data path (format, codecs, model store) is optimized in debug builds too: its hot loops are
+// generic over the element type, and unspecialized (-Onone) they ran tens of times slower, which
+// made the tests that move real model bytes (the corpus upload, transfers, git-lfs clones) most of
+// CI's time. Testability is kept (`swift build` still passes -enable-testing in debug).
+for target in package.targets where ["TenPakFormat", "TenPakCodecs", "TenPakModelStore"].contains(target.name) {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+}
