@@ -98,15 +98,10 @@ extension BaseSketch {
     /// name, dtype and shape), weighted by samples, of log2 of the RMS difference of their sampled
     /// values. Lower is nearer; −∞-like (−100) for identical values. nil when they share no tensor.
     public func distance(to other: BaseSketch) -> (log2RMS: Double, samples: Int)? {
-        var sum = 0.0
-        var samples = 0
-        for e in entries {
-            guard let o = other.entries.first(where: { $0.signature == e.signature && $0.format == e.format && $0.count == e.count }) else { continue }
-            let rms = BaseSketch.rmsDifference(e.values, o.values, format: e.format)
-            sum += Double(e.count) * max(-100, log2(rms))
-            samples += e.count
+        meanLog2RMS { e in
+            other.entries.first { $0.signature == e.signature && $0.format == e.format && $0.count == e.count }
+                .map { BaseSketch.rmsDifference(e.values, $0.values, format: e.format) }
         }
-        return samples == 0 ? nil : (sum / Double(samples), samples)
     }
 
     /// `distance(to: BaseSketch.decode(bytes))`, the same figure, read in place (no decoded copy):
@@ -115,18 +110,28 @@ extension BaseSketch {
     public func distance(toEncoded bytes: [UInt8]) throws -> (log2RMS: Double, samples: Int)? {
         try bytes.withUnsafeBytes { raw in
             let theirs = try BaseSketch.entries(ofEncoded: raw)
-            var sum = 0.0
-            var samples = 0
-            for e in entries {
-                guard let o = theirs.first(where: { $0.signature == e.signature && $0.format == e.format && $0.count == e.count }) else { continue }
-                let rms = e.values.withUnsafeBytes {
-                    BaseSketch.rmsDifference($0, UnsafeRawBufferPointer(rebasing: raw[o.offset ..< o.offset + o.count * o.width]), format: e.format)
+            return meanLog2RMS { e in
+                theirs.first { $0.signature == e.signature && $0.format == e.format && $0.count == e.count }.map { o in
+                    e.values.withUnsafeBytes {
+                        BaseSketch.rmsDifference($0, UnsafeRawBufferPointer(rebasing: raw[o.offset ..< o.offset + o.count * o.width]), format: e.format)
+                    }
                 }
-                sum += Double(e.count) * max(-100, log2(rms))
-                samples += e.count
             }
-            return samples == 0 ? nil : (sum / Double(samples), samples)
         }
+    }
+
+    /// The figure both `distance`s give: the mean over this sketch's entries that `rms` pairs with
+    /// an entry of the other (nil: not sketched there), weighted by samples, of log2 of the RMS
+    /// difference (at least −100: identical values).
+    private func meanLog2RMS(_ rms: (Entry) -> Double?) -> (log2RMS: Double, samples: Int)? {
+        var sum = 0.0
+        var samples = 0
+        for e in entries {
+            guard let rms = rms(e) else { continue }
+            sum += Double(e.count) * max(-100, log2(rms))
+            samples += e.count
+        }
+        return samples == 0 ? nil : (sum / Double(samples), samples)
     }
 
     /// Root mean square of the differences of two runs of floats of one format. A non-finite value
