@@ -89,17 +89,24 @@ final class TransferTests: XCTestCase {
 
     // MARK: hashing files as bundles arrive
 
-    /// Bundles landing in the background (a pull's): a bundle with a frame on one still landing
-    /// waits for it, and the revision commits bit-exact; a landing that fails is thrown by the
-    /// next call, stores nothing, and a re-run moves only what is missing.
-    func testBundlesLandingInTheBackgroundWaitForTheirBasesAndReportFailures() throws {
+    /// A sending store holding a small pair, the fine-tune (`org/ft@main`) stored as deltas on the
+    /// base (`org/base@main`): the pair's directories, the store, the fine-tune's record and its
+    /// transfer manifest.
+    func senderOfAFineTune() throws -> (base: String, ft: String, sender: ModelStore, record: RevisionRecord, manifest: TransferManifest) {
         let (base, ft) = try makePair(tensors: 4, elements: 256 << 10)
         let sender = try ModelStore.open(directory: root + "/sender", create: true)
         _ = try sender.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
         _ = try sender.put(model: "org/ft", revision: "main", paths: [ft + "/model.safetensors", ft + "/config.json"],
                            base: .explicit(model: "org/base", revision: "main"))
         let record = try sender.catalog.resolve(model: "org/ft", revision: "main")
-        let manifest = try TransferManifest.make(store: sender, record: record)
+        return (base, ft, sender, record, try TransferManifest.make(store: sender, record: record))
+    }
+
+    /// Bundles landing in the background (a pull's): a bundle with a frame on one still landing
+    /// waits for it, and the revision commits bit-exact; a landing that fails is thrown by the
+    /// next call, stores nothing, and a re-run moves only what is missing.
+    func testBundlesLandingInTheBackgroundWaitForTheirBasesAndReportFailures() throws {
+        let (_, ft, sender, record, manifest) = try senderOfAFineTune()
         // An empty receiver: the fine-tune's closure holds the base's chunks and the deltas on them.
         let local = try ChunkStore.openLocal(directory: root + "/receiver", create: true)
         let packs = SealFailingPacks(local.packs)
@@ -144,13 +151,7 @@ final class TransferTests: XCTestCase {
     /// to that hasher; the commit then finds every file hashed. A hasher of another revision's files
     /// (same path, other chunks) is not used: the commit hashes that file itself.
     func testAPushsServerHashesFilesAsBundlesArriveAndUsesOnlyAMatchingHash() throws {
-        let (base, ft) = try makePair(tensors: 4, elements: 256 << 10)
-        let sender = try ModelStore.open(directory: root + "/sender", create: true)
-        _ = try sender.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
-        _ = try sender.put(model: "org/ft", revision: "main", paths: [ft + "/model.safetensors", ft + "/config.json"],
-                           base: .explicit(model: "org/base", revision: "main"))
-        let record = try sender.catalog.resolve(model: "org/ft", revision: "main")
-        let manifest = try TransferManifest.make(store: sender, record: record)
+        let (base, ft, sender, record, manifest) = try senderOfAFineTune()
         func receiver(_ name: String) throws -> (ModelStore, [[ChunkID]]) {
             let store = try ModelStore.open(directory: root + "/" + name, create: true)
             _ = try store.put(model: "org/base", revision: "main", paths: [base + "/model.safetensors", base + "/config.json"], base: .none)
