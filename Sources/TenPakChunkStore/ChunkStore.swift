@@ -93,6 +93,12 @@ public final class ChunkStore: Sendable {
         }
     }
 
+    /// The checks of `checkFrame` on a frame that stays where it is (a slice of a span `FrameBatch`
+    /// read, say): its header, and no copy of its payload.
+    public func verifyFrame(_ bytes: ArraySlice<UInt8>, _ location: ChunkLocation) throws -> FrameHeader {
+        try bytes.withUnsafeBytes { try checkFrame($0, location).header }
+    }
+
     /// The same checks on borrowed bytes; the payload returned is a slice of `bytes`.
     func checkFrame(_ raw: UnsafeRawBufferPointer, _ location: ChunkLocation) throws -> (header: FrameHeader, payload: UnsafeRawBufferPointer) {
         guard raw.count == location.frameLength else {
@@ -138,7 +144,7 @@ public final class ChunkStore: Sendable {
     public func decode(_ location: ChunkLocation, cache: ChunkCache? = nil, prefetched: PrefetchedFrames? = nil,
                        into output: UnsafeMutableRawBufferPointer) throws {
         let frame = try prefetched?.frames[location.rowID]
-            ?? packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)
+            ?? packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)[...]
         try frame.withUnsafeBytes { bytes in
             let (header, payload) = try checkFrame(bytes, location)
             guard let encoding = Encoding(rawValue: header.encoding) else {
@@ -174,8 +180,9 @@ public final class ChunkStore: Sendable {
 
 /// Frames read ahead in batches, and the locations of the delta bases they need.
 public struct PrefetchedFrames: Sendable {
-    /// Frame bytes by chunk row id.
-    public var frames: [Int64: [UInt8]] = [:]
+    /// Frame bytes by chunk row id: slices of the spans `FrameBatch` read, not copies of them (a
+    /// span's bytes live while any of its frames is held).
+    public var frames: [Int64: ArraySlice<UInt8>] = [:]
     /// Base chunk locations by row id.
     public var locations: [Int64: ChunkLocation] = [:]
     public init() {}

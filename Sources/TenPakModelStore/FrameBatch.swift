@@ -73,7 +73,7 @@ public struct FrameBatch {
             }
             for frame in span.frames {
                 let from = frame.frameOffset - span.offset
-                result.frames[frame.rowID] = Array(bytes[from ..< from + frame.frameLength])
+                result.frames[frame.rowID] = bytes[from ..< from + frame.frameLength]
             }
         }
         return result

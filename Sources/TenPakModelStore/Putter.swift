@@ -253,7 +253,7 @@ final class Putter {
                 guard let bytes = frames.frames[location.rowID] else {
                     throw StoreError.corrupt(Damage(chunk: location.id, pack: location.pack, offset: location.frameOffset, "chunk \(location.id.short): its frame was not read"))
                 }
-                _ = try store.checkFrame(bytes, location)
+                _ = try store.verifyFrame(bytes, location)
                 verified.insert(location.rowID)
             }
         } catch let error as StoreError {

@@ -275,8 +275,8 @@ public struct FrameSender: Sendable {
         var out = FrameBundle.header(count: locations.count)
         out.reserveCapacity(out.count + total)
         for location in locations {
-            let bytes = try frames.frames[location.rowID] ?? store.packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)
-            _ = try store.checkFrame(bytes, location)
+            let bytes = try frames.frames[location.rowID] ?? store.packs.read(pack: location.pack, offset: location.frameOffset, length: location.frameLength)[...]
+            _ = try store.verifyFrame(bytes, location)
             out += bytes
         }
         return out
