@@ -20,6 +20,7 @@ import Hummingbird
 import TenPakChunkStore
 import TenPakFormat
 import TenPakReader
+import TenPakModelStore
 
 /// Answers `/{model}/resolve/{revision}/{path}` requests from a `StoreReader`.
 public struct RangeService: Sendable {
@@ -280,10 +281,13 @@ public struct RangeService: Sendable {
     }
 
     /// Runs blocking work (catalog queries, chunk decodes) on Dispatch's pool instead of the
-    /// cooperative thread pool, which must not block.
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    /// cooperative thread pool, which must not block. Work that `waits` for other work (a pushed
+    /// bundle's landing) gets a thread of its own (`startBlocking`): the pool is as wide as the
+    /// machine has cores, and a worker waiting there holds back the requests queued behind it.
+    static func blocking<T: Sendable>(waits: Bool = false, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+            let run: @Sendable () -> Void = { continuation.resume(with: Result { try body() }) }
+            if waits { startBlocking(run) } else { DispatchQueue.global().async(execute: run) }
         }
     }
 }

@@ -157,8 +157,8 @@ struct TransferService: Sendable {
     func missing(body: [UInt8]) async -> Response {
         do {
             let ids = try TransferService.ids(body)
-            let missing = try await RangeService.blocking { [store] in
-                let importer = try ChunkImporter(store: store)
+            let missing = try await RangeService.blocking(waits: true) { [store, lane = api.uploads.landings] in
+                let importer = try ChunkImporter(store: store, lane: lane)
                 defer { importer.close() }
                 return try importer.missing(ids)
             }
@@ -171,28 +171,42 @@ struct TransferService: Sendable {
     /// POST chunks, a bundle: every frame checked and staged (all or nothing), one put-slot at a time.
     /// A manifest frame in it must be one the caller may commit: of `repo`, or `repo`'s copy of an
     /// LFS object (`lfs/<oid>@` its object revision, 14.1); nothing else it could write elsewhere.
+    ///
+    /// The bundle is checked in the put slot and written after it (`UploadService.landings`), so the
+    /// next bundle is checked while this one's packs are synced and its chunks staged; the answer
+    /// waits for the write, so a bundle answered 200 is in the store.
     func chunks(repo: String, body: [UInt8]) async -> Response {
         do {
             let objectRevision = HubRepos.objectRevision(repo: repo)
             let maxBytes = api.uploads.options.maxBytes
-            let report = try await api.uploads.gate.run { [store, pushes] in
-                try await RangeService.blocking {
-                    let importer = try ChunkImporter(store: store)
-                    defer { importer.close() }
-                    // The files of this repository's pushes in progress are hashed as their chunks
-                    // arrive; a manifest frame staged here starts a push's hasher (the client sends
-                    // it first), so the commit need not decode every chunk again.
-                    for hasher in pushes.of(repo: repo) { importer.feed(hasher) }
-                    importer.hashManifests = { id, manifest in
-                        // Bounded by what one upload may hold: past it, the commit hashes (section 19.4).
-                        let hasher = FileHasher(store: store, revision: manifest, maxBytes: maxBytes)
-                        pushes.start(repo: repo, manifest: id, hasher: hasher)
-                        return hasher
-                    }
-                    return try importer.receive(bundle: body) { model, revision in
-                        model == repo || (HubRepos.isObjectModel(model) && revision == objectRevision)
+            let (importer, report) = try await api.uploads.gate.run { [store, pushes, lane = api.uploads.landings] in
+                // It may wait for the bundle before it to land (one landing at a time).
+                try await RangeService.blocking(waits: true) {
+                    let importer = try ChunkImporter(store: store, lane: lane)
+                    do {
+                        // The files of this repository's pushes in progress are hashed as their chunks
+                        // arrive; a manifest frame staged here starts a push's hasher (the client sends
+                        // it first), so the commit need not decode every chunk again.
+                        for hasher in pushes.of(repo: repo) { importer.feed(hasher) }
+                        importer.hashManifests = { id, manifest in
+                            // Bounded by what one upload may hold: past it, the commit hashes (section 19.4).
+                            let hasher = FileHasher(store: store, revision: manifest, maxBytes: maxBytes)
+                            pushes.start(repo: repo, manifest: id, hasher: hasher)
+                            return hasher
+                        }
+                        let report = try importer.receive(bundle: body, landInBackground: true) { model, revision in
+                            model == repo || (HubRepos.isObjectModel(model) && revision == objectRevision)
+                        }
+                        return (importer, report)
+                    } catch {
+                        importer.close()
+                        throw error
                     }
                 }
+            }
+            try await RangeService.blocking(waits: true) {
+                defer { importer.close() }
+                try importer.finishLanding()
             }
             return HubAPI.json(["frames": report.frames, "stored": report.stored, "restored": report.restored,
                                 "present": report.present, "bytesWritten": report.bytesWritten])
@@ -225,9 +239,9 @@ struct TransferService: Sendable {
             let hashed = pushes.take(repo: repo, manifest: manifest)
             let record: RevisionRecord
             do {
-                record = try await api.uploads.gate.run { [store] in
+                record = try await api.uploads.gate.run { [store, lane = api.uploads.landings] in
                     try await RangeService.blocking {
-                        let importer = try ChunkImporter(store: store)
+                        let importer = try ChunkImporter(store: store, lane: lane)
                         defer { importer.close() }
                         return try importer.commit(manifest: manifest, model: model, revision: name, soleFile: sole, hashed: hashed)
                     }

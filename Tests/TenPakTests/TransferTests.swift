@@ -146,6 +146,48 @@ final class TransferTests: XCTestCase {
         try assertSameFiles(root + "/got", ft)
     }
 
+    /// A server's pushes: one importer per bundle, all on one `LandingLane`. A bundle is checked
+    /// while the one before it is still being written, and one holding deltas on frames of that
+    /// bundle waits for it to land instead of refusing them (their base is in neither the store nor
+    /// their own bundle until then); the revision then commits bit-exact.
+    func testImportersOnOneLaneWaitForBasesStillLanding() throws {
+        let (_, ft, sender, record, manifest) = try senderOfAFineTune()
+        let local = try ChunkStore.openLocal(directory: root + "/receiver", create: true)
+        let packs = SealFailingPacks(local.packs)
+        let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
+        let all = try FrameSender(store: sender).bundle(manifest.chunkIDs)
+        let headers = try all.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: FrameSender.maxFrames) }.map(\.header)
+        let batches = [headers.filter { $0.base == nil }.map(\.id), headers.filter { $0.base != nil }.map(\.id)]
+        XCTAssertFalse(batches[1].isEmpty, "the fine-tune is stored as deltas")
+        let bundles = try batches.map { try FrameSender(store: sender).bundle($0) }
+        let lane = LandingLane()
+
+        packs.holding = true
+        let first = try ChunkImporter(store: store, lane: lane)
+        _ = try first.receive(bundle: bundles[0], landInBackground: true) { m, _ in m == "org/ft" }
+        let second = Background { () -> ReceiveReport in
+            let importer = try ChunkImporter(store: store, lane: lane)
+            defer { importer.close() }
+            let report = try importer.receive(bundle: bundles[1], landInBackground: true) { m, _ in m == "org/ft" }
+            try importer.finishLanding()
+            return report
+        }
+        // The first bundle's write is held at its seal: the second must be waiting for it.
+        Thread.sleep(forTimeInterval: 0.2)
+        XCTAssertEqual(try local.packs.packNames(), [], "nothing is written while the seal is held")
+        packs.holding = false
+        try first.finishLanding()
+        first.close()
+        let report = try second.value()
+        XCTAssertEqual(report.stored + report.restored, batches[1].count)
+
+        let committer = try ChunkImporter(store: store, lane: lane)
+        defer { committer.close() }
+        try committer.commit(manifest: record.manifest, model: "org/ft", revision: "main")
+        _ = try store.get(model: "org/ft", revision: "main", to: root + "/got")
+        try assertSameFiles(root + "/got", ft)
+    }
+
     /// Lands the fine-tune's missing frames in a store holding the base the way a push's server does:
     /// one importer per bundle, the manifest frame first (it starts a `FileHasher`), the others fed
     /// to that hasher; the commit then finds every file hashed. A hasher of another revision's files
@@ -722,16 +764,21 @@ final class TransferTests: XCTestCase {
     }
 }
 
-/// A store's packs whose seals fail while `failing` is set.
+/// A store's packs whose seals fail while `failing` is set, and wait while `holding` is.
 final class SealFailingPacks: PackStorage, @unchecked Sendable {
     struct Fault: Error {}
     private let inner: any PackStorage
-    // Safe: `flag` is touched only inside `lock`.
+    // Safe: `flag` and `hold` are touched only inside `lock`.
     private let lock = NSLock()
     private var flag = false
+    private var hold = false
     var failing: Bool {
         get { lock.withLock { flag } }
         set { lock.withLock { flag = newValue } }
+    }
+    var holding: Bool {
+        get { lock.withLock { hold } }
+        set { lock.withLock { hold = newValue } }
     }
 
     init(_ inner: any PackStorage) { self.inner = inner }
@@ -747,6 +794,7 @@ final class SealFailingPacks: PackStorage, @unchecked Sendable {
         var size: Int { inner.size }
         func append(_ bytes: UnsafeRawBufferPointer) throws -> Int { try inner.append(bytes) }
         func seal() throws {
+            while owner.holding { Thread.sleep(forTimeInterval: 0.005) }
             if owner.failing { throw Fault() }
             try inner.seal()
         }

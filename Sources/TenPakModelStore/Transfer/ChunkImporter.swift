@@ -62,8 +62,12 @@ public final class ChunkImporter: @unchecked Sendable {
     /// manifest frame the client sends first), or nil.
     public var hashManifests: ((ChunkID, RevisionManifest) -> FileHasher?)?
 
-    public init(store: ModelStore) throws {
+    /// `lane`: the landings this importer's background landings take turns with; importers that
+    /// share one (a server's pushes, one importer per bundle) check a bundle while the bundle
+    /// before it is written. Without one, the importer's own landings take turns with each other.
+    public init(store: ModelStore, lane: LandingLane? = nil) throws {
         self.store = store
+        self.lane = lane ?? LandingLane()
         cache = ChunkCache(capacity: 64 << 20)
         let lock = try store.chunks.lock(.shared)
         self.lock = lock
@@ -101,6 +105,8 @@ public final class ChunkImporter: @unchecked Sendable {
     /// Of `ids`, those the store does not have, in the order given.
     public func missing(_ ids: [ChunkID]) throws -> [ChunkID] {
         try finishLanding()
+        // A bundle another importer is landing counts as here once it has landed (or failed).
+        lane.wait()
         var have: [ChunkID: ChunkLocation] = [:]
         let step = 4096
         for start in stride(from: 0, to: ids.count, by: step) {
@@ -117,20 +123,24 @@ public final class ChunkImporter: @unchecked Sendable {
     /// in it: a writer of one repository cannot stage a manifest naming another, which a catalog
     /// rebuild would then turn into a revision there (SPEC §11, §19.4).
     ///
-    /// With `landInBackground` (pull, copy), the bundle is checked now and written (frames appended, packs
-    /// sealed, the catalog transaction, the file hashers fed) on another thread while the caller
-    /// fetches and checks the next one: a pull's fsyncs and commits then overlap its decoding. At
-    /// most one bundle lands at a time; the next `receive`, `missing`, `commit`, `finishLanding`
-    /// or `close` waits for it, and the first three throw its error. A bundle whose frames or bases
-    /// are among those landing waits for them first, and one that starts file hashers
-    /// (`hashManifests`) lands before this returns.
+    /// With `landInBackground` (pull, copy, a server's pushes), the bundle is checked now and written
+    /// (frames appended, packs sealed, the catalog transaction, the file hashers fed) on another
+    /// thread while the caller fetches and checks the next one: a pull's fsyncs and commits then
+    /// overlap its decoding. At most one bundle lands at a time on the importer's lane; the next
+    /// `receive`, `missing`, `commit`, `finishLanding` or `close` waits for this importer's, and the
+    /// first three throw its error (`receive`, `missing` and `commit` also wait for one of another
+    /// importer on the lane). A bundle whose frames or bases are among those landing waits for them
+    /// first, and one that starts file hashers (`hashManifests`) lands before this returns.
     public func receive(bundle: [UInt8], expected: Set<ChunkID>? = nil, landInBackground: Bool = false,
                         acceptsManifest: @escaping @Sendable (_ model: String, _ revision: String) -> Bool) throws -> ReceiveReport {
         let prepared = try prepare(bundle: bundle, expected: expected, acceptsManifest: acceptsManifest)
         try finishLanding()
-        guard landInBackground, !prepared.startsHashers else { return try land(prepared, feeding: nil) }
+        guard landInBackground, !prepared.startsHashers else {
+            lane.wait()
+            return try land(prepared, feeding: nil)
+        }
         let hashers = self.hashers
-        landing = (prepared.ids, Background { [self] in try land(prepared, feeding: hashers) })
+        landing = (prepared.ids, lane.start(ids: prepared.ids) { [self] in try land(prepared, feeding: hashers) })
         return prepared.report
     }
 
@@ -142,8 +152,10 @@ public final class ChunkImporter: @unchecked Sendable {
         _ = try landing.task.value()
     }
 
-    /// The bundle landing in the background: its new frames' ids, and the work.
+    /// This importer's bundle landing in the background: its new frames' ids, and the work.
     private var landing: (ids: Set<ChunkID>, task: Background<ReceiveReport>)?
+    /// The landings this importer's take turns with (`init(store:lane:)`).
+    private let lane: LandingLane
 
     /// A bundle checked by `prepare` and not yet written: `land` writes it. Holds the bundle and
     /// the decoded chunks the file hashers want.
@@ -211,8 +223,9 @@ public final class ChunkImporter: @unchecked Sendable {
         }
         let ids = entries.map(\.header.id)
         // Frames landing in the background are not in the catalog yet: this bundle waits for them
-        // if it has one of them, or a frame on one.
-        if let landing, entries.contains(where: { landing.ids.contains($0.header.id) || $0.header.base.map(landing.ids.contains) == true }) {
+        // if it has one of them, or a frame on one (its own landing's error is thrown here).
+        if lane.isLanding(anyOf: Set(ids + entries.compactMap(\.header.base))) {
+            lane.wait()
             try finishLanding()
         }
         let known = try store.catalog.findChunks(Array(Set(ids + entries.compactMap(\.header.base))))
@@ -409,6 +422,7 @@ public final class ChunkImporter: @unchecked Sendable {
     public func commit(manifest manifestID: ChunkID, model: String, revision: String,
                        soleFile: (path: String, sha256: Digest256)? = nil, hashed: FileHasher? = nil) throws -> RevisionRecord {
         try finishLanding()
+        lane.wait()
         try Names.validateModel(model)
         try Names.validateRevision(revision)
         if (try? store.catalog.resolve(model: model, revision: revision)) != nil {
@@ -501,6 +515,47 @@ public final class ChunkImporter: @unchecked Sendable {
             }
         } catch let error as FormatError {
             throw bad("\(Names.printable(path)) is marked safetensors but its header is not valid (\(error))")
+        }
+    }
+}
+
+/// Bundles landing in the background, one at a time, for the importers that share the lane: a
+/// server makes one importer per pushed bundle, and with a shared lane it checks (decodes) the next
+/// bundle while the one before is written (SPEC §19.4). A bundle with a frame still landing, or a
+/// frame on one, waits for that landing before it is checked (`ChunkImporter.prepare`).
+///
+/// A landing's error is its importer's (`finishLanding`); the lane only says when it is over.
+public final class LandingLane: @unchecked Sendable {
+    // Safe: `current` is touched only inside `lock`.
+    private let lock = NSLock()
+    private var current: (ids: Set<ChunkID>, task: Background<ReceiveReport>)?
+
+    public init() {}
+
+    /// Whether the landing in progress writes one of `ids`.
+    func isLanding(anyOf ids: Set<ChunkID>) -> Bool {
+        lock.withLock { current.map { !$0.ids.isDisjoint(with: ids) } ?? false }
+    }
+
+    /// Waits until no landing is in progress.
+    func wait() {
+        while let task = lock.withLock({ current?.task }) {
+            _ = try? task.value()
+            lock.withLock { if current?.task === task { current = nil } }
+        }
+    }
+
+    /// Starts `work` (the landing of `ids`) in the background once no other landing is in progress.
+    func start(ids: Set<ChunkID>, _ work: @escaping @Sendable () throws -> ReceiveReport) -> Background<ReceiveReport> {
+        while true {
+            wait()
+            let started: Background<ReceiveReport>? = lock.withLock {
+                guard current == nil else { return nil }
+                let task = Background(work)
+                current = (ids, task)
+                return task
+            }
+            if let started { return started }
         }
     }
 }
