@@ -82,7 +82,7 @@ public struct UploadService: Sendable {
     /// Shared with the hub API's commits and LFS uploads: one put at a time, at most
     /// `maxConcurrent` bodies spooling at once.
     let gate = WorkGate(width: 1)
-    /// Pushed bundles landing behind the gate: one is written while the next is checked (19.4).
+    /// Pushed bundles landing behind the gate: one is written while the next is checked (19.5).
     let landings = LandingLane()
     let admitted = AdmissionCounter()
     static let bufferSize = 1 << 20

@@ -222,13 +222,14 @@ public final class ChunkImporter: @unchecked Sendable {
             .invalidRequest("frame \(header.id.short) refused, nothing of its bundle stored: \(why)")
         }
         let ids = entries.map(\.header.id)
+        let idsAndBases = Set(ids + entries.compactMap(\.header.base))
         // Frames landing in the background are not in the catalog yet: this bundle waits for them
         // if it has one of them, or a frame on one (its own landing's error is thrown here).
-        if lane.isLanding(anyOf: Set(ids + entries.compactMap(\.header.base))) {
+        if lane.isLanding(anyOf: idsAndBases) {
             lane.wait()
             try finishLanding()
         }
-        let known = try store.catalog.findChunks(Array(Set(ids + entries.compactMap(\.header.base))))
+        let known = try store.catalog.findChunks(Array(idsAndBases))
         // In-bundle order: a base must come before the frames that use it.
         var inBundle: [ChunkID: Int] = [:]
         var pending: [Pending] = []
@@ -521,7 +522,7 @@ public final class ChunkImporter: @unchecked Sendable {
 
 /// Bundles landing in the background, one at a time, for the importers that share the lane: a
 /// server makes one importer per pushed bundle, and with a shared lane it checks (decodes) the next
-/// bundle while the one before is written (SPEC §19.4). A bundle with a frame still landing, or a
+/// bundle while the one before is written (SPEC §19.5). A bundle with a frame still landing, or a
 /// frame on one, waits for that landing before it is checked (`ChunkImporter.prepare`).
 ///
 /// A landing's error is its importer's (`finishLanding`); the lane only says when it is over.
