@@ -140,7 +140,7 @@ public final class ChunkImporter: @unchecked Sendable {
             return try land(prepared, feeding: nil)
         }
         let hashers = self.hashers
-        landing = (prepared.ids, lane.start(ids: prepared.ids) { [self] in try land(prepared, feeding: hashers) })
+        landing = lane.start(ids: prepared.ids) { [self] in try land(prepared, feeding: hashers) }
         return prepared.report
     }
 
@@ -149,11 +149,11 @@ public final class ChunkImporter: @unchecked Sendable {
     public func finishLanding() throws {
         guard let landing else { return }
         self.landing = nil
-        _ = try landing.task.value()
+        _ = try landing.value()
     }
 
-    /// This importer's bundle landing in the background: its new frames' ids, and the work.
-    private var landing: (ids: Set<ChunkID>, task: Background<ReceiveReport>)?
+    /// This importer's bundle landing in the background (its frames' ids are the lane's to know).
+    private var landing: Background<ReceiveReport>?
     /// The landings this importer's take turns with (`init(store:lane:)`).
     private let lane: LandingLane
 
