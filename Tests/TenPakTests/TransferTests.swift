@@ -102,23 +102,29 @@ final class TransferTests: XCTestCase {
         return (base, ft, sender, record, try TransferManifest.make(store: sender, record: record))
     }
 
-    /// Bundles landing in the background (a pull's): a bundle with a frame on one still landing
-    /// waits for it, and the revision commits bit-exact; a landing that fails is thrown by the
-    /// next call, stores nothing, and a re-run moves only what is missing.
-    func testBundlesLandingInTheBackgroundWaitForTheirBasesAndReportFailures() throws {
-        let (_, ft, sender, record, manifest) = try senderOfAFineTune()
-        // An empty receiver: the fine-tune's closure holds the base's chunks and the deltas on them.
+    /// An empty receiving store whose pack seals fail or wait on demand, and the fine-tune's closure
+    /// (the base's chunks and the deltas on them) in two bundles: the frames without a base, then the
+    /// deltas on them, which must wait for the first bundle to land (a base must be in the store or
+    /// the same bundle).
+    func receiverWithTwoBundles(from sender: ModelStore, _ manifest: TransferManifest) throws
+        -> (local: ChunkStore, packs: SealFailingPacks, store: ModelStore, batches: [[ChunkID]], bundles: [[UInt8]]) {
         let local = try ChunkStore.openLocal(directory: root + "/receiver", create: true)
         let packs = SealFailingPacks(local.packs)
         let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
-        // Two bundles: the frames without a base, then the deltas on them, which must wait for the
-        // first bundle to land (a base must be in the store or the same bundle).
         let all = try FrameSender(store: sender).bundle(manifest.chunkIDs)
         let headers = try all.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: FrameSender.maxFrames) }.map(\.header)
         let batches = [headers.filter { $0.base == nil }.map(\.id), headers.filter { $0.base != nil }.map(\.id)]
         XCTAssertFalse(batches[1].isEmpty, "the fine-tune is stored as deltas")
         XCTAssertTrue(headers.allSatisfy { $0.base.map(Set(batches[0]).contains) ?? true })
-        let bundles = try batches.map { try FrameSender(store: sender).bundle($0) }
+        return (local, packs, store, batches, try batches.map { try FrameSender(store: sender).bundle($0) })
+    }
+
+    /// Bundles landing in the background (a pull's): a bundle with a frame on one still landing
+    /// waits for it, and the revision commits bit-exact; a landing that fails is thrown by the
+    /// next call, stores nothing, and a re-run moves only what is missing.
+    func testBundlesLandingInTheBackgroundWaitForTheirBasesAndReportFailures() throws {
+        let (_, ft, sender, record, manifest) = try senderOfAFineTune()
+        let (local, packs, store, batches, bundles) = try receiverWithTwoBundles(from: sender, manifest)
 
         // A landing that fails: the next call throws its error and its chunks are not staged.
         do {
@@ -152,14 +158,7 @@ final class TransferTests: XCTestCase {
     /// their own bundle until then); the revision then commits bit-exact.
     func testImportersOnOneLaneWaitForBasesStillLanding() throws {
         let (_, ft, sender, record, manifest) = try senderOfAFineTune()
-        let local = try ChunkStore.openLocal(directory: root + "/receiver", create: true)
-        let packs = SealFailingPacks(local.packs)
-        let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
-        let all = try FrameSender(store: sender).bundle(manifest.chunkIDs)
-        let headers = try all.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: FrameSender.maxFrames) }.map(\.header)
-        let batches = [headers.filter { $0.base == nil }.map(\.id), headers.filter { $0.base != nil }.map(\.id)]
-        XCTAssertFalse(batches[1].isEmpty, "the fine-tune is stored as deltas")
-        let bundles = try batches.map { try FrameSender(store: sender).bundle($0) }
+        let (local, packs, store, batches, bundles) = try receiverWithTwoBundles(from: sender, manifest)
         let lane = LandingLane()
 
         packs.holding = true
