@@ -237,14 +237,17 @@ enum PlaneSet {
             let segment = UnsafeRawBufferPointer(rebasing: planes[k * n ..< end])
             // Order-0 rANS beats zstd's Huffman stage on most weight planes (it takes fractions of
             // a bit, and zstd leaves near-random literals raw); zstd wins where there are repeats.
-            // The histogram's entropy says which is worth running: zstd cannot help a plane that
-            // is near-random byte by byte, and rANS cannot beat zstd when its estimate does not.
+            // The histogram's entropy says which is worth running: rANS cannot beat zstd when its
+            // estimate does not, and a plane that is near-random byte by byte is stored. Such a
+            // plane (the top mantissa byte of a weight: about 99.6% of its size coded) would save
+            // under 2% of itself and cost a full rANS pass on every read of the chunk, most of a
+            // base chunk's decode time; zstd cannot help it either.
             let histogram = segment.count >= 1024 ? ByteRANS.Histogram(segment) : nil
             let estimate = histogram?.estimatedSize
             let nearRandom = estimate.map { $0 > segment.count * 98 / 100 } ?? false
             let packed = segment.count > 0 && !nearRandom ? Zstd.compress(segment, level: level) : nil
             let best = min(packed?.count ?? Int.max, segment.count)
-            let coded = (estimate ?? Int.max) < best ? ByteRANS.encode(segment, histogram: histogram) : nil
+            let coded = !nearRandom && (estimate ?? Int.max) < best ? ByteRANS.encode(segment, histogram: histogram) : nil
             if let coded, coded.count < best {
                 w.append(UInt8(2))
                 w.append(UInt32(coded.count))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two builds of tpstore compared on pull and push speed, runs alternating so that drifts of a shared
-# machine's load fall on both alike (what `speed.sh` cannot do with one build at a time):
-#   pull  the fine-tune into a fresh copy of a store holding the base, from one server (build B's)
+# machine's load fall on both alike (what `speed.sh` cannot do with one build at a time). Each build
+# stores the pair itself, so a change of encoding is measured too:
+#   pull  the fine-tune into a fresh copy of a store holding the base, from a server of that build
 #   push  the fine-tune to a server of the same build as the client, holding the base (fresh copy)
 # for the corpus F32 pair and its BF16 cast. Prints each build's `seconds` (from --json, process
 # start excluded), the median and the best in MB/s of logical bytes.
@@ -41,17 +42,22 @@ PY
 }
 for pair in f32 bf16; do
   d=$work/$pair; rm -rf "$d"; mkdir -p "$d"
-  "$b" put --store "$d/server" org/base@main "$pairs/$pair/base" >/dev/null
-  cp -a "$d/server" "$d/base-only"
-  "$b" put --store "$d/server" --base org/base@main org/ft@main "$pairs/$pair/ft" >/dev/null
   logical=$(stat -c %s "$pairs/$pair/ft/model.safetensors")
-  serve "$b" "$d/server"
+  declare -A urls=()
+  for build in A B; do
+    tp=$a; [ "$build" = B ] && tp=$b
+    "$tp" put --store "$d/$build-server" org/base@main "$pairs/$pair/base" >/dev/null
+    cp -a "$d/$build-server" "$d/$build-base-only"
+    "$tp" put --store "$d/$build-server" --base org/base@main org/ft@main "$pairs/$pair/ft" >/dev/null
+    serve "$tp" "$d/$build-server"
+    urls[$build]=$url
+  done
   : >"$d/pull.txt"
   for _ in $(seq "$runs"); do
     for build in A B; do
       tp=$a; [ "$build" = B ] && tp=$b
-      rm -rf "$d/client"; cp -a "$d/base-only" "$d/client"
-      echo "$build $("$tp" pull --store "$d/client" "$url" org/ft --json | seconds)" >>"$d/pull.txt"
+      rm -rf "$d/client"; cp -a "$d/$build-base-only" "$d/client"
+      echo "$build $("$tp" pull --store "$d/client" "${urls[$build]}" org/ft --json | seconds)" >>"$d/pull.txt"
     done
   done
   cleanup
@@ -61,9 +67,9 @@ for pair in f32 bf16; do
   for _ in $(seq "$runs"); do
     for build in A B; do
       tp=$a; [ "$build" = B ] && tp=$b
-      rm -rf "$d/pushsrv"; cp -a "$d/base-only" "$d/pushsrv"
+      rm -rf "$d/pushsrv"; cp -a "$d/$build-base-only" "$d/pushsrv"
       serve "$tp" "$d/pushsrv"
-      echo "$build $("$tp" push --store "$d/server" "$url" org/ft --json | seconds)" >>"$d/push.txt"
+      echo "$build $("$tp" push --store "$d/$build-server" "$url" org/ft --json | seconds)" >>"$d/push.txt"
       cleanup
     done
   done
