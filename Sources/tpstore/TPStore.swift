@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 
 /// `tpstore`: the command line over the TenPak library. The root holds only configuration; each
-/// subcommand lives in its own file.
+/// subcommand lives in its own file and names itself (`commandName`): without it ArgumentParser
+/// derives every subcommand's name from its type name, by dynamic casts, on every start.
 @main
 struct TPStore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import TenPakReader
 extension TPStore {
     struct Cat: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cat",
             abstract: "Write a stored file, or a byte range of it, to standard output.",
             discussion: "Only the chunks overlapping the range are decoded. --range START-END includes END, as in HTTP; START- reads to the end, -N the last N bytes.")
         @OptionGroup var options: StoreOptions

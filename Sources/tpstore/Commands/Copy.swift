@@ -5,6 +5,7 @@ import TenPakModelStore
 extension TPStore {
     struct Copy: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "copy",
             abstract: "Copy every revision from one store to another (local or distributed), bit-exact.",
             discussion: """
                 SRC and DEST are store directories or distributed-store config files. Stored frames are \

@@ -7,6 +7,7 @@ import TenPakModelStore
 extension TPStore {
     struct Fsck: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "fsck",
             abstract: "Check the catalog against the packs; exit non-zero on damage.",
             discussion: "Without --read-data every frame header is checked; with it every chunk is decoded and every file re-hashed.")
         @OptionGroup var options: StoreOptions

@@ -6,6 +6,7 @@ import TenPakModelStore
 extension TPStore {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "get",
             abstract: "Rebuild a revision's files into a directory, each checked against its SHA-256.")
         @OptionGroup var options: StoreOptions
         @Argument(help: "NAME or NAME@REV (the newest revision when REV is omitted).") var target: ModelReference

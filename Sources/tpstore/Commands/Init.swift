@@ -2,7 +2,7 @@ import ArgumentParser
 
 extension TPStore {
     struct Init: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create an empty store.")
+        static let configuration = CommandConfiguration(commandName: "init", abstract: "Create an empty store.")
         @OptionGroup var options: StoreOptions
 
         func run() throws {

@@ -7,6 +7,7 @@ import TenPakOptimizer
 extension TPStore {
     struct Optimize: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "optimize",
             abstract: "Measure quantization methods on a stored revision and record the cheapest within an error bar.",
             discussion: """
             Methods: bitsandbytes int8, NF4 and FP4 (with and without double quantization), GPTQ and AWQ int4 \
@@ -77,7 +78,7 @@ extension TPStore {
     }
 
     struct Annotations: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a revision's optimizer annotations.")
+        static let configuration = CommandConfiguration(commandName: "annotations", abstract: "Show a revision's optimizer annotations.")
         @OptionGroup var options: StoreOptions
         @Argument(help: "NAME or NAME@REV (the newest revision without @REV).") var target: ModelReference
         @Flag(help: "Print JSON (a list of annotations).") var json = false

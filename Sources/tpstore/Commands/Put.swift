@@ -9,6 +9,7 @@ import TenPakFormat
 extension TPStore {
     struct Put: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "put",
             abstract: "Store files or a model directory as a new revision.",
             discussion: "Without --base or --no-base the base model is found among stored models automatically.")
         @OptionGroup var options: StoreOptions

@@ -7,6 +7,7 @@ import TenPakReader
 extension TPStore {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "serve",
             abstract: "Serve the store over HTTP/1.1 as a hub: huggingface_hub and git-lfs read (and with tokens write) it.",
             discussion: """
             Files: GET|HEAD /{model}/resolve/{revision}/{path} with byte ranges. Browsers (Accept: text/html) get pages at /, /{model} and /{model}/tree/{revision}; the store dashboard is at /~/dashboard. The hub API (model_info, tree, create_repo, upload_folder, create_commit) under /api, git-lfs under /{model}.git/info/lfs, Prometheus metrics at /metrics. Revision main is the revision named main, else the newest; a 40-hex commit id names one revision. Stops gracefully on SIGINT or SIGTERM. Prints "listening on http://HOST:PORT" once ready (PORT 0 picks a free port).

@@ -6,7 +6,7 @@ import TenPakModelStore
 
 extension TPStore {
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a revision's files: sizes, stored bytes, chunk kinds, encodings.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a revision's files: sizes, stored bytes, chunk kinds, encodings.")
         @OptionGroup var options: StoreOptions
         @Argument(help: "NAME or NAME@REV.") var target: ModelReference
         @Flag(help: "Print JSON.") var json = false

@@ -6,7 +6,7 @@ import TenPakModelStore
 
 extension TPStore {
     struct Stats: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Store totals: dedup and compression ratios.")
+        static let configuration = CommandConfiguration(commandName: "stats", abstract: "Store totals: dedup and compression ratios.")
         @OptionGroup var options: StoreOptions
         @Flag(help: "Print JSON.") var json = false
 

@@ -6,6 +6,7 @@ import TenPakReader
 extension TPStore {
     struct Tensor: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "tensor",
             abstract: "Write one tensor's raw bytes (as stored in the safetensors file) to standard output or a file.",
             discussion: "Only the chunks holding the tensor are decoded.")
         @OptionGroup var options: StoreOptions

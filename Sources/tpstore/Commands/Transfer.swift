@@ -42,6 +42,7 @@ struct TransferOptions: ParsableArguments {
 extension TPStore {
     struct Pull: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "pull",
             abstract: "Fetch a revision from a `tpstore serve` into the local store, moving only the chunks the store lacks.",
             discussion: """
                 Every frame is checked against its id as it arrives and kept (a re-run after an interruption \
@@ -62,6 +63,7 @@ extension TPStore {
 
     struct Push: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "push",
             abstract: "Send a revision of the local store to a `tpstore serve`, moving only the chunks the server lacks.",
             discussion: """
                 The server checks every frame against its id, keeps what arrived (a re-run after an \
