@@ -145,6 +145,25 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(ChunkCodec.candidates(element: .init(width: 4, layout: .f32), hasBase: false), [.floatPlanes])
     }
 
+    /// zstd-prefix is ranked beside context-delta only where the sample lies mostly in runs
+    /// identical to the base: there it still wins (a reset row), elsewhere it is not tried.
+    func testZstdPrefixRankedOnlyWhereRunsMatchTheBase() throws {
+        let element = ElementType(width: 4, layout: .f32)
+        let base = CodecTests.weights(131_072, element: element, seed: 31)
+        let ft = CodecTests.finetune(of: base, element: element, seed: 32)
+        XCTAssertEqual(ChunkCodec.identicalRunShare(base, base, width: 4), 1)
+        XCTAssertLessThan(ChunkCodec.identicalRunShare(ft, base, width: 4), ChunkCodec.zstdPrefixMinIdenticalShare)
+        XCTAssertEqual(ChunkCodec.identicalRunShare(base, Array(base[0 ..< base.count / 2]), width: 4), 0.5, "past the base's end counts as different")
+        XCTAssertEqual(try roundTrip(ft, element: element, base: base).encoding, .contextDelta)
+
+        // Equal to the base but for 64 KiB set to zero, in the middle slice the sample reads.
+        var reset = base
+        let middle = reset.count / 2
+        for i in middle ..< middle + 65536 { reset[i] = 0 }
+        XCTAssertGreaterThanOrEqual(ChunkCodec.identicalRunShare(reset, base, width: 4), ChunkCodec.zstdPrefixMinIdenticalShare)
+        XCTAssertEqual(try roundTrip(reset, element: element, base: base).encoding, .zstdPrefix)
+    }
+
     func testIdenticalToBaseIsTiny() throws {
         let element = ElementType(width: 2, layout: .bf16)
         let base = CodecTests.weights(100_000, element: element, seed: 5)
