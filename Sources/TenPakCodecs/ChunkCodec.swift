@@ -98,14 +98,7 @@ public enum ChunkCodec {
         var candidates = self.candidates(element: element, hasBase: base != nil)
         if raw.count >= sampledSelectionThreshold, candidates.count > finalists {
             let (sampleRaw, sampleBase) = sample(raw, base: base, width: element.width)
-            // zstd-prefix wins only through long runs identical to the base; where context-delta
-            // applies and too little of the sample lies in such runs it cannot win (context-delta
-            // codes an unchanged element in a fraction of a bit and a changed one with a model),
-            // and ranking it cost a fifth of a BF16 fine-tune's encode time.
-            if candidates.contains(.contextDelta),
-               identicalRunShare(sampleRaw, sampleBase, width: element.width) < zstdPrefixMinIdenticalShare {
-                candidates.removeAll { $0 == .zstdPrefix }
-            }
+            candidates = rankedCandidates(candidates, sampleRaw: sampleRaw, sampleBase: sampleBase, width: element.width)
             let ranked = sampleRaw.withUnsafeBytes { r in
                 candidates.map { encoding -> (Encoding, Int) in
                     let size = sampleBase.withUnsafeBytes { b in
@@ -177,6 +170,17 @@ public enum ChunkCodec {
     /// context-delta (see `encode`).
     static let zstdPrefixMinIdenticalShare = 0.25
 
+    /// The candidates worth ranking on a sample. zstd-prefix wins only through long runs
+    /// identical to the base; where context-delta applies and too little of the sample lies in
+    /// such runs it cannot win (context-delta codes an unchanged element in a fraction of a bit
+    /// and a changed one with a model), and ranking it cost a fifth of a BF16 fine-tune's encode
+    /// time.
+    static func rankedCandidates(_ candidates: [Encoding], sampleRaw: [UInt8], sampleBase: [UInt8], width: Int) -> [Encoding] {
+        guard candidates.contains(.contextDelta),
+              identicalRunShare(sampleRaw, sampleBase, width: width) < zstdPrefixMinIdenticalShare else { return candidates }
+        return candidates.filter { $0 != .zstdPrefix }
+    }
+
     /// The share of `raw`'s 8-element blocks that are bit-identical to `base` at the same offset
     /// (a block past the end of `base` counts as different).
     static func identicalRunShare(_ raw: [UInt8], _ base: [UInt8], width: Int) -> Double {
@@ -187,8 +191,8 @@ public enum ChunkCodec {
         raw.withUnsafeBytes { r in
             base.withUnsafeBytes { b in
                 for k in 0 ..< min(blocks, base.count / block) {
-                    // Whole 8-byte words: a block is 8, 16, 32 or 64 bytes, inside both buffers
-                    // (k is below each one's whole block count).
+                    // Safe: whole 8-byte words of block k; a block is 8, 16, 32 or 64 bytes and
+                    // lies inside both buffers (k is below each one's whole block count).
                     var diff: UInt64 = 0
                     for w in stride(from: k * block, to: (k + 1) * block, by: 8) {
                         diff |= r.loadUnaligned(fromByteOffset: w, as: UInt64.self) ^ b.loadUnaligned(fromByteOffset: w, as: UInt64.self)

@@ -154,6 +154,14 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(ChunkCodec.identicalRunShare(base, base, width: 4), 1)
         XCTAssertLessThan(ChunkCodec.identicalRunShare(ft, base, width: 4), ChunkCodec.zstdPrefixMinIdenticalShare)
         XCTAssertEqual(ChunkCodec.identicalRunShare(base, Array(base[0 ..< base.count / 2]), width: 4), 0.5, "past the base's end counts as different")
+        let all: [Encoding] = [.floatPlanes, .zstdPrefix, .contextDelta]
+        func ranked(_ raw: [UInt8]) -> [Encoding] {
+            raw.withUnsafeBytes { r in base.withUnsafeBytes { b in
+                let (sampleRaw, sampleBase) = ChunkCodec.sample(r, base: b, width: 4)
+                return ChunkCodec.rankedCandidates(all, sampleRaw: sampleRaw, sampleBase: sampleBase, width: 4)
+            } }
+        }
+        XCTAssertEqual(ranked(ft), [.floatPlanes, .contextDelta], "a fine-tune's sample does not run zstd-prefix")
         XCTAssertEqual(try roundTrip(ft, element: element, base: base).encoding, .contextDelta)
 
         // Equal to the base but for 64 KiB set to zero, in the middle slice the sample reads.
@@ -161,6 +169,7 @@ final class CodecTests: XCTestCase {
         let middle = reset.count / 2
         for i in middle ..< middle + 65536 { reset[i] = 0 }
         XCTAssertGreaterThanOrEqual(ChunkCodec.identicalRunShare(reset, base, width: 4), ChunkCodec.zstdPrefixMinIdenticalShare)
+        XCTAssertEqual(ranked(reset), all)
         XCTAssertEqual(try roundTrip(reset, element: element, base: base).encoding, .zstdPrefix)
     }
 
@@ -198,13 +207,13 @@ final class CodecTests: XCTestCase {
         }
     }
 
-    /// The vectorized split and join (16 elements at a time) against the definition, element by
-    /// element, on lengths around the vector step and with tail bytes.
     /// A PlaneSet codes a plane only where that pays: the exponent plane of weights with rANS, the
     /// near-random mantissa planes stored (coding one would save under 2% of it and cost a rANS
     /// pass on every read), and a long run with zstd.
     func testPlaneSetCodesOnlyPlanesWhereCodingPays() throws {
-        let n = 64 * 1024
+        // A 1 MiB F32 chunk: at this length the top mantissa plane's rANS estimate, table
+        // included, is under its size (about 99.8%), so only the near-random rule stores it.
+        let n = 256 * 1024
         var raw = Self.weights(n, element: .init(width: 4, layout: .f32), seed: 21)
         // Sign-rotated as float-planes does, so plane 3 is the exponent byte.
         raw.withUnsafeMutableBytes { SignRotation.apply($0, width: 4) }
@@ -227,6 +236,8 @@ final class CodecTests: XCTestCase {
         XCTAssertEqual(packed[1], 1, "repeats go to zstd")
     }
 
+    /// The vectorized split and join (16 elements at a time) against the definition, element by
+    /// element, on lengths around the vector step and with tail bytes.
     func testBytePlanesMatchTheirDefinition() {
         var r = TestSupport.Random(seed: 11)
         for width in [2, 4, 8] {

@@ -14,7 +14,7 @@ set -euo pipefail
 a=$1 b=$2 work=$3 pairs=$4 runs=${5:-8}
 mkdir -p "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); }
+cleanup() { for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done; pids=(); }
 trap cleanup EXIT
 serve() { # TPSTORE STORE -> url
   local out=$work/serve.out
@@ -56,23 +56,34 @@ for pair in f32 bf16; do
   for _ in $(seq "$runs"); do
     for build in A B; do
       tp=$a; [ "$build" = B ] && tp=$b
-      rm -rf "$d/client"; cp -a "$d/$build-base-only" "$d/client"
-      echo "$build $("$tp" pull --store "$d/client" "${urls[$build]}" org/ft --json | seconds)" >>"$d/pull.txt"
+      rm -rf "$d/$build-client"; cp -a "$d/$build-base-only" "$d/$build-client"
+      echo "$build $("$tp" pull --store "$d/$build-client" "${urls[$build]}" org/ft --json | seconds)" >>"$d/pull.txt"
     done
   done
   cleanup
-  "$b" get --store "$d/client" org/ft@main "$d/got" >/dev/null && cmp "$d/got/model.safetensors" "$pairs/$pair/ft/model.safetensors"
+  for build in A B; do  # each build's last pull, rebuilt by that build, must be the fine-tune
+    tp=$a; [ "$build" = B ] && tp=$b
+    rm -rf "$d/got"
+    "$tp" get --store "$d/$build-client" org/ft@main "$d/got" >/dev/null
+    cmp "$d/got/model.safetensors" "$pairs/$pair/ft/model.safetensors"
+  done
   report "$pair pull" "$logical" "$d/pull.txt"
   : >"$d/push.txt"
   for _ in $(seq "$runs"); do
     for build in A B; do
       tp=$a; [ "$build" = B ] && tp=$b
-      rm -rf "$d/pushsrv"; cp -a "$d/$build-base-only" "$d/pushsrv"
-      serve "$tp" "$d/pushsrv"
+      rm -rf "$d/$build-pushsrv"; cp -a "$d/$build-base-only" "$d/$build-pushsrv"
+      serve "$tp" "$d/$build-pushsrv"
       echo "$build $("$tp" push --store "$d/$build-server" "$url" org/ft --json | seconds)" >>"$d/push.txt"
       cleanup
     done
   done
-  "$b" fsck --store "$d/pushsrv" --read-data >/dev/null
+  for build in A B; do  # each build's last push server holds the fine-tune, undamaged
+    tp=$a; [ "$build" = B ] && tp=$b
+    "$tp" fsck --store "$d/$build-pushsrv" --read-data >/dev/null
+    rm -rf "$d/got"
+    "$tp" get --store "$d/$build-pushsrv" org/ft@main "$d/got" >/dev/null
+    cmp "$d/got/model.safetensors" "$pairs/$pair/ft/model.safetensors"
+  done
   report "$pair push" "$logical" "$d/push.txt"
 done
