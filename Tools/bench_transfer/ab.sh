@@ -16,6 +16,7 @@ mkdir -p "$work"
 pids=()
 cleanup() { for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done; pids=(); }
 trap cleanup EXIT
+binary() { if [ "$1" = B ]; then echo "$b"; else echo "$a"; fi; }  # BUILD (A or B) -> its tpstore
 serve() { # TPSTORE STORE -> url
   local out=$work/serve.out
   rm -f "$out"
@@ -45,7 +46,7 @@ for pair in f32 bf16; do
   logical=$(stat -c %s "$pairs/$pair/ft/model.safetensors")
   declare -A urls=()
   for build in A B; do
-    tp=$a; [ "$build" = B ] && tp=$b
+    tp=$(binary "$build")
     "$tp" put --store "$d/$build-server" org/base@main "$pairs/$pair/base" >/dev/null
     cp -a "$d/$build-server" "$d/$build-base-only"
     "$tp" put --store "$d/$build-server" --base org/base@main org/ft@main "$pairs/$pair/ft" >/dev/null
@@ -55,14 +56,14 @@ for pair in f32 bf16; do
   : >"$d/pull.txt"
   for _ in $(seq "$runs"); do
     for build in A B; do
-      tp=$a; [ "$build" = B ] && tp=$b
+      tp=$(binary "$build")
       rm -rf "$d/$build-client"; cp -a "$d/$build-base-only" "$d/$build-client"
       echo "$build $("$tp" pull --store "$d/$build-client" "${urls[$build]}" org/ft --json | seconds)" >>"$d/pull.txt"
     done
   done
   cleanup
   for build in A B; do  # each build's last pull, rebuilt by that build, must be the fine-tune
-    tp=$a; [ "$build" = B ] && tp=$b
+    tp=$(binary "$build")
     rm -rf "$d/got"
     "$tp" get --store "$d/$build-client" org/ft@main "$d/got" >/dev/null
     cmp "$d/got/model.safetensors" "$pairs/$pair/ft/model.safetensors"
@@ -71,7 +72,7 @@ for pair in f32 bf16; do
   : >"$d/push.txt"
   for _ in $(seq "$runs"); do
     for build in A B; do
-      tp=$a; [ "$build" = B ] && tp=$b
+      tp=$(binary "$build")
       rm -rf "$d/$build-pushsrv"; cp -a "$d/$build-base-only" "$d/$build-pushsrv"
       serve "$tp" "$d/$build-pushsrv"
       echo "$build $("$tp" push --store "$d/$build-server" "$url" org/ft --json | seconds)" >>"$d/push.txt"
@@ -79,7 +80,7 @@ for pair in f32 bf16; do
     done
   done
   for build in A B; do  # each build's last push server holds the fine-tune, undamaged
-    tp=$a; [ "$build" = B ] && tp=$b
+    tp=$(binary "$build")
     "$tp" fsck --store "$d/$build-pushsrv" --read-data >/dev/null
     rm -rf "$d/got"
     "$tp" get --store "$d/$build-pushsrv" org/ft@main "$d/got" >/dev/null
