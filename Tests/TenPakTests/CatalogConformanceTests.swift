@@ -443,6 +443,20 @@ final class SQLiteCatalogSchemaTests: XCTestCase {
         XCTAssertEqual(dump, golden)
     }
 
+    /// A write transaction keeps its statement journals in memory (a put's chunk rows would spill
+    /// one to a temporary file in a large store), and leaves the connection's default after it,
+    /// also when its body throws.
+    func testWriteTransactionsKeepStatementJournalsInMemory() throws {
+        let db = try SQLiteDatabase(path: TestSupport.temporaryDirectory(self, "catalog") + "/catalog.db", create: true)
+        func tempStore() throws -> Int64? { try db.prepare("PRAGMA temp_store").bind().firstRow { $0.int(0) } }
+        XCTAssertEqual(try tempStore(), 0)
+        XCTAssertEqual(try db.transaction { try tempStore() }, 2)
+        XCTAssertEqual(try tempStore(), 0)
+        struct Abandoned: Error {}
+        XCTAssertThrowsError(try db.transaction { () throws -> Void in throw Abandoned() })
+        XCTAssertEqual(try tempStore(), 0)
+    }
+
     func testPostgresSchemaIsTheSameTablesWithItsTypes() {
         let sqlite = CatalogSchema(dialect: .sqlite).all, postgres = CatalogSchema(dialect: .postgres).all
         XCTAssertEqual(sqlite.count, postgres.count)
