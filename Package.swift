@@ -111,7 +111,8 @@ let package = Package(
             "TenPakFormat", "TenPakCodecs", "TenPakModelStore", "TenPakReader", "TenPakLFS", "TenPakHTTP",
         ]),
         // Base choice and put cost against the number of stored revisions (a tool; prints numbers).
-        .executableTarget(name: "bench-scale", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale"),
+        .executableTarget(name: "bench-scale", dependencies: ["TenPakFormat", "TenPakChunkStore", "TenPakModelStore"], path: "Tools/bench_scale",
+                         exclude: ["probe_ab.sh"]),
         // Per-codec microbenchmark on real chunks (a tool; prints MB/s, asserts nothing).
         .executableTarget(name: "tenpak-bench", dependencies: ["TenPakFormat", "TenPakCodecs"], path: "Tools/tenpak-bench"),
         // Tests by layer. Scratch space, fixtures, process runners and safetensors builders shared by both.

@@ -60,14 +60,18 @@ final class SQLiteDatabase {
     /// Runs `body` in a transaction (BEGIN IMMEDIATE: takes the write lock up front, so two writers
     /// queue on the busy timeout instead of deadlocking on lock upgrade).
     ///
-    /// The transaction keeps its statement journals in memory (`temp_store=MEMORY` while it
-    /// begins). A statement of many rows inside a transaction journals every existing page it
-    /// changes, so that it can be undone alone; SQLite spills that journal to a temporary file past
-    /// 64 KiB. A put's chunk rows land on random leaves of the chunk index (keyed by content hash),
-    /// so in a large store the journal of that one statement is about a page per new chunk: written
-    /// to a new file and thrown away on every put (SPEC 9). It is bounded by the pages one
-    /// statement changes (at most `SQLCatalog.rowsPerStatement` rows). Outside write transactions
-    /// temporary storage stays the default, so a store-wide query (gc's mark) may still spill.
+    /// The transaction keeps its temporary storage in memory (`temp_store=MEMORY` from before it
+    /// begins until after it ends), for its statement journals. A statement of many rows inside a
+    /// transaction journals every existing page it changes, so that it can be undone alone; SQLite
+    /// spills that journal to a temporary file past 64 KiB. A put's chunk rows land on random
+    /// leaves of the chunk index (keyed by content hash), so in a large store the journal of that
+    /// one statement is about a page per new chunk: written to a new file and thrown away on every
+    /// put (SPEC 9). The pager reads the setting when the transaction begins, so it is set before
+    /// `BEGIN`. A journal is bounded by the pages one statement changes (at most
+    /// `SQLCatalog.rowsPerStatement` rows); sorts inside the transaction stay in memory too (the
+    /// largest: the one-time upgrade to schema version 3 sorts the tensors of 128 revisions).
+    /// Outside write transactions temporary storage stays the default, so a store-wide query (gc's
+    /// mark) may still spill to disk.
     func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("PRAGMA temp_store=MEMORY")
         defer { try? execute("PRAGMA temp_store=DEFAULT") }

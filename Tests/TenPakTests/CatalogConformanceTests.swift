@@ -455,6 +455,16 @@ final class SQLiteCatalogSchemaTests: XCTestCase {
         struct Abandoned: Error {}
         XCTAssertThrowsError(try db.transaction { () throws -> Void in throw Abandoned() })
         XCTAssertEqual(try tempStore(), 0)
+        // `integrity_check` (fsck) opens SQLite's TEMP database; switching temporary storage then
+        // closes it and re-reads the schema, and a write and its read-back still work.
+        _ = try db.prepare("PRAGMA integrity_check").bind().rows { $0.text(0) }
+        try db.execute("CREATE TABLE t (x INTEGER)")
+        XCTAssertEqual(try db.transaction { () throws -> Int64? in
+            try db.execute("INSERT INTO t VALUES (7)")
+            return try tempStore()
+        }, 2)
+        XCTAssertEqual(try db.prepare("SELECT x FROM t").bind().firstRow { $0.int(0) }, 7)
+        XCTAssertEqual(try tempStore(), 0)
     }
 
     func testPostgresSchemaIsTheSameTablesWithItsTypes() {
