@@ -313,11 +313,22 @@ public final class TransferClient: @unchecked Sendable {
         let record = try store.catalog.resolve(model: model, revision: revision)
         let manifest = try TransferManifest.make(store: store, record: record)
         var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
-        if let remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true), remote.revision == record.revision {
+        // Whether the server has the revision, and which chunks it lacks, asked at once: two
+        // round trips become one. The answer to the second is only used if the first allows.
+        let lacking = missingInBackground(manifest.chunkIDs, repo: record.model)
+        let remote: TransferManifest?
+        do {
+            remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true)
+        } catch {
+            _ = try? lacking.value()
+            throw error
+        }
+        if let remote, remote.revision == record.revision {
+            _ = try? lacking.value()
             guard remote.manifest == record.manifest.hex else { throw StoreError.revisionAlreadyExists(model: record.model, revision: record.revision) }
             return finishedAlreadyThere(&summary, manifest, started)
         }
-        return try send(manifest, of: record, from: store, repo: record.model, summary: summary,
+        return try send(manifest, of: record, from: store, repo: record.model, summary: summary, lacking: lacking,
                         commitPath: TransferClient.path(record.model, "commit", record.revision), started: started, progress: progress)
     }
 
@@ -331,8 +342,20 @@ public final class TransferClient: @unchecked Sendable {
         let record = try store.catalog.resolve(model: LFSObjectStore.modelPrefix + oid, revision: LFSObjectStore.repositoryRevision(repo))
         let manifest = try TransferManifest.make(store: store, record: record)
         var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
-        if try objectManifest(repo: repo, oid: oid) != nil { return finishedAlreadyThere(&summary, manifest, started) }
-        return try send(manifest, of: record, from: store, repo: repo, summary: summary,
+        // As in `push`: the object's presence and the chunks the repository lacks, asked at once.
+        let lacking = missingInBackground(manifest.chunkIDs, repo: repo)
+        let held: Bool
+        do {
+            held = try objectManifest(repo: repo, oid: oid) != nil
+        } catch {
+            _ = try? lacking.value()
+            throw error
+        }
+        if held {
+            _ = try? lacking.value()
+            return finishedAlreadyThere(&summary, manifest, started)
+        }
+        return try send(manifest, of: record, from: store, repo: repo, summary: summary, lacking: lacking,
                         commitPath: TransferClient.objectPath(repo, oid, "commit"),
                         // 200: the repository held the object by the time of the commit; 409: another
                         // push committed its copy (`lfs/<oid>@r…` of this repository) meanwhile.
@@ -351,16 +374,17 @@ public final class TransferClient: @unchecked Sendable {
         return summary
     }
 
-    /// `missing` and `chunks` through `repo` (write access), then the commit at `commitPath`; the
-    /// caller holds `store`'s shared lock.
+    /// `chunks` through `repo` (write access) for the chunks the server lacks (`lacking`, the answer
+    /// to `missing` the caller asked for), then the commit at `commitPath`; the caller holds
+    /// `store`'s shared lock.
     private func send(_ manifest: TransferManifest, of record: RevisionRecord, from store: ModelStore, repo: String, summary: TransferSummary,
-                      commitPath: String, commitAnswers: Set<Int> = [201], started: DispatchTime,
+                      lacking: Background<[ChunkID]>, commitPath: String, commitAnswers: Set<Int> = [201], started: DispatchTime,
                       progress: ((Int, Int) -> Void)?) throws -> TransferSummary {
         var summary = summary
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
         summary.chunks = manifest.chunks.count
-        let missing = try self.missing(manifest.chunkIDs, repo: repo)
+        let missing = try lacking.value()
         summary.chunksPresent = summary.chunks - missing.count
         summary.framesMoved += try sendFrames(missing, of: manifest, from: store, repo: repo, progress: progress)
         let commitBody = Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8)
@@ -380,6 +404,13 @@ public final class TransferClient: @unchecked Sendable {
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
         return summary
     }
+
+    /// `missing(ids, repo:)` started on a thread of its own; its value is the server's answer or
+    /// that request's error.
+    private func missingInBackground(_ ids: [ChunkID], repo: String) -> Background<[ChunkID]> {
+        Background { [self] in try missing(ids, repo: repo) }
+    }
+
     /// Of `ids`, those the server lacks (`POST missing` through `repo`, 16,384 ids a request).
     private func missing(_ ids: [ChunkID], repo: String) throws -> [ChunkID] {
         let missingPath = TransferClient.path(repo, "missing")
