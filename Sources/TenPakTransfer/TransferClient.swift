@@ -141,7 +141,7 @@ public final class TransferClient: @unchecked Sendable {
         } catch let error as BodyCollector.TooLarge {
             throw TransferError.protocolViolation(what: what, reason: "the answer is larger than \(error.limit) bytes")
         } catch {
-            throw TransferError.connection(what: what, reason: "\(error)")
+            throw TransferError.connection(what: what, reason: TransferClient.reason(error))
         }
         let bytes = response.body
         lock.withLock { moved += bytes.count + (body?.count ?? 0) }
@@ -403,6 +403,21 @@ public final class TransferClient: @unchecked Sendable {
         summary.bytesMoved = bytesMoved
         summary.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
         return summary
+    }
+
+    /// A request's failure in the words a user acts on: the system's text for an errno (NIO's own
+    /// for a refused connection reads "connection reset (error set): …"), the client's time limits
+    /// by name, anything else as it describes itself.
+    static func reason(_ error: Error) -> String {
+        // Linux: an IOError always carries an errno (other domains are Windows'), so reading it is safe.
+        if let io = error as? IOError { return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))" }
+        switch error as? HTTPClientError {
+        case .connectTimeout?: return "no connection within the time limit"
+        case .readTimeout?: return "the server sent nothing within the time limit"
+        case .deadlineExceeded?: return "no answer within \(TransferClient.deadline.nanoseconds / 1_000_000_000) s"
+        case .remoteConnectionClosed?: return "the server closed the connection before its answer"
+        default: return "\(error)"
+        }
     }
 
     /// `missing(ids, repo:)` started on a thread of its own; its value is the server's answer or

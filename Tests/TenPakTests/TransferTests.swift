@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc // strerror, ECONNREFUSED: the text a refused connection is reported with
+#endif
 import TenPakChunkStore
 import TenPakFormat
 import TenPakModelStore
@@ -595,6 +598,12 @@ final class TransferTests: XCTestCase {
         XCTAssertTrue(try tp(["ls", "--store", client]).stdout.contains("org/big") == false)
         try fsck(client)
         let staged = packCount(client)
+        // Its port now refuses connections: said in the system's words, with the way out.
+        let refused = try tp(["pull", "--store", client, url, "org/big@v1"], env: env, ok: false)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("\(String(cString: strerror(ECONNREFUSED))) (errno \(ECONNREFUSED))")
+                      && refused.stderr.contains("run the same command again") && !refused.stderr.contains("error set"), refused.stderr)
+        XCTAssertEqual(packCount(client), staged, "a refused connection stores nothing")
         XCTAssertGreaterThan(staged, 0)
 
         // The server comes back (on another port): the pull resumes and moves only the rest.
