@@ -99,6 +99,8 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            // NIOConnectionError: how a refused connection to a named host arrives.
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .executableTarget(name: "tpstore", dependencies: [
             "TenPakFormat", "TenPakChunkStore", "TenPakDistributed", "TenPakStoreLocation", "TenPakModelStore", "TenPakReader", "TenPakHTTP",

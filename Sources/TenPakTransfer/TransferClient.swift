@@ -7,6 +7,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import TenPakChunkStore
 import TenPakFormat
 import TenPakLFS
@@ -304,8 +305,9 @@ public final class TransferClient: @unchecked Sendable {
 
     // MARK: push
 
-    /// Pushes `model@revision` (nil: the newest) from `store`: asks which chunks the server
-    /// lacks, sends those frames in bundles (each staged there as it arrives), then commits.
+    /// Pushes `model@revision` (nil: the newest) from `store`: done at once if the server has that
+    /// revision (refused if under another manifest); else asks which chunks the server lacks,
+    /// sends those frames in bundles (each staged there as it arrives), then commits.
     public func push(model: String, revision: String?, from store: ModelStore, progress: ((Int, Int) -> Void)? = nil) throws -> TransferSummary {
         let started = DispatchTime.now()
         let lock = try store.chunks.lock(.shared)
@@ -313,22 +315,22 @@ public final class TransferClient: @unchecked Sendable {
         let record = try store.catalog.resolve(model: model, revision: revision)
         let manifest = try TransferManifest.make(store: store, record: record)
         var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
-        // Whether the server has the revision, and which chunks it lacks, asked at once: two
-        // round trips become one. The answer to the second is only used if the first allows.
-        let lacking = missingInBackground(manifest.chunkIDs, repo: record.model)
-        let remote: TransferManifest?
-        do {
-            remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true)
-        } catch {
-            _ = try? lacking.value()
-            throw error
-        }
-        if let remote, remote.revision == record.revision {
-            _ = try? lacking.value()
+        // Whether the server has the revision, and which chunks it lacks, asked at once when one
+        // `missing` request covers the revision: a round trip less before the first bundle (on a
+        // WAN link, its latency). Its answer is used only if the push goes on. A larger revision
+        // asks after the check, so that pushing one the server has costs one request, not many.
+        let ids = manifest.chunkIDs
+        let early = ids.count <= FrameSender.maxFrames ? missingInBackground(ids, repo: record.model) : nil
+        // On a failed check, a `missing` still running is left to end on its own: it only talks
+        // to the server (no store is read or written), as a failed pull's fetches do.
+        if let remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true), remote.revision == record.revision {
             guard remote.manifest == record.manifest.hex else { throw StoreError.revisionAlreadyExists(model: record.model, revision: record.revision) }
+            // Waited for, so that its bytes are in the summary's count.
+            _ = try? early?.value()
             return finishedAlreadyThere(&summary, manifest, started)
         }
-        return try send(manifest, of: record, from: store, repo: record.model, summary: summary, lacking: lacking,
+        return try send(manifest, of: record, from: store, repo: record.model, summary: summary,
+                        lacking: early ?? missingInBackground(ids, repo: record.model),
                         commitPath: TransferClient.path(record.model, "commit", record.revision), started: started, progress: progress)
     }
 
@@ -342,20 +344,10 @@ public final class TransferClient: @unchecked Sendable {
         let record = try store.catalog.resolve(model: LFSObjectStore.modelPrefix + oid, revision: LFSObjectStore.repositoryRevision(repo))
         let manifest = try TransferManifest.make(store: store, record: record)
         var summary = TransferSummary(direction: "push", model: record.model, revision: record.revision)
-        // As in `push`: the object's presence and the chunks the repository lacks, asked at once.
-        let lacking = missingInBackground(manifest.chunkIDs, repo: repo)
-        let held: Bool
-        do {
-            held = try objectManifest(repo: repo, oid: oid) != nil
-        } catch {
-            _ = try? lacking.value()
-            throw error
-        }
-        if held {
-            _ = try? lacking.value()
-            return finishedAlreadyThere(&summary, manifest, started)
-        }
-        return try send(manifest, of: record, from: store, repo: repo, summary: summary, lacking: lacking,
+        // The object's presence first, on its own: an object the repository holds (a git-lfs
+        // re-push, the common case here) is done with nothing sent.
+        if try objectManifest(repo: repo, oid: oid) != nil { return finishedAlreadyThere(&summary, manifest, started) }
+        return try send(manifest, of: record, from: store, repo: repo, summary: summary, lacking: missingInBackground(manifest.chunkIDs, repo: repo),
                         commitPath: TransferClient.objectPath(repo, oid, "commit"),
                         // 200: the repository held the object by the time of the commit; 409: another
                         // push committed its copy (`lfs/<oid>@r…` of this repository) meanwhile.
@@ -395,9 +387,9 @@ public final class TransferClient: @unchecked Sendable {
             // staged, or a bundle's answer was lost): ask once more which chunks it lacks, send
             // those and commit again (SPEC 19.6). Nothing lacking: the refusal stands.
             guard case .refused(400, _, _) = error else { throw error }
-            let lacking = try self.missing(manifest.chunkIDs, repo: repo)
-            guard !lacking.isEmpty else { throw error }
-            summary.framesMoved += try sendFrames(lacking, of: manifest, from: store, repo: repo, progress: progress)
+            let stillLacking = try self.missing(manifest.chunkIDs, repo: repo)
+            guard !stillLacking.isEmpty else { throw error }
+            summary.framesMoved += try sendFrames(stillLacking, of: manifest, from: store, repo: repo, progress: progress)
             _ = try request(.POST, commitPath, body: commitBody, accept: commitAnswers)
         }
         summary.bytesMoved = bytesMoved
@@ -411,6 +403,11 @@ public final class TransferClient: @unchecked Sendable {
     static func reason(_ error: Error) -> String {
         // Linux: an IOError always carries an errno (other domains are Windows'), so reading it is safe.
         if let io = error as? IOError { return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))" }
+        // A host given by name is connected to through NIO's resolver, which wraps the failures.
+        if let failed = error as? NIOConnectionError {
+            if let dns = failed.dnsAError ?? failed.dnsAAAAError { return "cannot resolve \(failed.host): \(reason(dns))" }
+            if let last = failed.connectionErrors.last { return reason(last.error) }
+        }
         switch error as? HTTPClientError {
         case .connectTimeout?: return "no connection within the time limit"
         case .readTimeout?: return "the server sent nothing within the time limit"
