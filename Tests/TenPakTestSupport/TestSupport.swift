@@ -21,6 +21,12 @@ public enum TestSupport {
         return path
     }
 
+    /// How the product words a refused connection: the system's text for ECONNREFUSED and its
+    /// number (`TransferClient.reason`). Here rather than in a test file: naming a C library symbol
+    /// in a file of the test target changed which clang module owns `struct stat` for its other
+    /// files, and `XetStoreTests` then failed to compile (MemberImportVisibility, Swift 6.3).
+    public static var connectionRefusedText: String { "\(String(cString: strerror(ECONNREFUSED))) (errno \(ECONNREFUSED))" }
+
     public static func read(_ path: String) throws -> [UInt8] {
         Array(try Data(contentsOf: URL(fileURLWithPath: path)))
     }
