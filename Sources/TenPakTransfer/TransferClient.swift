@@ -320,7 +320,7 @@ public final class TransferClient: @unchecked Sendable {
         // WAN link, its latency). Its answer is used only if the push goes on. A larger revision
         // asks after the check, so that pushing one the server has costs one request, not many.
         let ids = manifest.chunkIDs
-        let early = ids.count <= FrameSender.maxFrames ? missingInBackground(ids, repo: record.model) : nil
+        let early = ids.count <= FrameSender.maxFrames ? Background { [self] in try missing(ids, repo: record.model) } : nil
         // On a failed check, a `missing` still running is left to end on its own: it only talks
         // to the server (no store is read or written), as a failed pull's fetches do.
         if let remote = try self.manifest(model: record.model, revision: record.revision, absentIsNil: true), remote.revision == record.revision {
@@ -329,8 +329,7 @@ public final class TransferClient: @unchecked Sendable {
             _ = try? early?.value()
             return finishedAlreadyThere(&summary, manifest, started)
         }
-        return try send(manifest, of: record, from: store, repo: record.model, summary: summary,
-                        lacking: early ?? missingInBackground(ids, repo: record.model),
+        return try send(manifest, of: record, from: store, repo: record.model, summary: summary, lacking: early,
                         commitPath: TransferClient.path(record.model, "commit", record.revision), started: started, progress: progress)
     }
 
@@ -347,7 +346,7 @@ public final class TransferClient: @unchecked Sendable {
         // The object's presence first, on its own: an object the repository holds (a git-lfs
         // re-push, the common case here) is done with nothing sent.
         if try objectManifest(repo: repo, oid: oid) != nil { return finishedAlreadyThere(&summary, manifest, started) }
-        return try send(manifest, of: record, from: store, repo: repo, summary: summary, lacking: missingInBackground(manifest.chunkIDs, repo: repo),
+        return try send(manifest, of: record, from: store, repo: repo, summary: summary,
                         commitPath: TransferClient.objectPath(repo, oid, "commit"),
                         // 200: the repository held the object by the time of the commit; 409: another
                         // push committed its copy (`lfs/<oid>@r…` of this repository) meanwhile.
@@ -366,17 +365,16 @@ public final class TransferClient: @unchecked Sendable {
         return summary
     }
 
-    /// `chunks` through `repo` (write access) for the chunks the server lacks (`lacking`, the answer
-    /// to `missing` the caller asked for), then the commit at `commitPath`; the caller holds
-    /// `store`'s shared lock.
+    /// `missing` (unless the caller asked already: `lacking`) and `chunks` through `repo` (write
+    /// access), then the commit at `commitPath`; the caller holds `store`'s shared lock.
     private func send(_ manifest: TransferManifest, of record: RevisionRecord, from store: ModelStore, repo: String, summary: TransferSummary,
-                      lacking: Background<[ChunkID]>, commitPath: String, commitAnswers: Set<Int> = [201], started: DispatchTime,
+                      lacking: Background<[ChunkID]>? = nil, commitPath: String, commitAnswers: Set<Int> = [201], started: DispatchTime,
                       progress: ((Int, Int) -> Void)?) throws -> TransferSummary {
         var summary = summary
         summary.files = manifest.files.count
         summary.logicalBytes = manifest.logicalBytes
         summary.chunks = manifest.chunks.count
-        let missing = try lacking.value()
+        let missing = try lacking?.value() ?? self.missing(manifest.chunkIDs, repo: repo)
         summary.chunksPresent = summary.chunks - missing.count
         summary.framesMoved += try sendFrames(missing, of: manifest, from: store, repo: repo, progress: progress)
         let commitBody = Array("{\"manifest\":\"\(record.manifest.hex)\"}".utf8)
@@ -415,12 +413,6 @@ public final class TransferClient: @unchecked Sendable {
         case .remoteConnectionClosed?: return "the server closed the connection before its answer"
         default: return "\(error)"
         }
-    }
-
-    /// `missing(ids, repo:)` started on a thread of its own; its value is the server's answer or
-    /// that request's error.
-    private func missingInBackground(_ ids: [ChunkID], repo: String) -> Background<[ChunkID]> {
-        Background { [self] in try missing(ids, repo: repo) }
     }
 
     /// Of `ids`, those the server lacks (`POST missing` through `repo`, 16,384 ids a request).
