@@ -44,6 +44,13 @@ public enum BaseMatcher {
     static let fineComparisons = 16
     /// Bounds the work of one choice (index rows read, sketches compared) whatever the store holds.
     static let candidateLimit = 4096
+    /// The smallest piece a confirmation encodes: below it a coded size says little about a delta.
+    static let minimumSampledBytes = 4096
+
+    /// Whether a confirmation may encode `piece`: a piece of a tensor, at least `minimumSampledBytes` long.
+    static func sampleable(_ piece: ChunkPlan.Piece) -> Bool {
+        piece.tensor != nil && piece.length >= minimumSampledBytes
+    }
 
     /// The choice, the line saying how it was made, and the chosen revision's index (so the put
     /// does not load it again).
@@ -58,6 +65,12 @@ public enum BaseMatcher {
         let tensors = uploads.flatMap(\.plan.tensors)
         let totalBytes = tensors.reduce(0) { $0 + ($1.end - $1.begin) }
         guard totalBytes > 0 else { return Choice(decision: nil, note: "the upload has no safetensors tensors", index: nil) }
+        // A base is only ever taken on the word of sampled encodes (step 3); an upload with nothing
+        // to sample would see every candidate fail there, after a candidate query, a thousand
+        // sketch comparisons and three base indexes read: the same answer, told at once.
+        guard uploads.contains(where: { $0.plan.pieces.contains(where: sampleable) }) else {
+            return Choice(decision: nil, note: "no tensor piece of at least \(minimumSampledBytes) bytes to confirm a base with by sampled encodes", index: nil)
+        }
         let catalog = store.catalog
         let wanted = TensorSignature.indexRows(tensors)
         let wantedBytes = wanted.reduce(0) { $0 + $1.bytes }
@@ -242,7 +255,7 @@ public enum BaseMatcher {
         var pairs: [(source: String, piece: ChunkPlan.Piece, base: ChunkLocation)] = []
         for (input, plan) in uploads {
             for piece in plan.pieces {
-                guard let t = piece.tensor, piece.length >= 4096 else { continue }
+                guard sampleable(piece), let t = piece.tensor else { continue }
                 let tensor = plan.tensors[t]
                 if let b = index.pair(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape), piece.indexInTensor < b.chunks.count {
                     pairs.append((input.source, piece, b.chunks[piece.indexInTensor]))

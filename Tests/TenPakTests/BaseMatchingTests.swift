@@ -233,6 +233,36 @@ final class BaseChoiceTests: XCTestCase {
         XCTAssertTrue(note.contains("a delta does not pay") && note.contains("compared by content sketch"), note)
     }
 
+    /// An upload whose tensors are all smaller than a sampled piece gets no base without a search
+    /// (every candidate would fail its confirmation, which has nothing to encode), says so, and
+    /// `--base` still stores it against the base it names.
+    func testAnUploadWithNothingToSampleIsToldSoWithoutASearch() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        func small(_ name: String, seed: UInt64, nudge: UInt64?) throws -> String {
+            var b = SafetensorsBuilder()
+            for (i, count) in [512, 1023, 1].enumerated() {   // 2 KiB, 4,092 bytes, 4 bytes: below 4,096
+                let values = SafetensorsBuilder.f32(count, seed: seed + UInt64(i))
+                b.add("t\(i)", "F32", [count], nudge.map { SafetensorsBuilder.nudge(values, seed: $0 + UInt64(i)) } ?? values)
+            }
+            try TestSupport.write(b.bytes(), to: dir + "/" + name + "/model.safetensors")
+            return dir + "/" + name
+        }
+        _ = try store.put(model: "small", paths: [try small("small", seed: 1, nudge: nil)])
+        let path = try small("small-ft", seed: 1, nudge: 50)
+        let automatic = try store.put(model: "small-ft", paths: [path])
+        XCTAssertNil(automatic.base)
+        let note = automatic.warnings.compactMap { warning -> String? in
+            if case let .noBase(reason) = warning { return reason }
+            return nil
+        }.first ?? ""
+        XCTAssertTrue(note.contains("no tensor piece of at least 4096 bytes"), note)
+        XCTAssertFalse(note.contains("candidate"), "no candidate was looked at: \(note)")
+        try assertRoundTrip(store, "small-ft", path)
+        let named = try store.put(model: "small-ft2", paths: [path], base: .explicit(model: "small", revision: nil))
+        XCTAssertEqual(named.base?.revision.model, "small")
+        try assertRoundTrip(store, "small-ft2", path)
+    }
+
     /// A damaged sketch is ignored (never trusted), the candidate's sketch is made again from its
     /// chunks, and the choice and the bytes are right.
     /// The vectorized RMS against a plain Double loop: F32, BF16 and F16, lengths with and without
