@@ -98,6 +98,10 @@ public final class TransferClient: @unchecked Sendable {
         self.token = token?.trimmingCharacters(in: .whitespacesAndNewlines)
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        // A refused connection fails the request at once, as curl and git do: by default the pool
+        // retried it with backoff until the 10 s connect limit, so a wrong port or a server that is
+        // down cost 10 s before the error. A transfer interrupted so resumes by being run again.
+        configuration.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

@@ -596,8 +596,8 @@ final class TransferTests: XCTestCase {
         try fsck(client)
         let staged = packCount(client)
         // Its port now refuses connections: said in the system's words, with the way out, whether
-        // the host is an address or a name (NIO reports the two differently). Each takes the
-        // client's 10 s connect limit: it retries a refused connection until then.
+        // the host is an address or a name (NIO reports the two differently), at once (the client
+        // does not retry a refused connection).
         XCTAssertTrue(url.hasPrefix("http://127.0.0.1:"), url)
         for dead in [url, url.replacingOccurrences(of: "127.0.0.1", with: "localhost")] {
             let refused = try tp(["pull", "--store", client, dead, "org/big@v1"], env: env, ok: false)
