@@ -15,7 +15,8 @@ public struct BaseDecision: Sendable {
 ///    of the bytes of the upload's largest tensors (`TensorSignature`), however many revisions the
 ///    store holds; at most `candidateLimit` of them, most bytes and newest first.
 /// 2. Content sketch: the upload's coarse sketch (`BaseSketch.coarse()`) is compared with every
-///    candidate's, which the candidate index returns with it; the `fineComparisons` nearest are
+///    candidate's, which the candidate index returns with it; the `fineComparisons` nearest, and
+///    the bases they were stored against (`parents`), are
 ///    compared again by their full sketches (a candidate without a usable sketch gets it read or
 ///    made from its chunks, up to `sketchesMadePerPut` per put); of the `shortlist` nearest, those
 ///    within `confirmMargin` of the nearest go on. Candidates whose sketch is missing, damaged or
@@ -120,7 +121,16 @@ public enum BaseMatcher {
                 if a.matched != b.matched { return a.matched > b.matched }
                 return a.id > b.id
             }
-            let fine = byCoarse.prefix(fineComparisons).map { (id: $0.id, distance: $0.distance) }
+            var fine = byCoarse.prefix(fineComparisons).map { (id: $0.id, distance: $0.distance) }
+            // The bases the nearest were stored against are compared in full too: among a thousand
+            // siblings the coarse estimate (16 samples a tensor; in BF16 most sampled differences
+            // are 0 or one unit in the last place) can rank their common base below the 16th, and
+            // the siblings then win; a fine-tune's nearest stored models are its siblings, and
+            // theirs is its base.
+            let coarseDistance = Dictionary(byCoarse.map { ($0.id, $0.distance) }, uniquingKeysWith: min)
+            let parentIDs = try parents(of: fine.map(\.id), catalog: catalog).filter { coarseDistance[$0] != nil }
+            fine += parentIDs.map { (id: $0, distance: coarseDistance[$0] ?? 0) }
+            if !parentIDs.isEmpty { notes.append("\(parentIDs.count) base\(parentIDs.count == 1 ? "" : "s") of the nearest added") }
             // Newest first: the ones most likely to be near, and an old store converges put by put.
             unsketched.sort(by: >)
             let repairing = Array(lacking.sorted(by: >).prefix(sketchesMadePerPut))
@@ -224,6 +234,25 @@ public enum BaseMatcher {
         var reason = "automatic: \(best.line) [\(how); confirmed \(lines.count) by sampled encodes]"
         if let hint { reason += "; model card base_model: \(hint)" }
         return Choice(decision: BaseDecision(revision: best.record, reason: reason), note: reason, index: best.index)
+    }
+
+    /// The revisions `ids` were stored against (their bases), other than `ids` themselves, each
+    /// once, newest first; a base since removed is left out. One query for the records, one per
+    /// distinct base named.
+    static func parents(of ids: [Int64], catalog: any Catalog) throws -> [Int64] {
+        let records = try catalog.revisions(rowIDs: ids)
+        var named = Set<[String]>()
+        var found = Set<Int64>()
+        for id in ids {
+            guard let r = records[id], !r.baseModel.isEmpty, !r.baseRevision.isEmpty,
+                  named.insert([r.baseModel, r.baseRevision]).inserted else { continue }
+            do {
+                found.insert(try catalog.resolve(model: r.baseModel, revision: r.baseRevision).rowID)
+            } catch StoreError.notFound {
+                continue   // removed since
+            }
+        }
+        return found.subtracting(ids).sorted(by: >)
     }
 
     /// Makes a stored revision's sketch again from its chunks (for a revision stored before sketches

@@ -233,6 +233,31 @@ final class BaseChoiceTests: XCTestCase {
         XCTAssertTrue(note.contains("a delta does not pay") && note.contains("compared by content sketch"), note)
     }
 
+    /// The bases the nearest candidates were stored against join the full comparison: each once,
+    /// never one of the given ids, and not a base removed since.
+    func testParentsOfTheNearestAreTheirBasesEachOnce() throws {
+        let store = try ModelStore.open(directory: storeDir, create: true)
+        let base = baseTensors()
+        let b = try store.put(model: "base", paths: [try model("base", base)]).revision.rowID
+        var siblings: [Int64] = [], firstRevision = ""
+        for i in 0 ..< 3 {
+            let put = try store.put(model: "sibling-\(i)", paths: [try model("sibling-\(i)", nudged(base, seed: 40 + 10 * UInt64(i)))])
+            XCTAssertEqual(put.base?.revision.model, "base")
+            siblings.append(put.revision.rowID)
+            if i == 0 { firstRevision = put.revision.revision }
+        }
+        let alone = try store.put(model: "alone", paths: [try model("alone", baseTensors(seed: 700))])
+        XCTAssertNil(alone.base)
+        XCTAssertEqual(try BaseMatcher.parents(of: siblings + [alone.revision.rowID], catalog: store.catalog), [b])
+        XCTAssertEqual(try BaseMatcher.parents(of: siblings + [b], catalog: store.catalog), [], "a base among the ids is not added again")
+        // A sibling's sibling stored against sibling-0: two distinct bases, newest first.
+        let nephew = try store.put(model: "nephew", paths: [try model("nephew", nudged(base, seed: 40))],
+                                   base: .explicit(model: "sibling-0", revision: nil))
+        XCTAssertEqual(try BaseMatcher.parents(of: [nephew.revision.rowID, siblings[1]], catalog: store.catalog), [siblings[0], b])
+        try store.remove(model: "sibling-0", revision: firstRevision)
+        XCTAssertEqual(try BaseMatcher.parents(of: [nephew.revision.rowID], catalog: store.catalog), [], "a removed base is left out")
+    }
+
     /// An upload whose tensors are all smaller than a sampled piece gets no base without a search
     /// (every candidate would fail its confirmation, which has nothing to encode), says so, and
     /// `--base` still stores it against the base it names.
