@@ -101,9 +101,14 @@ public struct RevisionCommit: Sendable {
     /// The revision's content sketch (`BaseSketch`, SPEC §10), stored with it; nil when the writer
     /// has none (a copy, a repair before its sketch pass): base choice then falls back to sampling.
     public let sketch: [UInt8]?
+    /// Row ids of chunks the writer read from the catalog since its fence (the chunks it shares,
+    /// its bases). The commit checks each by row id (one revision's chunks lie together in the row
+    /// tree) instead of looking it up by content hash (a leaf of the hash index each, at random); one
+    /// that does not check out is looked up by hash as if it were not given.
+    public let knownRowIDs: [ChunkID: Int64]
 
     public init(manifest: RevisionManifest, manifestChunk: NewChunk, tensors: [String: [TensorRecord]], packs: [(name: String, size: Int)],
-                chunks: [NewChunk], gcFence: Int64?, sketch: [UInt8]? = nil) {
+                chunks: [NewChunk], gcFence: Int64?, sketch: [UInt8]? = nil, knownRowIDs: [ChunkID: Int64] = [:]) {
         self.manifest = manifest
         self.manifestChunk = manifestChunk
         self.tensors = tensors
@@ -111,6 +116,7 @@ public struct RevisionCommit: Sendable {
         self.chunks = chunks
         self.gcFence = gcFence
         self.sketch = sketch
+        self.knownRowIDs = knownRowIDs
     }
 
     public var model: String { manifest.model }

@@ -90,6 +90,9 @@ final class Putter {
     private let writer: FrameWriter
     private var pending: [ChunkID: NewChunk] = [:]
     private var newChunks: [NewChunk] = []
+    /// Row ids of the stored chunks this put shares or codes against, as the catalog gave them
+    /// after the fence (`RevisionCommit.knownRowIDs`).
+    private var knownRowIDs: [ChunkID: Int64] = [:]
     /// Stored chunks this put shares whose frames (and bases' frames) it has checked.
     private var verified = Set<Int64>()
     /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
@@ -168,6 +171,8 @@ final class Putter {
                             }
                             if let paired, let usable = try usableBase(paired) { bases[i] = usable }
                         }
+                        for location in existing.values { knownRowIDs[location.id] = location.rowID }
+                        for location in bases.values { knownRowIDs[location.id] = location.rowID }
                         let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
                         return try parallelMap(pieces.count + 1) { k -> Coded? in
                             guard k > 0 else {
@@ -228,7 +233,7 @@ final class Putter {
             // commit's packs are deleted; an unanswered one's stay for gc (FrameWriter).
             let record = try writer.commit { sealed in
                 try store.catalog.commit(RevisionCommit(manifest: manifest, manifestChunk: manifestChunk, tensors: tensors, packs: sealed,
-                                                        chunks: newChunks, gcFence: gcFence, sketch: sketch))
+                                                        chunks: newChunks, gcFence: gcFence, sketch: sketch, knownRowIDs: knownRowIDs))
             }
             return PutReport(revision: record, files: reports, base: base, warnings: warnings,
                              seconds: Date().timeIntervalSince(started))

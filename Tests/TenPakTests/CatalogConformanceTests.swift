@@ -37,7 +37,7 @@ class CatalogConformanceTests: XCTestCase {
     /// chunks), 1000 bytes each, plus an empty file, with manifest chunk `manifest`.
     static func revision(_ model: String, _ revision: String, pack: String?, chunks: [NewChunk], uses: [ChunkID]? = nil, manifest: Int,
                          fence: Int64? = nil, sketch: [UInt8]? = nil, createdAt: Int64 = 1_700_000_000,
-                         tensors: [TensorRecord] = tensors) -> RevisionCommit {
+                         tensors: [TensorRecord] = tensors, known: [ChunkID: Int64] = [:]) -> RevisionCommit {
         let manifestChunk = NewChunk(id: id(manifest), rawLength: 64, pack: pack ?? chunks.first?.pack ?? "", frameOffset: 9999,
                                      frameLength: 80, encoding: 0, base: nil, depth: 0)
         let used = uses ?? chunks.map(\.id)
@@ -47,7 +47,8 @@ class CatalogConformanceTests: XCTestCase {
         let empty = RevisionManifest.File(path: "empty.bin", size: 0, sha256: sha, kind: .opaque, chunks: [])
         let record = RevisionManifest(model: model, revision: revision, createdAt: createdAt, baseReason: "no base", files: [weights, empty])
         return RevisionCommit(manifest: record, manifestChunk: manifestChunk, tensors: ["model.safetensors": tensors],
-                              packs: pack.map { [(name: $0, size: 123_456)] } ?? [], chunks: chunks, gcFence: fence, sketch: sketch)
+                              packs: pack.map { [(name: $0, size: 123_456)] } ?? [], chunks: chunks, gcFence: fence, sketch: sketch,
+                              knownRowIDs: known)
     }
 
     func assertStoreError<T>(_ body: @autoclosure () throws -> T, file: StaticString = #filePath, line: UInt = #line,
@@ -131,6 +132,28 @@ class CatalogConformanceTests: XCTestCase {
         let own = try catalog.storedBytes(file: try catalog.files(revision: first)[1])
         XCTAssertEqual([own.stored, own.delta, own.shared, own.fresh], [a.frameLength, 0, 0, 1])
         XCTAssertEqual(own.encodings, [a.encoding: 1])
+    }
+
+    /// Row ids a writer passes for the chunks it shares and codes against are checked against the
+    /// rows, never trusted: a wrong or unknown one is looked up by hash instead.
+    func testKnownRowIDsAreCheckedNotTrusted() throws {
+        let catalog = try makeCatalog()
+        let a = CatalogConformanceTests.chunk(1, pack: "p1"), c = CatalogConformanceTests.chunk(3, pack: "p1", offset: 50)
+        _ = try catalog.commit(CatalogConformanceTests.revision("m", "v1", pack: "p1", chunks: [a, c], manifest: 100))
+        let found = try catalog.findChunks([a.id, c.id])
+        let rowA = try XCTUnwrap(found[a.id]).rowID, rowC = try XCTUnwrap(found[c.id]).rowID
+        let b = CatalogConformanceTests.chunk(2, pack: "p2", base: a.id, depth: 1)
+        let d = CatalogConformanceTests.chunk(4, pack: "p2", offset: 60, base: c.id, depth: 1)
+        // a's given row is c's, c's is right, and an id the revision does not use names a row that does not exist.
+        let known = [a.id: rowC, c.id: rowC, CatalogConformanceTests.id(77): 999_999]
+        let second = try catalog.commit(CatalogConformanceTests.revision("m", "v2", pack: "p2", chunks: [b, d], uses: [b.id, c.id, d.id, a.id],
+                                                                          manifest: 101, known: known))
+        let rows = try catalog.fileChunks(file: try catalog.files(revision: second)[1]).map(\.location)
+        XCTAssertEqual(rows.map(\.id), [b.id, c.id, d.id, a.id])
+        XCTAssertEqual(rows[1].rowID, rowC)
+        XCTAssertEqual(rows[3].rowID, rowA, "a's wrong row id was not used")
+        XCTAssertEqual(rows[0].baseRowID, rowA)
+        XCTAssertEqual(rows[2].baseRowID, rowC)
     }
 
     func testRevisionExistsAndNotFoundAreTyped() throws {
@@ -490,6 +513,7 @@ final class PostgresCatalogConformanceTests: CatalogConformanceTests {
 
     override func testCommitAndReadBackRevisionsFilesChunksAndTensors() throws { try super.testCommitAndReadBackRevisionsFilesChunksAndTensors() }
     override func testSharedChunksAndChunksAlreadyThere() throws { try super.testSharedChunksAndChunksAlreadyThere() }
+    override func testKnownRowIDsAreCheckedNotTrusted() throws { try super.testKnownRowIDsAreCheckedNotTrusted() }
     override func testRevisionExistsAndNotFoundAreTyped() throws { try super.testRevisionExistsAndNotFoundAreTyped() }
     override func testFenceRefusesCommitsAfterAGcStarted() throws { try super.testFenceRefusesCommitsAfterAGcStarted() }
     override func testCommitChunksThenARevisionUsesThem() throws { try super.testCommitChunksThenARevisionUsesThem() }
