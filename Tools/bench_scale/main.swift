@@ -119,6 +119,13 @@ func write(_ tensors: [Tensor], to dir: String) throws -> String {
     return dir
 }
 
+/// Elements per tensor of the scale run's models (and of choose's and probe's, which must match the
+/// store a scale run left): 4 KiB of BF16, the smallest piece base choice confirms a base with by
+/// sampled encodes (`BaseMatcher.minimumSampledBytes`), so that every put really chooses its base
+/// among the candidates; small enough that the catalog and base choice, not the codecs, are under test.
+/// (Until 2026-12-04 it was 1,024: no piece could be sampled, so no put got a base.)
+let scaleTensorElements = 2048
+
 // MARK: measuring
 
 func now() -> Double { Date().timeIntervalSince1970 }
@@ -223,7 +230,7 @@ switch options.mode {
 case "scale":
     let storeDir = scratch + "/store"
     let store = try ModelStore.open(directory: storeDir, create: true)
-    let tensorElements = 1024   // 2 KiB of BF16 per tensor: the catalog, not the codecs, is under test
+    let tensorElements = scaleTensorElements
     let bases = (0 ..< options.families).map { f in
         baseModel(prefix: "family\(f)", tensors: options.tensors, elements: tensorElements, dtype: "BF16", seed: 1000 + UInt64(f))
     }
@@ -267,7 +274,7 @@ case "scale":
 case "choose":
     guard let at = options.at else { FileHandle.standardError.write(Data("choose needs --at STORE\n".utf8)); exit(2) }
     let store = try ModelStore.open(directory: at, create: false)
-    let base = baseModel(prefix: "family0", tensors: options.tensors, elements: 1024, dtype: "BF16", seed: 1000)
+    let base = baseModel(prefix: "family0", tensors: options.tensors, elements: scaleTensorElements, dtype: "BF16", seed: 1000)
     let probe = try write(fineTune(base, seed: 0xBEEF), to: scratch + "/probe")
     var choices: [Double] = []
     var note = ""
@@ -282,7 +289,7 @@ case "choose":
 case "probe":
     guard let at = options.at else { FileHandle.standardError.write(Data("probe needs --at STORE\n".utf8)); exit(2) }
     let store = try ModelStore.open(directory: at, create: false)
-    let base = baseModel(prefix: "family0", tensors: options.tensors, elements: 1024, dtype: "BF16", seed: 1000)
+    let base = baseModel(prefix: "family0", tensors: options.tensors, elements: scaleTensorElements, dtype: "BF16", seed: 1000)
     let measured = try probePuts(store, base: base, work: scratch, count: options.repeats)
     let revisions = try store.revisions().count
     say("probe: \(options.repeats) puts into \(at) (\(revisions) revisions): wall median \(ms(median(measured.map(\.wall)))) ms, "
