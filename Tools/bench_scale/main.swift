@@ -12,9 +12,10 @@
 // scale:   families of same-architecture models (each family one base and its fine-tunes, tensor
 //          names per family, BF16), put round-robin; at 1, 10^2, 10^3, 10^4 stored revisions it
 //          measures 10 probe puts into family 0 (each removed again, so the count stays), the
-//          base-choice time alone (`explainBase`), the catalog's size, the process's memory and gc's
-//          mark (the live-chunk query). With 10 families, family 0 holds 1,000 same-signature
-//          candidates at 10^4.
+//          base-choice time alone (`explainBase`) and the base it chose for a fine-tune of family
+//          0's base (among siblings: the quality at scale), the catalog's size, the process's memory
+//          and gc's mark (the live-chunk query). With 10 families, family 0 holds 1,000
+//          same-signature candidates at 10^4.
 // choose:  base-choice time alone, repeated, in a store a `scale --store DIR` run left at DIR/store
 //          (a fresh fine-tune of family 0's base; nothing is written to the store): for measuring a
 //          change to base choice without refilling 10^4 revisions.
@@ -236,7 +237,7 @@ case "scale":
     }
     let checkpoints = [1, 100, 1000, 10_000].filter { $0 <= options.revisions }
     say("scale: \(options.families) families of \(options.tensors) BF16 tensors × \(tensorElements) elements; real puts through ModelStore.put")
-    say("revisions | family-0 candidates | put median ms (10 probes) | base choice ms | catalog MiB | RSS MiB (peak) | gc mark ms | fill puts/s")
+    say("revisions | family-0 candidates | put median ms (10 probes) | base choice ms | catalog MiB | RSS MiB (peak) | gc mark ms | fill puts/s | probe's base (the true one: family0/m0)")
     var stored = 0
     var fillStarted = now(), fillPuts = 0
     var member = [Int](repeating: 0, count: options.families)
@@ -257,7 +258,12 @@ case "scale":
         let latencies = try probePuts(store, base: bases[0], work: work, count: 10).map(\.wall)
         let probe = try write(fineTune(bases[0], seed: 0xBEEF), to: work + "/probe")
         var choices: [Double] = []
-        for _ in 0 ..< 5 { choices.append(try store.explainBase(paths: [probe]).seconds) }
+        var chosen = "none"
+        for _ in 0 ..< 5 {
+            let choice = try store.explainBase(paths: [probe])
+            choices.append(choice.seconds)
+            chosen = choice.decision?.revision.model ?? "none"
+        }
         let started = now()
         let live = try store.catalog.liveChunkRowIDs()
         let mark = now() - started
@@ -265,7 +271,7 @@ case "scale":
         let memory = memoryMiB()
         say("\(pad(stored, 9)) | \(pad(member[0], 19)) | \(pad(ms(median(latencies)), 25)) | \(pad(ms(median(choices)), 14)) | "
               + "\(pad(String(format: "%.1f", Double(catalogBytes) / 1048576), 11)) | \(pad(String(format: "%.0f (%.0f)", memory.rss, memory.peak), 14)) | "
-              + "\(pad(ms(mark), 10)) | \(String(format: "%.1f", fillRate))")
+              + "\(pad(ms(mark), 10)) | \(pad(String(format: "%.1f", fillRate), 11)) | \(chosen)")
         _ = live
         fillStarted = now()
         fillPuts = 0
