@@ -290,18 +290,8 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
 
     /// Those of `known` whose row holds the chunk named (inside the caller's transaction).
     private func checkedRowIDs(_ known: [ChunkID: Int64]) throws -> [ChunkID: Int64] {
-        var named: [Int64: ChunkID] = [:]
-        for (id, row) in known { named[row] = id }
-        var found: [ChunkID: Int64] = [:]
-        for batch in batches(Array(named.keys), width: 1) {
-            for r in try q("SELECT id, xxh, sha FROM chunks WHERE id IN (\(SQLCatalog.list(batch.count)))", batch.map { .int($0) }) {
-                let row = try r.int(0)
-                guard let id = named[row], let xxh = XXH128(bytes: try r.blob(1)), let sha = Digest256(bytes: try r.blob(2)),
-                      ChunkID(xxh: xxh, sha: sha) == id else { continue }
-                found[id] = row
-            }
-        }
-        return found
+        let rows = try chunks(rowIDs: Array(known.values))
+        return known.filter { id, row in rows[row]?.id == id }
     }
 
     // MARK: commits and the gc fence
@@ -316,7 +306,7 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             let manifest = commit.manifest
             let rowID = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks + [commit.manifestChunk],
                                                  alsoLookUp: [commit.manifestChunk.id] + manifest.files.flatMap { $0.chunks.map(\.id) },
-                                                 known: commit.knownRowIDs)
+                                                 knownRowIDs: commit.knownRowIDs)
             try q("INSERT INTO models(name) VALUES (?) ON CONFLICT (name) DO NOTHING", [.text(commit.model)])
             guard let modelID = try q("SELECT id FROM models WHERE name = ?", [.text(commit.model)]).first?.int(0) else {
                 throw StoreError.catalog("model row vanished during commit")
@@ -382,18 +372,18 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 try connection.lockFence()
                 guard try generation() == fence else { throw StoreError.fenced(.chunks(count: commit.chunks.count)) }
             }
-            _ = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks, alsoLookUp: [], known: [:])
+            _ = try insertPacksAndChunks(packs: commit.packs, chunks: commit.chunks, alsoLookUp: [], knownRowIDs: [:])
         }
     }
 
     /// Inside a transaction: records `packs`, then `chunks` (bases before the chunks that use them:
     /// a base is either already in the catalog or earlier in `chunks`), in statements of many rows:
     /// each round holds every remaining chunk whose base already has a row. Returns the row id of
-    /// any chunk by identity (inserted, already there, or in `alsoLookUp`). Row ids in `known` are
+    /// any chunk by identity (inserted, already there, or in `alsoLookUp`). `knownRowIDs` are
     /// checked by row id, not looked up by hash (`RevisionCommit.knownRowIDs`); chunks being inserted
     /// get theirs from the insert.
     private func insertPacksAndChunks(packs: [(name: String, size: Int)], chunks: [NewChunk], alsoLookUp: [ChunkID],
-                                      known: [ChunkID: Int64]) throws -> (ChunkID) throws -> Int64 {
+                                      knownRowIDs: [ChunkID: Int64]) throws -> (ChunkID) throws -> Int64 {
         let now = Int64(Date().timeIntervalSince1970)
         var packIDs: [String: Int64] = [:]
         for pack in packs {
@@ -406,7 +396,7 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             }
             packIDs[chunk.pack] = known
         }
-        var rowIDs = try checkedRowIDs(known)
+        var rowIDs = try checkedRowIDs(knownRowIDs)
         let inserting = Set(chunks.map(\.id))
         let lookUp = (chunks.compactMap(\.base) + alsoLookUp).filter { rowIDs[$0] == nil && !inserting.contains($0) }
         rowIDs.merge(try chunkRowIDs(lookUp)) { checked, _ in checked }
