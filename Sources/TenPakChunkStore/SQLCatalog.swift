@@ -78,6 +78,20 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 }
             }
             if number < 3 { try upgradeToVersion3(c) }
+            // Indexes added since version 3, made once, and indexes this version no longer keeps,
+            // dropped once (checked first: most opens write nothing).
+            for index in schema.keyIndexes where try !c.indexExists(index.name) {
+                try c.transaction {
+                    try c.lockSchema()
+                    try c.query(index.statement)
+                }
+            }
+            for index in CatalogSchema.retiredIndexes where try c.indexExists(index) {
+                try c.transaction {
+                    try c.lockSchema()
+                    try c.query("DROP INDEX IF EXISTS \(index)")
+                }
+            }
         } catch let violation as SQLUniqueViolation {
             throw StoreError.catalog(violation.message)
         }
@@ -727,9 +741,15 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             for batch in dead {
                 try q("UPDATE chunks SET base_id = NULL WHERE id IN (\(SQLCatalog.list(batch.count)))", batch.map { .int($0) })
             }
+            // The database still refuses to delete a chunk another one names as its base (the
+            // foreign key): it looks for such chunks through this index, made for this transaction
+            // only (one pass over the chunks, like the mark), not kept for every put to update
+            // (`CatalogSchema.sweepIndex`). Without it, each deleted row would be a scan.
+            if !dead.isEmpty { try q(CatalogSchema.sweepIndex) }
             for batch in dead {
                 try q("DELETE FROM chunks WHERE id IN (\(SQLCatalog.list(batch.count)))", batch.map { .int($0) })
             }
+            if !dead.isEmpty { try q(CatalogSchema.dropSweepIndex) }
             for batch in batches(deadPacks, width: 1) {
                 try q("DELETE FROM packs WHERE name IN (\(SQLCatalog.list(batch.count)))", batch.map { .text($0) })
             }

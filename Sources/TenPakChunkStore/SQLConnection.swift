@@ -140,6 +140,9 @@ public protocol SQLConnection: AnyObject {
 
     func tableExists(_ name: String) throws -> Bool
 
+    /// Whether the catalog has an index named `name`.
+    func indexExists(_ name: String) throws -> Bool
+
     /// Problems the database itself finds in the catalog's `tables` (empty when healthy).
     func integrityProblems(tables: [String]) throws -> [String]
 

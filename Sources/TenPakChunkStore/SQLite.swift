@@ -251,6 +251,10 @@ public final class SQLiteConnection: SQLConnection {
         try !query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [.text(name)]).isEmpty
     }
 
+    public func indexExists(_ name: String) throws -> Bool {
+        try !query("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", [.text(name)]).isEmpty
+    }
+
     public func integrityProblems(tables: [String]) throws -> [String] {
         let pages = try query("PRAGMA integrity_check").map { try $0.text(0) }.filter { $0 != "ok" }
         let keys = try query("PRAGMA foreign_key_check").map {

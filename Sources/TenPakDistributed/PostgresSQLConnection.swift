@@ -74,6 +74,9 @@ final class PostgresSQLConnection: SQLConnection {
         try query("SELECT to_regclass(?) IS NOT NULL", [.text(name)]).first?.bool(0) == true
     }
 
+    /// An index is a relation like a table, in the same namespace.
+    func indexExists(_ name: String) throws -> Bool { try tableExists(name) }
+
     /// PostgreSQL enforces the foreign keys and checks its pages itself: nothing more to ask it.
     func integrityProblems(tables: [String]) throws -> [String] { [] }
 
