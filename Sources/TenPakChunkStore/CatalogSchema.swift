@@ -5,20 +5,21 @@ import Foundation
 /// `{norowid}` are replaced by the dialect's text (`SQLDialect`).
 ///
 /// The SQLite text rendered here is, byte for byte, the text earlier versions created (SQLite keeps
-/// it in `sqlite_master`; `Tests/Golden/catalog-schema-sqlite.txt` pins it), less the retired index
-/// `chunks_by_base` (`retiredIndexes`) and with `keyIndexes` last; PostgreSQL's is its earlier
-/// schema with the same column types. A new column is one edit here (and a migration).
+/// it in `sqlite_master`; `Tests/Golden/catalog-schema-sqlite.txt` pins it), less the index of
+/// chunks by base (`baseIndex`) and with `keyIndexes` last; PostgreSQL's is its earlier schema with
+/// the same column types. A new column is one edit here (and a migration).
 struct CatalogSchema {
     let dialect: SQLDialect
 
-    /// Schema version 1, as first shipped, less the index `retiredIndexes` names.
+    /// Schema version 1, as first shipped, less the index `baseIndex` names.
     var version1: [String] { render(CatalogSchema.version1) }
     /// Added after version 1 shipped without changing the version: made on open when missing.
     var annotations: [String] { render(CatalogSchema.annotations) }
     var gcRuns: [String] { render(CatalogSchema.gcRuns) }
     /// Versions 2 and 3: the revisions' sketches, revisions by model in id order, the candidate index.
     var candidates: [String] { render(CatalogSchema.candidates) }
-    /// Added after version 3 shipped, without changing the version: made on open when missing.
+    /// Added after version 3 shipped, without changing the version: made by the first gc sweep of a
+    /// catalog that lacks them (`SQLCatalog.applyCollection`), or by an open that creates the schema.
     var keyIndexes: [(name: String, statement: String)] {
         CatalogSchema.keyIndexes.map { ($0.name, "CREATE INDEX IF NOT EXISTS \($0.name) ON \($0.on)") }
     }
@@ -125,20 +126,18 @@ struct CatalogSchema {
     ]
 
     /// The index of delta chunks by their base, which only a sweep that deletes chunks needs (the
-    /// database looks for chunks naming each deleted one as their base, the foreign key). It is
-    /// made for that sweep's transaction and dropped in it, not kept: kept, every put of a
-    /// fine-tune of a popular base writes one of its leaves per new chunk (the base chunk's
+    /// database looks for chunks naming each deleted one as their base: the foreign key). gc's
+    /// sweep makes it for its transaction and drops it there, so it is not kept: kept, every put of
+    /// a fine-tune of a popular base writes one of its leaves per new chunk (the base chunk's
     /// dependents are one run of the index each), which made a put in a store of 10^4 revisions
-    /// cost 121 pages more than in a store of one (SPEC §9, §10). Version 1 kept it as
-    /// `chunks_by_base`, which opening such a catalog drops (`retiredIndexes`).
-    static let sweepIndex = "CREATE INDEX IF NOT EXISTS chunks_by_base_for_sweep ON chunks(base_id)"
-    static let dropSweepIndex = "DROP INDEX IF EXISTS chunks_by_base_for_sweep"
-    /// Indexes earlier versions made that this one drops when it opens their catalog.
-    static let retiredIndexes = ["chunks_by_base"]
+    /// write 121 pages more than in a store of one (SPEC §9, §10). Version 1 kept it under this
+    /// name: the first sweep of such a catalog reuses and drops it.
+    static let baseIndex = "chunks_by_base"
+    static let makeBaseIndex = "CREATE INDEX IF NOT EXISTS chunks_by_base ON chunks(base_id)"
 
     /// Indexes of foreign keys that gc's sweep deletes under: deleting a chunk or a pack makes the
     /// database look for rows naming it, a scan of the table per deleted row without an index (a
-    /// sweep of 14,140 chunks in a store of 10^4 revisions spent about 19 of its 24 s scanning
+    /// sweep of 14,140 chunks in a store of 10^4 revisions spent about 19 of its 23–25 s scanning
     /// `revisions` for manifests; SPEC §9). Both grow at their end: a revision's manifest chunk
     /// and a tombstone's pack are the newest rows.
     static let keyIndexes: [(name: String, on: String)] = [

@@ -78,20 +78,6 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
                 }
             }
             if number < 3 { try upgradeToVersion3(c) }
-            // Indexes added since version 3, made once, and indexes this version no longer keeps,
-            // dropped once (checked first: most opens write nothing).
-            for index in schema.keyIndexes where try !c.indexExists(index.name) {
-                try c.transaction {
-                    try c.lockSchema()
-                    try c.query(index.statement)
-                }
-            }
-            for index in CatalogSchema.retiredIndexes where try c.indexExists(index) {
-                try c.transaction {
-                    try c.lockSchema()
-                    try c.query("DROP INDEX IF EXISTS \(index)")
-                }
-            }
         } catch let violation as SQLUniqueViolation {
             throw StoreError.catalog(violation.message)
         }
@@ -728,6 +714,16 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
     public func applyCollection(newPacks: [(name: String, size: Int)], moved: [(rowID: Int64, pack: String, offset: Int)],
                                 deadChunks: [Int64], deadPacks: [String]) throws {
         try write {
+            // The indexes this transaction's deletes look through (the foreign keys naming a deleted
+            // chunk or pack, SPEC §9), made first, before any row changes: PostgreSQL does not let a
+            // transaction use an index it built over rows it had already updated in place (HOT
+            // updates: the index is marked `indcheckxmin`, and each deleted row would be a scan).
+            // The key indexes are kept (a catalog from before them gets them here, not on open,
+            // which writes nothing); the index of chunks by base is dropped at the end.
+            for index in CatalogSchema(dialect: dialect).keyIndexes where try !connection.indexExists(index.name) {
+                try q(index.statement)
+            }
+            if !deadChunks.isEmpty { try q(CatalogSchema.makeBaseIndex) }
             let now = Int64(Date().timeIntervalSince1970)
             for pack in newPacks {
                 try q("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)", [.text(pack.name), .int(pack.size), .int(now)])
@@ -739,20 +735,19 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             // Dead chunks may be bases of other dead chunks: clear every such link before any delete.
             let dead = batches(deadChunks, width: 1)
             for batch in dead {
-                try q("UPDATE chunks SET base_id = NULL WHERE id IN (\(SQLCatalog.list(batch.count)))", batch.map { .int($0) })
+                try q("UPDATE chunks SET base_id = NULL WHERE id IN (\(SQLCatalog.list(batch.count))) AND base_id IS NOT NULL", batch.map { .int($0) })
             }
             // The database still refuses to delete a chunk another one names as its base (the
-            // foreign key): it looks for such chunks through this index, made for this transaction
-            // only (one pass over the chunks, like the mark), not kept for every put to update
-            // (`CatalogSchema.sweepIndex`). Without it, each deleted row would be a scan.
-            if !dead.isEmpty { try q(CatalogSchema.sweepIndex) }
+            // foreign key); it finds such chunks through the index of chunks by base made above.
             for batch in dead {
                 try q("DELETE FROM chunks WHERE id IN (\(SQLCatalog.list(batch.count)))", batch.map { .int($0) })
             }
-            if !dead.isEmpty { try q(CatalogSchema.dropSweepIndex) }
             for batch in batches(deadPacks, width: 1) {
                 try q("DELETE FROM packs WHERE name IN (\(SQLCatalog.list(batch.count)))", batch.map { .text($0) })
             }
+            // Not kept for puts to update (`CatalogSchema.baseIndex`); last, because on PostgreSQL
+            // dropping it locks `chunks` against readers until the commit.
+            try q("DROP INDEX IF EXISTS \(CatalogSchema.baseIndex)")
         }
     }
 
