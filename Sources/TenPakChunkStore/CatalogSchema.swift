@@ -21,7 +21,7 @@ struct CatalogSchema {
     /// Added after version 3 shipped, without changing the version: made by the first gc sweep of a
     /// catalog that lacks them (`SQLCatalog.applyCollection`), or by an open that creates the schema.
     var keyIndexes: [(name: String, statement: String)] {
-        CatalogSchema.keyIndexes.map { ($0.name, "CREATE INDEX IF NOT EXISTS \($0.name) ON \($0.on)") }
+        CatalogSchema.keyIndexes.map { ($0.name, CatalogSchema.create($0)) }
     }
     /// Everything, in creation order.
     var all: [String] { version1 + annotations + gcRuns + candidates + keyIndexes.map(\.statement) }
@@ -132,8 +132,10 @@ struct CatalogSchema {
     /// dependents are one run of the index each), which made a put in a store of 10^4 revisions
     /// write 121 pages more than in a store of one (SPEC §9, §10). Version 1 kept it under this
     /// name: the first sweep of such a catalog reuses and drops it.
-    static let baseIndex = "chunks_by_base"
-    static let makeBaseIndex = "CREATE INDEX IF NOT EXISTS chunks_by_base ON chunks(base_id)"
+    static let baseIndex = (name: "chunks_by_base", on: "chunks(base_id)")
+
+    /// The statement that makes `index` when it is missing.
+    static func create(_ index: (name: String, on: String)) -> String { "CREATE INDEX IF NOT EXISTS \(index.name) ON \(index.on)" }
 
     /// Indexes of foreign keys that gc's sweep deletes under: deleting a chunk or a pack makes the
     /// database look for rows naming it, a scan of the table per deleted row without an index (a

@@ -723,7 +723,7 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             for index in CatalogSchema(dialect: dialect).keyIndexes where try !connection.indexExists(index.name) {
                 try q(index.statement)
             }
-            if !deadChunks.isEmpty { try q(CatalogSchema.makeBaseIndex) }
+            if !deadChunks.isEmpty { try q(CatalogSchema.create(CatalogSchema.baseIndex)) }
             let now = Int64(Date().timeIntervalSince1970)
             for pack in newPacks {
                 try q("INSERT INTO packs(name, size, created_at) VALUES (?, ?, ?)", [.text(pack.name), .int(pack.size), .int(now)])
@@ -747,7 +747,7 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
             }
             // Not kept for puts to update (`CatalogSchema.baseIndex`); last, because on PostgreSQL
             // dropping it locks `chunks` against readers until the commit.
-            try q("DROP INDEX IF EXISTS \(CatalogSchema.baseIndex)")
+            try q("DROP INDEX IF EXISTS \(CatalogSchema.baseIndex.name)")
         }
     }
 
