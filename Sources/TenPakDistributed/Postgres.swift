@@ -233,6 +233,11 @@ public struct PostgresStoreLocking: StoreLocking {
     public static let key: Int64 = 0x5465_6E50_616B
     /// The gate's key, next to the lock's.
     public static let gateKey: Int64 = key + 1
+    /// The key of the transaction-level lock that schema creation and upgrades take
+    /// (`PostgresSQLConnection.lockSchema`). Its own key: on the gate's, a node opening an old
+    /// catalog while it holds the lock shared would wait for a gc that holds the gate while it
+    /// waits for that node's lock to be released.
+    public static let schemaKey: Int64 = key + 2
     let roundTrips: Counter
     private let idle: IdleSessions
 

@@ -56,7 +56,7 @@ final class PostgresSQLConnection: SQLConnection {
     }
 
     func lockSchema() throws {
-        try query("SELECT pg_advisory_xact_lock(?)", [.int(PostgresStoreLocking.key + 1)])
+        try query("SELECT pg_advisory_xact_lock(?)", [.int(PostgresStoreLocking.schemaKey)])
     }
 
     /// SHARE conflicts with the ROW EXCLUSIVE lock of gc's INSERT into `gc_runs`: until this

@@ -346,6 +346,27 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(try Checker(store: try StoreLocation.open(path), readData: true).run().isHealthy)
     }
 
+    /// A gc waiting for running puts holds the gate's key; a node creating (or upgrading) the
+    /// catalog meanwhile takes the schema lock, which must not be that key: a node holding the lock
+    /// shared while it opens an old catalog would wait for the gc, and the gc for it.
+    func testSchemaLockIsNotTheGate() throws {
+        let path = try DistributedServices.makeStoreConfig(self)
+        let config = try DistributedConfig.load(path: path)
+        let gc = try PGSession(config: config.postgres)
+        XCTAssertEqual(try gc.query("SELECT pg_try_advisory_lock($1)", [.int(PostgresStoreLocking.gateKey)]).first?.bool(0), true)
+        let opened = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var openError: Error?
+        Thread.detachNewThread {
+            do { _ = try StoreLocation.open(path, create: true) } catch { openError = error }
+            opened.signal()
+        }
+        let inTime = opened.wait(timeout: .now() + 20) == .success
+        _ = try gc.query("SELECT pg_advisory_unlock($1)", [.int(PostgresStoreLocking.gateKey)])
+        if !inTime { opened.wait() }
+        XCTAssertTrue(inTime, "creating the catalog waited for the gate held by gc")
+        XCTAssertNil(openError)
+    }
+
     /// The partition gc's grace period cannot cover alone: a writer whose lock session the server
     /// dropped while it kept working. Here the session is terminated for real (as the server does
     /// when a node is cut off), a gc on "another node" then gets the exclusive lock and runs, and
