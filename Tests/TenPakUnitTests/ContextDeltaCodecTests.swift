@@ -110,6 +110,84 @@ final class ContextDeltaCodecTests: XCTestCase {
         }
     }
 
+    /// The decoder's fast loops stop short of the end of the rANS and raw-bit streams and hand over
+    /// to bounds-checked ones mid-block, at a bit position inside a byte: heavy elements (long raw
+    /// fields) bunched at the end, at the start or in the middle of a chunk move where that happens.
+    func testFastLoopsHandOverAnywhere() throws {
+        var rng = SplitMix64(seed: 7)
+        for layout in [FloatLayout.f32, .bf16, .f16] {
+            for n in [9, 64, 2051, 4099, 6150] {
+                let base = realisticBase(n, layout, &rng)
+                let light = perturbed(base, layout, &rng, spread: 1)
+                let heavy = randomBits(n, layout, &rng)
+                for k in [0, 1, 3, n / 3, n / 2, n - 17, n - 5, n - 1, n] where k >= 0 && k <= n {
+                    _ = try roundTrip(Array(light[0..<k] + heavy[k...]), base, layout)   // heavy tail
+                    _ = try roundTrip(Array(heavy[0..<k] + light[k...]), base, layout)   // heavy head
+                    let m = min(n, k + 11)
+                    _ = try roundTrip(Array(light[0..<k] + heavy[k..<m] + light[m...]), base, layout)
+                }
+            }
+        }
+    }
+
+    /// A raw-bit stream shorter than its symbols need (its length field and its end both cut) throws;
+    /// the fast value loop must stop before the end to find that out.
+    func testShortRawBitsThrow() throws {
+        var rng = SplitMix64(seed: 8)
+        for layout in [FloatLayout.f32, .bf16] {
+            let n = 5000
+            let base = realisticBase(n, layout, &rng)
+            let target = perturbed(base, layout, &rng, spread: layout == .f32 ? 3000 : 2)
+            let t = bytes(target, layout), b = bytes(base, layout)
+            let p = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in ContextDeltaCodec.encode(target: tp, base: bp, layout: layout) } }
+            let fields = try XCTUnwrap(streamLengths(p), "no R, B fields found")
+            var out = [UInt8](repeating: 0, count: t.count)
+            // The fields found are the real ones: rewritten uncut, the payload still decodes.
+            var same = Array(p[0..<fields.at])
+            appendVarint(UInt64(fields.ransLength), to: &same)
+            appendVarint(UInt64(fields.rawLength), to: &same)
+            same += p[fields.streams...]
+            try out.withUnsafeMutableBytes { op in try same.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
+                try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) } } }
+            XCTAssertEqual(out, t)
+            for cut in [1, 2, 7, 8, 9, 16, 100, 1000] where cut <= fields.rawLength {
+                var q = Array(p[0..<fields.at])
+                appendVarint(UInt64(fields.ransLength), to: &q)
+                appendVarint(UInt64(fields.rawLength - cut), to: &q)
+                q += p[fields.streams ..< (p.count - cut)]
+                XCTAssertThrowsError(try out.withUnsafeMutableBytes { op in try q.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
+                    try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) } } }, "cut \(cut)")
+            }
+        }
+    }
+
+    /// Where a coded payload's `varint R, varint B` fields sit: the offset `at` whose two varints
+    /// are followed by exactly R + B bytes to the end.
+    private func streamLengths(_ p: [UInt8]) -> (at: Int, streams: Int, ransLength: Int, rawLength: Int)? {
+        func varint(_ j: inout Int) -> Int? {
+            var v = 0, shift = 0
+            while j < p.count, shift < 63 {
+                let byte = p[j]; j += 1
+                v |= Int(byte & 0x7F) << shift
+                if byte < 0x80 { return v }
+                shift += 7
+            }
+            return nil
+        }
+        for at in stride(from: p.count - 2, through: 0, by: -1) {
+            var j = at
+            guard let r = varint(&j), let b = varint(&j), r >= 16, j + r + b == p.count else { continue }
+            return (at, j, r, b)
+        }
+        return nil
+    }
+
+    private func appendVarint(_ value: UInt64, to out: inout [UInt8]) {
+        var v = value
+        while v >= 0x80 { out.append(UInt8(truncatingIfNeeded: v) | 0x80); v >>= 7 }
+        out.append(UInt8(v))
+    }
+
     func testDecayPredictorNeverCrossesSign() {
         for layout in [FloatLayout.f32, .bf16, .f16] {
             let p = DecayPredictor(layout: layout, c: 0xFFFF_FFFF)

@@ -12,8 +12,8 @@ import TenPakFormat
 // Speed notes: the hot loops are generic over the element kind (`DeltaElement`) so each width
 // gets its own specialised loop; they use unchecked pointer arithmetic inside a "fast zone"
 // where enough input bytes remain for a whole group of four elements, and fall back to the
-// bounds-checked readers for the last few elements. The decoder uses a byte-sized
-// slot -> symbol table per context (2^tableLog bytes) plus a small (freq, start) array.
+// bounds-checked readers for the last few elements. The decoder keeps one table block per
+// context (slot -> symbol bytes, then (freq, start) per symbol; FORMAT.md's implementation notes).
 
 public enum ContextDeltaCodec {
     static let magic: UInt8 = 0xD1
@@ -347,12 +347,17 @@ public enum ContextDeltaCodec {
     }
 
     /// Decoder table block layout (byte offsets), fixed per element kind and table precision:
-    /// et (256 x UInt8: exponent -> 4 * expContext) | tokInfo (128 x TokInfo) | bucket (128 x UInt8) |
-    /// fs (64 << strideShift x UInt32: freq | start << 16) | sym (64 << tableLog x UInt8).
-    @inline(__always) static func offTok() -> Int { 256 }
-    @inline(__always) static func offBucket() -> Int { 256 + 128 * 16 }
-    @inline(__always) static func offFS() -> Int { offBucket() + 128 }
-    @inline(__always) static func offSym<E: DeltaElement>(_: E.Type) -> Int { offFS() + 4 * (contexts << E.strideShift) }
+    /// et (256 x UInt32: exponent -> byte offset of context 4 * expContext) | bucket (128 x UInt32:
+    /// token -> byte offset of its bucket for the lane's next element) | tokInfo (128 x TokInfo) |
+    /// one block per context: sym (2^tableLog x UInt8: slot -> symbol), then fs (2^strideShift x
+    /// UInt32: freq | start << 16). Context offsets are stored scaled, so a symbol decode finds both
+    /// of its context's tables from one add (exponent offset + bucket offset) without shifts.
+    @inline(__always) static func offBucket() -> Int { 256 * 4 }
+    @inline(__always) static func offTok() -> Int { offBucket() + 128 * 4 }
+    @inline(__always) static func offContexts() -> Int { offTok() + 128 * MemoryLayout<TokInfo>.stride }
+    @inline(__always) static func contextStride<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type) -> Int {
+        (1 << T.tl) + (4 << E.strideShift)
+    }
 
     static func decodeCoded<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ src: inout ByteSource, n: Int,
                                                             payloadCount: Int, c: UInt32, eTop: Int,
@@ -362,24 +367,24 @@ public enum ContextDeltaCodec {
         let tableLog = T.tl
         let m = 1 << tableLog
         let alpha = alphabet(E.bits)
-        let sShift = E.strideShift
-        let blockSize = offSym(E.self) + (contexts << tableLog)
+        let stride = contextStride(E.self, T.self)
+        let blockSize = offContexts() + contexts * stride
         let block = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 64)
         defer { block.deallocate() }
-        // Zero everything but the symbol bytes (each context's 2^tableLog bytes are written below).
-        block.initializeMemory(as: UInt8.self, repeating: 0, count: offSym(E.self))
-        let etP = block.assumingMemoryBound(to: UInt8.self)
+        // Every byte is written below: the offset tables and token infos here, each context's
+        // symbol bytes and frequencies (zeroed first: only used symbols get an entry) in the loop.
+        block.initializeMemory(as: UInt8.self, repeating: 0, count: blockSize)
+        let etP = block.assumingMemoryBound(to: UInt32.self)
         let tokP = (block + offTok()).assumingMemoryBound(to: TokInfo.self)
-        let fsP = (block + offFS()).assumingMemoryBound(to: UInt32.self)
-        let bucketP = (block + offBucket()).assumingMemoryBound(to: UInt8.self)
-        let symP = (block + offSym(E.self)).assumingMemoryBound(to: UInt8.self)
+        let bucketP = (block + offBucket()).assumingMemoryBound(to: UInt32.self)
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 128)
         defer { freqs.deallocate() }
 
         // All 64 contexts: slot -> symbol bytes and per (context, symbol) freq | start << 16.
         // An absent context decodes symbol 0 with freq M (state unchanged).
         for cx in 0..<contexts {
-            let st = symP + (cx << tableLog), fs = fsP + (cx << sShift)
+            let st = (block + offContexts() + cx * stride).assumingMemoryBound(to: UInt8.self)
+            let fs = (block + offContexts() + cx * stride + m).assumingMemoryBound(to: UInt32.self)
             guard present & (1 << UInt64(cx)) != 0 else {
                 st.initialize(repeating: 0, count: m)
                 fs[0] = UInt32(m)
@@ -414,9 +419,9 @@ public enum ContextDeltaCodec {
             let lb = UInt8(l)
             info.bucket = (lb > thr.0 ? 1 : 0) + (lb > thr.1 ? 1 : 0) + (lb > thr.2 ? 1 : 0)
             tokP[t] = info
-            bucketP[t] = info.bucket
+            bucketP[t] = UInt32(Int(info.bucket) * stride)
         }
-        for e in 0..<256 { etP[e] = UInt8(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets) }
+        for e in 0..<256 { etP[e] = UInt32(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets * stride) }
 
         var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
         var rsrc = try openRans(ransBytes, &x)
@@ -427,41 +432,34 @@ public enum ContextDeltaCodec {
         try br.finish()
     }
 
-    /// rANS symbol decode for one lane: returns the symbol, updates `x` (not renormalised).
+    /// Byte offset of element i's context block for a lane whose previous bucket offset is `pb`.
     @inline(__always)
-    static func ransDecode<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ x: inout UInt32, _ cx: Int,
-                                                          _ tab: UnsafeRawPointer) -> Int {
+    static func contextOffset<E: DeltaElement>(_: E.Type, _ i: Int, _ pb: Int, bp: UnsafeRawPointer,
+                                               tab: UnsafeRawPointer) -> Int {
+        let b = E.load(bp, i)
+        return Int(tab.load(fromByteOffset: Int((b >> E.mb) & E.expMask) &* 4, as: UInt32.self)) &+ pb
+    }
+
+    /// rANS symbol decode for one lane in the context block at `ctx`: returns the symbol, updates
+    /// `x` (not renormalised).
+    @inline(__always)
+    static func ransDecode<T: TableLogK>(_: T.Type, _ x: inout UInt32, _ ctx: UnsafeRawPointer) -> Int {
         let slot = x & UInt32((1 << T.tl) - 1)
-        let s = Int(tab.load(fromByteOffset: offSym(E.self) &+ (cx &<< T.tl) &+ Int(slot), as: UInt8.self))
-        let fs = tab.load(fromByteOffset: offFS() &+ ((cx &<< E.strideShift) &+ s) &* 4, as: UInt32.self)
+        let s = Int(ctx.load(fromByteOffset: Int(slot), as: UInt8.self))
+        let fs = ctx.load(fromByteOffset: (1 << T.tl) &+ s &* 4, as: UInt32.self)
         x = (fs & 0xFFFF) &* (x &>> UInt32(T.tl)) &+ slot &- (fs &>> 16)
         return s
     }
 
+    /// Symbol of element i from lane state `x` and the lane's previous bucket offset `pb`: `x` is
+    /// left decoded but not renormalised, `pb` becomes this symbol's bucket offset.
     @inline(__always)
-    static func reconstruct<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i: Int, _ b: UInt32, _ info: TokInfo,
-                                                             _ raw: UInt32, _ c: UInt64, _ op: UnsafeMutableRawPointer) {
-        let a = info.mag | raw
-        let d = (a ^ info.negMask) &- info.negMask
-        let p = P.decay ? E.predict(b, c) : b
-        E.store(op, i, (p &+ d) & E.mask)
-    }
-
-    /// Symbol decode for one element with lane state `x`; `rp` must have >= 2 readable bytes.
-    @inline(__always)
-    static func fastSym<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i: Int, _ x: inout UInt32, _ pb: inout Int,
-                                                       bp: UnsafeRawPointer, tab: UnsafeRawPointer,
-                                                       rp: inout UnsafePointer<UInt8>, out: UnsafeMutablePointer<UInt8>) {
-        let b = E.load(bp, i)
-        let cx = Int(tab.load(fromByteOffset: Int((b >> E.mb) & E.expMask), as: UInt8.self)) &+ pb
-        var v = x
-        let s = ransDecode(E.self, T.self, &v, cx, tab)
-        let w = UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
-        let need = v < ransLowerBound
-        x = need ? (v &<< 16) | w : v
-        rp += need ? 2 : 0
-        out.pointee = UInt8(truncatingIfNeeded: s)
-        pb = Int(tab.load(fromByteOffset: offBucket() &+ s, as: UInt8.self))
+    static func laneSym<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i: Int, _ x: inout UInt32, _ pb: inout Int,
+                                                       bp: UnsafeRawPointer, tab: UnsafeRawPointer) -> UInt8 {
+        let ctx = tab + offContexts() + contextOffset(E.self, i, pb, bp: bp, tab: tab)
+        let s = ransDecode(T.self, &x, ctx)
+        pb = Int(tab.load(fromByteOffset: offBucket() &+ s &* 4, as: UInt32.self))
+        return UInt8(truncatingIfNeeded: s)
     }
 
     /// Bounds-checked symbol decode (end of the rANS stream).
@@ -469,24 +467,8 @@ public enum ContextDeltaCodec {
     static func safeSym<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i: Int, _ x: inout UInt32, _ pb: inout Int,
                                                        bp: UnsafeRawPointer, tab: UnsafeRawPointer,
                                                        rsrc: inout RansSource, out: UnsafeMutablePointer<UInt8>) {
-        let b = E.load(bp, i)
-        let cx = Int(tab.load(fromByteOffset: Int((b >> E.mb) & E.expMask), as: UInt8.self)) &+ pb
-        let s = ransDecode(E.self, T.self, &x, cx, tab)
+        out.pointee = laneSym(E.self, T.self, i, &x, &pb, bp: bp, tab: tab)
         rsrc.renorm(&x)
-        out.pointee = UInt8(truncatingIfNeeded: s)
-        pb = Int(tab.load(fromByteOffset: offBucket() &+ s, as: UInt8.self))
-    }
-
-    /// Reconstructs element i from its symbol and `raw` bits.
-    @inline(__always)
-    static func fastValue<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i: Int, _ s: UInt8, bp: UnsafeRawPointer,
-                                           op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
-                                           buf: inout UInt64, cnt: inout Int) {
-        let info = tab.load(fromByteOffset: offTok() &+ Int(s) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
-        let raw = UInt32(truncatingIfNeeded: buf) & info.rawMask
-        buf &>>= UInt64(info.nraw)
-        cnt &-= Int(info.nraw)
-        reconstruct(E.self, P.self, i, E.load(bp, i), info, raw, c, op)
     }
 
     static let block = 2048   // elements per symbol block (multiple of 4)
@@ -496,26 +478,31 @@ public enum ContextDeltaCodec {
                                                           x: inout (UInt32, UInt32, UInt32, UInt32),
                                                           rsrc: inout RansSource, br: inout BitReader) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: block) { symBuf in
-            decodeBlocks(E.self, T.self, n: n, bp: bp, op: op, tab: tab, c: c, x: &x, rsrc: &rsrc, br: &br,
-                         syms: symBuf.baseAddress!)
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: block) { deltaBuf in
+                decodeBlocks(E.self, T.self, n: n, bp: bp, op: op, tab: tab, c: c, x: &x, rsrc: &rsrc, br: &br,
+                             syms: symBuf.baseAddress!, deltas: deltaBuf.baseAddress!)
+            }
         }
     }
 
-    /// Decodes in blocks: first the symbols of a block (rANS only), then the values (raw bits).
+    /// Decodes in blocks: first the symbols of a block (rANS only), then their signed deltas (raw
+    /// bits), then the values (prediction plus delta, a loop without table lookups that the
+    /// compiler vectorizes).
     static func decodeBlocks<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, n: Int, bp: UnsafeRawPointer,
                                                             op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
                                                             x: inout (UInt32, UInt32, UInt32, UInt32),
                                                             rsrc: inout RansSource, br: inout BitReader,
-                                                            syms: UnsafeMutablePointer<UInt8>) {
+                                                            syms: UnsafeMutablePointer<UInt8>, deltas: UnsafeMutablePointer<UInt32>) {
         var lanes = LaneState(x: x)
         var i0 = 0
         while i0 < n {
             let i1 = min(n, i0 &+ block)
             symbolRun(E.self, T.self, i0, i1, bp: bp, tab: tab, lanes: &lanes, rsrc: &rsrc, syms: syms)
+            deltaRun(E.self, i1 &- i0, tab: tab, br: &br, syms: syms, deltas: deltas)
             if c == 0 {
-                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, c: c, deltas: deltas)
             } else {
-                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, c: c, deltas: deltas)
             }
             i0 = i1
         }
@@ -545,10 +532,27 @@ public enum ContextDeltaCodec {
             let iEnd = i &+ groups &* 4
             repeat {
                 let o = syms + (i &- i0)
-                fastSym(E.self, T.self, i, &x0, &p0, bp: bp, tab: tab, rp: &rp, out: o)
-                fastSym(E.self, T.self, i &+ 1, &x1, &p1, bp: bp, tab: tab, rp: &rp, out: o + 1)
-                fastSym(E.self, T.self, i &+ 2, &x2, &p2, bp: bp, tab: tab, rp: &rp, out: o + 2)
-                fastSym(E.self, T.self, i &+ 3, &x3, &p3, bp: bp, tab: tab, rp: &rp, out: o + 3)
+                o[0] = laneSym(E.self, T.self, i, &x0, &p0, bp: bp, tab: tab)
+                o[1] = laneSym(E.self, T.self, i &+ 1, &x1, &p1, bp: bp, tab: tab)
+                o[2] = laneSym(E.self, T.self, i &+ 2, &x2, &p2, bp: bp, tab: tab)
+                o[3] = laneSym(E.self, T.self, i &+ 3, &x3, &p3, bp: bp, tab: tab)
+                // Renormalise the group: lane k reads the word after those of the lanes before it
+                // that renormalise. The offsets come from the four comparisons at once, so no lane
+                // waits for the one before it to finish decoding.
+                let n0 = x0 < ransLowerBound ? 1 : 0, n1 = x1 < ransLowerBound ? 1 : 0
+                let n2 = x2 < ransLowerBound ? 1 : 0, n3 = x3 < ransLowerBound ? 1 : 0
+                let q1 = n0, q2 = q1 &+ n1, q3 = q2 &+ n2
+                let words = UnsafeRawPointer(rp)
+                // Safe: a group reads at most 4 words and `groups` leaves 8 bytes per group.
+                let w0 = UInt32(UInt16(littleEndian: words.loadUnaligned(as: UInt16.self)))
+                let w1 = UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: q1 &* 2, as: UInt16.self)))
+                let w2 = UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: q2 &* 2, as: UInt16.self)))
+                let w3 = UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: q3 &* 2, as: UInt16.self)))
+                x0 = n0 != 0 ? (x0 &<< 16) | w0 : x0
+                x1 = n1 != 0 ? (x1 &<< 16) | w1 : x1
+                x2 = n2 != 0 ? (x2 &<< 16) | w2 : x2
+                x3 = n3 != 0 ? (x3 &<< 16) | w3 : x3
+                rp += (q3 &+ n3) &* 2
                 i &+= 4
             } while i < iEnd
         }
@@ -567,61 +571,61 @@ public enum ContextDeltaCodec {
         lanes.p0 = p0; lanes.p1 = p1; lanes.p2 = p2; lanes.p3 = p3
     }
 
-    /// Values of elements i0..<i1 from their symbols and raw bits. Fast runs: the bit reader reads
-    /// 8 bytes per refill and advances at most 7 bytes per refill (f32: one refill per element,
-    /// 16-bit: one per 4 elements since 4 * 14 <= 56).
+    /// Signed deltas d (FORMAT.md) of `count` elements from their symbols and raw bits, into
+    /// `deltas`. Fast runs locate each element's raw bits by a running bit position instead of
+    /// shifting one bit buffer: the only chain from element to element is one add, so the loads and
+    /// shifts of neighbouring elements overlap (a shared bit buffer made every element wait for the
+    /// previous one's shift and refill). A group of four reads 8 bytes at each element's byte
+    /// position, so groups run while four elements' largest raw fields stay 8 bytes inside the
+    /// stream; the bounds-checked reader takes the rest.
     @inline(never)
-    static func valueRun<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
-                                                          op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
-                                                          br: inout BitReader, syms: UnsafeMutablePointer<UInt8>) {
-        var i = i0
-        if br.overrun == 0 {
-            var bptr = br.ptr
-            let bEnd = br.end
-            var buf = br.buf, cnt = br.cnt
-            let bytesPerGroup = E.width == 4 ? 28 : 7
-            while true {
-                let groups = min((i1 &- i) >> 2, (bEnd - bptr - 8) / bytesPerGroup)
-                if groups <= 0 { break }
-                let iEnd = i &+ groups &* 4
-                repeat {
-                    let s = syms + (i &- i0)
-                    if E.width == 4 {
-                        refillFast(&buf, &cnt, &bptr)
-                        fastValue(E.self, P.self, i, s[0], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                        refillFast(&buf, &cnt, &bptr)
-                        fastValue(E.self, P.self, i &+ 1, s[1], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                        refillFast(&buf, &cnt, &bptr)
-                        fastValue(E.self, P.self, i &+ 2, s[2], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                        refillFast(&buf, &cnt, &bptr)
-                        fastValue(E.self, P.self, i &+ 3, s[3], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                    } else {
-                        refillFast(&buf, &cnt, &bptr)
-                        fastValue(E.self, P.self, i, s[0], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                        fastValue(E.self, P.self, i &+ 1, s[1], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                        fastValue(E.self, P.self, i &+ 2, s[2], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                        fastValue(E.self, P.self, i &+ 3, s[3], bp: bp, op: op, tab: tab, c: c, buf: &buf, cnt: &cnt)
-                    }
-                    i &+= 4
-                } while i < iEnd
-            }
-            br.ptr = bptr; br.buf = buf; br.cnt = cnt
+    static func deltaRun<E: DeltaElement>(_: E.Type, _ count: Int, tab: UnsafeRawPointer, br: inout BitReader,
+                                          syms: UnsafePointer<UInt8>, deltas: UnsafeMutablePointer<UInt32>) {
+        let tok = tab + offTok()
+        @inline(__always) func delta(_ info: TokInfo, _ bits: UInt32) -> UInt32 {
+            ((info.mag | bits) ^ info.negMask) &- info.negMask
         }
-        while i < i1 {
-            let info = tab.load(fromByteOffset: offTok() &+ Int(syms[i &- i0]) &* MemoryLayout<TokInfo>.stride,
-                                as: TokInfo.self)
-            let raw = br.get(Int(info.nraw))
-            reconstruct(E.self, P.self, i, E.load(bp, i), info, raw, c, op)
-            i &+= 1
+        var k = 0
+        let streamBytes = br.end - br.start
+        if br.overrun == 0, streamBytes >= 8 {
+            let raw = UnsafeRawPointer(br.start)
+            var pos = br.bitPosition
+            let groupBits = 4 * (E.bits - 2)
+            let lastSafeBit = (streamBytes - 8) * 8     // a load at byte pos >> 3 of 8 bytes fits
+            while true {
+                let groups = min((count &- k) >> 2, (lastSafeBit - pos) / groupBits)
+                if groups <= 0 { break }
+                let kEnd = k &+ groups &* 4
+                repeat {
+                    for j in 0..<4 {
+                        let info = tok.load(fromByteOffset: Int(syms[k &+ j]) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
+                        // Safe: pos + 3 * (W - 2) <= lastSafeBit, so bytes [pos >> 3, pos >> 3 + 8) are in the stream.
+                        let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: pos &>> 3, as: UInt64.self))
+                        deltas[k &+ j] = delta(info, UInt32(truncatingIfNeeded: word &>> UInt64(pos & 7)) & info.rawMask)
+                        pos &+= Int(info.nraw)
+                    }
+                    k &+= 4
+                } while k < kEnd
+            }
+            br.seek(toBit: pos)
+        }
+        while k < count {
+            let info = tok.load(fromByteOffset: Int(syms[k]) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
+            deltas[k] = delta(info, br.get(Int(info.nraw)))
+            k &+= 1
         }
     }
 
-    /// Branchless bit-buffer refill to >= 56 bits; reads 8 bytes at `p` (caller guarantees them).
-    @inline(__always)
-    static func refillFast(_ buf: inout UInt64, _ cnt: inout Int, _ p: inout UnsafePointer<UInt8>) {
-        buf |= UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)) &<< UInt64(truncatingIfNeeded: cnt)
-        p += (63 &- cnt) &>> 3
-        cnt |= 56
+    /// Elements i0..<i1: the prediction from the base element plus the delta.
+    @inline(never)
+    static func valueRun<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
+                                                          op: UnsafeMutableRawPointer, c: UInt64,
+                                                          deltas: UnsafePointer<UInt32>) {
+        for i in i0 ..< i1 {
+            let b = E.load(bp, i)
+            let p = P.decay ? E.predict(b, c) : b
+            E.store(op, i, (p &+ deltas[i &- i0]) & E.mask)
+        }
     }
 
     // MARK: helpers

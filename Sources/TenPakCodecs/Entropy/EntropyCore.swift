@@ -139,6 +139,18 @@ struct BitReader {
             cnt += 8
         }
     }
+    /// Bits consumed so far (meaningful while `overrun == 0`).
+    var bitPosition: Int { (ptr - start) * 8 - cnt }
+    /// Continues reading at bit `position` (0 <= position <= 8 * byte length): the position
+    /// decoders that locate each value themselves hand back for the bounds-checked tail and
+    /// `finish`.
+    mutating func seek(toBit position: Int) {
+        ptr = start + (position >> 3)
+        buf = 0
+        cnt = 0
+        overrun = 0
+        _ = get(position & 7)
+    }
     /// Reads `n` bits, n <= 32.
     @inline(__always) mutating func get(_ n: Int) -> UInt32 {
         if cnt < n { refill() }
