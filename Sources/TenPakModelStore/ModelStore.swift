@@ -292,6 +292,31 @@ struct FileStream {
     var chunks: [FileChunk]? = nil
     static let windowChunks = 16
 
+    /// The windows of a file of `count` chunks, in order: at most `windowChunks` chunks each, the
+    /// first and the last ones growing from one chunk (1, 2, 4, 8, 16, …, 16, …, 8, 4, 2, 1).
+    /// Small at the start, decoding begins after one chunk is read rather than sixteen; small at the
+    /// end, the consumer's sequential work (the SHA-256 of the last window, its write) left after
+    /// the last decode is one chunk's, not sixteen chunks' while a core idles.
+    static func windows(count: Int) -> [Range<Int>] {
+        var front: [Int] = [], back: [Int] = []
+        var left = count, size = 1
+        while left > 0 {
+            for side in 0 ..< 2 where left > 0 {
+                let take = min(size, left)
+                if side == 0 { front.append(take) } else { back.append(take) }
+                left -= take
+            }
+            size = min(size * 2, windowChunks)
+        }
+        var ranges: [Range<Int>] = []
+        var start = 0
+        for size in front + back.reversed() {
+            ranges.append(start ..< start + size)
+            start += size
+        }
+        return ranges
+    }
+
     /// Windows in order, as arrays (a copy of each window; see `forEachWindowBuffer`).
     func forEachWindow(_ body: @escaping ([UInt8]) throws -> Void) throws {
         try forEachWindowBuffer { try body(Array($0)) }
@@ -322,16 +347,18 @@ struct FileStream {
         // the next window's are read while this one decodes, so an object store's latency hides
         // behind decoding.
         let store = self.store
-        func readAhead(from start: Int) -> Background<PrefetchedFrames> {
-            let locations = chunks[start ..< min(start + FileStream.windowChunks, chunks.count)].map(\.location)
+        func readAhead(_ window: Range<Int>) -> Background<PrefetchedFrames> {
+            let locations = chunks[window].map(\.location)
             return Background { try FrameBatch.prefetch(locations, store: store) }
         }
-        var start = 0
-        var next = chunks.isEmpty ? nil : readAhead(from: 0)
-        while start < chunks.count, failure.error == nil, let pending = next {
-            let end = min(start + FileStream.windowChunks, chunks.count)
+        let windows = FileStream.windows(count: chunks.count)
+        var index = 0
+        var next = windows.first.map(readAhead)
+        while index < windows.count, failure.error == nil, let pending = next {
+            let (start, end) = (windows[index].lowerBound, windows[index].upperBound)
             let frames = try pending.value()
-            next = end < chunks.count ? readAhead(from: end) : nil
+            index += 1
+            next = index < windows.count ? readAhead(windows[index]) : nil
             // Each chunk decodes straight into its place in the window (no copy to assemble it).
             var offsets = [0]
             for c in chunks[start ..< end] { offsets.append(offsets[offsets.count - 1] + c.location.rawLength) }
@@ -359,7 +386,6 @@ struct FileStream {
                 guard failure.error == nil else { return }
                 do { try body(UnsafeRawBufferPointer(rebasing: buffer[0 ..< count])) } catch { failure.error = error }
             }
-            start = end
         }
         consumer.sync {}
         if let error = failure.error { throw error }

@@ -188,6 +188,60 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// A put whose pack append fails (in the first window, and in a later one while the next is
+    /// being coded) throws that error, commits nothing and leaves no pack behind; the store is
+    /// healthy and the same put then succeeds.
+    func testPutWhoseAppendFailsStoresNothing() throws {
+        let (healthy, dir) = try makeStore()
+        _ = try healthy.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        let local = try ChunkStore.openLocal(directory: dir)
+        let packsBefore = try local.packs.packNames()
+        // 40 MiB of bytes that do not compress or dedupe: content-defined chunks, three windows.
+        var rng = SplitMix64(seed: 11)
+        let big = (0 ..< (40 << 20) / 8).flatMap { _ in withUnsafeBytes(of: rng.next()) { Array($0) } }
+        let source = TestSupport.temporaryDirectory(self, "in") + "/opaque.bin"
+        try TestSupport.write(big, to: source)
+        // How many appends the put makes (one per chunk frame, then the manifest), on a store of its own.
+        let counting = AppendFailingPacks(try ChunkStore.openLocal(directory: dir + "-count", create: true).packs, failAt: 0)
+        let counted = try ChunkStore.openLocal(directory: dir + "-count")
+        _ = try ModelStore(chunks: ChunkStore(packs: counting, catalog: counted.catalog, root: counted.root, locking: counted.locking))
+            .put(model: "opaque", revision: "v1", paths: [source], base: .none)
+        let appends = counting.appends
+        XCTAssertGreaterThan(appends, 100)
+        for failAt in [1, appends - 2] {
+            let packs = AppendFailingPacks(local.packs, failAt: failAt)
+            let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
+            XCTAssertThrowsError(try store.put(model: "opaque", revision: "v1", paths: [source], base: .none)) { error in
+                XCTAssertTrue(error is AppendFailingPacks.Fault, "append \(failAt): \(error)")
+            }
+            XCTAssertGreaterThanOrEqual(packs.appends, failAt)
+            XCTAssertThrowsError(try local.catalog.resolve(model: "opaque", revision: "v1"))
+            XCTAssertEqual(try local.packs.packNames(), packsBefore, "append \(failAt): no pack left behind")
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/tmp"), [], "append \(failAt)")
+        }
+        XCTAssertTrue(try Checker(store: try ModelStore.open(directory: dir), readData: true).run().isHealthy)
+        _ = try healthy.put(model: "opaque", revision: "v1", paths: [source], base: .none)
+        let out = TestSupport.temporaryDirectory(self, "out")
+        try healthy.get(model: "opaque", revision: "v1", to: out)
+        XCTAssertEqual(try TestSupport.read(out + "/opaque.bin"), big)
+    }
+
+    /// get's windows: every chunk in exactly one window, in order, none larger than the limit; the
+    /// first and the last are one chunk and the sizes double from each end.
+    func testFileWindowsRampUpAndDown() {
+        XCTAssertEqual(FileStream.windows(count: 0), [])
+        XCTAssertEqual(FileStream.windows(count: 1), [0 ..< 1])
+        XCTAssertEqual(FileStream.windows(count: 5).map(\.count), [1, 2, 1, 1])
+        XCTAssertEqual(FileStream.windows(count: 40).map(\.count), [1, 2, 4, 8, 10, 8, 4, 2, 1])
+        for count in 0 ... 300 {
+            let windows = FileStream.windows(count: count)
+            XCTAssertEqual(windows.flatMap { Array($0) }, Array(0 ..< count), "count \(count)")
+            XCTAssertTrue(windows.allSatisfy { !$0.isEmpty && $0.count <= FileStream.windowChunks })
+            if count > 0 { XCTAssertEqual(windows.first?.count, 1); XCTAssertEqual(windows.last?.count, 1) }
+            if count >= 60 { XCTAssertTrue(windows.contains { $0.count == FileStream.windowChunks }, "count \(count)") }
+        }
+    }
+
     /// How get and the reader group frames into reads: neighbours in one pack merge, gaps and the
     /// span limit split, packs never mix, a frame is read once however often it is asked for.
     func testFrameBatchPlansFewContiguousReads() {
@@ -208,4 +262,44 @@ final class StoreTests: XCTestCase {
         }
         XCTAssertEqual(FrameBatch.plan([]), [])
     }
+}
+
+/// A store's packs whose `failAt`-th append (counted over every pack it writes) throws.
+final class AppendFailingPacks: PackStorage, @unchecked Sendable {
+    struct Fault: Error {}
+    private let inner: any PackStorage
+    private let failAt: Int
+    // Safe: `count` is touched only inside `lock`.
+    private let lock = NSLock()
+    private var count = 0
+    var appends: Int { lock.withLock { count } }
+
+    init(_ inner: any PackStorage, failAt: Int) {
+        self.inner = inner
+        self.failAt = failAt
+    }
+
+    final class Writer: PackWriting {
+        let inner: any PackWriting
+        let owner: AppendFailingPacks
+        init(_ inner: any PackWriting, owner: AppendFailingPacks) {
+            self.inner = inner
+            self.owner = owner
+        }
+        var name: String { inner.name }
+        var size: Int { inner.size }
+        func append(_ bytes: UnsafeRawBufferPointer) throws -> Int {
+            let n = owner.lock.withLock { owner.count += 1; return owner.count }
+            if n == owner.failAt { throw Fault() }
+            return try inner.append(bytes)
+        }
+        func seal() throws { try inner.seal() }
+        func abandon() { inner.abandon() }
+    }
+
+    func createPack() throws -> any PackWriting { Writer(try inner.createPack(), owner: self) }
+    func read(pack: String, offset: Int, length: Int) throws -> [UInt8] { try inner.read(pack: pack, offset: offset, length: length) }
+    func packNames() throws -> [String] { try inner.packNames() }
+    func size(pack: String) throws -> Int { try inner.size(pack: pack) }
+    func delete(pack: String) throws { try inner.delete(pack: pack) }
 }
