@@ -208,7 +208,9 @@ public enum ContextDeltaCodec {
                 tokOf[l * 4 + k] = UInt8(l == 0 ? 0 : (l == 1 ? 1 + neg : 4 * l - 5 + 2 * neg + top))
             }
         }
-        @inline(__always) func one(_ i: Int, _ pb: inout Int, _ cnt: UnsafeMutablePointer<UInt32>) {
+        // `flush`: write the bit accumulator out after this element. 16-bit elements flush once per
+        // four (raw fields of at most 14 bits: 7 pending + 4 * 14 = 63 bits fit), wider ones each time.
+        @inline(__always) func one(_ i: Int, _ pb: inout Int, _ cnt: UnsafeMutablePointer<UInt32>, flush: Bool = true) {
             let b = E.load(bp, i), t = E.load(tp, i)
             let d = (t &- (P.decay ? E.predict(b, c) : b)) & E.mask
             let neg = d >> UInt32(E.bits - 1)
@@ -222,11 +224,13 @@ public enum ContextDeltaCodec {
             let rv = a & UInt32(truncatingIfNeeded: li)
             acc |= UInt64(rv) &<< UInt64(truncatingIfNeeded: nacc)
             nacc &+= sh
-            UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
-            let nb = nacc &>> 3
-            wp += nb
-            acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
-            nacc &= 7
+            if flush {
+                UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
+                let nb = nacc &>> 3
+                wp += nb
+                acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
+                nacc &= 7
+            }
             let cx = Int(et[Int((b >> E.mb) & E.expMask)]) &+ pb
             pb = Int(truncatingIfNeeded: (li &>> 40) & 0xFF)
             let sv = (cx &<< E.strideShift) | tok
@@ -234,8 +238,10 @@ public enum ContextDeltaCodec {
             cnt[sv] &+= 1
         }
         var i = 0
+        let grouped = E.bits == 16
         while i &+ 4 <= n {
-            one(i, &pb0, c0); one(i &+ 1, &pb1, c1); one(i &+ 2, &pb2, c2); one(i &+ 3, &pb3, c3)
+            one(i, &pb0, c0, flush: !grouped); one(i &+ 1, &pb1, c1, flush: !grouped)
+            one(i &+ 2, &pb2, c2, flush: !grouped); one(i &+ 3, &pb3, c3)
             i &+= 4
         }
         if i < n { one(i, &pb0, c0); i &+= 1 }
