@@ -292,29 +292,41 @@ struct FileStream {
     var chunks: [FileChunk]? = nil
     static let windowChunks = 16
 
-    /// The windows of a file of `count` chunks, in order: at most `windowChunks` chunks each, the
-    /// first and the last ones growing from one chunk (1, 2, 4, 8, 16, …, 16, …, 8, 4, 2, 1).
-    /// Small at the start, decoding begins after one chunk is read rather than sixteen; small at the
-    /// end, the consumer's sequential work (the SHA-256 of the last window, its write) left after
-    /// the last decode is one chunk's, not sixteen chunks' while a core idles.
-    static func windows(count: Int) -> [Range<Int>] {
-        var front: [Int] = [], back: [Int] = []
-        var left = count, size = 1
-        while left > 0 {
-            for side in 0 ..< 2 where left > 0 {
-                let take = min(size, left)
-                if side == 0 { front.append(take) } else { back.append(take) }
-                left -= take
+    /// The first and the last windows of a file hold at most this many bytes (or one chunk); the
+    /// limit doubles from each end, up to `windowChunks` chunks a window.
+    static let firstWindowBytes = 1 << 20
+
+    /// The windows of a file whose chunks have these lengths, in order: at most `windowChunks`
+    /// chunks each, and the first and the last ones growing from `firstWindowBytes` (for 1 MiB
+    /// chunks: 1, 2, 4, 8, 16, …, 16, …, 8, 4, 2, 1 chunks). Small at the start, decoding begins
+    /// after one chunk is read rather than sixteen; small at the end, the consumer's sequential work
+    /// (the SHA-256 of the last window, its write) left after the last decode is one chunk's, not
+    /// sixteen chunks' while a core idles. A file of small chunks keeps whole windows (each is one
+    /// ranged read or two on S3).
+    static func windows(lengths: [Int]) -> [Range<Int>] {
+        var front: [Range<Int>] = [], back: [Range<Int>] = []
+        var (low, high) = (0, lengths.count)
+        var budget = firstWindowBytes
+        while low < high {
+            var end = low + 1, bytes = lengths[low]
+            while end < high, end - low < windowChunks, bytes + lengths[end] <= budget {
+                bytes += lengths[end]
+                end += 1
             }
-            size = min(size * 2, windowChunks)
+            front.append(low ..< end)
+            low = end
+            guard low < high else { break }
+            var start = high - 1
+            bytes = lengths[start]
+            while start > low, high - start < windowChunks, bytes + lengths[start - 1] <= budget {
+                start -= 1
+                bytes += lengths[start]
+            }
+            back.append(start ..< high)
+            high = start
+            if budget < Int.max / 2 { budget *= 2 }
         }
-        var ranges: [Range<Int>] = []
-        var start = 0
-        for size in front + back.reversed() {
-            ranges.append(start ..< start + size)
-            start += size
-        }
-        return ranges
+        return front + back.reversed()
     }
 
     /// Windows in order, as arrays (a copy of each window; see `forEachWindowBuffer`).
@@ -351,7 +363,7 @@ struct FileStream {
             let locations = chunks[window].map(\.location)
             return Background { try FrameBatch.prefetch(locations, store: store) }
         }
-        let windows = FileStream.windows(count: chunks.count)
+        let windows = FileStream.windows(lengths: chunks.map(\.location.rawLength))
         var index = 0
         var next = windows.first.map(readAhead)
         while index < windows.count, failure.error == nil, let pending = next {

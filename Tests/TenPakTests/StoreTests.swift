@@ -226,19 +226,27 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try TestSupport.read(out + "/opaque.bin"), big)
     }
 
-    /// get's windows: every chunk in exactly one window, in order, none larger than the limit; the
-    /// first and the last are one chunk and the sizes double from each end.
+    /// get's windows: every chunk in exactly one window, in order, none over the chunk limit; for
+    /// 1 MiB chunks the first and the last are one chunk and the sizes double from each end; a file
+    /// of small chunks keeps whole windows.
     func testFileWindowsRampUpAndDown() {
-        XCTAssertEqual(FileStream.windows(count: 0), [])
-        XCTAssertEqual(FileStream.windows(count: 1), [0 ..< 1])
-        XCTAssertEqual(FileStream.windows(count: 5).map(\.count), [1, 2, 1, 1])
-        XCTAssertEqual(FileStream.windows(count: 40).map(\.count), [1, 2, 4, 8, 10, 8, 4, 2, 1])
+        let mib = 1 << 20
+        func counts(_ lengths: [Int]) -> [Int] { FileStream.windows(lengths: lengths).map(\.count) }
+        XCTAssertEqual(counts([]), [])
+        XCTAssertEqual(counts([mib]), [1])
+        XCTAssertEqual(counts(Array(repeating: mib, count: 5)), [1, 2, 1, 1])
+        XCTAssertEqual(counts(Array(repeating: mib, count: 40)), [1, 2, 4, 8, 10, 8, 4, 2, 1])
+        XCTAssertEqual(counts(Array(repeating: 1000, count: 25)), [16, 9])
+        XCTAssertEqual(counts([3 * mib, 100, 100, 5 * mib]), [1, 2, 1], "a chunk over the budget is a window alone")
+        var rng = SplitMix64(seed: 9)
         for count in 0 ... 300 {
-            let windows = FileStream.windows(count: count)
+            let lengths = (0 ..< count).map { _ in Int.random(in: 1 ... 2 * mib, using: &rng) }
+            let windows = FileStream.windows(lengths: lengths)
             XCTAssertEqual(windows.flatMap { Array($0) }, Array(0 ..< count), "count \(count)")
             XCTAssertTrue(windows.allSatisfy { !$0.isEmpty && $0.count <= FileStream.windowChunks })
-            if count > 0 { XCTAssertEqual(windows.first?.count, 1); XCTAssertEqual(windows.last?.count, 1) }
-            if count >= 60 { XCTAssertTrue(windows.contains { $0.count == FileStream.windowChunks }, "count \(count)") }
+            let ones = FileStream.windows(lengths: Array(repeating: mib, count: count))
+            if count > 0 { XCTAssertEqual(ones.first?.count, 1); XCTAssertEqual(ones.last?.count, 1) }
+            if count >= 60 { XCTAssertTrue(ones.contains { $0.count == FileStream.windowChunks }, "count \(count)") }
         }
     }
 
