@@ -70,6 +70,11 @@ public protocol Catalog: AnyObject, Sendable {
     func allChunks() throws -> [ChunkLocation]
     /// Chunks some revision needs: used by a file or as a manifest, and the bases of those, transitively.
     func liveChunkRowIDs() throws -> Set<Int64>
+    /// gc's survey, computed by the database so that its memory does not grow with the store: every
+    /// pack with its live (frame) bytes, and the chunks no revision needs (row id, frame length).
+    func collectionSurvey() throws -> CollectionSurvey
+    /// The live chunks of these packs (gc copies them out), in pack and frame order.
+    func liveChunks(inPacks names: [String]) throws -> [ChunkLocation]
     /// One transaction: record new packs, point moved chunks at their new frames, forget dead chunks
     /// and dead packs.
     func applyCollection(newPacks: [(name: String, size: Int)], moved: [(rowID: Int64, pack: String, offset: Int)],
@@ -90,4 +95,26 @@ extension Catalog {
     /// A catalog whose tables are swapped in place (PostgreSQL's repair renames tables inside the
     /// live schema) is never replaced under its connections.
     public func reopenIfReplaced() throws -> Bool { false }
+}
+
+/// What gc's mark found (`Catalog.collectionSurvey`).
+public struct CollectionSurvey: Sendable {
+    public struct Pack: Sendable, Equatable {
+        public let name: String
+        public let size: Int
+        public let tombstones: Bool
+        public let liveBytes: Int
+        public init(name: String, size: Int, tombstones: Bool, liveBytes: Int) {
+            self.name = name
+            self.size = size
+            self.tombstones = tombstones
+            self.liveBytes = liveBytes
+        }
+    }
+    public let packs: [Pack]
+    public let dead: [(rowID: Int64, frameLength: Int)]
+    public init(packs: [Pack], dead: [(rowID: Int64, frameLength: Int)]) {
+        self.packs = packs
+        self.dead = dead
+    }
 }

@@ -239,11 +239,25 @@ public enum CatalogSQL {
     public static let revisionColumns = "r.id, m.name, r.name, r.created_at, r.base_model, r.base_revision, r.base_reason, c.xxh, c.sha"
     public static let revisionFrom = "revisions r JOIN models m ON m.id = r.model_id JOIN chunks c ON c.id = r.manifest_chunk"
     /// gc's mark: chunks used by a file or as a manifest, and their bases, transitively.
-    public static let liveChunks = """
+    static let liveCTE = """
         WITH RECURSIVE live(id) AS (
             SELECT chunk_id FROM file_chunks
             UNION SELECT manifest_chunk FROM revisions
             UNION SELECT c.base_id FROM chunks c JOIN live ON c.id = live.id WHERE c.base_id IS NOT NULL)
-        SELECT id FROM live
+        """
+    public static let liveChunks = liveCTE + "\nSELECT id FROM live"
+    /// Every pack with its live frame bytes (gc's plan), summed by the database (cast: PostgreSQL
+    /// sums BIGINT as NUMERIC).
+    public static let packsWithLiveBytes = liveCTE + """
+
+        SELECT p.name, p.size, EXISTS (SELECT 1 FROM tombstones t WHERE t.pack_id = p.id), COALESCE(l.bytes, 0)
+        FROM packs p LEFT JOIN (SELECT c.pack_id AS pack_id, CAST(SUM(c.frame_length) AS BIGINT) AS bytes
+                                FROM chunks c JOIN live ON live.id = c.id GROUP BY c.pack_id) l ON l.pack_id = p.id
+        """
+    /// Chunks no revision needs: an anti-join against the live set (NOT IN over a large subquery
+    /// is quadratic on PostgreSQL once it outgrows work_mem).
+    public static let deadChunks = liveCTE + """
+
+        SELECT c.id, c.frame_length FROM chunks c LEFT JOIN live ON live.id = c.id WHERE live.id IS NULL ORDER BY c.id
         """
 }

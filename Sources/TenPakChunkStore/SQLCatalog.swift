@@ -711,6 +711,32 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
         try locked { Set(try q(CatalogSQL.liveChunks).map { try $0.int(0) }) }
     }
 
+    public func collectionSurvey() throws -> CollectionSurvey {
+        // No transaction: gc holds the store lock exclusively, so no put or rm changes the catalog
+        // between the two queries.
+        try locked {
+            let packs = try q(CatalogSQL.packsWithLiveBytes).map {
+                CollectionSurvey.Pack(name: try $0.text(0), size: Int(try $0.int(1)), tombstones: try $0.bool(2), liveBytes: Int(try $0.int(3)))
+            }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+            let dead = try q(CatalogSQL.deadChunks).map { (rowID: try $0.int(0), frameLength: Int(try $0.int(1))) }
+            return CollectionSurvey(packs: packs, dead: dead)
+        }
+    }
+
+    public func liveChunks(inPacks names: [String]) throws -> [ChunkLocation] {
+        try locked {
+            var out: [ChunkLocation] = []
+            for batch in batches(names, width: 1) {
+                out += try q(CatalogSQL.liveCTE + """
+
+                    SELECT \(SQLCatalog.chunkColumns) FROM \(SQLCatalog.chunkFrom) JOIN live ON live.id = c.id
+                    WHERE p.name IN (\(SQLCatalog.list(batch.count)))
+                    """, batch.map { .text($0) }).map { try SQLCatalog.location($0) }
+            }
+            return out.sorted { $0.pack == $1.pack ? $0.frameOffset < $1.frameOffset : $0.pack.utf8.lexicographicallyPrecedes($1.pack.utf8) }
+        }
+    }
+
     public func applyCollection(newPacks: [(name: String, size: Int)], moved: [(rowID: Int64, pack: String, offset: Int)],
                                 deadChunks: [Int64], deadPacks: [String]) throws {
         try write {

@@ -346,6 +346,42 @@ class CatalogConformanceTests: XCTestCase {
         XCTAssertEqual(try catalog.integrityCheck(), [])
     }
 
+    /// gc's survey agrees with the mark computed from every chunk (the live set and `allChunks`):
+    /// live bytes per pack (bases kept through chains, a pack with no live frame at 0, tombstone
+    /// packs flagged), the dead chunks, and the live chunks of chosen packs in frame order.
+    func testCollectionSurveyMatchesTheMarkOverEveryChunk() throws {
+        let catalog = try makeCatalog()
+        let a = CatalogConformanceTests.chunk(1, pack: "p1")
+        let b = CatalogConformanceTests.chunk(2, pack: "p2", offset: 100, base: a.id, depth: 1)
+        let c = CatalogConformanceTests.chunk(3, pack: "p1", offset: 200, base: b.id, depth: 2)
+        let dead1 = CatalogConformanceTests.chunk(4, pack: "p1", offset: 300)
+        let dead2 = CatalogConformanceTests.chunk(5, pack: "p3", offset: 0, base: dead1.id, depth: 1)
+        let shared = CatalogConformanceTests.chunk(6, pack: "p2", offset: 50)
+        try catalog.commitChunks(ChunkCommit(packs: [(name: "p1", size: 1000), (name: "p2", size: 900), (name: "p3", size: 50)],
+                                             chunks: [a, b, c, dead1, dead2, shared], gcFence: nil))
+        _ = try catalog.commit(CatalogConformanceTests.revision("m", "v1", pack: "p4", chunks: [], uses: [c.id, shared.id], manifest: 100))
+        let gone = try catalog.commit(CatalogConformanceTests.revision("m", "v2", pack: "p5", chunks: [], uses: [shared.id], manifest: 101))
+        try catalog.remove(revision: gone, tombstonePack: (name: "t1", size: 10))
+
+        let survey = try catalog.collectionSurvey()
+        let live = try catalog.liveChunkRowIDs()
+        let all = try catalog.allChunks()
+        var expected: [String: Int] = [:]
+        for chunk in all where live.contains(chunk.rowID) { expected[chunk.pack, default: 0] += chunk.frameLength }
+        XCTAssertEqual(survey.packs.map(\.name), try catalog.packs().map(\.name))
+        for pack in survey.packs { XCTAssertEqual(pack.liveBytes, expected[pack.name] ?? 0, pack.name) }
+        XCTAssertEqual(survey.packs.filter(\.tombstones).map(\.name), ["t1"])
+        XCTAssertEqual(survey.packs.first { $0.name == "p3" }?.liveBytes, 0)
+        XCTAssertEqual(survey.packs.first { $0.name == "p5" }?.liveBytes, 0, "the removed revision's manifest is dead")
+        let deadRows = all.filter { !live.contains($0.rowID) }
+        XCTAssertEqual(survey.dead.map(\.rowID), deadRows.map(\.rowID).sorted())
+        XCTAssertEqual(survey.dead.map(\.frameLength), deadRows.sorted { $0.rowID < $1.rowID }.map(\.frameLength))
+        XCTAssertEqual(Set(deadRows.map(\.id)), [dead1.id, dead2.id, CatalogConformanceTests.id(101)])
+        let copied = try catalog.liveChunks(inPacks: ["p2", "p1", "p3"])
+        XCTAssertEqual(copied.map(\.id), [a.id, c.id, shared.id, b.id], "p1 then p2, each in frame order; dead ones left out")
+        XCTAssertEqual(try catalog.liveChunks(inPacks: []), [])
+    }
+
     /// A catalog with the indexes earlier versions made (the index of chunks by base; not those of
     /// the foreign keys gc's sweep deletes under) is left as it is when opened (opening writes
     /// nothing) and gets this version's indexes from gc's sweep. The index of chunks by base is not

@@ -50,26 +50,18 @@ public struct Collector {
         // is refused (RevisionCommit.gcFence) instead of referencing chunks or packs swept below.
         if !dryRun { _ = try catalog.beginCollection() }
 
-        let live = try catalog.liveChunkRowIDs()
-        let chunks = try catalog.allChunks()
-        let packs = try catalog.packs()
-        var liveBytes: [String: Int] = [:]
-        var liveChunks: [String: [ChunkLocation]] = [:]
-        var dead: [Int64] = []
-        for c in chunks {
-            if live.contains(c.rowID) {
-                liveBytes[c.pack, default: 0] += c.frameLength
-                liveChunks[c.pack, default: []].append(c)
-            } else {
-                dead.append(c.rowID)
-                report.deadChunks += 1
-                report.deadChunkBytes += c.frameLength
-            }
-        }
+        // The mark and the sums per pack run in the database: gc's memory grows with the dead
+        // chunks and the packs, not with every chunk of the store.
+        let survey = try catalog.collectionSurvey()
+        let packs = survey.packs
+        let liveBytes = Dictionary(uniqueKeysWithValues: packs.map { ($0.name, $0.liveBytes) })
+        let dead = survey.dead.map(\.rowID)
+        report.deadChunks = dead.count
+        report.deadChunkBytes = survey.dead.reduce(0) { $0 + $1.frameLength }
         var emptied: [String] = []
         var repack: [String] = []
         for pack in packs where !pack.tombstones {
-            let used = liveBytes[pack.name] ?? 0
+            let used = pack.liveBytes
             if used == 0 {
                 emptied.append(pack.name)
             } else if Double(used) < Collector.repackThreshold * Double(pack.size) {
@@ -90,13 +82,12 @@ public struct Collector {
         // Copy live frames out of packs being repacked.
         var moved: [(rowID: Int64, pack: String, offset: Int)] = []
         let writer = FrameWriter(packs: chunkStore.packs)
-        for name in repack {
-            for c in (liveChunks[name] ?? []).sorted(by: { $0.frameOffset < $1.frameOffset }) {
-                // Re-check before copying: gc must not launder damage into a fresh pack.
-                let (header, payload) = try chunkStore.readFrame(c)
-                let placed = try writer.append(header: header, payload: payload)
-                moved.append((c.rowID, placed.pack, placed.frameOffset))
-            }
+        // Only the chunks being copied are read (one mark per batch of packs, not per pack).
+        for c in try catalog.liveChunks(inPacks: repack) {
+            // Re-check before copying: gc must not launder damage into a fresh pack.
+            let (header, payload) = try chunkStore.readFrame(c)
+            let placed = try writer.append(header: header, payload: payload)
+            moved.append((c.rowID, placed.pack, placed.frameOffset))
         }
         // ORDER: new packs durable → catalog → old files deleted.
         let sealed = try writer.commit { sealed in
