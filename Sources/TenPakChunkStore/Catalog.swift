@@ -67,7 +67,10 @@ public protocol Catalog: AnyObject, Sendable {
     /// Every pack the catalog knows, with the size recorded when it was sealed, and whether it
     /// holds tombstones (which gc keeps: they stop a catalog rebuild from reviving removed revisions).
     func packs() throws -> [(name: String, size: Int, tombstones: Bool)]
+    /// Every chunk, in pack and frame order (memory linear in the store: maintenance reads pages).
     func allChunks() throws -> [ChunkLocation]
+    /// Up to `limit` chunks with row ids above `rowID`, in row id order (one index range per page).
+    func chunkPage(after rowID: Int64, limit: Int) throws -> [ChunkLocation]
     /// Chunks some revision needs: used by a file or as a manifest, and the bases of those, transitively.
     func liveChunkRowIDs() throws -> Set<Int64>
     /// gc's survey, computed by the database so that its memory does not grow with the store: every

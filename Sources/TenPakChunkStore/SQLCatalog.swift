@@ -707,6 +707,13 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
         }
     }
 
+    public func chunkPage(after rowID: Int64, limit: Int) throws -> [ChunkLocation] {
+        try locked {
+            try q("SELECT \(SQLCatalog.chunkColumns) FROM \(SQLCatalog.chunkFrom) WHERE c.id > ? ORDER BY c.id LIMIT ?",
+                  [.int(rowID), .int(Int64(limit))]).map { try SQLCatalog.location($0) }
+        }
+    }
+
     public func liveChunkRowIDs() throws -> Set<Int64> {
         try locked { Set(try q(CatalogSQL.liveChunks).map { try $0.int(0) }) }
     }

@@ -380,6 +380,15 @@ class CatalogConformanceTests: XCTestCase {
         let copied = try catalog.liveChunks(inPacks: ["p2", "p1", "p3"])
         XCTAssertEqual(copied.map(\.id), [a.id, c.id, shared.id, b.id], "p1 then p2, each in frame order; dead ones left out")
         XCTAssertEqual(try catalog.liveChunks(inPacks: []), [])
+        // Pages of rows by row id (fsck's reads) cover every chunk once, in row order.
+        var paged: [ChunkLocation] = []
+        var after: Int64 = 0
+        while case let page = try catalog.chunkPage(after: after, limit: 3), let last = page.last {
+            XCTAssertLessThanOrEqual(page.count, 3)
+            paged += page
+            after = last.rowID
+        }
+        XCTAssertEqual(paged, all.sorted { $0.rowID < $1.rowID })
     }
 
     /// A catalog with the indexes earlier versions made (the index of chunks by base; not those of

@@ -1,7 +1,7 @@
 import Foundation
 import TenPakChunkStore
 import TenPakFormat
-import TenPakModelStore
+@testable import TenPakModelStore
 import TenPakTestSupport
 import XCTest
 
@@ -71,6 +71,35 @@ final class IntegrityTests: XCTestCase {
             }
             try TestSupport.write(original, to: path)
         }
+    }
+
+    /// fsck reads the chunk rows a page at a time: with pages of one or two rows (every delta's
+    /// base in another page) it finds what one page finds, a damaged base chunk included, and marks
+    /// the deltas over it and the files using them as damaged.
+    func testFsckFindsTheSameWhateverItsPageSize() throws {
+        let (store, dir) = try makeStore()
+        let healthy = try Checker(store: store, readData: false, pageRows: 1).run()
+        XCTAssertTrue(healthy.isHealthy, "\(healthy.problems)")
+        XCTAssertEqual(healthy.chunks, try Checker(store: store, readData: false).run().chunks)
+        // Damage a chunk the fine-tune's deltas are coded against: the base's largest frame.
+        let local = try ChunkStore.openLocal(directory: dir)
+        let base = try store.catalog.files(revision: try store.catalog.resolve(model: "tiny-base", revision: nil))
+            .first { $0.path == "model.safetensors" }
+        let baseChunks = try store.catalog.fileChunks(file: try XCTUnwrap(base)).map(\.location)
+        let deltas = try store.catalog.files(revision: try store.catalog.resolve(model: "tiny-ft", revision: nil))
+            .flatMap { try store.catalog.fileChunks(file: $0) }.map(\.location).filter { $0.baseRowID != nil }
+        let victim = try XCTUnwrap(baseChunks.filter { c in deltas.contains { $0.baseRowID == c.rowID } }.max { $0.frameLength < $1.frameLength })
+        let path = LocalPackDirectory(root: local.root).path(of: victim.pack)
+        var bytes = try TestSupport.read(path)
+        bytes[victim.frameOffset + victim.frameLength - 1] ^= 0x40
+        try TestSupport.write(bytes, to: path)
+        let reports = try [1, 2, 65_536].map { try Checker(store: store, readData: false, pageRows: $0).run() }
+        let messages = reports.map { Set($0.problems.map(\.message)) }
+        XCTAssertEqual(messages[0], messages[2])
+        XCTAssertEqual(messages[1], messages[2])
+        XCTAssertTrue(messages[2].contains { $0.hasPrefix("tiny-ft@") && $0.contains("is damaged") }, "\(messages[2])")
+        XCTAssertTrue(messages[2].contains { $0.hasPrefix("tiny-base@") && $0.contains("is damaged") }, "\(messages[2])")
+        XCTAssertEqual(Set(reports.map(\.chunks)).count, 1)
     }
 
     func testTruncatedAndMissingPacksAreReported() throws {

@@ -43,9 +43,17 @@ public struct Checker {
     let store: ModelStore
     let readData: Bool
 
+    /// Chunk rows read and checked at a time.
+    let pageRows: Int
+
     public init(store: ModelStore, readData: Bool) {
+        self.init(store: store, readData: readData, pageRows: 65_536)
+    }
+
+    init(store: ModelStore, readData: Bool, pageRows: Int) {
         self.store = store
         self.readData = readData
+        self.pageRows = max(1, pageRows)
     }
 
     public func run(progress: (@Sendable (TransferProgress) -> Void)? = nil) throws -> CheckReport {
@@ -76,57 +84,74 @@ public struct Checker {
             notice("pack \(name) is not in the catalog (left by an interrupted put or gc; `tpstore gc` removes it)")
         }
 
-        // Chunks: each frame where the catalog says, intact.
-        let chunks = try catalog.allChunks()
-        report.chunks = chunks.count
-        let byRow = Dictionary(uniqueKeysWithValues: chunks.map { ($0.rowID, $0) })
-        let total = chunks.reduce(0) { $0 + $1.rawLength }
-        let verdicts = try parallelMap(chunks.count) { i -> String? in
-            let c = chunks[i]
-            if missingPacks.contains(c.pack) { return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): its pack is missing" }
-            if let base = c.baseRowID {
-                guard let b = byRow[base] else { return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): its base chunk row \(base) is missing" }
-                if b.depth >= c.depth || c.depth > ChunkStore.maxDeltaDepth {
-                    return "chunk \(c.id.short): delta depth \(c.depth) over base depth \(b.depth) breaks the chain bound"
-                }
-            }
-            do {
-                if readData {
-                    // Reads and checks the frame as below, then decodes it through its chain.
-                    _ = try chunkStore.rawBytes(of: c)
-                    return nil
-                }
-                // Header checksum, identity, frame length and payload checksum.
-                let (header, _) = try chunkStore.readFrame(c)
-                guard header.rawLength == c.rawLength else {
-                    return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): the frame there does not match the catalog"
-                }
-                return nil
-            } catch {
-                return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): \(error)"
-            }
-        }
+        // Chunks: each frame where the catalog says, intact. Read a page of rows at a time (by row
+        // id), so fsck's memory does not grow with the store; a page's bases outside it are looked
+        // up by row id.
         var damaged = Set<Int64>()
-        for (i, verdict) in verdicts.enumerated() {
-            if let verdict {
-                damage(verdict)
-                damaged.insert(chunks[i].rowID)
+        var total = 0
+        var after: Int64 = 0
+        while true {
+            let page = try catalog.chunkPage(after: after, limit: pageRows)
+            guard let last = page.last else { break }
+            after = last.rowID
+            let inPage = Dictionary(uniqueKeysWithValues: page.map { ($0.rowID, $0) })
+            let outside = Set(page.compactMap(\.baseRowID)).filter { inPage[$0] == nil }
+            let bases = inPage.merging(try catalog.chunks(rowIDs: Array(outside))) { row, _ in row }
+            let verdicts = try parallelMap(page.count) { i -> String? in
+                let c = page[i]
+                if missingPacks.contains(c.pack) { return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): its pack is missing" }
+                if let base = c.baseRowID {
+                    guard let b = bases[base] else { return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): its base chunk row \(base) is missing" }
+                    if b.depth >= c.depth || c.depth > ChunkStore.maxDeltaDepth {
+                        return "chunk \(c.id.short): delta depth \(c.depth) over base depth \(b.depth) breaks the chain bound"
+                    }
+                }
+                do {
+                    if readData {
+                        // Reads and checks the frame as below, then decodes it through its chain.
+                        _ = try chunkStore.rawBytes(of: c)
+                        return nil
+                    }
+                    // Header checksum, identity, frame length and payload checksum.
+                    let (header, _) = try chunkStore.readFrame(c)
+                    guard header.rawLength == c.rawLength else {
+                        return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): the frame there does not match the catalog"
+                    }
+                    return nil
+                } catch {
+                    return "chunk \(c.id.short) (pack \(c.pack) offset \(c.frameOffset)): \(error)"
+                }
             }
+            for (i, verdict) in verdicts.enumerated() {
+                if let verdict {
+                    damage(verdict)
+                    damaged.insert(page[i].rowID)
+                }
+            }
+            report.chunks += page.count
+            report.framesChecked += page.count
+            report.frameBytesChecked += page.reduce(0) { $0 + $1.frameLength }
+            total += page.reduce(0) { $0 + $1.rawLength }
         }
-        // A delta over a damaged base cannot be rebuilt either.
-        var changed = true
+        // A delta over a damaged base cannot be rebuilt either: pass over the rows again while the
+        // set grows (at most `maxDeltaDepth` times; never when nothing is damaged).
+        var changed = !damaged.isEmpty
         while changed {
             changed = false
-            for c in chunks where !damaged.contains(c.rowID) {
-                if let b = c.baseRowID, damaged.contains(b) {
-                    damaged.insert(c.rowID)
-                    changed = true
+            after = 0
+            while true {
+                let page = try catalog.chunkPage(after: after, limit: pageRows)
+                guard let last = page.last else { break }
+                after = last.rowID
+                for c in page where !damaged.contains(c.rowID) {
+                    if let b = c.baseRowID, damaged.contains(b) {
+                        damaged.insert(c.rowID)
+                        changed = true
+                    }
                 }
             }
         }
         if readData { report.bytesVerified = total }
-        report.framesChecked = chunks.count
-        report.frameBytesChecked = chunks.reduce(0) { $0 + $1.frameLength }
 
         // Revisions and files: chunks tile each file; no file depends on a damaged chunk.
         let revisions = try catalog.revisions(model: nil)
