@@ -202,17 +202,17 @@ final class StoreTests: XCTestCase {
         let source = TestSupport.temporaryDirectory(self, "in") + "/opaque.bin"
         try TestSupport.write(big, to: source)
         // How many appends the put makes (one per chunk frame, then the manifest), on a store of its own.
-        let counting = AppendFailingPacks(try ChunkStore.openLocal(directory: dir + "-count", create: true).packs, failAt: 0)
+        let counting = FaultyPacks(try ChunkStore.openLocal(directory: dir + "-count", create: true).packs)
         let counted = try ChunkStore.openLocal(directory: dir + "-count")
         _ = try ModelStore(chunks: ChunkStore(packs: counting, catalog: counted.catalog, root: counted.root, locking: counted.locking))
             .put(model: "opaque", revision: "v1", paths: [source], base: .none)
         let appends = counting.appends
         XCTAssertGreaterThan(appends, 100)
         for failAt in [1, appends - 2] {
-            let packs = AppendFailingPacks(local.packs, failAt: failAt)
+            let packs = FaultyPacks(local.packs, failAppendAt: failAt)
             let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
             XCTAssertThrowsError(try store.put(model: "opaque", revision: "v1", paths: [source], base: .none)) { error in
-                XCTAssertTrue(error is AppendFailingPacks.Fault, "append \(failAt): \(error)")
+                XCTAssertTrue(error is FaultyPacks.Fault, "append \(failAt): \(error)")
             }
             XCTAssertGreaterThanOrEqual(packs.appends, failAt)
             XCTAssertThrowsError(try local.catalog.resolve(model: "opaque", revision: "v1"))
@@ -270,44 +270,4 @@ final class StoreTests: XCTestCase {
         }
         XCTAssertEqual(FrameBatch.plan([]), [])
     }
-}
-
-/// A store's packs whose `failAt`-th append (counted over every pack it writes) throws.
-final class AppendFailingPacks: PackStorage, @unchecked Sendable {
-    struct Fault: Error {}
-    private let inner: any PackStorage
-    private let failAt: Int
-    // Safe: `count` is touched only inside `lock`.
-    private let lock = NSLock()
-    private var count = 0
-    var appends: Int { lock.withLock { count } }
-
-    init(_ inner: any PackStorage, failAt: Int) {
-        self.inner = inner
-        self.failAt = failAt
-    }
-
-    final class Writer: PackWriting {
-        let inner: any PackWriting
-        let owner: AppendFailingPacks
-        init(_ inner: any PackWriting, owner: AppendFailingPacks) {
-            self.inner = inner
-            self.owner = owner
-        }
-        var name: String { inner.name }
-        var size: Int { inner.size }
-        func append(_ bytes: UnsafeRawBufferPointer) throws -> Int {
-            let n = owner.lock.withLock { owner.count += 1; return owner.count }
-            if n == owner.failAt { throw Fault() }
-            return try inner.append(bytes)
-        }
-        func seal() throws { try inner.seal() }
-        func abandon() { inner.abandon() }
-    }
-
-    func createPack() throws -> any PackWriting { Writer(try inner.createPack(), owner: self) }
-    func read(pack: String, offset: Int, length: Int) throws -> [UInt8] { try inner.read(pack: pack, offset: offset, length: length) }
-    func packNames() throws -> [String] { try inner.packNames() }
-    func size(pack: String) throws -> Int { try inner.size(pack: pack) }
-    func delete(pack: String) throws { try inner.delete(pack: pack) }
 }

@@ -107,9 +107,9 @@ final class TransferTests: XCTestCase {
     /// deltas on them, which must wait for the first bundle to land (a base must be in the store or
     /// the same bundle).
     func receiverWithTwoBundles(from sender: ModelStore, _ manifest: TransferManifest) throws
-        -> (local: ChunkStore, packs: SealFailingPacks, store: ModelStore, batches: [[ChunkID]], bundles: [[UInt8]]) {
+        -> (local: ChunkStore, packs: FaultyPacks, store: ModelStore, batches: [[ChunkID]], bundles: [[UInt8]]) {
         let local = try ChunkStore.openLocal(directory: root + "/receiver", create: true)
-        let packs = SealFailingPacks(local.packs)
+        let packs = FaultyPacks(local.packs)
         let store = ModelStore(chunks: ChunkStore(packs: packs, catalog: local.catalog, root: local.root, locking: local.locking))
         let all = try FrameSender(store: sender).bundle(manifest.chunkIDs)
         let headers = try all.withUnsafeBytes { try FrameBundle.parse($0, maxFrames: FrameSender.maxFrames) }.map(\.header)
@@ -131,11 +131,11 @@ final class TransferTests: XCTestCase {
             let importer = try ChunkImporter(store: store)
             defer { importer.close() }
             importer.track(manifest)
-            packs.failing = true
+            packs.failingSeals = true
             let report = try importer.receive(bundle: bundles[0], expected: Set(batches[0]), landInBackground: true) { m, _ in m == "org/ft" }
             XCTAssertEqual(report.stored + report.restored, batches[0].count)
-            XCTAssertThrowsError(try importer.finishLanding()) { XCTAssertTrue($0 is SealFailingPacks.Fault, "\($0)") }
-            packs.failing = false
+            XCTAssertThrowsError(try importer.finishLanding()) { XCTAssertTrue($0 is FaultyPacks.Fault, "\($0)") }
+            packs.failingSeals = false
             XCTAssertEqual(try importer.missing(batches[0]), batches[0], "nothing of the failed bundle was staged")
         }
         XCTAssertEqual(try local.packs.packNames(), [], "the failed landing's pack was dropped")
@@ -161,7 +161,7 @@ final class TransferTests: XCTestCase {
         let (local, packs, store, batches, bundles) = try receiverWithTwoBundles(from: sender, manifest)
         let lane = LandingLane()
 
-        packs.holding = true
+        packs.holdingSeals = true
         let first = try ChunkImporter(store: store, lane: lane)
         _ = try first.receive(bundle: bundles[0], landInBackground: true) { m, _ in m == "org/ft" }
         let second = Background { () -> ReceiveReport in
@@ -174,7 +174,7 @@ final class TransferTests: XCTestCase {
         // The first bundle's write is held at its seal: the second must be waiting for it.
         Thread.sleep(forTimeInterval: 0.2)
         XCTAssertEqual(try local.packs.packNames(), [], "nothing is written while the seal is held")
-        packs.holding = false
+        packs.holdingSeals = false
         try first.finishLanding()
         first.close()
         let report = try second.value()
@@ -772,48 +772,4 @@ final class TransferTests: XCTestCase {
         XCTAssertTrue(again.contains("copied 0 revisions (2 already there)"), again)
         try fsck(destination)
     }
-}
-
-/// A store's packs whose seals fail while `failing` is set, and wait while `holding` is.
-final class SealFailingPacks: PackStorage, @unchecked Sendable {
-    struct Fault: Error {}
-    private let inner: any PackStorage
-    // Safe: `flag` and `hold` are touched only inside `lock`.
-    private let lock = NSLock()
-    private var flag = false
-    private var hold = false
-    var failing: Bool {
-        get { lock.withLock { flag } }
-        set { lock.withLock { flag = newValue } }
-    }
-    var holding: Bool {
-        get { lock.withLock { hold } }
-        set { lock.withLock { hold = newValue } }
-    }
-
-    init(_ inner: any PackStorage) { self.inner = inner }
-
-    final class Writer: PackWriting {
-        let inner: any PackWriting
-        let owner: SealFailingPacks
-        init(_ inner: any PackWriting, owner: SealFailingPacks) {
-            self.inner = inner
-            self.owner = owner
-        }
-        var name: String { inner.name }
-        var size: Int { inner.size }
-        func append(_ bytes: UnsafeRawBufferPointer) throws -> Int { try inner.append(bytes) }
-        func seal() throws {
-            while owner.holding { Thread.sleep(forTimeInterval: 0.005) }
-            if owner.failing { throw Fault() }
-            try inner.seal()
-        }
-        func abandon() { inner.abandon() }
-    }
-
-    func createPack() throws -> any PackWriting { Writer(try inner.createPack(), owner: self) }
-    func read(pack: String, offset: Int, length: Int) throws -> [UInt8] { try inner.read(pack: pack, offset: offset, length: length) }
-    func packNames() throws -> [String] { try inner.packNames() }
-    func size(pack: String) throws -> Int { try inner.size(pack: pack) }
-    func delete(pack: String) throws { try inner.delete(pack: pack) }
 }
