@@ -137,8 +137,9 @@ final class Putter {
                 } ?? [:]
                 // Three stages overlap: the next window is read on another thread while this one
                 // is coded on all cores, and the previous window's frames are appended to the pack
-                // (a kernel copy per byte stored) on a serial queue of their own. One window waits
-                // to land at most, so memory stays two read buffers and one window's payloads.
+                // (a kernel copy per byte stored) on a serial queue of their own. One window lands
+                // at a time and the next coded one waits for it, so memory stays two read buffers
+                // and two windows' payloads.
                 let windows = Putter.windows(plan.pieces)
                 let reads = (WindowRead(), WindowRead())
                 func readAhead(_ w: Int) -> Background<UnsafeRawBufferPointer> {
