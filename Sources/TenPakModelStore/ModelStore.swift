@@ -292,43 +292,6 @@ struct FileStream {
     var chunks: [FileChunk]? = nil
     static let windowChunks = 16
 
-    /// The first and the last windows of a file hold at most this many bytes (or one chunk); the
-    /// limit doubles from each end, up to `windowChunks` chunks a window.
-    static let firstWindowBytes = 1 << 20
-
-    /// The windows of a file whose chunks have these lengths, in order: at most `windowChunks`
-    /// chunks each, and the first and the last ones growing from `firstWindowBytes` (for 1 MiB
-    /// chunks: 1, 2, 4, 8, 16, …, 16, …, 8, 4, 2, 1 chunks). Small at the start, decoding begins
-    /// after one chunk is read rather than sixteen; small at the end, the consumer's sequential work
-    /// (the SHA-256 of the last window, its write) left after the last decode is one chunk's, not
-    /// sixteen chunks' while a core idles. A file of small chunks keeps whole windows (each is one
-    /// ranged read or two on S3).
-    static func windows(lengths: [Int]) -> [Range<Int>] {
-        var front: [Range<Int>] = [], back: [Range<Int>] = []
-        var (low, high) = (0, lengths.count)
-        var budget = firstWindowBytes
-        while low < high {
-            var end = low + 1, bytes = lengths[low]
-            while end < high, end - low < windowChunks, bytes + lengths[end] <= budget {
-                bytes += lengths[end]
-                end += 1
-            }
-            front.append(low ..< end)
-            low = end
-            guard low < high else { break }
-            var start = high - 1
-            bytes = lengths[start]
-            while start > low, high - start < windowChunks, bytes + lengths[start - 1] <= budget {
-                start -= 1
-                bytes += lengths[start]
-            }
-            back.append(start ..< high)
-            high = start
-            if budget < Int.max / 2 { budget *= 2 }
-        }
-        return front + back.reversed()
-    }
-
     /// Windows in order, as arrays (a copy of each window; see `forEachWindowBuffer`).
     func forEachWindow(_ body: @escaping ([UInt8]) throws -> Void) throws {
         try forEachWindowBuffer { try body(Array($0)) }
@@ -359,18 +322,16 @@ struct FileStream {
         // the next window's are read while this one decodes, so an object store's latency hides
         // behind decoding.
         let store = self.store
-        func readAhead(_ window: Range<Int>) -> Background<PrefetchedFrames> {
-            let locations = chunks[window].map(\.location)
+        func readAhead(from start: Int) -> Background<PrefetchedFrames> {
+            let locations = chunks[start ..< min(start + FileStream.windowChunks, chunks.count)].map(\.location)
             return Background { try FrameBatch.prefetch(locations, store: store) }
         }
-        let windows = FileStream.windows(lengths: chunks.map(\.location.rawLength))
-        var index = 0
-        var next = windows.first.map(readAhead)
-        while index < windows.count, failure.error == nil, let pending = next {
-            let (start, end) = (windows[index].lowerBound, windows[index].upperBound)
+        var start = 0
+        var next = chunks.isEmpty ? nil : readAhead(from: 0)
+        while start < chunks.count, failure.error == nil, let pending = next {
+            let end = min(start + FileStream.windowChunks, chunks.count)
             let frames = try pending.value()
-            index += 1
-            next = index < windows.count ? readAhead(windows[index]) : nil
+            next = end < chunks.count ? readAhead(from: end) : nil
             // Each chunk decodes straight into its place in the window (no copy to assemble it).
             var offsets = [0]
             for c in chunks[start ..< end] { offsets.append(offsets[offsets.count - 1] + c.location.rawLength) }
@@ -398,6 +359,7 @@ struct FileStream {
                 guard failure.error == nil else { return }
                 do { try body(UnsafeRawBufferPointer(rebasing: buffer[0 ..< count])) } catch { failure.error = error }
             }
+            start = end
         }
         consumer.sync {}
         if let error = failure.error { throw error }

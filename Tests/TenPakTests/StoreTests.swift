@@ -226,30 +226,6 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try TestSupport.read(out + "/opaque.bin"), big)
     }
 
-    /// get's windows: every chunk in exactly one window, in order, none over the chunk limit; for
-    /// 1 MiB chunks the first and the last are one chunk and the sizes double from each end; a file
-    /// of small chunks keeps whole windows.
-    func testFileWindowsRampUpAndDown() {
-        let mib = 1 << 20
-        func counts(_ lengths: [Int]) -> [Int] { FileStream.windows(lengths: lengths).map(\.count) }
-        XCTAssertEqual(counts([]), [])
-        XCTAssertEqual(counts([mib]), [1])
-        XCTAssertEqual(counts(Array(repeating: mib, count: 5)), [1, 2, 1, 1])
-        XCTAssertEqual(counts(Array(repeating: mib, count: 40)), [1, 2, 4, 8, 10, 8, 4, 2, 1])
-        XCTAssertEqual(counts(Array(repeating: 1000, count: 25)), [16, 9])
-        XCTAssertEqual(counts([3 * mib, 100, 100, 5 * mib]), [1, 2, 1], "a chunk over the budget is a window alone")
-        var rng = SplitMix64(seed: 9)
-        for count in 0 ... 300 {
-            let lengths = (0 ..< count).map { _ in Int.random(in: 1 ... 2 * mib, using: &rng) }
-            let windows = FileStream.windows(lengths: lengths)
-            XCTAssertEqual(windows.flatMap { Array($0) }, Array(0 ..< count), "count \(count)")
-            XCTAssertTrue(windows.allSatisfy { !$0.isEmpty && $0.count <= FileStream.windowChunks })
-            let ones = FileStream.windows(lengths: Array(repeating: mib, count: count))
-            if count > 0 { XCTAssertEqual(ones.first?.count, 1); XCTAssertEqual(ones.last?.count, 1) }
-            if count >= 60 { XCTAssertTrue(ones.contains { $0.count == FileStream.windowChunks }, "count \(count)") }
-        }
-    }
-
     /// How get and the reader group frames into reads: neighbours in one pack merge, gaps and the
     /// span limit split, packs never mix, a frame is read once however often it is asked for.
     func testFrameBatchPlansFewContiguousReads() {
