@@ -135,75 +135,82 @@ final class Putter {
                     }
                     return pairs
                 } ?? [:]
-                // Three stages overlap: the next window is read on another thread while this one
-                // is coded on all cores, and the previous window's frames are appended to the pack
-                // (a kernel copy per byte stored) on a serial queue of their own. One window lands
-                // at a time and the next coded one waits for it, so memory stays two read buffers
-                // and two windows' payloads.
-                let windows = Putter.windows(plan.pieces)
-                let reads = (WindowRead(), WindowRead())
-                func readAhead(_ w: Int) -> Background<UnsafeRawBufferPointer> {
-                    let (buffer, window) = (w % 2 == 0 ? reads.0 : reads.1, windows[w])
-                    let offset = plan.pieces[window.lowerBound].offset
-                    let count = plan.pieces[window.upperBound - 1].offset + plan.pieces[window.upperBound - 1].length - offset
-                    return Background { try buffer.fill(from: file, at: offset, count: count) }
-                }
-                let landing = FrameLanding(report: report)
-                var next = windows.isEmpty ? nil : readAhead(0)
-                defer { landing.drain() }
-                for (w, window) in windows.enumerated() {
-                    guard let pending = next else { break }
-                    let raw = try pending.value()
-                    // The other buffer's window was coded already: its payloads are copies.
-                    next = w + 1 < windows.count ? readAhead(w + 1) : nil
-                    let pieces = Array(plan.pieces[window])
+                var start = 0
+                // One read buffer for every window of the file: a fresh 16 MiB per window costs a
+                // zero-fill and a page fault per 4 KiB before the read copies into it.
+                var readBuffer: [UInt8] = []
+                while start < plan.pieces.count {
+                    var end = start + 1
+                    var bytes = plan.pieces[start].length
+                    while end < plan.pieces.count, bytes + plan.pieces[end].length <= Putter.windowBytes {
+                        bytes += plan.pieces[end].length
+                        end += 1
+                    }
+                    let pieces = Array(plan.pieces[start ..< end])
                     let windowStart = pieces[0].offset
+                    if readBuffer.count < bytes { readBuffer = [UInt8](repeating: 0, count: bytes) }
+                    try readBuffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0 ..< bytes]), at: windowStart) }
                     let shaBox = SHABox(sha)
-                    func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
-                        UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
-                    }
-                    // 1. Chunk ids in parallel, 2. one catalog lookup for the window, 3. the new
-                    //    chunks' base frames in shared reads, 4. encodes in parallel, with one
-                    //    extra iteration hashing the whole window into the file's SHA-256. That
-                    //    iteration is the first: it is the longest, and started last it would
-                    //    leave one core idle while it finishes alone.
-                    let ids = try parallelMap(pieces.count) { i in ChunkID(of: slice(pieces[i])) }
-                    let existing = try store.catalog.findChunks(Array(Set(ids)))
-                    try verifyShared(Array(existing.values))
-                    var bases: [Int: ChunkLocation] = [:]
-                    for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
-                        let paired = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
-                            piece.indexInTensor < t.chunks.count ? t.chunks[piece.indexInTensor] : nil
+                    let coded: ArraySlice<Coded?> = try readBuffer.withUnsafeBytes { buffer in
+                        nonisolated(unsafe) let raw = UnsafeRawBufferPointer(rebasing: buffer[0 ..< bytes])
+                        func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
+                            UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
                         }
-                        if let paired, let usable = try usableBase(paired) { bases[i] = usable }
-                    }
-                    for location in existing.values { knownRowIDs[location.id] = location.rowID }
-                    for location in bases.values { knownRowIDs[location.id] = location.rowID }
-                    let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
-                    let coded = try parallelMap(pieces.count + 1) { k -> Coded? in
-                        guard k > 0 else {
-                            shaBox.sha.update(raw)
-                            return nil
+                        // 1. Chunk ids in parallel, 2. one catalog lookup for the window, 3. the new
+                        //    chunks' base frames in shared reads, 4. encodes in parallel, with one
+                        //    extra iteration hashing the whole window into the file's SHA-256. That
+                        //    iteration is the first: it is the longest, and started last it would
+                        //    leave one core idle while it finishes alone.
+                        let ids = try parallelMap(pieces.count) { i in ChunkID(of: slice(pieces[i])) }
+                        let existing = try store.catalog.findChunks(Array(Set(ids)))
+                        try verifyShared(Array(existing.values))
+                        var bases: [Int: ChunkLocation] = [:]
+                        for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
+                            let paired = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
+                                piece.indexInTensor < t.chunks.count ? t.chunks[piece.indexInTensor] : nil
+                            }
+                            if let paired, let usable = try usableBase(paired) { bases[i] = usable }
                         }
-                        let i = k - 1
-                        if let location = existing[ids[i]] { return .existing(location) }
-                        return try self.code(slice(pieces[i]), id: ids[i], element: pieces[i].element, base: bases[i], frames: frames)
-                    }.dropFirst()
+                        for location in existing.values { knownRowIDs[location.id] = location.rowID }
+                        for location in bases.values { knownRowIDs[location.id] = location.rowID }
+                        let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
+                        return try parallelMap(pieces.count + 1) { k -> Coded? in
+                            guard k > 0 else {
+                                shaBox.sha.update(raw)
+                                return nil
+                            }
+                            let i = k - 1
+                            if let location = existing[ids[i]] { return .existing(location) }
+                            return try self.code(slice(pieces[i]), id: ids[i], element: pieces[i].element, base: bases[i], frames: frames)
+                        }.dropFirst()
+                    }
                     sha = shaBox.sha
-                    for (piece, result) in zip(pieces, coded) {
-                        guard let result else { continue }
+                    for (i, piece) in pieces.enumerated() {
+                        guard let result = coded[coded.startIndex + i] else { continue }
                         let id: ChunkID
                         switch result {
-                        case let .existing(location): id = location.id
-                        case let .fresh(freshID, _, _, _): id = freshID
+                        case let .existing(location):
+                            id = location.id
+                            report.sharedChunks += 1
+                        case let .fresh(freshID, header, payload, depth):
+                            id = freshID
+                            if pending[freshID] != nil {
+                                report.sharedChunks += 1
+                            } else {
+                                let chunk = try writer.append(header: header, payload: payload, depth: depth)
+                                pending[freshID] = chunk
+                                newChunks.append(chunk)
+                                report.storedBytes += chunk.frameLength
+                                if header.base != nil { report.deltaChunks += 1 } else { report.freshChunks += 1 }
+                                report.encodings[header.encoding, default: 0] += 1
+                            }
                         }
                         refs.append(RevisionManifest.ChunkRef(rawLength: UInt32(piece.length), id: id))
                     }
-                    try landing.land(coded.compactMap { $0 }) { [self] result, report in try self.land(result, into: &report) }
-                    done += raw.count
+                    done += bytes
                     progress?(TransferProgress(done: done, total: total, file: input.path))
+                    start = end
                 }
-                report = try landing.finish()
                 let digest = sha.finalize()
                 if let before = plan.sourceIdentity, try file.identity() != before {
                     throw StoreError.invalidRequest("\(input.source) changed while it was being stored; nothing was stored (put it again once it is complete)")
@@ -234,44 +241,6 @@ final class Putter {
             // Packs this put wrote are referenced by no catalog row: drop them now, not at gc.
             writer.discard()
             throw error
-        }
-    }
-
-    /// Windows of a file's pieces: consecutive pieces of at most `windowBytes` together (a larger
-    /// piece alone).
-    static func windows(_ pieces: [ChunkPlan.Piece]) -> [Range<Int>] {
-        var windows: [Range<Int>] = []
-        var start = 0
-        while start < pieces.count {
-            var end = start + 1
-            var bytes = pieces[start].length
-            while end < pieces.count, bytes + pieces[end].length <= windowBytes {
-                bytes += pieces[end].length
-                end += 1
-            }
-            windows.append(start ..< end)
-            start = end
-        }
-        return windows
-    }
-
-    /// Appends one coded piece's frame (on the landing queue, in the file's order): a chunk coded
-    /// twice in this put (the same bytes in two places) is stored once.
-    private func land(_ result: Coded, into report: inout PutReport.File) throws {
-        switch result {
-        case .existing:
-            report.sharedChunks += 1
-        case let .fresh(freshID, header, payload, depth):
-            if pending[freshID] != nil {
-                report.sharedChunks += 1
-                return
-            }
-            let chunk = try writer.append(header: header, payload: payload, depth: depth)
-            pending[freshID] = chunk
-            newChunks.append(chunk)
-            report.storedBytes += chunk.frameLength
-            if header.base != nil { report.deltaChunks += 1 } else { report.freshChunks += 1 }
-            report.encodings[header.encoding, default: 0] += 1
         }
     }
 
@@ -361,70 +330,6 @@ final class Putter {
                                  rawLength: raw.count, elementWidth: UInt8(element.width), floatLayout: element.layout, id: id,
                                  base: usesBase ? reference?.id : nil, payloadChecksum: Hashing.xxh3_64(encoded.payload))
         return .fresh(id: id, header: header, payload: encoded.payload, depth: usesBase ? (reference?.depth ?? 0) + 1 : 0)
-    }
-}
-
-/// One window's input bytes, read on another thread while the previous window is coded. The
-/// buffer is kept for the file's later windows: a fresh 16 MiB per window costs a zero-fill and a
-/// page fault per 4 KiB before the read copies into it.
-private final class WindowRead: @unchecked Sendable {
-    // Safe: one thread at a time: the reader fills it, the coder reads it after `Background.value()`,
-    // and the next fill starts only after that window was coded.
-    private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-
-    func fill(from file: OpenFile, at offset: Int, count: Int) throws -> UnsafeRawBufferPointer {
-        if buffer.count < count {
-            buffer.deallocate()
-            buffer = .allocate(byteCount: count, alignment: 64)
-        }
-        let region = UnsafeMutableRawBufferPointer(rebasing: buffer[0 ..< count])
-        try file.read(into: region, at: offset)
-        return UnsafeRawBufferPointer(region)
-    }
-
-    deinit { buffer.deallocate() }
-}
-
-/// Lands coded windows in order on a serial queue of its own: each window's frames are appended
-/// while the next window is coded. At most one window waits, and the first error stops the rest.
-private final class FrameLanding: @unchecked Sendable {
-    // Safe: `report` and `error` are touched on `queue` only, and read by the coder after `drain()`.
-    private let queue = DispatchQueue(label: "tenpak.put.landing")
-    private let room = DispatchSemaphore(value: 1)
-    private var report: PutReport.File
-    private var error: Error?
-
-    init(report: PutReport.File) { self.report = report }
-
-    /// Queues a window's results; throws the error an earlier window hit.
-    func land<T>(_ results: [T], _ body: @escaping (T, inout PutReport.File) throws -> Void) throws {
-        room.wait()
-        if let error = queue.sync(execute: { error }) {
-            room.signal()
-            throw error
-        }
-        nonisolated(unsafe) let (results, body) = (results, body)
-        queue.async { [self] in
-            defer { room.signal() }
-            guard error == nil else { return }
-            do {
-                for result in results { try body(result, &report) }
-            } catch {
-                self.error = error
-            }
-        }
-    }
-
-    /// Waits for every queued window.
-    func drain() { queue.sync {} }
-
-    /// The file's report once every window landed, or the first error.
-    func finish() throws -> PutReport.File {
-        drain()
-        return try queue.sync { () throws -> PutReport.File in
-            if let error { throw error }
-            return report
-        }
     }
 }
 

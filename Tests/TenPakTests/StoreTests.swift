@@ -188,9 +188,9 @@ final class StoreTests: XCTestCase {
         }
     }
 
-    /// A put whose pack append fails (in the first window, and in a later one while the next is
-    /// being coded) throws that error, commits nothing and leaves no pack behind; the store is
-    /// healthy and the same put then succeeds.
+    /// A put whose pack append fails (in the first window, and in the last) throws that error,
+    /// commits nothing and leaves no pack behind; the store is healthy and the same put then
+    /// succeeds.
     func testPutWhoseAppendFailsStoresNothing() throws {
         let (healthy, dir) = try makeStore()
         _ = try healthy.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
