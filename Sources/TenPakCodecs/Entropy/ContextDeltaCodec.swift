@@ -484,31 +484,26 @@ public enum ContextDeltaCodec {
                                                           x: inout (UInt32, UInt32, UInt32, UInt32),
                                                           rsrc: inout RansSource, br: inout BitReader) {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: block) { symBuf in
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: block) { deltaBuf in
-                decodeBlocks(E.self, T.self, n: n, bp: bp, op: op, tab: tab, c: c, x: &x, rsrc: &rsrc, br: &br,
-                             syms: symBuf.baseAddress!, deltas: deltaBuf.baseAddress!)
-            }
+            decodeBlocks(E.self, T.self, n: n, bp: bp, op: op, tab: tab, c: c, x: &x, rsrc: &rsrc, br: &br,
+                         syms: symBuf.baseAddress!)
         }
     }
 
-    /// Decodes in blocks: first the symbols of a block (rANS only), then their signed deltas (raw
-    /// bits), then the values (prediction plus delta, a loop without table lookups that the
-    /// compiler vectorizes).
+    /// Decodes in blocks: first the symbols of a block (rANS only), then the values (raw bits).
     static func decodeBlocks<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, n: Int, bp: UnsafeRawPointer,
                                                             op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
                                                             x: inout (UInt32, UInt32, UInt32, UInt32),
                                                             rsrc: inout RansSource, br: inout BitReader,
-                                                            syms: UnsafeMutablePointer<UInt8>, deltas: UnsafeMutablePointer<UInt32>) {
+                                                            syms: UnsafeMutablePointer<UInt8>) {
         var lanes = LaneState(x: x)
         var i0 = 0
         while i0 < n {
             let i1 = min(n, i0 &+ block)
             symbolRun(E.self, T.self, i0, i1, bp: bp, tab: tab, lanes: &lanes, rsrc: &rsrc, syms: syms)
-            deltaRun(E.self, i1 &- i0, tab: tab, br: &br, syms: syms, deltas: deltas)
             if c == 0 {
-                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, c: c, deltas: deltas)
+                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
             } else {
-                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, c: c, deltas: deltas)
+                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
             }
             i0 = i1
         }
@@ -577,21 +572,27 @@ public enum ContextDeltaCodec {
         lanes.p0 = p0; lanes.p1 = p1; lanes.p2 = p2; lanes.p3 = p3
     }
 
-    /// Signed deltas d (FORMAT.md) of `count` elements from their symbols and raw bits, into
-    /// `deltas`. Fast runs locate each element's raw bits by a running bit position instead of
-    /// shifting one bit buffer: the only chain from element to element is one add, so the loads and
-    /// shifts of neighbouring elements overlap (a shared bit buffer made every element wait for the
-    /// previous one's shift and refill). A group of four reads 8 bytes at each element's byte
-    /// position, so groups run while four elements' largest raw fields stay 8 bytes inside the
-    /// stream; the bounds-checked reader takes the rest.
+    /// Values of elements i0..<i1 from their symbols and raw bits. Fast runs locate each
+    /// element's raw bits by a running bit position instead of shifting one bit buffer: the only
+    /// chain from element to element is one add, so the loads, shifts and reconstructions of
+    /// neighbouring elements overlap (a shared bit buffer made every element wait for the previous
+    /// one's shift and refill). A group of four reads 8 bytes at each element's byte position, so
+    /// groups run while four elements' largest raw fields stay 8 bytes inside the stream; the
+    /// bounds-checked reader takes the rest. (Differences written to a buffer first and added to
+    /// the predictions in a vectorized pass decoded as fast alone and cost a whole get 7% more
+    /// CPU: one more pass over memory.)
     @inline(never)
-    static func deltaRun<E: DeltaElement>(_: E.Type, _ count: Int, tab: UnsafeRawPointer, br: inout BitReader,
-                                          syms: UnsafePointer<UInt8>, deltas: UnsafeMutablePointer<UInt32>) {
+    static func valueRun<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
+                                                          op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
+                                                          br: inout BitReader, syms: UnsafeMutablePointer<UInt8>) {
         let tok = tab + offTok()
-        @inline(__always) func delta(_ info: TokInfo, _ bits: UInt32) -> UInt32 {
-            ((info.mag | bits) ^ info.negMask) &- info.negMask
+        @inline(__always) func put(_ i: Int, _ info: TokInfo, _ bits: UInt32) {
+            let d = ((info.mag | bits) ^ info.negMask) &- info.negMask
+            let b = E.load(bp, i)
+            let p = P.decay ? E.predict(b, c) : b
+            E.store(op, i, (p &+ d) & E.mask)
         }
-        var k = 0
+        var i = i0
         let streamBytes = br.end - br.start
         if br.overrun == 0, streamBytes >= 8 {
             let raw = UnsafeRawPointer(br.start)
@@ -599,38 +600,26 @@ public enum ContextDeltaCodec {
             let groupBits = 4 * (E.bits - 2)
             let lastSafeBit = (streamBytes - 8) * 8     // a load at byte pos >> 3 of 8 bytes fits
             while true {
-                let groups = min((count &- k) >> 2, (lastSafeBit - pos) / groupBits)
+                let groups = min((i1 &- i) >> 2, (lastSafeBit - pos) / groupBits)
                 if groups <= 0 { break }
-                let kEnd = k &+ groups &* 4
+                let iEnd = i &+ groups &* 4
                 repeat {
                     for j in 0..<4 {
-                        let info = tok.load(fromByteOffset: Int(syms[k &+ j]) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
-                        // Safe: pos + 3 * (W - 2) <= lastSafeBit, so bytes [pos >> 3, pos >> 3 + 8) are in the stream.
+                        let info = tok.load(fromByteOffset: Int(syms[i &+ j &- i0]) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
+                        // Safe: pos + 3 * (W - 2) < lastSafeBit, so bytes [pos >> 3, pos >> 3 + 8) are in the stream.
                         let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: pos &>> 3, as: UInt64.self))
-                        deltas[k &+ j] = delta(info, UInt32(truncatingIfNeeded: word &>> UInt64(pos & 7)) & info.rawMask)
+                        put(i &+ j, info, UInt32(truncatingIfNeeded: word &>> UInt64(pos & 7)) & info.rawMask)
                         pos &+= Int(info.nraw)
                     }
-                    k &+= 4
-                } while k < kEnd
+                    i &+= 4
+                } while i < iEnd
             }
             br.seek(toBit: pos)
         }
-        while k < count {
-            let info = tok.load(fromByteOffset: Int(syms[k]) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
-            deltas[k] = delta(info, br.get(Int(info.nraw)))
-            k &+= 1
-        }
-    }
-
-    /// Elements i0..<i1: the prediction from the base element plus the delta.
-    @inline(never)
-    static func valueRun<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
-                                                          op: UnsafeMutableRawPointer, c: UInt64,
-                                                          deltas: UnsafePointer<UInt32>) {
-        for i in i0 ..< i1 {
-            let b = E.load(bp, i)
-            let p = P.decay ? E.predict(b, c) : b
-            E.store(op, i, (p &+ deltas[i &- i0]) & E.mask)
+        while i < i1 {
+            let info = tok.load(fromByteOffset: Int(syms[i &- i0]) &* MemoryLayout<TokInfo>.stride, as: TokInfo.self)
+            put(i, info, br.get(Int(info.nraw)))
+            i &+= 1
         }
     }
 
