@@ -387,12 +387,11 @@ public enum ContextDeltaCodec {
         defer { freqs.deallocate() }
 
         // All 64 contexts: slot -> symbol bytes and per (context, symbol) freq | start << 16.
-        // An absent context decodes symbol 0 with freq M (state unchanged).
+        // An absent context decodes symbol 0 (its slot bytes stay zero) with freq M (state unchanged).
         for cx in 0..<contexts {
             let st = (block + offContexts() + cx * stride).assumingMemoryBound(to: UInt8.self)
             let fs = (block + offContexts() + cx * stride + m).assumingMemoryBound(to: UInt32.self)
             guard present & (1 << UInt64(cx)) != 0 else {
-                st.initialize(repeating: 0, count: m)
                 fs[0] = UInt32(m)
                 continue
             }
