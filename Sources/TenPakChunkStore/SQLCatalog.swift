@@ -722,9 +722,9 @@ public final class SQLCatalog: Catalog, @unchecked Sendable {
         // No transaction: gc holds the store lock exclusively, so no put or rm changes the catalog
         // between the two queries.
         try locked {
-            let packs = try q(CatalogSQL.packsWithLiveBytes).map {
+            let packs = try q(CatalogSQL.packsWithLiveBytes + " ORDER BY \(bytewise("p.name"))").map {
                 CollectionSurvey.Pack(name: try $0.text(0), size: Int(try $0.int(1)), tombstones: try $0.bool(2), liveBytes: Int(try $0.int(3)))
-            }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+            }
             let dead = try q(CatalogSQL.deadChunks).map { (rowID: try $0.int(0), frameLength: Int(try $0.int(1))) }
             return CollectionSurvey(packs: packs, dead: dead)
         }

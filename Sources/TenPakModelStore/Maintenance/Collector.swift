@@ -53,28 +53,24 @@ public struct Collector {
         // The mark and the sums per pack run in the database: gc's memory grows with the dead
         // chunks and the packs, not with every chunk of the store.
         let survey = try catalog.collectionSurvey()
-        let packs = survey.packs
-        let liveBytes = Dictionary(uniqueKeysWithValues: packs.map { ($0.name, $0.liveBytes) })
         let dead = survey.dead.map(\.rowID)
         report.deadChunks = dead.count
         report.deadChunkBytes = survey.dead.reduce(0) { $0 + $1.frameLength }
         var emptied: [String] = []
         var repack: [String] = []
-        for pack in packs where !pack.tombstones {
-            let used = pack.liveBytes
-            if used == 0 {
+        for pack in survey.packs where !pack.tombstones {
+            if pack.liveBytes == 0 {
                 emptied.append(pack.name)
-            } else if Double(used) < Collector.repackThreshold * Double(pack.size) {
+                report.reclaimedBytes += pack.size
+            } else if Double(pack.liveBytes) < Collector.repackThreshold * Double(pack.size) {
                 repack.append(pack.name)
+                report.reclaimedBytes += pack.size - pack.liveBytes
             }
         }
-        let known = Set(packs.map(\.name))
+        let known = Set(survey.packs.map(\.name))
         report.orphanPacks = try chunkStore.packs.orphanCandidates().filter { !known.contains($0) }
         report.deletedPacks = emptied
         report.repackedPacks = repack
-        let sizes = Dictionary(uniqueKeysWithValues: packs.map { ($0.name, $0.size) })
-        report.reclaimedBytes = emptied.reduce(0) { $0 + (sizes[$1] ?? 0) }
-            + repack.reduce(0) { $0 + (sizes[$1] ?? 0) - (liveBytes[$1] ?? 0) }
         let temporaries = staleTemporaries(root: chunkStore.root)
         report.staleTemporaryFiles = temporaries.count
         if dryRun { return report }
