@@ -24,15 +24,6 @@ public enum Hashing {
     public static func sha256(_ bytes: [UInt8]) -> Digest256 { bytes.withUnsafeBytes { sha256($0) } }
 }
 
-/// An incremental SHA-256 of a byte stream (a whole file at put and get).
-public struct StreamingSHA256 {
-    private var hasher = SHA256()
-    public init() {}
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
-    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { hasher.update(bufferPointer: $0) } }
-    public func finalize() -> Digest256 { Digest256(hasher.finalize()) }
-}
-
 /// A 128-bit XXH3 value. Serialized big-endian (high word first), as XXH3's canonical form.
 public struct XXH128: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var high: UInt64

@@ -96,7 +96,7 @@ final class Putter {
     /// Stored chunks this put shares whose frames (and bases' frames) it has checked.
     private var verified = Set<Int64>()
     /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
-    static let windowBytes = 16 << 20
+    static let windowBytes = 8 << 20
 
     init(store: ChunkStore, model: String, revision: String, gcFence: Int64, progress: (@Sendable (TransferProgress) -> Void)?) {
         self.store = store
@@ -125,7 +125,6 @@ final class Putter {
             for (input, plan) in inputs {
                 let file = try OpenFile(path: input.source, mode: .read)
                 var report = PutReport.File(path: input.path, size: plan.size, kind: plan.kind)
-                var sha = StreamingSHA256()
                 var refs: [RevisionManifest.ChunkRef] = []
                 refs.reserveCapacity(plan.pieces.count)
                 let basePairs: [Int: BaseIndex.Tensor] = baseIndex.map { index in
@@ -135,56 +134,45 @@ final class Putter {
                     }
                     return pairs
                 } ?? [:]
-                var start = 0
-                // One read buffer for every window of the file: a fresh 16 MiB per window costs a
-                // zero-fill and a page fault per 4 KiB before the read copies into it.
-                var readBuffer: [UInt8] = []
-                while start < plan.pieces.count {
-                    var end = start + 1
-                    var bytes = plan.pieces[start].length
-                    while end < plan.pieces.count, bytes + plan.pieces[end].length <= Putter.windowBytes {
-                        bytes += plan.pieces[end].length
-                        end += 1
-                    }
-                    let pieces = Array(plan.pieces[start ..< end])
+                // Each window is read and hashed (chunk ids and the file's SHA-256 in one pass) while
+                // the window before it is encoded: the read and the hashing leave the critical path.
+                let source = WindowReader(file: file, pieces: plan.pieces)
+                var next: HashedWindow? = try source.read(from: 0)
+                while let window = next {
+                    next = nil
+                    let pieces = window.pieces, ids = window.ids
                     let windowStart = pieces[0].offset
-                    if readBuffer.count < bytes { readBuffer = [UInt8](repeating: 0, count: bytes) }
-                    try readBuffer.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0 ..< bytes]), at: windowStart) }
-                    let shaBox = SHABox(sha)
-                    let coded: ArraySlice<Coded?> = try readBuffer.withUnsafeBytes { buffer in
-                        nonisolated(unsafe) let raw = UnsafeRawBufferPointer(rebasing: buffer[0 ..< bytes])
-                        func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
-                            UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
-                        }
-                        // 1. Chunk ids in parallel, 2. one catalog lookup for the window, 3. the new
-                        //    chunks' base frames in shared reads, 4. encodes in parallel, with one
-                        //    extra iteration hashing the whole window into the file's SHA-256. That
-                        //    iteration is the first: it is the longest, and started last it would
-                        //    leave one core idle while it finishes alone.
-                        let ids = try parallelMap(pieces.count) { i in ChunkID(of: slice(pieces[i])) }
-                        let existing = try store.catalog.findChunks(Array(Set(ids)))
-                        try verifyShared(Array(existing.values))
-                        var bases: [Int: ChunkLocation] = [:]
-                        for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
-                            let paired = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
-                                piece.indexInTensor < t.chunks.count ? t.chunks[piece.indexInTensor] : nil
-                            }
-                            if let paired, let usable = try usableBase(paired) { bases[i] = usable }
-                        }
-                        for location in existing.values { knownRowIDs[location.id] = location.rowID }
-                        for location in bases.values { knownRowIDs[location.id] = location.rowID }
-                        let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
-                        return try parallelMap(pieces.count + 1) { k -> Coded? in
-                            guard k > 0 else {
-                                shaBox.sha.update(raw)
-                                return nil
-                            }
-                            let i = k - 1
-                            if let location = existing[ids[i]] { return .existing(location) }
-                            return try self.code(slice(pieces[i]), id: ids[i], element: pieces[i].element, base: bases[i], frames: frames)
-                        }.dropFirst()
+                    let raw = window.bytes
+                    func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
+                        UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
                     }
-                    sha = shaBox.sha
+                    // 1. One catalog lookup for the window, 2. the new chunks' base frames in shared
+                    //    reads, 3. encodes in parallel, with one extra iteration reading and hashing
+                    //    the next window. That iteration is the first: it is the longest, and started
+                    //    last it would leave one core idle while it finishes alone.
+                    let existing = try store.catalog.findChunks(Array(Set(ids)))
+                    try verifyShared(Array(existing.values))
+                    var bases: [Int: ChunkLocation] = [:]
+                    for (i, piece) in pieces.enumerated() where existing[ids[i]] == nil {
+                        let paired = piece.tensor.flatMap { basePairs[$0] }.flatMap { t in
+                            piece.indexInTensor < t.chunks.count ? t.chunks[piece.indexInTensor] : nil
+                        }
+                        if let paired, let usable = try usableBase(paired) { bases[i] = usable }
+                    }
+                    for location in existing.values { knownRowIDs[location.id] = location.rowID }
+                    for location in bases.values { knownRowIDs[location.id] = location.rowID }
+                    let frames = try FrameBatch.prefetch(Array(bases.values), store: store)
+                    let following = WindowSlot()
+                    let coded = try parallelMap(pieces.count + 1) { k -> Coded? in
+                        guard k > 0 else {
+                            if window.end < plan.pieces.count { following.window = try source.read(from: window.end) }
+                            return nil
+                        }
+                        let i = k - 1
+                        if let location = existing[ids[i]] { return .existing(location) }
+                        return try self.code(slice(pieces[i]), id: ids[i], element: pieces[i].element, base: bases[i], frames: frames)
+                    }.dropFirst()
+                    next = following.window
                     for (i, piece) in pieces.enumerated() {
                         guard let result = coded[coded.startIndex + i] else { continue }
                         let id: ChunkID
@@ -207,10 +195,10 @@ final class Putter {
                         }
                         refs.append(RevisionManifest.ChunkRef(rawLength: UInt32(piece.length), id: id))
                     }
-                    done += bytes
+                    done += raw.count
                     progress?(TransferProgress(done: done, total: total, file: input.path))
-                    start = end
                 }
+                let sha = source.sha
                 let digest = sha.finalize()
                 if let before = plan.sourceIdentity, try file.identity() != before {
                     throw StoreError.invalidRequest("\(input.source) changed while it was being stored; nothing was stored (put it again once it is complete)")
@@ -333,8 +321,69 @@ final class Putter {
     }
 }
 
-/// Carries the running file hash into the parallel step (one iteration updates it).
-private final class SHABox: @unchecked Sendable {
-    var sha: StreamingSHA256
-    init(_ sha: StreamingSHA256) { self.sha = sha }
+/// A window of a file, read and hashed: the pieces `start ..< end` of its plan, their bytes and ids.
+private struct HashedWindow: @unchecked Sendable {
+    // Safe to send: `bytes` points into one of its WindowReader's two buffers, which the reader
+    // rewrites only after the window after this one has been read (see WindowReader).
+    let pieces: [ChunkPlan.Piece]
+    let end: Int
+    let bytes: UnsafeRawBufferPointer
+    let ids: [ChunkID]
+}
+
+/// Reads a file's windows (about `Putter.windowBytes` of whole pieces each) in order into two
+/// alternating buffers, and hashes each byte once for both of its hashes: its chunk's id and the
+/// file's SHA-256 (`StreamingSHA256.update(_:_:with:)`, SPEC 10). A window's bytes stay valid
+/// until the window after the next one is read, so window n+1 is read while window n is encoded.
+/// Used by one thread at a time.
+private final class WindowReader: @unchecked Sendable {
+    private let file: OpenFile
+    private let pieces: [ChunkPlan.Piece]
+    private var buffers: [UnsafeMutableRawBufferPointer] = []
+    private var slot = 0
+    /// The file's SHA-256 over the windows read so far.
+    private(set) var sha = StreamingSHA256()
+
+    init(file: OpenFile, pieces: [ChunkPlan.Piece]) {
+        self.file = file
+        self.pieces = pieces
+    }
+
+    deinit { for buffer in buffers { buffer.deallocate() } }
+
+    /// The window of pieces from `start` on; `start` must follow the previous window's end.
+    func read(from start: Int) throws -> HashedWindow? {
+        guard start < pieces.count else { return nil }
+        var end = start + 1
+        var bytes = pieces[start].length
+        while end < pieces.count, bytes + pieces[end].length <= Putter.windowBytes {
+            bytes += pieces[end].length
+            end += 1
+        }
+        // One buffer per slot for the whole file, grown when a window needs more (a single piece
+        // may exceed the window size): a fresh one per window costs a page fault per 4 KiB.
+        if buffers.count < 2 { buffers.append(.allocate(byteCount: max(bytes, Putter.windowBytes), alignment: 64)) }
+        if buffers[slot].count < bytes {
+            buffers[slot].deallocate()
+            buffers[slot] = .allocate(byteCount: bytes, alignment: 64)
+        }
+        let buffer = UnsafeMutableRawBufferPointer(rebasing: buffers[slot][0 ..< bytes])
+        slot = 1 - slot
+        let windowStart = pieces[start].offset
+        try file.read(into: buffer, at: windowStart)
+        var ids: [ChunkID] = []
+        ids.reserveCapacity(end - start)
+        for piece in pieces[start ..< end] {
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
+            var chunkSHA = StreamingSHA256()
+            StreamingSHA256.update(&sha, &chunkSHA, with: chunk)
+            ids.append(ChunkID(xxh: Hashing.xxh3_128(chunk), sha: chunkSHA.finalize()))
+        }
+        return HashedWindow(pieces: Array(pieces[start ..< end]), end: end, bytes: UnsafeRawBufferPointer(buffer), ids: ids)
+    }
+}
+
+/// Carries the next window out of the parallel step (one iteration sets it).
+private final class WindowSlot: @unchecked Sendable {
+    var window: HashedWindow?
 }
