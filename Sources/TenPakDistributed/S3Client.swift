@@ -310,6 +310,13 @@ final class S3Client: Sendable {
         if r.text.contains("<Error>") { try check(S3Response(status: 500, headers: r.headers, body: r.body), [200], "complete multipart upload of \(key)") }
     }
 
+    /// Multipart uploads in progress (started, neither completed nor aborted): key and upload id.
+    /// The first page of ListMultipartUploads (up to 1,000); used by tests to find a writer's upload.
+    func multipartUploads() throws -> [(key: String, uploadID: String)] {
+        let r = try check(try send(.GET, key: nil, query: [("uploads", "")]), [200], "list multipart uploads")
+        return Array(zip(S3Client.xmlValues(r.text, tag: "Key"), S3Client.xmlValues(r.text, tag: "UploadId"))).map { (key: $0.0, uploadID: $0.1) }
+    }
+
     func abortMultipart(key: String, uploadID: String) {
         _ = try? send(.DELETE, key: key, query: [("uploadId", uploadID)])
     }

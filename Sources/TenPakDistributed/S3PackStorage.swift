@@ -7,7 +7,7 @@ import TenPakFormat
 ///
 /// A pack is buffered in memory while it is written. A pack that stays under `partSize` is
 /// uploaded with one PUT at `seal()`; a larger one goes up as a multipart upload, one part per
-/// `partSize` bytes, completed at `seal()`. Either way the object exists under its key only once
+/// `partSize` bytes (each in the background while the next fills), completed at `seal()`. Either way the object exists under its key only once
 /// `seal()` returns: a writer killed before leaves nothing, or an incomplete multipart upload,
 /// which is invisible to listing and reads (a bucket lifecycle rule aborts it eventually).
 ///
@@ -98,6 +98,11 @@ public final class S3PackStorage: PackStorage, Sendable {
 }
 
 /// Writes one pack object: buffered, single PUT or multipart upload, visible only after `seal()`.
+///
+/// A full part goes up on a thread of its own while appends fill the next one, so the caller's
+/// coding overlaps the upload (SPEC 17, "Pack uploads"). One part at most is in flight: the next
+/// full part waits for it, which bounds memory to two parts and keeps part numbers in order.
+/// A failed upload breaks the writer: the next append, or the seal, throws its error.
 final class S3PackWriter: PackWriting {
     let name: String
     private let storage: S3PackStorage
@@ -106,6 +111,7 @@ final class S3PackWriter: PackWriting {
     private var uploaded = 0
     private var uploadID: String?
     private var etags: [String] = []
+    private var inFlight: PartUpload?
     private var broken: Error?
     private var finished = false
 
@@ -126,20 +132,25 @@ final class S3PackWriter: PackWriting {
         if let broken { throw broken }
         let offset = size
         buffer.append(contentsOf: bytes)
-        if buffer.count >= storage.partSize { try uploadPart(final: false) }
+        if buffer.count >= storage.partSize { try startParts() }
         return offset
     }
 
-    /// Uploads whole parts from the buffer (all of it when `final`).
-    private func uploadPart(final: Bool) throws {
+    /// Sends every whole part in the buffer, the last of them in the background.
+    private func startParts() throws {
         do {
-            if uploadID == nil { uploadID = try storage.client.createMultipart(key: key) }
-            while buffer.count >= storage.partSize || (final && !buffer.isEmpty) {
-                let take = min(buffer.count, storage.partSize)
-                let part = Array(buffer[0 ..< take])
-                etags.append(try storage.client.uploadPart(key: key, uploadID: uploadID!, number: etags.count + 1, body: part))
-                buffer.removeFirst(take)
-                uploaded += take
+            while buffer.count >= storage.partSize {
+                try collectInFlight()
+                let uploadID = try self.uploadID ?? storage.client.createMultipart(key: key)
+                self.uploadID = uploadID
+                // The part leaves with the buffer's storage (no copy of the part); what lies past
+                // it, at most one append's bytes, starts the next buffer.
+                var part = buffer
+                buffer = Array(part[storage.partSize...])
+                part.removeLast(part.count - storage.partSize)
+                uploaded += part.count
+                let (client, key, number, body) = (storage.client, key, etags.count + 1, part)
+                inFlight = PartUpload { try client.uploadPart(key: key, uploadID: uploadID, number: number, body: body) }
             }
         } catch {
             broken = error
@@ -147,18 +158,30 @@ final class S3PackWriter: PackWriting {
         }
     }
 
+    /// Waits for the part in flight, if any, and records its ETag.
+    private func collectInFlight() throws {
+        guard let part = inFlight else { return }
+        inFlight = nil
+        etags.append(try part.value())
+    }
+
     func seal() throws {
         if let broken { throw broken }
         do {
-            if uploadID == nil {
+            if let uploadID {
+                try collectInFlight()
+                if !buffer.isEmpty {
+                    etags.append(try storage.client.uploadPart(key: key, uploadID: uploadID, number: etags.count + 1, body: buffer))
+                    uploaded += buffer.count
+                    buffer = []
+                }
+                // ORDER: every part uploaded → complete (the commit point: the object appears).
+                try storage.client.completeMultipart(key: key, uploadID: uploadID, etags: etags)
+            } else {
                 // ORDER: the whole object in one PUT: it exists completely or not at all.
                 try storage.client.put(key: key, body: buffer)
                 uploaded += buffer.count
                 buffer = []
-            } else {
-                try uploadPart(final: true)
-                // ORDER: every part uploaded → complete (the commit point: the object appears).
-                try storage.client.completeMultipart(key: key, uploadID: uploadID!, etags: etags)
             }
             finished = true
         } catch {
@@ -170,6 +193,32 @@ final class S3PackWriter: PackWriting {
     func abandon() {
         finished = true
         buffer = []
+        // The abort must follow the part in flight, or that part could land after it.
+        _ = try? collectInFlight()
         if let uploadID { storage.client.abortMultipart(key: key, uploadID: uploadID) }
+    }
+}
+
+/// One part upload running on a thread of its own; `value()` waits for its ETag or error.
+private final class PartUpload: @unchecked Sendable {
+    // Safe: `result` is written once by the upload thread before `done` is signalled, and read
+    // only after waiting on `done`.
+    private var result: Result<String, Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ work: @escaping @Sendable () throws -> String) {
+        // A queue of its own (Dispatch's overcommitting pool): the upload blocks its thread for
+        // the whole transfer, which must not hold back work queued on the cores' worker threads.
+        DispatchQueue(label: "tenpak.s3.part").async {
+            self.result = Result { try work() }
+            self.done.signal()
+        }
+    }
+
+    func value() throws -> String {
+        done.wait()
+        done.signal()  // a second value() does not block
+        // Safe to unwrap: set before the signal.
+        return try result!.get()
     }
 }

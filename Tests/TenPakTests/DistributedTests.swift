@@ -165,6 +165,51 @@ final class DistributedTests: XCTestCase {
         XCTAssertFalse(try storage.packNames().contains(dropped.name))
     }
 
+    /// Parts go up in the background while appends go on: many small appends across part
+    /// boundaries read back exactly; a part whose upload fails in the background (its multipart
+    /// upload aborted behind the writer's back) fails the seal, and nothing becomes visible.
+    func testPartsUploadedInTheBackground() throws {
+        let path = try DistributedServices.makeStoreConfig(self)
+        let config = try DistributedConfig.load(path: path)
+        let storage = try S3PackStorage(config: config.s3, create: true, partSize: 5 << 20)
+        var random = TestSupport.Random(seed: 8)
+        let payload = random.bytes(17 << 20 + 5)
+        let writer = try storage.createPack()
+        var offsets: [Int] = []
+        var at = 0
+        while at < payload.count {
+            let n = min(random.int(1 ..< 300_000), payload.count - at)
+            offsets.append(try payload.withUnsafeBytes { try writer.append(UnsafeRawBufferPointer(rebasing: $0[at ..< at + n])) })
+            XCTAssertEqual(offsets.last, PackHeader.size + at)
+            at += n
+        }
+        try writer.seal()
+        XCTAssertEqual(try storage.size(pack: writer.name), PackHeader.size + payload.count)
+        for probe in [0, (5 << 20) - PackHeader.size - 3, 10 << 20, payload.count - 9] {
+            XCTAssertEqual(try storage.read(pack: writer.name, offset: PackHeader.size + probe, length: 9),
+                           Array(payload[probe ..< probe + 9]), "at \(probe)")
+        }
+
+        let doomed = try storage.createPack()
+        _ = try payload.withUnsafeBytes { try doomed.append(UnsafeRawBufferPointer(rebasing: $0[0 ..< (5 << 20) + 1])) }
+        // Part 1 is on its way; abort the upload it belongs to, as a lifecycle rule or another
+        // process could, so that part 2 (started by the next append, in the background) fails.
+        let uploads = try storage.client.multipartUploads()
+        let mine = try XCTUnwrap(uploads.first { $0.key == S3PackStorage.key(of: doomed.name) }?.uploadID, "\(uploads)")
+        storage.client.abortMultipart(key: S3PackStorage.key(of: doomed.name), uploadID: mine)
+        var failed = false
+        do {
+            _ = try payload.withUnsafeBytes { try doomed.append(UnsafeRawBufferPointer(rebasing: $0[(5 << 20) + 1 ..< (11 << 20)])) }
+            try doomed.seal()
+        } catch {
+            failed = true
+        }
+        XCTAssertTrue(failed, "a part uploaded into an aborted multipart upload must fail the pack")
+        XCTAssertThrowsError(try doomed.seal(), "a broken writer stays broken")
+        XCTAssertFalse(try storage.packNames().contains(doomed.name))
+        try storage.delete(pack: writer.name)
+    }
+
     func testWriterKilledMidPutLeavesStoreConsistent() throws {
         let (store, path) = try makeStore()
         _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
