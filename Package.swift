@@ -5,7 +5,8 @@
 //
 //   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev);
 //   CMalloc                   glibc <malloc.h>, for the tpstore executable only
-//   CSHA256                   SHA-256 block compression with the x86 SHA extensions, two streams at once
+//   CTenPakKernels            TenPak's own C, x86 specifics: SHA-256 with the SHA extensions (two streams at
+//                             once), clearing the AVX upper state after libxxhash's AVX-512
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
 //   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild), the one
@@ -67,10 +68,10 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // glibc's <malloc.h> (mallopt): the tpstore executable's allocator policy.
         .systemLibrary(name: "CMalloc"),
-        // TenPak's own C: the SHA-NI kernel behind StreamingSHA256 (SPEC 10, "Hashing").
-        .target(name: "CSHA256"),
+        // TenPak's own C: the SHA-NI kernel behind StreamingSHA256, VZEROUPPER after XXH3 (SPEC 2).
+        .target(name: "CTenPakKernels"),
         .target(name: "TenPakFormat", dependencies: [
-            "CXXHash", "CSHA256", .product(name: "Crypto", package: "swift-crypto"),
+            "CXXHash", "CTenPakKernels", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd"], exclude: ["Entropy/FORMAT.md"]),
         .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),

@@ -1,3 +1,4 @@
+import CTenPakKernels
 import CXXHash
 import Crypto
 
@@ -6,13 +7,19 @@ import Crypto
 /// XXH3-128 addresses chunks (fast, not collision-resistant); SHA-256 confirms identity where a
 /// stranger's bytes could be forged to collide (dedup) and checks whole files.
 public enum Hashing {
+    // Each XXH3 call is followed by VZEROUPPER: libxxhash's dispatch returns from its AVX-512
+    // code with the upper register halves dirty, which slows every legacy-SSE instruction after it
+    // on the thread (SHA-NI at 0.7 of its speed; see tenpak_kernels.h).
     public static func xxh3_128(_ bytes: UnsafeRawBufferPointer) -> XXH128 {
         let h = XXH3_128bits_dispatch(bytes.baseAddress, bytes.count)
+        tenpak_clear_avx_upper()
         return XXH128(high: h.high64, low: h.low64)
     }
 
     public static func xxh3_64(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        XXH3_64bits_dispatch(bytes.baseAddress, bytes.count)
+        let h = XXH3_64bits_dispatch(bytes.baseAddress, bytes.count)
+        tenpak_clear_avx_upper()
+        return h
     }
 
     public static func sha256(_ bytes: UnsafeRawBufferPointer) -> Digest256 {

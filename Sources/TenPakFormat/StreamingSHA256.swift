@@ -1,4 +1,4 @@
-import CSHA256
+import CTenPakKernels
 import Crypto
 
 /// An incremental SHA-256 of a byte stream (a whole file at put and get, a chunk's id at put).

@@ -188,6 +188,13 @@ func run() throws {
     }
     var sink: UInt64 = 0
     primitive("sha256") { sink &+= UInt64($0.withUnsafeBytes { Hashing.sha256($0) }.bytes[0]) }
+    // The put's pair: each byte into its chunk's id and the file's hash (MB/s of input, both done).
+    var file = StreamingSHA256()
+    primitive(StreamingSHA256.usesExtensions ? "sha256 x2 (SHA-NI)" : "sha256 x2 (portable)") { raw in
+        var chunk = StreamingSHA256()
+        raw.withUnsafeBytes { StreamingSHA256.update(&file, &chunk, with: $0) }
+        sink &+= UInt64(chunk.finalize().bytes[0])
+    }
     primitive("xxh3-128") { sink &+= $0.withUnsafeBytes { Hashing.xxh3_128($0) }.low }
     for width in [2, 4] {
         var scratch = [UInt8](repeating: 0, count: 1 << 20)

@@ -1,7 +1,7 @@
-// SHA-256 compression with SHA-NI; see include/tenpak_sha256.h for why two streams.
+// SHA-256 compression with SHA-NI; see include/tenpak_kernels.h for why two streams.
 // The register layout (ABEF / CDGH), the message schedule with SHA256MSG1/MSG2 and the round
 // pairs follow Intel's "Intel SHA Extensions" white paper (2013).
-#include "tenpak_sha256.h"
+#include "tenpak_kernels.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

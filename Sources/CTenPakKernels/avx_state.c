@@ -1,0 +1,33 @@
+// See include/tenpak_kernels.h, tenpak_clear_avx_upper.
+#include "tenpak_kernels.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+// AVX usable: the CPU has it and the OS saves the YMM state (OSXSAVE, XCR0 bits 1 and 2).
+static int avx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!((c >> 27) & 1) || !((c >> 28) & 1)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6) == 6;
+}
+
+// -1 unknown, else avx_usable(); a benign race: every thread computes the same value.
+static volatile int has_avx = -1;
+
+__attribute__((target("avx"))) static void zero_upper(void) { _mm256_zeroupper(); }
+
+void tenpak_clear_avx_upper(void) {
+    int known = has_avx;
+    if (known < 0) has_avx = known = avx_usable();
+    if (known) zero_upper();
+}
+
+#else
+
+void tenpak_clear_avx_upper(void) {}
+
+#endif
