@@ -87,7 +87,9 @@ public struct ChunkPlan: Sendable {
     /// Content-defined pieces over `range` of the file, read in bounded windows.
     static func contentDefined(file: OpenFile, range: Range<Int>, chunker: GearChunker) throws -> [Piece] {
         var pieces: [Piece] = []
-        let windowSize = max(chunker.maxSize * 8, 4 << 20)
+        // No bigger than the range: a safetensors header is a few KiB, and a zero-filled window of
+        // several MiB for it cost a page fault per 4 KiB before the put could start.
+        let windowSize = min(max(chunker.maxSize * 8, 4 << 20), range.count)
         var window = [UInt8](repeating: 0, count: windowSize)
         var windowStart = range.lowerBound
         var filled = 0
