@@ -146,3 +146,7 @@ for target in package.targets where target.type != .system {
 for target in package.targets where ["TenPakFormat", "TenPakCodecs", "TenPakModelStore"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 }
+// Likewise the C kernels under the data path: at -O0 every intrinsic's result goes through the stack.
+for target in package.targets where target.name == "CTenPakKernels" {
+    target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-O2"], .when(configuration: .debug))]
+}

@@ -15,14 +15,17 @@ static int avx_usable(void) {
     return (lo & 6) == 6;
 }
 
-// -1 unknown, else avx_usable(); a benign race: every thread computes the same value.
-static volatile int has_avx = -1;
+// -1 unknown, else avx_usable(). Relaxed atomics: threads racing to fill it store the same value.
+static int has_avx = -1;
 
 __attribute__((target("avx"))) static void zero_upper(void) { _mm256_zeroupper(); }
 
 void tenpak_clear_avx_upper(void) {
-    int known = has_avx;
-    if (known < 0) has_avx = known = avx_usable();
+    int known = __atomic_load_n(&has_avx, __ATOMIC_RELAXED);
+    if (known < 0) {
+        known = avx_usable();
+        __atomic_store_n(&has_avx, known, __ATOMIC_RELAXED);
+    }
     if (known) zero_upper();
 }
 

@@ -49,7 +49,7 @@ TP_TARGET static inline void store_state(uint32_t s[8], __m128i abef, __m128i cd
     _mm_storeu_si128((__m128i *)&s[4], hgfe);
 }
 
-// Message words 4i..4i+3 of a block whose words 0..15 are w[0..3].
+// The next four schedule words from the previous sixteen, oldest first (four per register).
 TP_TARGET static inline __m128i schedule(__m128i w4, __m128i w3, __m128i w2, __m128i w1) {
     // W[t] = σ1(W[t-2]) + W[t-7] + σ0(W[t-15]) + W[t-16]; MSG1 adds the σ0 terms to W[t-16],
     // the ALIGNR brings W[t-7..t-4], MSG2 adds σ1 (and chains the words that depend on each other).

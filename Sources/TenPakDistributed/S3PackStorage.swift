@@ -101,8 +101,9 @@ public final class S3PackStorage: PackStorage, Sendable {
 ///
 /// A full part goes up on a thread of its own while appends fill the next one, so the caller's
 /// coding overlaps the upload (SPEC 17, "Pack uploads"). One part at most is in flight: the next
-/// full part waits for it, which bounds memory to two parts and keeps part numbers in order.
-/// A failed upload breaks the writer: the next append, or the seal, throws its error.
+/// full part waits for it, which keeps part numbers in order and bounds memory to the part in
+/// flight plus the buffer (under a part, plus the last append). A failed upload breaks the writer:
+/// the append that completes the next part, or the seal, throws its error; so does every call after.
 final class S3PackWriter: PackWriting {
     let name: String
     private let storage: S3PackStorage

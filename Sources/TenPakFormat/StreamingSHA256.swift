@@ -9,53 +9,43 @@ import Crypto
 /// instead of two. Elsewhere swift-crypto does the work, stream by stream. Both give SHA-256 as
 /// FIPS 180-4 defines it; the tests hold them to each other and to the standard's vectors.
 public struct StreamingSHA256 {
-    private var engine: Engine
-
-    private enum Engine {
-        case extensions(Blocks)
-        case portable(SHA256)
-    }
+    // Exactly one of the two is set. Two optionals rather than an enum with payloads: an update
+    // mutates the engine in place (swift-crypto's context object stays uniquely referenced, so
+    // it is not copied on every update).
+    private var blocks: Blocks?
+    private var portable: SHA256?
 
     /// Whether this CPU has the SHA extensions (checked once per process).
     public static let usesExtensions = tenpak_sha256_ni_available() != 0
 
-    public init() { self.init(extensions: Self.usesExtensions) }
+    public init() { self.init(extensions: true) }
 
-    /// `extensions: false` picks swift-crypto even where the extensions exist (tests compare the two).
+    /// `extensions: false` picks swift-crypto even where the extensions exist (tests compare the
+    /// two); `true` picks them only where the CPU has them.
     init(extensions: Bool) {
-        engine = extensions ? .extensions(Blocks()) : .portable(SHA256())
+        if extensions && Self.usesExtensions { blocks = Blocks() } else { portable = SHA256() }
     }
 
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        switch engine {
-        case var .extensions(blocks):
-            blocks.update(bytes)
-            engine = .extensions(blocks)
-        case var .portable(hasher):
-            hasher.update(bufferPointer: bytes)
-            engine = .portable(hasher)
-        }
+        if blocks != nil { blocks!.update(bytes) } else { portable!.update(bufferPointer: bytes) }
     }
 
     public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
     /// Hashes the same bytes into two streams, in one pass where the extensions allow it.
     public static func update(_ a: inout StreamingSHA256, _ b: inout StreamingSHA256, with bytes: UnsafeRawBufferPointer) {
-        guard case var .extensions(x) = a.engine, case var .extensions(y) = b.engine else {
+        guard a.blocks != nil, b.blocks != nil else {
             a.update(bytes)
             b.update(bytes)
             return
         }
-        Blocks.update(&x, &y, with: bytes)
-        a.engine = .extensions(x)
-        b.engine = .extensions(y)
+        Blocks.update(&a.blocks!, &b.blocks!, with: bytes)
     }
 
     public func finalize() -> Digest256 {
-        switch engine {
-        case let .extensions(blocks): blocks.finalize()
-        case let .portable(hasher): Digest256(hasher.finalize())
-        }
+        if let blocks { return blocks.finalize() }
+        // Safe to unwrap: set whenever `blocks` is not.
+        return Digest256(portable!.finalize())
     }
 }
 

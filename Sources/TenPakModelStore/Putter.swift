@@ -143,6 +143,7 @@ final class Putter {
                     let pieces = window.pieces, ids = window.ids
                     let windowStart = pieces[0].offset
                     let raw = window.bytes
+                    // Safe: the window's pieces tile its bytes (WindowReader.read).
                     func slice(_ piece: ChunkPlan.Piece) -> UnsafeRawBufferPointer {
                         UnsafeRawBufferPointer(rebasing: raw[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
                     }
@@ -322,21 +323,23 @@ final class Putter {
 }
 
 /// A window of a file, read and hashed: the pieces `start ..< end` of its plan, their bytes and ids.
-private struct HashedWindow: @unchecked Sendable {
-    // Safe to send: `bytes` points into one of its WindowReader's two buffers, which the reader
-    // rewrites only after the window after this one has been read (see WindowReader).
+private struct HashedWindow {
     let pieces: [ChunkPlan.Piece]
     let end: Int
+    /// Inside one of the WindowReader's two buffers: valid until the reader reads the window after
+    /// the next one (see WindowReader for why the put never does that too early).
     let bytes: UnsafeRawBufferPointer
     let ids: [ChunkID]
 }
 
 /// Reads a file's windows (about `Putter.windowBytes` of whole pieces each) in order into two
 /// alternating buffers, and hashes each byte once for both of its hashes: its chunk's id and the
-/// file's SHA-256 (`StreamingSHA256.update(_:_:with:)`, SPEC 10). A window's bytes stay valid
-/// until the window after the next one is read, so window n+1 is read while window n is encoded.
-/// Used by one thread at a time.
-private final class WindowReader: @unchecked Sendable {
+/// file's SHA-256 (`StreamingSHA256.update(_:_:with:)`, SPEC 10).
+///
+/// The put reads window n+1 inside window n's parallel step, and window n+2 only inside window
+/// n+1's, after window n's step has returned and its results own their payloads: so the buffer
+/// window n+2 overwrites (window n's) is no longer read. Used by one thread at a time.
+private final class WindowReader {
     private let file: OpenFile
     private let pieces: [ChunkPlan.Piece]
     private var buffers: [UnsafeMutableRawBufferPointer] = []
@@ -367,23 +370,40 @@ private final class WindowReader: @unchecked Sendable {
             buffers[slot].deallocate()
             buffers[slot] = .allocate(byteCount: bytes, alignment: 64)
         }
-        let buffer = UnsafeMutableRawBufferPointer(rebasing: buffers[slot][0 ..< bytes])
+        // Safe: the slot's buffer holds at least `bytes` bytes (just checked).
+        let buffer = UnsafeRawBufferPointer(UnsafeMutableRawBufferPointer(rebasing: buffers[slot][0 ..< bytes]))
+        try file.read(into: UnsafeMutableRawBufferPointer(mutating: buffer), at: pieces[start].offset)
         slot = 1 - slot
-        let windowStart = pieces[start].offset
-        try file.read(into: buffer, at: windowStart)
-        var ids: [ChunkID] = []
-        ids.reserveCapacity(end - start)
-        for piece in pieces[start ..< end] {
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[(piece.offset - windowStart) ..< (piece.offset - windowStart + piece.length)])
-            var chunkSHA = StreamingSHA256()
-            StreamingSHA256.update(&sha, &chunkSHA, with: chunk)
-            ids.append(ChunkID(xxh: Hashing.xxh3_128(chunk), sha: chunkSHA.finalize()))
+        let window = Array(pieces[start ..< end])
+        let windowStart = window[0].offset
+        // Safe: a plan's pieces are contiguous (each starts where the one before ends), so the
+        // window's pieces tile [0, bytes) of the buffer.
+        func chunk(_ k: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: buffer[(window[k].offset - windowStart) ..< (window[k].offset - windowStart + window[k].length)])
         }
-        return HashedWindow(pieces: Array(pieces[start ..< end]), end: end, bytes: UnsafeRawBufferPointer(buffer), ids: ids)
+        let ids: [ChunkID]
+        if StreamingSHA256.usesExtensions {
+            // One pass per byte for both hashes, in order (the file's hash is sequential).
+            var out: [ChunkID] = []
+            out.reserveCapacity(window.count)
+            for k in window.indices {
+                var chunkSHA = StreamingSHA256()
+                StreamingSHA256.update(&sha, &chunkSHA, with: chunk(k))
+                out.append(ChunkID(xxh: Hashing.xxh3_128(chunk(k)), sha: chunkSHA.finalize()))
+            }
+            ids = out
+        } else {
+            // Without the extensions the pair costs two passes: the ids on every core, then the
+            // file's hash here.
+            ids = try parallelMap(window.count) { k in ChunkID(of: chunk(k)) }
+            sha.update(buffer)
+        }
+        return HashedWindow(pieces: window, end: end, bytes: buffer, ids: ids)
     }
 }
 
-/// Carries the next window out of the parallel step (one iteration sets it).
+/// Carries the next window out of the parallel step: iteration 0 sets it, the caller reads it
+/// after `parallelMap` returned (which orders the two).
 private final class WindowSlot: @unchecked Sendable {
     var window: HashedWindow?
 }

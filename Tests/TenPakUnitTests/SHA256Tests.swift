@@ -4,6 +4,7 @@ import XCTest
 
 /// StreamingSHA256 on both engines (the SHA-NI kernel where the CPU has it, swift-crypto), against
 /// FIPS 180-4's vectors and against each other, one stream and two fed the same bytes at once.
+/// (`extensions: true` falls back to swift-crypto on a CPU without them: then both runs test it.)
 final class SHA256Tests: XCTestCase {
     func digest(_ bytes: [UInt8], extensions: Bool, splits: [Int] = []) -> Digest256 {
         var sha = StreamingSHA256(extensions: extensions)
@@ -64,6 +65,31 @@ final class SHA256Tests: XCTestCase {
                 offset += length
             }
             XCTAssertEqual(fileStream.finalize(), Hashing.sha256(file))
+        }
+    }
+
+    /// Both streams mid-block, at different offsets, fed pieces of every small length.
+    func testTwoStreamsBothMidBlock() {
+        var random = TestSupport.Random(seed: 259)
+        let bytes = random.bytes(50_000)
+        for (skipA, skipB) in [(1, 2), (63, 5), (17, 17), (0, 40)] {
+            var a = StreamingSHA256(), b = StreamingSHA256()
+            a.update(Array(bytes[0 ..< skipA]))
+            b.update(Array(bytes[0 ..< skipB]))
+            // Each stream: its own prefix (leaving it mid-block), then the same pieces as the other.
+            var at = 100, expectedA = Array(bytes[0 ..< skipA]), expectedB = Array(bytes[0 ..< skipB])
+            var length = 0
+            while at < bytes.count {
+                let n = min(length, bytes.count - at)
+                let piece = Array(bytes[at ..< at + n])
+                piece.withUnsafeBytes { StreamingSHA256.update(&a, &b, with: $0) }
+                expectedA += piece
+                expectedB += piece
+                at += n
+                length = length < 200 ? length + 1 : random.int(0 ..< 5000)
+            }
+            XCTAssertEqual(a.finalize(), Hashing.sha256(expectedA), "skips \(skipA), \(skipB)")
+            XCTAssertEqual(b.finalize(), Hashing.sha256(expectedB), "skips \(skipA), \(skipB)")
         }
     }
 

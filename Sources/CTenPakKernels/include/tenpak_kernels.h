@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// 1 when this CPU has SHA-NI and SSE4.1 (the kernels below may be called), else 0.
+/// 1 when this CPU has SHA-NI, SSSE3 and SSE4.1 (the kernels below may be called), else 0.
 int tenpak_sha256_ni_available(void);
 
 /// Compresses `blocks` 64-byte blocks from `data` into `state` (H0..H7, host order).
