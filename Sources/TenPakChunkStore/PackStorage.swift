@@ -18,6 +18,10 @@ public protocol PackStorage: Sendable {
     /// Closes cached handles, so packs deleted by another process (gc) release their space and
     /// a later read of a deleted pack fails instead of reading the unlinked file.
     func forgetOpenHandles()
+    /// Whether a read costs a network round trip (an object store) rather than a page-cache copy.
+    /// Streaming reads (get) then take fewer, larger windows, so that each read's latency hides
+    /// behind the decoding of the window before it.
+    var readsAreRemote: Bool { get }
 }
 
 extension PackStorage {
@@ -29,6 +33,8 @@ extension PackStorage {
 
     /// Backends that keep no handles have nothing to forget.
     public func forgetOpenHandles() {}
+
+    public var readsAreRemote: Bool { false }
 }
 
 /// A pack being written. After any error it is broken: every later call fails.

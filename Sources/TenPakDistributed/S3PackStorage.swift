@@ -95,6 +95,8 @@ public final class S3PackStorage: PackStorage, Sendable {
     public func delete(pack: String) throws {
         try client.delete(key: S3PackStorage.key(of: pack))
     }
+
+    public var readsAreRemote: Bool { true }
 }
 
 /// Writes one pack object: buffered, single PUT or multipart upload, visible only after `seal()`.

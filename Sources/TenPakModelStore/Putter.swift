@@ -96,7 +96,9 @@ final class Putter {
     /// Stored chunks this put shares whose frames (and bases' frames) it has checked.
     private var verified = Set<Int64>()
     /// Bytes of input decoded per parallel step: bounded memory, enough to keep both cores busy.
-    static let windowBytes = 8 << 20
+    /// 8 MiB on a local store, 16 MiB where pack reads are remote (each window's base frames are
+    /// one round of ranged GETs before its encodes can start).
+    let windowBytes: Int
 
     init(store: ChunkStore, model: String, revision: String, gcFence: Int64, progress: (@Sendable (TransferProgress) -> Void)?) {
         self.store = store
@@ -105,6 +107,7 @@ final class Putter {
         self.revision = revision
         self.progress = progress
         writer = FrameWriter(packs: store.packs)
+        windowBytes = store.packs.readsAreRemote ? 16 << 20 : 8 << 20
     }
 
     /// The result of coding one piece in parallel.
@@ -136,7 +139,7 @@ final class Putter {
                 } ?? [:]
                 // Each window is read and hashed (chunk ids and the file's SHA-256 in one pass) while
                 // the window before it is encoded: the read and the hashing leave the critical path.
-                let source = WindowReader(file: file, pieces: plan.pieces)
+                let source = WindowReader(file: file, pieces: plan.pieces, windowBytes: windowBytes)
                 var next: HashedWindow? = try source.read(from: 0)
                 while let window = next {
                     next = nil
@@ -332,7 +335,7 @@ private struct HashedWindow {
     let ids: [ChunkID]
 }
 
-/// Reads a file's windows (about `Putter.windowBytes` of whole pieces each) in order into two
+/// Reads a file's windows (about `windowBytes` of whole pieces each) in order into two
 /// alternating buffers, and hashes each byte once for both of its hashes: its chunk's id and the
 /// file's SHA-256 (`StreamingSHA256.update(_:_:with:)`, SPEC 10).
 ///
@@ -342,14 +345,16 @@ private struct HashedWindow {
 private final class WindowReader {
     private let file: OpenFile
     private let pieces: [ChunkPlan.Piece]
+    private let windowBytes: Int
     private var buffers: [UnsafeMutableRawBufferPointer] = []
     private var slot = 0
     /// The file's SHA-256 over the windows read so far.
     private(set) var sha = StreamingSHA256()
 
-    init(file: OpenFile, pieces: [ChunkPlan.Piece]) {
+    init(file: OpenFile, pieces: [ChunkPlan.Piece], windowBytes: Int) {
         self.file = file
         self.pieces = pieces
+        self.windowBytes = windowBytes
     }
 
     deinit { for buffer in buffers { buffer.deallocate() } }
@@ -359,13 +364,13 @@ private final class WindowReader {
         guard start < pieces.count else { return nil }
         var end = start + 1
         var bytes = pieces[start].length
-        while end < pieces.count, bytes + pieces[end].length <= Putter.windowBytes {
+        while end < pieces.count, bytes + pieces[end].length <= windowBytes {
             bytes += pieces[end].length
             end += 1
         }
         // One buffer per slot for the whole file, grown when a window needs more (a single piece
         // may exceed the window size): a fresh one per window costs a page fault per 4 KiB.
-        if buffers.count < 2 { buffers.append(.allocate(byteCount: max(bytes, Putter.windowBytes), alignment: 64)) }
+        if buffers.count < 2 { buffers.append(.allocate(byteCount: max(bytes, windowBytes), alignment: 64)) }
         if buffers[slot].count < bytes {
             buffers[slot].deallocate()
             buffers[slot] = .allocate(byteCount: bytes, alignment: 64)

@@ -57,5 +57,6 @@ final class FaultyPacks: PackStorage, @unchecked Sendable {
     func read(pack: String, offset: Int, length: Int) throws -> [UInt8] { try inner.read(pack: pack, offset: offset, length: length) }
     func packNames() throws -> [String] { try inner.packNames() }
     func size(pack: String) throws -> Int { try inner.size(pack: pack) }
+    var readsAreRemote: Bool { inner.readsAreRemote }
     func delete(pack: String) throws { try inner.delete(pack: pack) }
 }
