@@ -140,7 +140,8 @@ final class Putter {
                 // Each window is read and hashed (chunk ids and the file's SHA-256 in one pass) while
                 // the window before it is encoded: the read and the hashing leave the critical path.
                 let source = WindowReader(file: file, pieces: plan.pieces, windowBytes: windowBytes)
-                var next: HashedWindow? = try source.read(from: 0)
+                // The first window is small: it is read and hashed before anything else can run.
+                var next: HashedWindow? = try source.read(from: 0, upTo: windowBytes / 8)
                 while let window = next {
                     next = nil
                     let pieces = window.pieces, ids = window.ids
@@ -359,12 +360,14 @@ private final class WindowReader {
 
     deinit { for buffer in buffers { buffer.deallocate() } }
 
-    /// The window of pieces from `start` on; `start` must follow the previous window's end.
-    func read(from start: Int) throws -> HashedWindow? {
+    /// The window of pieces from `start` on (`limit` bytes of whole pieces, at least one piece);
+    /// `start` must follow the previous window's end.
+    func read(from start: Int, upTo limit: Int? = nil) throws -> HashedWindow? {
         guard start < pieces.count else { return nil }
+        let limit = min(limit ?? windowBytes, windowBytes)
         var end = start + 1
         var bytes = pieces[start].length
-        while end < pieces.count, bytes + pieces[end].length <= windowBytes {
+        while end < pieces.count, bytes + pieces[end].length <= limit {
             bytes += pieces[end].length
             end += 1
         }
