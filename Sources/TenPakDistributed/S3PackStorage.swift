@@ -7,9 +7,10 @@ import TenPakFormat
 ///
 /// A pack is buffered in memory while it is written. A pack that stays under `partSize` is
 /// uploaded with one PUT at `seal()`; a larger one goes up as a multipart upload, one part per
-/// `partSize` bytes (each in the background while the next fills), completed at `seal()`. Either way the object exists under its key only once
-/// `seal()` returns: a writer killed before leaves nothing, or an incomplete multipart upload,
-/// which is invisible to listing and reads (a bucket lifecycle rule aborts it eventually).
+/// `partSize` bytes (each in the background while the next fills), completed at `seal()`. Either
+/// way the object exists under its key only once `seal()` returns: a writer killed before leaves
+/// nothing, or an incomplete multipart upload, which is invisible to listing and reads (a bucket
+/// lifecycle rule aborts it eventually).
 ///
 /// Reads are ranged GETs (`Range: bytes=a-b`); `packNames()` is ListObjectsV2 under `packs/`;
 /// `size(pack:)` is a HEAD.
@@ -114,7 +115,8 @@ final class S3PackWriter: PackWriting {
     private var uploaded = 0
     private var uploadID: String?
     private var etags: [String] = []
-    private var inFlight: PartUpload?
+    /// The part being uploaded (its ETag when done), on a thread of its own.
+    private var inFlight: Background<String>?
     private var broken: Error?
     private var finished = false
 
@@ -153,7 +155,7 @@ final class S3PackWriter: PackWriting {
                 part.removeLast(part.count - storage.partSize)
                 uploaded += part.count
                 let (client, key, number, body) = (storage.client, key, etags.count + 1, part)
-                inFlight = PartUpload { try client.uploadPart(key: key, uploadID: uploadID, number: number, body: body) }
+                inFlight = Background { try client.uploadPart(key: key, uploadID: uploadID, number: number, body: body) }
             }
         } catch {
             broken = error
@@ -199,29 +201,5 @@ final class S3PackWriter: PackWriting {
         // The abort must follow the part in flight, or that part could land after it.
         _ = try? collectInFlight()
         if let uploadID { storage.client.abortMultipart(key: key, uploadID: uploadID) }
-    }
-}
-
-/// One part upload running on a thread of its own; `value()` waits for its ETag or error.
-private final class PartUpload: @unchecked Sendable {
-    // Safe: `result` is written once by the upload thread before `done` is signalled, and read
-    // only after waiting on `done`.
-    private var result: Result<String, Error>?
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ work: @escaping @Sendable () throws -> String) {
-        // A queue of its own (Dispatch's overcommitting pool): the upload blocks its thread for
-        // the whole transfer, which must not hold back work queued on the cores' worker threads.
-        DispatchQueue(label: "tenpak.s3.part").async {
-            self.result = Result { try work() }
-            self.done.signal()
-        }
-    }
-
-    func value() throws -> String {
-        done.wait()
-        done.signal()  // a second value() does not block
-        // Safe to unwrap: set before the signal.
-        return try result!.get()
     }
 }

@@ -379,8 +379,9 @@ private final class WindowReader {
             buffers[slot] = .allocate(byteCount: bytes, alignment: 64)
         }
         // Safe: the slot's buffer holds at least `bytes` bytes (just checked).
-        let buffer = UnsafeRawBufferPointer(UnsafeMutableRawBufferPointer(rebasing: buffers[slot][0 ..< bytes]))
-        try file.read(into: UnsafeMutableRawBufferPointer(mutating: buffer), at: pieces[start].offset)
+        let target = UnsafeMutableRawBufferPointer(rebasing: buffers[slot][0 ..< bytes])
+        try file.read(into: target, at: pieces[start].offset)
+        let buffer = UnsafeRawBufferPointer(target)
         slot = 1 - slot
         let window = Array(pieces[start ..< end])
         let windowStart = window[0].offset
