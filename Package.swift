@@ -6,7 +6,8 @@
 //   CZstd, CXXHash, CSQLite   system libraries (Debian: libzstd-dev, libxxhash-dev, libsqlite3-dev);
 //   CMalloc                   glibc <malloc.h>, for the tpstore executable only
 //   CTenPakKernels            TenPak's own C, x86 specifics: SHA-256 with the SHA extensions (two streams at
-//                             once), clearing the AVX upper state after libxxhash's AVX-512
+//                             once), clearing the AVX upper state after libxxhash's AVX-512, context-delta
+//                             symbol decoding with AVX-512
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
 //   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild), the one
@@ -73,7 +74,7 @@ let package = Package(
         .target(name: "TenPakFormat", dependencies: [
             "CXXHash", "CTenPakKernels", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd"], exclude: ["Entropy/FORMAT.md"]),
+        .target(name: "TenPakCodecs", dependencies: ["TenPakFormat", "CZstd", "CTenPakKernels"], exclude: ["Entropy/FORMAT.md"]),
         .target(name: "TenPakChunkStore", dependencies: ["TenPakFormat", "TenPakCodecs", "CSQLite"]),
         .target(name: "TenPakDistributed", dependencies: [
             "TenPakFormat", "TenPakChunkStore",

@@ -47,14 +47,49 @@ final class ContextDeltaCodecTests: XCTestCase {
     private func roundTrip(_ target: [UInt32], _ base: [UInt32], _ layout: FloatLayout, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
         let t = bytes(target, layout), b = bytes(base, layout)
         let payload = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in ContextDeltaCodec.encode(target: tp, base: bp, layout: layout) } }
-        var out = [UInt8](repeating: 0xA5, count: t.count)
+        // Payloads as older stores hold them: four lanes (mode 1).
+        let legacy = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
+            ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: 10, decay: true, lanes: 4) } }
+        // The AVX-512 kernel (where this CPU has it) and the portable decoder, and the legacy payload.
+        for (p, vector, label) in [(payload, true, "wide, vector"), (payload, false, "wide, portable"), (legacy, true, "four lanes")] {
+            let out = try decode(p, b, layout, count: t.count, vector: vector)
+            XCTAssertEqual(out, t, "round trip mismatch (\(layout), n=\(target.count), \(label))", file: file, line: line)
+        }
+        return payload.count
+    }
+
+    private func decode(_ payload: [UInt8], _ base: [UInt8], _ layout: FloatLayout, count: Int, vector: Bool) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0xA5, count: count)
         try out.withUnsafeMutableBytes { op in
             try payload.withUnsafeBytes { pp in
-                try b.withUnsafeBytes { bp in try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) }
+                try base.withUnsafeBytes { bp in
+                    try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op, vectorKernel: vector)
+                }
             }
         }
-        XCTAssertEqual(out, t, "round trip mismatch (\(layout), n=\(target.count))", file: file, line: line)
-        return payload.count
+        return out
+    }
+
+    /// Coded payloads are written with the wide lanes (mode 2), older ones (mode 1) stay readable,
+    /// and the wide form costs about what the four-lane one did: its context looks 32 elements back
+    /// instead of 4, and it starts with 32 states instead of 4.
+    func testWideAndFourLanePayloads() throws {
+        var rng = SplitMix64(seed: 11)
+        for layout in [FloatLayout.f32, .bf16, .f16] {
+            let n = 40_000
+            let base = realisticBase(n, layout, &rng)
+            let t = bytes(perturbed(base, layout, &rng, spread: layout == .f32 ? 3000 : 2), layout), b = bytes(base, layout)
+            let wide = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in ContextDeltaCodec.encode(target: tp, base: bp, layout: layout) } }
+            let four = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
+                ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: 10, decay: true, lanes: 4) } }
+            XCTAssertEqual(wide[2], ContextDeltaCodec.modeCodedWide, "\(layout)")
+            XCTAssertEqual(four[2], ContextDeltaCodec.modeCoded, "\(layout)")
+            XCTAssertLessThan(Double(wide.count), Double(four.count) * 1.01 + 128, "\(layout): \(wide.count) vs \(four.count)")
+            for vector in [true, false] {
+                XCTAssertEqual(try decode(wide, b, layout, count: t.count, vector: vector), t, "\(layout)")
+            }
+            XCTAssertEqual(try decode(four, b, layout, count: t.count, vector: true), t, "\(layout)")
+        }
     }
 
     private func realisticBase(_ n: Int, _ layout: FloatLayout, _ rng: inout SplitMix64) -> [UInt32] {
@@ -332,8 +367,10 @@ final class ContextDeltaCodecTests: XCTestCase {
                             let pos = Int.random(in: 0..<q.count, using: &rng)
                             q[pos] ^= UInt8.random(in: 1...255, using: &rng)
                         }
-                        _ = try? out.withUnsafeMutableBytes { op in try q.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
-                            try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op) } } }
+                        for vector in [true, false] {
+                            _ = try? out.withUnsafeMutableBytes { op in try q.withUnsafeBytes { pp in try b.withUnsafeBytes { bp in
+                                try ContextDeltaCodec.decode(payload: pp, base: bp, layout: layout, output: op, vectorKernel: vector) } } }
+                        }
                     }
                 }
             }

@@ -7,6 +7,9 @@
 // stream costs about what one stream costs alone. Only whole 64-byte blocks: padding, partial
 // blocks and lengths are the caller's (TenPakFormat's StreamingSHA256).
 //
+// Context-delta symbol decoding with AVX-512: see tenpak_cd_symbols32. Why C: gathers, masked
+// expands and opmask registers are out of reach of Swift's SIMD types.
+//
 // Clearing the AVX upper state: see tenpak_clear_avx_upper.
 #ifndef TENPAK_KERNELS_H
 #define TENPAK_KERNELS_H
@@ -30,5 +33,39 @@ void tenpak_sha256_ni_blocks_x2(uint32_t a[8], const uint8_t *da, uint32_t b[8],
 /// SHA-NI (ours and BoringSSL's) at about 0.7 of its speed, two streams at half (measured on this
 /// EPYC, 2026-12-04). Called after every XXH3 call (TenPakFormat's Hashing).
 void tenpak_clear_avx_upper(void);
+
+/// 1 when this CPU and OS can run AVX-512F code (tenpak_cd_symbols32 may be called), else 0.
+int tenpak_cd_avx512_available(void);
+
+/// The decoder tables of one context-delta payload (TenPakCodecs' ContextDeltaCodec builds them;
+/// FORMAT.md's implementation notes describe the layout).
+struct tenpak_cd_params {
+    /// 4 (f32) or 2 (bf16, f16).
+    uint32_t element_bytes;
+    uint32_t mantissa_bits;
+    uint32_t exponent_mask;
+    int32_t exponent_top;
+    /// Entries between the slot rows of neighbouring exponent contexts (4 << table_log).
+    uint32_t exponent_stride;
+    uint32_t table_log;
+    /// The bucket thresholds t1, t2, t3 on a token's bit length, and the entries between the slot
+    /// rows of neighbouring buckets (1 << table_log).
+    uint32_t thresholds[3];
+    uint32_t bucket_stride;
+    /// 64 rows (context 4 * exponent context + bucket) of 2^table_log entries, one per slot:
+    /// symbol | freq << 7 | (slot - start) << 20.
+    const uint32_t *slots;
+};
+
+/// Decodes the symbols of elements i, i+1, ... of a 32-lane context-delta stream (FORMAT.md, mode 2)
+/// in whole groups of 32, while at least 32 of `count` elements remain and at least 64 stream bytes
+/// are left before `stream_end`; i must be a multiple of 32 and i + count must not pass the base's
+/// end. Element i+k's symbol goes to symbols[k]. `states` (lane states) and
+/// `bucket_offsets_of_lanes` (each lane's previous bucket offset) are read and updated, `*stream`
+/// advances past the words read. Returns the number of elements decoded (a multiple of 32; 0 where
+/// AVX-512 is missing). The caller decodes the rest with bounds checks.
+size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
+                           uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
+                           const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols);
 
 #endif

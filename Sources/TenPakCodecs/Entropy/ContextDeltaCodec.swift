@@ -1,3 +1,4 @@
+import CTenPakKernels
 import TenPakFormat
 
 // Lossless delta codec for float weight chunks against a base chunk.
@@ -12,13 +13,20 @@ import TenPakFormat
 // Speed notes: the hot loops are generic over the element kind (`DeltaElement`) so each width
 // gets its own specialised loop; they use unchecked pointer arithmetic inside a "fast zone"
 // where enough input bytes remain for a whole group of four elements, and fall back to the
-// bounds-checked readers for the last few elements. The decoder keeps one table block per
-// context (slot -> symbol bytes, then (freq, start) per symbol; FORMAT.md's implementation notes).
+// bounds-checked readers for the last few elements. Payloads are written with 32 rANS lanes
+// (mode 2), whose symbols CTenPakKernels decodes 16 lanes per AVX-512 vector from one 32-bit entry
+// per (context, slot); `wideSymbolRun` walks the same tables lane by lane where AVX-512 is missing.
+// Four-lane payloads (mode 1, older stores) keep their own decoder, with one table block per context
+// (slot -> symbol bytes, then (freq, start) per symbol; FORMAT.md's implementation notes).
 
 public enum ContextDeltaCodec {
     static let magic: UInt8 = 0xD1
     static let modeStored: UInt8 = 0
+    /// Coded with four rANS lanes (format version 1; still read, no longer written).
     static let modeCoded: UInt8 = 1
+    /// Coded with `wideLanes` rANS lanes, which a vector decoder steps through together.
+    static let modeCodedWide: UInt8 = 2
+    static let wideLanes = 32
     static let expContexts = 16
     static let buckets = 4
     static let contexts = 64   // expContexts * buckets
@@ -33,21 +41,25 @@ public enum ContextDeltaCodec {
         _encode(target: target, base: base, layout: layout, tableLog: 10, decay: true)
     }
 
-    /// Tuning entry point (benchmarks): table precision and whether to search the decay predictor.
+    /// Tuning entry point (benchmarks, tests): table precision, whether to search the decay
+    /// predictor, and the number of rANS lanes (`wideLanes`, mode 2; or 4, mode 1 as older stores
+    /// hold it).
     public static func _encode(target: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
-                               layout: FloatLayout, tableLog preferredLog: Int, decay: Bool) -> [UInt8] {
+                               layout: FloatLayout, tableLog preferredLog: Int, decay: Bool,
+                               lanes: Int = 32) -> [UInt8] {
+        precondition(lanes == 4 || lanes == wideLanes, "lanes must be 4 or \(wideLanes)")
         precondition(layout.isEntropyCodable, "layout must be f32, bf16 or f16")
         precondition(target.count == base.count, "target and base must have equal length")
         precondition(target.count % layout.codecWidth == 0, "length must be a multiple of the element width")
         switch layout {
-        case .f32: return encodeImpl(ElemF32.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay)
-        case .bf16: return encodeImpl(ElemBF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay)
-        default: return encodeImpl(ElemF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay)
+        case .f32: return encodeImpl(ElemF32.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes)
+        case .bf16: return encodeImpl(ElemBF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes)
+        default: return encodeImpl(ElemF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes)
         }
     }
 
     static func encodeImpl<E: DeltaElement>(_: E.Type, target: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
-                                            layout: FloatLayout, preferredLog: Int, decay: Bool) -> [UInt8] {
+                                            layout: FloatLayout, preferredLog: Int, decay: Bool, lanes: Int) -> [UInt8] {
         let n = target.count / E.width
         var sink = ByteSink(capacity: 64)
         sink.u8(magic); sink.u8(layout.rawValue)
@@ -69,7 +81,7 @@ public enum ContextDeltaCodec {
         let (eTop, thr) = contextParameters(E.self, tp, bp, n: n, c: c64)
 
         // 3. One pass: tokens, raw bits, contexts, histograms.
-        let scratch = EncodeScratch(n: n, contexts: contexts, stride: stride)
+        let scratch = EncodeScratch(n: n, contexts: contexts, stride: stride, lanes: lanes)
         defer { scratch.free() }
         var et = [UInt8](repeating: 0, count: 256)
         for e in 0..<256 { et[e] = UInt8(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets) }
@@ -80,9 +92,9 @@ public enum ContextDeltaCodec {
         let rawBytes = et.withUnsafeBufferPointer { etp in
             bucketOfL.withUnsafeBufferPointer { blp in
                 c64 == 0
-                    ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
+                    ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, lanes: lanes, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
                                 syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
-                    : tokenPass(E.self, WithDecay.self, tp, bp, n: n, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
+                    : tokenPass(E.self, WithDecay.self, tp, bp, n: n, lanes: lanes, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
                                 syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
             }
         }
@@ -98,14 +110,12 @@ public enum ContextDeltaCodec {
             }
         }
 
-        // 5. rANS, backwards, 4 interleaved states (element i uses state i & 3).
-        let ransCap = 2 * n + 32
-        var rs = RansSink(scratch.rans, capacity: ransCap)
-        let (x0, x1, x2, x3) = ransPass(n: n, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs)
-        rs.flush(x3); rs.flush(x2); rs.flush(x1); rs.flush(x0)
+        // 5. rANS, backwards, `lanes` interleaved states (element i uses state i mod lanes).
+        var rs = RansSink(scratch.rans, capacity: EncodeScratch.ransCapacity(n: n, lanes: lanes))
+        ransPass(n: n, lanes: lanes, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs)
 
         // 6. Assemble.
-        sink.u8(modeCoded)
+        sink.u8(lanes == 4 ? modeCoded : modeCodedWide)
         sink.varint(UInt64(n))
         sink.u8(UInt8(tableLog))
         sink.u32(c)
@@ -177,7 +187,7 @@ public enum ContextDeltaCodec {
     /// Token/raw-bit/context pass. Writes per element `ctx << strideShift | token` into `syms`,
     /// counts them (four lane-private histograms, summed into `counts`), and packs the raw bits.
     /// Returns the raw stream length in bytes.
-    static func tokenPass<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer, n: Int, c: UInt64,
+    static func tokenPass<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer, n: Int, lanes: Int, c: UInt64,
                                            et: UnsafePointer<UInt8>, bucketOfL: UnsafePointer<UInt8>,
                                            syms: UnsafeMutablePointer<UInt16>, counts: UnsafeMutablePointer<UInt32>,
                                            raw: UnsafeMutablePointer<UInt8>) -> Int {
@@ -194,7 +204,11 @@ public enum ContextDeltaCodec {
         var wp = raw
         var acc: UInt64 = 0
         var nacc = 0
-        var pb0 = 0, pb1 = 0, pb2 = 0, pb3 = 0
+        // Each lane's previous bucket (a lane's previous element is `lanes` elements back).
+        let pbs = UnsafeMutablePointer<Int>.allocate(capacity: lanes)
+        defer { pbs.deallocate() }
+        pbs.initialize(repeating: 0, count: lanes)
+        let laneMask = lanes - 1
         // Per bit length L: raw mask, raw bit count L-2, bucket; token by (L, neg, top).
         let lInfo = UnsafeMutablePointer<UInt64>.allocate(capacity: 33)
         defer { lInfo.deallocate() }
@@ -239,42 +253,47 @@ public enum ContextDeltaCodec {
         }
         var i = 0
         let grouped = E.bits == 16
+        // Lanes are 4 or a multiple of 4, so the four elements of a step are in four lanes.
         while i &+ 4 <= n {
-            one(i, &pb0, c0, flush: !grouped); one(i &+ 1, &pb1, c1, flush: !grouped)
-            one(i &+ 2, &pb2, c2, flush: !grouped); one(i &+ 3, &pb3, c3)
+            one(i, &pbs[i & laneMask], c0, flush: !grouped); one(i &+ 1, &pbs[(i &+ 1) & laneMask], c1, flush: !grouped)
+            one(i &+ 2, &pbs[(i &+ 2) & laneMask], c2, flush: !grouped); one(i &+ 3, &pbs[(i &+ 3) & laneMask], c3)
             i &+= 4
         }
-        if i < n { one(i, &pb0, c0); i &+= 1 }
-        if i < n { one(i, &pb1, c1); i &+= 1 }
-        if i < n { one(i, &pb2, c2); i &+= 1 }
+        if i < n { one(i, &pbs[i & laneMask], c0); i &+= 1 }
+        if i < n { one(i, &pbs[i & laneMask], c1); i &+= 1 }
+        if i < n { one(i, &pbs[i & laneMask], c2); i &+= 1 }
         if laneTables { for k in 0..<tsize { counts[k] = c0[k] &+ c1[k] &+ c2[k] &+ c3[k] } }
         return (wp - raw) + (nacc > 0 ? 1 : 0)
     }
 
-    static func ransPass(n: Int, syms: UnsafePointer<UInt16>, enc: UnsafePointer<EncSymbol>, tableLog: Int,
-                         sink rs: inout RansSink) -> (UInt32, UInt32, UInt32, UInt32) {
-        var x0 = ransLowerBound, x1 = ransLowerBound, x2 = ransLowerBound, x3 = ransLowerBound
+    /// Codes the symbols backwards into `rs`, element i with state i mod lanes, then prepends the
+    /// final states so that they read x0, x1, ... from the front.
+    static func ransPass(n: Int, lanes: Int, syms: UnsafePointer<UInt16>, enc: UnsafePointer<EncSymbol>, tableLog: Int,
+                         sink rs: inout RansSink) {
+        let x = UnsafeMutablePointer<UInt32>.allocate(capacity: lanes)
+        defer { x.deallocate() }
+        x.initialize(repeating: ransLowerBound, count: lanes)
         var ptr = rs.ptr
         let tl = UInt32(tableLog)
+        let laneMask = lanes - 1
         var i = n - 1
         while i >= 0 && (i & 3) != 3 {
-            let s = enc[Int(syms[i])]
-            switch i & 3 {
-            case 0: ransPut(&x0, s, tl, &ptr)
-            case 1: ransPut(&x1, s, tl, &ptr)
-            default: ransPut(&x2, s, tl, &ptr)
-            }
+            ransPut(&x[i & laneMask], enc[Int(syms[i])], tl, &ptr)
             i -= 1
         }
+        // Four lanes a step, each step's states in locals (four independent chains).
         while i >= 3 {
+            let l = (i &- 3) & laneMask
+            var x3 = x[l &+ 3], x2 = x[l &+ 2], x1 = x[l &+ 1], x0 = x[l]
             ransPut(&x3, enc[Int(syms[i])], tl, &ptr)
             ransPut(&x2, enc[Int(syms[i &- 1])], tl, &ptr)
             ransPut(&x1, enc[Int(syms[i &- 2])], tl, &ptr)
             ransPut(&x0, enc[Int(syms[i &- 3])], tl, &ptr)
+            x[l &+ 3] = x3; x[l &+ 2] = x2; x[l &+ 1] = x1; x[l] = x0
             i &-= 4
         }
         rs.ptr = ptr
-        return (x0, x1, x2, x3)
+        for k in stride(from: lanes - 1, through: 0, by: -1) { rs.flush(x[k]) }
     }
 
     /// One rANS encode step; the division uses a 64-bit reciprocal (exact, see `EncSymbol`).
@@ -297,16 +316,25 @@ public enum ContextDeltaCodec {
     /// out of bounds, never traps or allocates unboundedly on corrupt/hostile payloads.
     public static func decode(payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
                               layout: FloatLayout, output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        try decode(payload: payload, base: base, layout: layout, output: output, vectorKernel: true)
+    }
+
+    /// `vectorKernel: false` decodes a wide payload with the portable code even where the AVX-512
+    /// kernel could run (tests compare the two).
+    static func decode(payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, layout: FloatLayout,
+                       output: UnsafeMutableRawBufferPointer, vectorKernel: Bool) throws(EntropyCodecError) {
         guard layout.isEntropyCodable else { throw EntropyCodecError("layout must be f32, bf16 or f16") }
+        let vector = vectorKernel && tenpak_cd_avx512_available() != 0
         switch layout {
-        case .f32: try decodeImpl(ElemF32.self, payload: payload, base: base, layout: layout, output: output)
-        case .bf16: try decodeImpl(ElemBF16.self, payload: payload, base: base, layout: layout, output: output)
-        default: try decodeImpl(ElemF16.self, payload: payload, base: base, layout: layout, output: output)
+        case .f32: try decodeImpl(ElemF32.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
+        case .bf16: try decodeImpl(ElemBF16.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
+        default: try decodeImpl(ElemF16.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
         }
     }
 
     static func decodeImpl<E: DeltaElement>(_: E.Type, payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
-                                            layout: FloatLayout, output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+                                            layout: FloatLayout, output: UnsafeMutableRawBufferPointer,
+                                            vector: Bool) throws(EntropyCodecError) {
         let width = E.width
         guard base.count == output.count, output.count % width == 0 else {
             throw EntropyCodecError("base/output length mismatch")
@@ -324,7 +352,8 @@ public enum ContextDeltaCodec {
             if n > 0 { output.baseAddress!.copyMemory(from: body.baseAddress!, byteCount: n * width) }
             return
         }
-        guard mode == modeCoded, n > 0 else { throw EntropyCodecError("unknown mode") }
+        guard mode == modeCoded || mode == modeCodedWide, n > 0 else { throw EntropyCodecError("unknown mode") }
+        let lanes = mode == modeCoded ? 4 : wideLanes
         let tableLog = Int(try src.u8())
         guard tableLog >= minTableLog && tableLog <= maxTableLog else { throw EntropyCodecError("bad table precision") }
         let c = try src.u32()
@@ -334,11 +363,11 @@ public enum ContextDeltaCodec {
         for k in 0..<8 { present |= UInt64(try src.u8()) << UInt64(8 * k) }
 
         switch tableLog {
-        case 8: try decodeCoded(E.self, TL8.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
-        case 9: try decodeCoded(E.self, TL9.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
-        case 10: try decodeCoded(E.self, TL10.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
-        case 11: try decodeCoded(E.self, TL11.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
-        default: try decodeCoded(E.self, TL12.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output)
+        case 8: try decodeCoded(E.self, TL8.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output, lanes: lanes, vector: vector)
+        case 9: try decodeCoded(E.self, TL9.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output, lanes: lanes, vector: vector)
+        case 10: try decodeCoded(E.self, TL10.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output, lanes: lanes, vector: vector)
+        case 11: try decodeCoded(E.self, TL11.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output, lanes: lanes, vector: vector)
+        default: try decodeCoded(E.self, TL12.self, &src, n: n, payloadCount: payload.count, c: c, eTop: eTop, thr: thr, present: present, base: base, output: output, lanes: lanes, vector: vector)
         }
     }
 
@@ -352,12 +381,15 @@ public enum ContextDeltaCodec {
         var pad: UInt16 = 0
     }
 
-    /// Decoder table block layout (byte offsets), fixed per element kind and table precision:
-    /// et (256 x UInt32: exponent -> byte offset of context 4 * expContext) | bucket (128 x UInt32:
-    /// token -> byte offset of its bucket for the lane's next element) | tokInfo (128 x TokInfo) |
-    /// one block per context: sym (2^tableLog x UInt8: slot -> symbol), then fs (2^strideShift x
-    /// UInt32: freq | start << 16). Context offsets are stored scaled, so a symbol decode finds both
-    /// of its context's tables from one add (exponent offset + bucket offset) without shifts.
+    /// Decoder table block layout (byte offsets), fixed per element kind, table precision and lane
+    /// count: et (256 x UInt32: exponent -> offset of context 4 * expContext) | bucket (128 x
+    /// UInt32: token -> offset of its bucket for the lane's next element) | tokInfo (128 x TokInfo)
+    /// | the contexts. Four lanes (mode 1): one block per context, sym (2^tableLog x UInt8: slot ->
+    /// symbol) then fs (2^strideShift x UInt32: freq | start << 16); offsets are in bytes. Wide
+    /// (mode 2): one row per context of 2^tableLog UInt32 slot entries, symbol | freq << 7 |
+    /// (slot - start) << 20, so a symbol decodes from one load (one gather for 16 lanes); offsets
+    /// count entries. Context offsets are stored scaled, so a symbol decode finds its context from
+    /// one add (exponent offset + bucket offset) without shifts.
     @inline(__always) static func offBucket() -> Int { 256 * 4 }
     @inline(__always) static func offTok() -> Int { offBucket() + 128 * 4 }
     @inline(__always) static func offContexts() -> Int { offTok() + 128 * MemoryLayout<TokInfo>.stride }
@@ -369,40 +401,57 @@ public enum ContextDeltaCodec {
                                                             payloadCount: Int, c: UInt32, eTop: Int,
                                                             thr: (UInt8, UInt8, UInt8), present: UInt64,
                                                             base: UnsafeRawBufferPointer,
-                                                            output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+                                                            output: UnsafeMutableRawBufferPointer,
+                                                            lanes: Int, vector: Bool) throws(EntropyCodecError) {
         let tableLog = T.tl
         let m = 1 << tableLog
         let alpha = alphabet(E.bits)
-        let stride = contextStride(E.self, T.self)
-        let blockSize = offContexts() + contexts * stride
+        let wide = lanes != 4
+        // A context's size in the block, and the unit of the offsets in et and bucket.
+        let stride = wide ? m : contextStride(E.self, T.self)
+        let blockSize = offContexts() + contexts * (wide ? 4 * m : stride)
         let block = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 64)
         defer { block.deallocate() }
-        // Every byte is written below: the offset tables and token infos here, each context's
-        // symbol bytes and frequencies (zeroed first: only used symbols get an entry) in the loop.
-        block.initializeMemory(as: UInt8.self, repeating: 0, count: blockSize)
+        // Every byte is written below: the offset tables and token infos here, the contexts in the
+        // loop (four lanes: zeroed first, only used symbols get an entry; wide: every slot).
+        block.initializeMemory(as: UInt8.self, repeating: 0, count: wide ? offContexts() : blockSize)
         let etP = block.assumingMemoryBound(to: UInt32.self)
         let tokP = (block + offTok()).assumingMemoryBound(to: TokInfo.self)
         let bucketP = (block + offBucket()).assumingMemoryBound(to: UInt32.self)
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 128)
         defer { freqs.deallocate() }
 
-        // All 64 contexts: slot -> symbol bytes and per (context, symbol) freq | start << 16.
-        // An absent context decodes symbol 0 (its slot bytes stay zero) with freq M (state unchanged).
+        // All 64 contexts. An absent context decodes symbol 0 with freq M (state unchanged).
         for cx in 0..<contexts {
-            let st = (block + offContexts() + cx * stride).assumingMemoryBound(to: UInt8.self)
-            let fs = (block + offContexts() + cx * stride + m).assumingMemoryBound(to: UInt32.self)
-            guard present & (1 << UInt64(cx)) != 0 else {
-                fs[0] = UInt32(m)
-                continue
-            }
-            try readTable(&src, alphabet: alpha, tableLog: tableLog, into: freqs)
-            var start = 0
-            for s in 0..<alpha {
-                let f = Int(freqs[s])
-                if f == 0 { continue }
-                fs[s] = UInt32(f) | UInt32(start) << 16
-                (st + start).initialize(repeating: UInt8(s), count: f)
-                start += f
+            let isPresent = present & (1 << UInt64(cx)) != 0
+            if isPresent { try readTable(&src, alphabet: alpha, tableLog: tableLog, into: freqs) }
+            if wide {
+                let row = (block + offContexts()).assumingMemoryBound(to: UInt32.self) + cx * m
+                guard isPresent else {
+                    for slot in 0..<m { row[slot] = UInt32(m) << 7 | UInt32(slot) << 20 }
+                    continue
+                }
+                var start = 0
+                for s in 0..<alpha {
+                    let f = Int(freqs[s])
+                    for k in 0..<f { row[start + k] = UInt32(s) | UInt32(f) << 7 | UInt32(k) << 20 }
+                    start += f
+                }
+            } else {
+                let st = (block + offContexts() + cx * stride).assumingMemoryBound(to: UInt8.self)
+                let fs = (block + offContexts() + cx * stride + m).assumingMemoryBound(to: UInt32.self)
+                guard isPresent else {
+                    fs[0] = UInt32(m)
+                    continue
+                }
+                var start = 0
+                for s in 0..<alpha {
+                    let f = Int(freqs[s])
+                    if f == 0 { continue }
+                    fs[s] = UInt32(f) | UInt32(start) << 16
+                    (st + start).initialize(repeating: UInt8(s), count: f)
+                    start += f
+                }
             }
         }
         let ransLen = try src.varint(max: payloadCount)
@@ -428,12 +477,33 @@ public enum ContextDeltaCodec {
         }
         for e in 0..<256 { etP[e] = UInt32(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets * stride) }
 
-        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
-        var rsrc = try openRans(ransBytes, &x)
         var br = BitReader(rawBytes)
-        decodeLoop(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
-                   c: UInt64(c), x: &x, rsrc: &rsrc, br: &br)
-        try closeRans(rsrc, x)
+        if !wide {
+            var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+            var rsrc = try openRans(ransBytes, &x)
+            decodeLoop(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
+                       c: UInt64(c), x: &x, rsrc: &rsrc, br: &br)
+            try closeRans(rsrc, x)
+        } else {
+            // Lane states, then each lane's previous bucket offset (the kernel's layout).
+            let laneState = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * wideLanes)
+            defer { laneState.deallocate() }
+            laneState.initialize(repeating: 0, count: 2 * wideLanes)
+            var rsrc = try openRans(ransBytes, states: laneState, lanes: wideLanes)
+            var params = tenpak_cd_params(
+                element_bytes: UInt32(E.width), mantissa_bits: E.mb, exponent_mask: E.expMask, exponent_top: Int32(eTop),
+                exponent_stride: UInt32(buckets * m), table_log: UInt32(tableLog),
+                thresholds: (UInt32(thr.0), UInt32(thr.1), UInt32(thr.2)), bucket_stride: UInt32(m),
+                slots: UnsafePointer((block + offContexts()).assumingMemoryBound(to: UInt32.self)))
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: self.block) { symBuf in
+                withUnsafePointer(to: &params) { params in
+                    decodeWideBlocks(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
+                                     c: UInt64(c), kernel: vector ? params : nil, x: laneState, pbs: laneState + wideLanes,
+                                     rsrc: &rsrc, br: &br, syms: symBuf.baseAddress!)
+                }
+            }
+            try closeRans(rsrc, states: laneState, lanes: wideLanes)
+        }
         try br.finish()
     }
 
@@ -507,6 +577,80 @@ public enum ContextDeltaCodec {
             i0 = i1
         }
         x = (lanes.x0, lanes.x1, lanes.x2, lanes.x3)
+    }
+
+    /// `decodeBlocks` for a wide payload: lane k's state is x[k], its previous bucket offset pbs[k].
+    static func decodeWideBlocks<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, n: Int, bp: UnsafeRawPointer,
+                                                                op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
+                                                                kernel: UnsafePointer<tenpak_cd_params>?,
+                                                                x: UnsafeMutablePointer<UInt32>, pbs: UnsafeMutablePointer<UInt32>,
+                                                                rsrc: inout RansSource, br: inout BitReader,
+                                                                syms: UnsafeMutablePointer<UInt8>) {
+        var i0 = 0
+        while i0 < n {
+            let i1 = min(n, i0 &+ block)
+            wideSymbolRun(E.self, T.self, i0, i1, bp: bp, tab: tab, kernel: kernel, x: x, pbs: pbs, rsrc: &rsrc, syms: syms)
+            if c == 0 {
+                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+            } else {
+                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+            }
+            i0 = i1
+        }
+    }
+
+    /// Symbols of elements i0..<i1 (i0 a multiple of `block`) of a wide payload into
+    /// syms[0..<i1-i0]: whole groups of 32 lanes with the AVX-512 kernel where it runs, else (and
+    /// for what it leaves) here, then the last elements with bounds checks.
+    @inline(never)
+    static func wideSymbolRun<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
+                                                             tab: UnsafeRawPointer, kernel: UnsafePointer<tenpak_cd_params>?,
+                                                             x: UnsafeMutablePointer<UInt32>, pbs: UnsafeMutablePointer<UInt32>,
+                                                             rsrc: inout RansSource, syms: UnsafeMutablePointer<UInt8>) {
+        var i = i0
+        if let kernel {
+            var stream: UnsafePointer<UInt8>? = rsrc.ptr
+            // Safe: i0 ..< i1 lies inside the base; the kernel reads at most 64 stream bytes per group
+            // and only while 64 remain before `end`.
+            i &+= tenpak_cd_symbols32(kernel, bp, i, i1 &- i, x, pbs, &stream, rsrc.end, syms)
+            if let stream { rsrc.ptr = stream }
+        }
+        // Whole groups: the 32 lanes decode, then renormalise in lane order (at most 64 stream bytes).
+        var rp = rsrc.ptr
+        while i1 &- i >= wideLanes && rsrc.end - rp >= 2 * wideLanes {
+            for k in 0 ..< wideLanes {
+                syms[i &+ k &- i0] = wideLaneSym(E.self, T.self, i &+ k, &x[k], &pbs[k], tab: tab, bp: bp)
+            }
+            for k in 0 ..< wideLanes where x[k] < ransLowerBound {
+                // Safe: at most 32 words per group and 64 bytes remain.
+                x[k] = (x[k] &<< 16) | UInt32(UInt16(littleEndian: UnsafeRawPointer(rp).loadUnaligned(as: UInt16.self)))
+                rp += 2
+            }
+            i &+= wideLanes
+        }
+        rsrc.ptr = rp
+        while i < i1 {
+            let k = i & (wideLanes - 1)
+            syms[i &- i0] = wideLaneSym(E.self, T.self, i, &x[k], &pbs[k], tab: tab, bp: bp)
+            rsrc.renorm(&x[k])
+            i &+= 1
+        }
+    }
+
+    /// Symbol of element i of a wide payload from its lane's state `x` (left decoded, not
+    /// renormalised) and previous bucket offset `pb` (replaced by this symbol's): the scalar form
+    /// of the kernel's step.
+    @inline(__always)
+    static func wideLaneSym<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i: Int, _ x: inout UInt32, _ pb: inout UInt32,
+                                                           tab: UnsafeRawPointer, bp: UnsafeRawPointer) -> UInt8 {
+        let b = E.load(bp, i)
+        let ctx = tab.load(fromByteOffset: Int((b >> E.mb) & E.expMask) &* 4, as: UInt32.self) &+ pb
+        let slot = x & UInt32((1 << T.tl) - 1)
+        let entry = tab.load(fromByteOffset: offContexts() &+ Int(ctx &+ slot) &* 4, as: UInt32.self)
+        let s = Int(entry & 0x7F)
+        x = ((entry &>> 7) & 0x1FFF) &* (x &>> UInt32(T.tl)) &+ (entry &>> 20)
+        pb = tab.load(fromByteOffset: offBucket() &+ s &* 4, as: UInt32.self)
+        return UInt8(truncatingIfNeeded: s)
     }
 
     struct LaneState {
@@ -779,14 +923,18 @@ struct EncodeScratch {
     let enc: UnsafeMutablePointer<EncSymbol>
     let raw: UnsafeMutablePointer<UInt8>
     let rans: UnsafeMutablePointer<UInt8>
-    init(n: Int, contexts: Int, stride: Int) {
+    /// Room for the rANS stream: at most one 16-bit word per element, the final states, and the
+    /// slack in front that `ransPut`'s unconditional store needs.
+    static func ransCapacity(n: Int, lanes: Int) -> Int { 2 * n + 4 * lanes + 32 }
+
+    init(n: Int, contexts: Int, stride: Int, lanes: Int) {
         syms = .allocate(capacity: n)
         counts = .allocate(capacity: contexts * stride)
         counts.initialize(repeating: 0, count: contexts * stride)
         freqs = .allocate(capacity: contexts * stride)
         enc = .allocate(capacity: contexts * stride)   // filled per present context only
         raw = .allocate(capacity: n * 4 + 16)
-        rans = .allocate(capacity: 2 * n + 32)
+        rans = .allocate(capacity: Self.ransCapacity(n: n, lanes: lanes))
     }
     func free() {
         syms.deallocate(); counts.deallocate(); freqs.deallocate(); enc.deallocate()

@@ -342,6 +342,24 @@ func closeRans(_ src: RansSource, _ x: (UInt32, UInt32, UInt32, UInt32)) throws(
     }
 }
 
+/// Reads `lanes` initial rANS states into `states` and returns a word source for the rest.
+func openRans(_ s: UnsafeRawBufferPointer, states: UnsafeMutablePointer<UInt32>, lanes: Int) throws(EntropyCodecError) -> RansSource {
+    guard s.count >= 4 * lanes, (s.count - 4 * lanes) % 2 == 0, let b = s.baseAddress else {
+        throw EntropyCodecError("bad rANS stream length")
+    }
+    for k in 0 ..< lanes {
+        states[k] = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))
+        guard states[k] >= ransLowerBound else { throw EntropyCodecError("bad rANS initial state") }
+    }
+    let p = b.assumingMemoryBound(to: UInt8.self)
+    return RansSource(ptr: p + 4 * lanes, end: p + s.count)
+}
+
+func closeRans(_ src: RansSource, states: UnsafePointer<UInt32>, lanes: Int) throws(EntropyCodecError) {
+    guard !src.underflow, src.ptr == src.end else { throw EntropyCodecError("rANS stream length mismatch") }
+    for k in 0 ..< lanes where states[k] != ransLowerBound { throw EntropyCodecError("rANS final state mismatch") }
+}
+
 /// Chooses the table precision for `n` coded symbols.
 func tableLogFor(count n: Int, preferred: Int) -> Int {
     if n >= 1 << 15 { return preferred }

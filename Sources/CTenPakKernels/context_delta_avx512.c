@@ -1,0 +1,119 @@
+// Context-delta symbol decoding, 32 lanes with AVX-512; see include/tenpak_kernels.h for the
+// contract and Sources/TenPakCodecs/Entropy/FORMAT.md (mode 2) for the stream it reads.
+#include "tenpak_kernels.h"
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+// AVX-512F usable: the CPU has it and the OS saves the opmask and ZMM state (XCR0 bits 1, 2, 5-7).
+static int avx512_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!((c >> 27) & 1)) return 0;   // OSXSAVE
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!((b >> 16) & 1)) return 0;   // AVX512F
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 0xE6) == 0xE6;
+}
+
+int tenpak_cd_avx512_available(void) {
+    // -1 unknown. Relaxed atomics: threads racing to fill it store the same value.
+    static int known = -1;
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (k < 0) {
+        k = avx512_usable();
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+    }
+    return k;
+}
+
+#define TP_TARGET __attribute__((target("avx512f,popcnt")))
+
+// One half (16 lanes) of a group: decodes the symbols of elements i .. i+15 from lane states `x`
+// (left decoded, not renormalised), their contexts from the base exponents and the lanes'
+// previous bucket offsets `pb` (replaced by these symbols' bucket offsets). Returns the symbols.
+TP_TARGET static inline __m512i half_symbols(const struct tenpak_cd_params *p, const void *base, size_t i,
+                                             __m512i *x, __m512i *pb) {
+    __m512i b;
+    if (p->element_bytes == 4) {
+        // Safe: the caller decodes only groups that lie inside the base (i + 16 <= n).
+        b = _mm512_loadu_si512((const void *)((const uint8_t *)base + i * 4));
+    } else {
+        b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint8_t *)base + i * 2)));
+    }
+    __m512i e = _mm512_and_si512(_mm512_srl_epi32(b, _mm_cvtsi32_si128((int)p->mantissa_bits)), _mm512_set1_epi32((int)p->exponent_mask));
+    // Exponent context clamp(e - eTop + 15, 0, 15), scaled to its first context block.
+    __m512i t = _mm512_add_epi32(e, _mm512_set1_epi32(15 - p->exponent_top));
+    t = _mm512_min_epi32(_mm512_max_epi32(t, _mm512_setzero_si512()), _mm512_set1_epi32(15));
+    __m512i ctx = _mm512_add_epi32(_mm512_mullo_epi32(t, _mm512_set1_epi32((int)p->exponent_stride)), *pb);
+    __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)((1u << p->table_log) - 1)));
+    // Safe: ctx < 64 << table_log and slot < 2^table_log index the slot table.
+    __m512i entry = _mm512_i32gather_epi32(_mm512_add_epi32(ctx, slot), (const void *)p->slots, 4);
+    __m512i s = _mm512_and_si512(entry, _mm512_set1_epi32(0x7F));
+    // The lane's next bucket from this token's bit length L = (s + 5) >> 2 (0 for s = 0): one
+    // offset step per threshold L exceeds. Arithmetic rather than a third gather, which would
+    // lengthen the chain to the next group.
+    __m512i len = _mm512_maskz_srli_epi32(_mm512_test_epi32_mask(s, s), _mm512_add_epi32(s, _mm512_set1_epi32(5)), 2);
+    __m512i step = _mm512_set1_epi32((int)p->bucket_stride);
+    __m512i next = _mm512_setzero_si512();
+    next = _mm512_mask_add_epi32(next, _mm512_cmpgt_epi32_mask(len, _mm512_set1_epi32((int)p->thresholds[0])), next, step);
+    next = _mm512_mask_add_epi32(next, _mm512_cmpgt_epi32_mask(len, _mm512_set1_epi32((int)p->thresholds[1])), next, step);
+    *pb = _mm512_mask_add_epi32(next, _mm512_cmpgt_epi32_mask(len, _mm512_set1_epi32((int)p->thresholds[2])), next, step);
+    __m512i freq = _mm512_and_si512(_mm512_srli_epi32(entry, 7), _mm512_set1_epi32(0x1FFF));
+    __m512i offset = _mm512_srli_epi32(entry, 20);
+    __m512i hi = _mm512_srl_epi32(*x, _mm_cvtsi32_si128((int)p->table_log));
+    *x = _mm512_add_epi32(_mm512_mullo_epi32(freq, hi), offset);
+    return s;
+}
+
+// Renormalises the lanes of `x` below 2^16 in lane order, each taking the next 16-bit word.
+TP_TARGET static inline void half_renorm(__m512i *x, const uint8_t **rp) {
+    __mmask16 need = _mm512_cmplt_epu32_mask(*x, _mm512_set1_epi32(1 << 16));
+    // Safe: the caller leaves 64 bytes of stream per group, and a group's two halves read at most
+    // 32 bytes each.
+    __m512i words = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)*rp));
+    __m512i spread = _mm512_maskz_expand_epi32(need, words);
+    *x = _mm512_mask_or_epi32(*x, need, _mm512_slli_epi32(*x, 16), spread);
+    *rp += 2 * (size_t)__builtin_popcount((unsigned)need);
+}
+
+TP_TARGET size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
+                                     uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
+                                     const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols) {
+    __m512i x0 = _mm512_loadu_si512(states), x1 = _mm512_loadu_si512(states + 16);
+    __m512i pb0 = _mm512_loadu_si512(bucket_offsets_of_lanes), pb1 = _mm512_loadu_si512(bucket_offsets_of_lanes + 16);
+    const uint8_t *rp = *stream;
+    size_t done = 0;
+    while (count - done >= 32 && stream_end - rp >= 64) {
+        __m512i s0 = half_symbols(p, base, i + done, &x0, &pb0);
+        __m512i s1 = half_symbols(p, base, i + done + 16, &x1, &pb1);
+        _mm_storeu_si128((__m128i *)(symbols + done), _mm512_cvtepi32_epi8(s0));
+        _mm_storeu_si128((__m128i *)(symbols + done + 16), _mm512_cvtepi32_epi8(s1));
+        half_renorm(&x0, &rp);
+        half_renorm(&x1, &rp);
+        done += 32;
+    }
+    _mm512_storeu_si512(states, x0);
+    _mm512_storeu_si512(states + 16, x1);
+    _mm512_storeu_si512(bucket_offsets_of_lanes, pb0);
+    _mm512_storeu_si512(bucket_offsets_of_lanes + 16, pb1);
+    *stream = rp;
+    return done;
+}
+
+#else
+
+int tenpak_cd_avx512_available(void) { return 0; }
+
+size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
+                           uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
+                           const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols) {
+    (void)p; (void)base; (void)i; (void)count; (void)states; (void)bucket_offsets_of_lanes;
+    (void)stream; (void)stream_end; (void)symbols;
+    return 0;
+}
+
+#endif
