@@ -26,6 +26,27 @@ func storedFormatTargets() throws -> [FuzzTarget] {
             }
         }
     }
+    // The context-delta payload alone, both lane counts (mode 2 as written now, mode 1 as older
+    // stores hold it), over more elements than one 32-lane group and one 2048-element block, so the
+    // vector kernel, the lane-by-lane groups and the bounds-checked tail all see mutated streams.
+    var wideBase = [UInt8](), wideTarget = [UInt8]()
+    for i in 0 ..< 5000 {
+        let f = Float(sin(Double(i) * 0.37) * 0.05)
+        withUnsafeBytes(of: f.bitPattern) { wideBase.append(contentsOf: $0) }
+        withUnsafeBytes(of: (f * 1.0007 + 1e-6).bitPattern) { wideTarget.append(contentsOf: $0) }
+    }
+    var wideOutput = [UInt8](repeating: 0, count: wideTarget.count)
+    let deltaSeeds = [32, 4].map { lanes in
+        wideTarget.withUnsafeBytes { t in wideBase.withUnsafeBytes { b in
+            ContextDeltaCodec._encode(target: t, base: b, layout: .f32, tableLog: 10, decay: true, lanes: lanes) } }
+    }
+    targets.append(FuzzTarget("context-delta payload", seeds: deltaSeeds) { input in
+        try input.withUnsafeBytes { p in
+            try wideOutput.withUnsafeMutableBytes { o in
+                try wideBase.withUnsafeBytes { try ContextDeltaCodec.decode(payload: p, base: $0, layout: .f32, output: o) }
+            }
+        }
+    })
     let frame = FrameHeader(kind: .chunk, encoding: 6, payloadLength: 100, rawLength: 8192, elementWidth: 4, floatLayout: .f32,
                             id: id, base: id, payloadChecksum: 42).encoded()
     targets.append(FuzzTarget("frame header", seeds: [frame]) { input in
