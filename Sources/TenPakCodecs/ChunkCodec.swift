@@ -252,7 +252,8 @@ public enum ChunkCodec {
 /// Byte planes, each zstd-compressed or stored, whichever is smaller.
 ///
 ///     u8   width w (1, 2, 4 or 8)
-///     w ×  { u8 mode (0 stored, 1 zstd, 2 order-0 rANS: ByteRANS); u32 length L; L bytes }
+///     w ×  { u8 mode (0 stored, 1 zstd, 2 order-0 rANS with 4 lanes, 3 with 32: ByteRANS);
+///            u32 length L; L bytes }
 ///
 /// For an input of C bytes, n = C / w; segment k < w−1 is plane k ([k·n, (k+1)·n) of the split
 /// buffer), and the last segment also carries the C mod w tail bytes.
@@ -288,7 +289,7 @@ enum PlaneSet {
             let best = min(packed?.count ?? Int.max, segment.count)
             let coded = !nearRandom && (estimate ?? Int.max) < best ? ByteRANS.encode(segment, histogram: histogram) : nil
             if let coded, coded.count < best {
-                w.append(UInt8(2))
+                w.append(UInt8(3))
                 w.append(UInt32(coded.count))
                 w.append(bytes: coded)
             } else if let packed, packed.count < segment.count {
@@ -318,7 +319,8 @@ enum PlaneSet {
         let width = Int(try parsing { try r.read(UInt8.self) })
         guard width == expected else { throw CodecError("plane set has width \(width), frame says \(expected)") }
         let n = planes.count / width
-        // rANS planes are decoded two at a time (`ByteRANS.decodePair`); one left over alone.
+        // Four-lane rANS planes (mode 2, older stores) are decoded two at a time
+        // (`ByteRANS.decodePair`), one left over alone; 32-lane planes (mode 3) each alone.
         var waiting: (plane: Int, bytes: UnsafeRawBufferPointer, target: UnsafeMutableRawBufferPointer)?
         for k in 0 ..< width {
             let end = k == width - 1 ? planes.count : (k + 1) * n
@@ -344,13 +346,20 @@ enum PlaneSet {
                 } catch {
                     throw CodecError("plane \(first.plane) or \(k): \(error)")
                 }
+            case 3:
+                guard target.count > 0 else { throw CodecError("rANS plane \(k) for an empty segment") }
+                do {
+                    try ByteRANS.decode(bytes, lanes: ByteRANS.wideLanes, into: target)
+                } catch {
+                    throw CodecError("plane \(k): \(error)")
+                }
             default:
                 throw CodecError("plane \(k) has unknown mode \(mode)")
             }
         }
         if let last = waiting {
             do {
-                try ByteRANS.decode(last.bytes, into: last.target)
+                try ByteRANS.decode(last.bytes, lanes: 4, into: last.target)
             } catch {
                 throw CodecError("plane \(last.plane): \(error)")
             }

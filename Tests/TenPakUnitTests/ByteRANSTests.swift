@@ -9,13 +9,26 @@ final class ByteRANSTests: XCTestCase {
         return (0 ..< n).map { _ in UInt8(truncatingIfNeeded: Int(abs(r.normal()) * 40)) }
     }
 
+    /// Decodes a payload of `lanes` lanes every way it can be: a 32-lane stream with the AVX-512
+    /// kernel (where this CPU has it) and lane by lane; each result must equal `data`.
+    func assertDecodes(_ payload: [UInt8], lanes: Int, to data: [UInt8], _ label: String,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        for vector in lanes == 4 ? [true] : [true, false] {
+            var out = [UInt8](repeating: 0xAA, count: data.count)
+            try payload.withUnsafeBytes { p in
+                try out.withUnsafeMutableBytes { try ByteRANS.decode(p, lanes: lanes, into: $0, vectorKernel: vector) }
+            }
+            XCTAssertEqual(out, data, "\(label), \(lanes) lanes, vector \(vector)", file: file, line: line)
+        }
+    }
+
     func testRoundTripsAndCompressesNearEntropy() throws {
         for n in [1, 3, 4, 5, 1000, 4099, 262_144] {
             let data = skewed(n, seed: UInt64(n))
             let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
-            var out = [UInt8](repeating: 0, count: n)
-            try payload.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
-            XCTAssertEqual(out, data, "n = \(n)")
+            try assertDecodes(payload, lanes: 32, to: data, "n = \(n)")
+            let four = data.withUnsafeBytes { ByteRANS.encode($0, lanes: 4) }
+            try assertDecodes(four, lanes: 4, to: data, "n = \(n)")
             if n >= 4099 {
                 var counts = [Int](repeating: 0, count: 256)
                 for b in data { counts[Int(b)] += 1 }
@@ -36,20 +49,20 @@ final class ByteRANSTests: XCTestCase {
                 case 1: r.bytes(n)
                 default: skewed(n, seed: UInt64(n) &* 7)
                 }
-                let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
-                var out = [UInt8](repeating: 0xAA, count: n)
-                try payload.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
-                XCTAssertEqual(out, data, "n = \(n), kind \(kind)")
+                for lanes in [4, 32] {
+                    let payload = data.withUnsafeBytes { ByteRANS.encode($0, lanes: lanes) }
+                    try assertDecodes(payload, lanes: lanes, to: data, "n = \(n), kind \(kind)")
+                }
             }
         }
     }
 
-    /// Two streams decoded together equal each decoded alone, whichever runs out first.
+    /// Two four-lane streams decoded together equal each decoded alone, whichever runs out first.
     func testPairDecodeMatchesSingleDecode() throws {
         var r = TestSupport.Random(seed: 21)
         for (na, nb) in [(1, 1), (5, 70_000), (65_536, 65_536), (70_001, 3), (4099, 4096)] {
             let a = skewed(na, seed: UInt64(na)), b = r.bytes(nb)
-            let pa = a.withUnsafeBytes { ByteRANS.encode($0) }, pb = b.withUnsafeBytes { ByteRANS.encode($0) }
+            let pa = a.withUnsafeBytes { ByteRANS.encode($0, lanes: 4) }, pb = b.withUnsafeBytes { ByteRANS.encode($0, lanes: 4) }
             var oa = [UInt8](repeating: 0, count: na), ob = [UInt8](repeating: 0, count: nb)
             try pa.withUnsafeBytes { x in try pb.withUnsafeBytes { y in
                 try oa.withUnsafeMutableBytes { u in try ob.withUnsafeMutableBytes { v in try ByteRANS.decodePair(x, into: u, y, into: v) } }
@@ -66,18 +79,18 @@ final class ByteRANSTests: XCTestCase {
     }
 
     /// The fast loops are specialised per table precision: every precision a payload may carry
-    /// decodes, alone and as a pair, including pairs whose precisions differ.
+    /// decodes, alone (both lane counts) and as a pair, including pairs whose precisions differ.
     func testEveryTablePrecisionDecodesAloneAndInPairs() throws {
         let a = skewed(70_001, seed: 8), b = skewed(70_001, seed: 9)
         for logA in 8 ... 12 {
             for logB in [8, logA, 12] {
-                let pa = a.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logA) }
-                let pb = b.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logB) }
-                XCTAssertEqual(pa.first.map(Int.init), logA)
+                let wide = a.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logA) }
+                XCTAssertEqual(wide.first.map(Int.init), logA)
+                try assertDecodes(wide, lanes: 32, to: a, "tableLog \(logA) alone")
+                let pa = a.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logA, lanes: 4) }
+                let pb = b.withUnsafeBytes { ByteRANS.encode($0, preferredLog: logB, lanes: 4) }
+                try assertDecodes(pa, lanes: 4, to: a, "tableLog \(logA) alone")
                 var oa = [UInt8](repeating: 0, count: a.count), ob = [UInt8](repeating: 0, count: b.count)
-                try pa.withUnsafeBytes { x in try oa.withUnsafeMutableBytes { try ByteRANS.decode(x, into: $0) } }
-                XCTAssertEqual(oa, a, "tableLog \(logA) alone")
-                oa = [UInt8](repeating: 0, count: a.count)
                 try pa.withUnsafeBytes { x in try pb.withUnsafeBytes { y in
                     try oa.withUnsafeMutableBytes { u in try ob.withUnsafeMutableBytes { v in try ByteRANS.decodePair(x, into: u, y, into: v) } }
                 } }
@@ -89,17 +102,21 @@ final class ByteRANSTests: XCTestCase {
 
     func testDamagedPayloadsThrowNeverCrash() {
         let data = skewed(5000, seed: 1)
-        let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
-        var r = TestSupport.Random(seed: 2)
-        var threw = 0
-        for _ in 0 ..< 3000 {
-            var damaged = payload
-            if r.next() % 2 == 0 { damaged[r.int(0 ..< damaged.count)] ^= UInt8(1 << r.int(0 ..< 8)) } else { damaged = Array(damaged.prefix(r.int(0 ..< damaged.count))) }
-            var out = [UInt8](repeating: 0, count: data.count)
-            do {
-                try damaged.withUnsafeBytes { p in try out.withUnsafeMutableBytes { try ByteRANS.decode(p, into: $0) } }
-            } catch { threw += 1 }
+        for (lanes, vector) in [(4, true), (32, true), (32, false)] {
+            let payload = data.withUnsafeBytes { ByteRANS.encode($0, lanes: lanes) }
+            var r = TestSupport.Random(seed: 2)
+            var threw = 0
+            for _ in 0 ..< 3000 {
+                var damaged = payload
+                if r.next() % 2 == 0 { damaged[r.int(0 ..< damaged.count)] ^= UInt8(1 << r.int(0 ..< 8)) } else { damaged = Array(damaged.prefix(r.int(0 ..< damaged.count))) }
+                var out = [UInt8](repeating: 0, count: data.count)
+                do {
+                    try damaged.withUnsafeBytes { p in
+                        try out.withUnsafeMutableBytes { try ByteRANS.decode(p, lanes: lanes, into: $0, vectorKernel: vector) }
+                    }
+                } catch { threw += 1 }
+            }
+            XCTAssertGreaterThan(threw, 1500, "\(lanes) lanes, vector \(vector)")
         }
-        XCTAssertGreaterThan(threw, 1500)
     }
 }

@@ -226,10 +226,25 @@ final class CodecTests: XCTestCase {
             at += 5 + length
         }
         XCTAssertEqual(at, payload.count)
-        XCTAssertEqual(modes, [0, 0, 0, 2], "mantissa planes stored, the exponent plane rANS-coded")
+        XCTAssertEqual(modes, [0, 0, 0, 3], "mantissa planes stored, the exponent plane rANS-coded (32 lanes)")
         var back = [UInt8](repeating: 0, count: raw.count)
         try back.withUnsafeMutableBytes { o in try payload.withUnsafeBytes { try PlaneSet.decode($0, width: 4, into: o) } }
         XCTAssertEqual(back, raw)
+
+        // The same plane set as older stores hold it: the exponent plane in mode 2 (four lanes).
+        var split = [UInt8](repeating: 0, count: raw.count)
+        raw.withUnsafeBytes { r in split.withUnsafeMutableBytes { BytePlanes.split(r, width: 4, into: $0) } }
+        let fourLanes = split[3 * n ..< 4 * n].withUnsafeBytes { ByteRANS.encode($0, lanes: 4) }
+        var start = 1
+        for _ in 0 ..< 3 {
+            start += 5 + (Int(payload[start + 1]) | Int(payload[start + 2]) << 8 | Int(payload[start + 3]) << 16 | Int(payload[start + 4]) << 24)
+        }
+        var older = Array(payload[0 ..< start]) + [2]
+        withUnsafeBytes(of: UInt32(fourLanes.count).littleEndian) { older += $0 }
+        older += fourLanes
+        back = [UInt8](repeating: 0, count: raw.count)
+        try back.withUnsafeMutableBytes { o in try older.withUnsafeBytes { try PlaneSet.decode($0, width: 4, into: o) } }
+        XCTAssertEqual(back, raw, "a mode-2 plane decodes")
 
         let runs = [UInt8](repeating: 7, count: 8192) + (0 ..< 8192).map { UInt8(truncatingIfNeeded: $0 % 3) }
         let packed = runs.withUnsafeBytes { PlaneSet.encode($0, width: 1, level: 3) }

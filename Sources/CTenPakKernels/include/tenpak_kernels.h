@@ -34,8 +34,9 @@ void tenpak_sha256_ni_blocks_x2(uint32_t a[8], const uint8_t *da, uint32_t b[8],
 /// EPYC, 2026-12-04). Called after every XXH3 call (TenPakFormat's Hashing).
 void tenpak_clear_avx_upper(void);
 
-/// 1 when this CPU and OS can run AVX-512F code (tenpak_cd_symbols32 may be called), else 0.
-int tenpak_cd_avx512_available(void);
+/// 1 when this CPU and OS can run AVX-512F code (tenpak_cd_symbols32 and tenpak_rans8_decode32 do
+/// work), else 0.
+int tenpak_avx512_available(void);
 
 /// The decoder tables of one context-delta payload (TenPakCodecs' ContextDeltaCodec builds them;
 /// FORMAT.md's implementation notes describe the layout).
@@ -67,5 +68,14 @@ struct tenpak_cd_params {
 size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
                            uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
                            const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols);
+
+/// Decodes bytes of a 32-lane order-0 rANS stream (SPEC 8.1, plane mode 3) into out[0...] in whole
+/// groups of 32, while at least 32 of `count` bytes remain and at least 64 stream bytes are left
+/// before `stream_end`. `table` has 2^table_log entries, symbol | (freq - 1) << 8 | (slot - start)
+/// << 20; states[k] is the state of the lane of out[k] (the caller starts at a multiple of 32).
+/// `states` and `*stream` are updated. Returns the number of bytes decoded (a multiple of 32; 0
+/// where AVX-512 is missing).
+size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
+                             const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count);
 
 #endif

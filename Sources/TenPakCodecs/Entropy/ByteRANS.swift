@@ -5,20 +5,22 @@ import TenPakFormat
 ///
 /// zstd stores a block's literals uncompressed unless Huffman coding saves more than about 1/64 of
 /// it, so mantissa planes whose entropy is 7.8–7.9 bits per byte stay at 8. This coder takes every
-/// fraction of a bit: one frequency table (256 symbols, 2^12 slots) per stream, four interleaved
-/// states. Used by PlaneSet as plane mode 2.
+/// fraction of a bit: one frequency table (256 symbols, 2^12 slots) per stream, 32 interleaved
+/// states (PlaneSet's plane mode 3; four in plane mode 2, as older stores hold it).
 ///
 /// Payload:
 ///
 ///     u8      tableLog (8…12)
 ///     table   the frequency table (EntropyCore `writeTable`, alphabet 256)
 ///     varint  R, byte length of the rANS stream
-///     R       four u32 final states x0…x3, then 16-bit little-endian words (as in FORMAT.md)
+///     R       K u32 final states x0…x(K−1), then 16-bit little-endian words (as in FORMAT.md)
 ///
-/// Byte i of the stream uses state i mod 4; the decoder must end with every state at 2^16 and every
-/// word consumed.
+/// With K lanes (32, or 4 in plane mode 2), byte i of the stream uses state i mod K; the decoder
+/// must end with every state at 2^16 and every word consumed.
 enum ByteRANS {
     static let tableLog = 12
+    /// Lanes of a plane-mode-3 stream (SPEC 8.1): 32, two AVX-512 vectors of 16. Mode 2 has 4.
+    static let wideLanes = 32
 
     /// Byte counts of a stream, and the order-0 entropy estimate of its coded size.
     struct Histogram {
@@ -64,7 +66,9 @@ enum ByteRANS {
 
     /// Encodes `bytes` (non-empty). `preferredLog` (8…12) is for tests: decoders accept every
     /// precision, the encoder picks 12 unless the stream is short.
-    static func encode(_ bytes: UnsafeRawBufferPointer, histogram: Histogram? = nil, preferredLog: Int = tableLog) -> [UInt8] {
+    static func encode(_ bytes: UnsafeRawBufferPointer, histogram: Histogram? = nil, preferredLog: Int = tableLog,
+                       lanes: Int = wideLanes) -> [UInt8] {
+        precondition(lanes == 4 || lanes == wideLanes)
         let n = bytes.count
         precondition(n > 0)
         let src = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -84,61 +88,39 @@ enum ByteRANS {
         sink.u8(UInt8(log))
         writeTable(freqs, alphabet: 256, into: &sink)
         // Worst case: every symbol emits one 16-bit word, plus states and slack in front.
-        let capacity = 2 * n + 64
+        let capacity = 2 * n + 4 * lanes + 32
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
         defer { buffer.deallocate() }
         var rs = RansSink(buffer, capacity: capacity)
-        var ptr = rs.ptr
-        var x0 = ransLowerBound, x1 = ransLowerBound, x2 = ransLowerBound, x3 = ransLowerBound
-        let tl = UInt32(log)
-        var i = n - 1
-        while i >= 0 && (i & 3) != 3 {
-            let s = enc[Int(src[i])]
-            switch i & 3 {
-            case 0: ContextDeltaCodec.ransPut(&x0, s, tl, &ptr)
-            case 1: ContextDeltaCodec.ransPut(&x1, s, tl, &ptr)
-            default: ContextDeltaCodec.ransPut(&x2, s, tl, &ptr)
-            }
-            i -= 1
-        }
-        while i >= 3 {
-            ContextDeltaCodec.ransPut(&x3, enc[Int(src[i])], tl, &ptr)
-            ContextDeltaCodec.ransPut(&x2, enc[Int(src[i &- 1])], tl, &ptr)
-            ContextDeltaCodec.ransPut(&x1, enc[Int(src[i &- 2])], tl, &ptr)
-            ContextDeltaCodec.ransPut(&x0, enc[Int(src[i &- 3])], tl, &ptr)
-            i &-= 4
-        }
-        rs.ptr = ptr
-        rs.flush(x3)
-        rs.flush(x2)
-        rs.flush(x1)
-        rs.flush(x0)
+        ransEncode(n: n, lanes: lanes, syms: src, enc: enc, tableLog: log, sink: &rs)
         sink.varint(UInt64(rs.bytes.count))
         sink.append(rs.bytes)
         return sink.bytes
     }
 
-    /// Decodes exactly `output.count` bytes or throws; bounds-safe on any payload.
-    static func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
-        var stream = try ByteRANSDecoder(payload, into: output)
+    /// Decodes exactly `output.count` bytes of a stream of `lanes` lanes or throws; bounds-safe on
+    /// any payload. `vectorKernel: false` keeps a wide stream off the AVX-512 kernel (tests).
+    static func decode(_ payload: UnsafeRawBufferPointer, lanes: Int, into output: UnsafeMutableRawBufferPointer,
+                       vectorKernel: Bool = true) throws(EntropyCodecError) {
+        var stream = try ByteRANSDecoder(payload, lanes: lanes, into: output)
         defer { stream.free() }
-        stream.decodeFast()
+        stream.decodeFast(vectorKernel: vectorKernel)
         try stream.finish()
     }
 
-    /// Decodes two independent streams (two planes) at once. Each stream's four states form
-    /// dependency chains whose latency bounds one stream's speed; eight chains in one loop keep
-    /// more of the core busy. Same output and checks as two `decode` calls.
+    /// Decodes two independent four-lane streams (two mode-2 planes) at once. Each stream's four
+    /// states form dependency chains whose latency bounds one stream's speed; eight chains in one
+    /// loop keep more of the core busy. Same output and checks as two `decode` calls.
     static func decodePair(_ payloadA: UnsafeRawBufferPointer, into outputA: UnsafeMutableRawBufferPointer,
                            _ payloadB: UnsafeRawBufferPointer, into outputB: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
-        var a = try ByteRANSDecoder(payloadA, into: outputA)
+        var a = try ByteRANSDecoder(payloadA, lanes: 4, into: outputA)
         defer { a.free() }
-        var b = try ByteRANSDecoder(payloadB, into: outputB)
+        var b = try ByteRANSDecoder(payloadB, lanes: 4, into: outputB)
         defer { b.free() }
         ByteRANSDecoder.decodeFast(&a, &b)
-        a.decodeFast()
+        a.decodeFast(vectorKernel: false)
         try a.finish()
-        b.decodeFast()
+        b.decodeFast(vectorKernel: false)
         try b.finish()
     }
 }

@@ -1,19 +1,26 @@
+import CTenPakKernels
+
 /// One order-0 rANS stream (`ByteRANS` payload) being decoded into its output.
 ///
-/// Decoding has two parts: `decodeFast` runs while a group of four bytes can consume at most 8
-/// stream bytes without reaching the end, and renormalises without a branch (a data-dependent
+/// Decoding has two parts: `decodeFast` runs while a group of lanes can consume at most two stream
+/// bytes per lane without reaching the end, and renormalises without a branch (a data-dependent
 /// branch would mispredict about every other byte on a mantissa plane); `finish` decodes the rest
 /// with the bounds-checked reader and checks the final states. Same arithmetic and word order as
-/// `RansSource.renorm`, so either part may decode any byte.
+/// `RansSource.renorm`, so either part may decode any byte. Four-lane streams (plane mode 2) keep
+/// their states in registers; 32-lane streams (plane mode 3) go through the AVX-512 kernel where it
+/// runs, else lane by lane here.
 ///
-/// Owns its slot table: call `free()` exactly once (`defer`), also after a throw from a later step.
+/// Owns its slot table and lane states: call `free()` exactly once (`defer`), also after a throw
+/// from a later step.
 struct ByteRANSDecoder {
     /// One entry per slot: symbol (bits 0–7), frequency − 1 (bits 8–19), slot − start (bits
     /// 20–31), so a decode step is a single table load. Frequencies are 1…2^12, offsets < 2^12.
     private let table: UnsafeMutablePointer<UInt32>
     private let mask: UInt32
     private let tableLog: UInt32
-    private var x0: UInt32, x1: UInt32, x2: UInt32, x3: UInt32
+    /// Lane states: 4 or 32, stored right after the table (one allocation).
+    private let lanes: Int
+    private let states: UnsafeMutablePointer<UInt32>
     private var words: RansSource
     private let out: UnsafeMutablePointer<UInt8>
     private let n: Int
@@ -21,8 +28,10 @@ struct ByteRANSDecoder {
     private var i = 0
 
     /// Parses the header and table of `payload`; the output must be non-empty.
-    init(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+    init(_ payload: UnsafeRawBufferPointer, lanes: Int, into output: UnsafeMutableRawBufferPointer) throws(EntropyCodecError) {
+        precondition(lanes == 4 || lanes == ByteRANS.wideLanes)
         n = output.count
+        self.lanes = lanes
         guard n > 0, let out = output.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
             throw EntropyCodecError("empty byte stream")
         }
@@ -36,8 +45,9 @@ struct ByteRANSDecoder {
         let freqs = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
         defer { freqs.deallocate() }
         try readTable(&src, alphabet: 256, tableLog: log, into: freqs)
-        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: m)
-        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+        let table = UnsafeMutablePointer<UInt32>.allocate(capacity: m + lanes)
+        let states = table + m
+        states.initialize(repeating: 0, count: lanes)
         do throws(EntropyCodecError) {
             var start = 0
             for s in 0 ..< 256 {
@@ -53,13 +63,13 @@ struct ByteRANSDecoder {
             let length = try src.varint(max: src.remaining)
             let stream = try src.slice(length)
             guard src.remaining == 0 else { throw EntropyCodecError("trailing bytes after the rANS stream") }
-            words = try openRans(stream, &x)
+            words = try openRans(stream, states: states, lanes: lanes)
         } catch {
             table.deallocate()
             throw error
         }
         self.table = table
-        (x0, x1, x2, x3) = x
+        self.states = states
     }
 
     func free() { table.deallocate() }
@@ -99,8 +109,13 @@ struct ByteRANSDecoder {
     /// bytes per group (one 16-bit word per byte), none past the end of the output.
     private var safeGroups: Int { min((n &- i) >> 2, (words.end - words.ptr) >> 3) }
 
-    /// The fast part of one stream.
-    mutating func decodeFast() {
+    /// The fast part of one stream; with `vectorKernel`, a wide stream's through the AVX-512 kernel
+    /// where it runs.
+    mutating func decodeFast(vectorKernel: Bool) {
+        if lanes != 4 {
+            decodeFastWide(vectorKernel: vectorKernel)
+            return
+        }
         switch tableLog {
         case 8: decodeFast(TL8.self)
         case 9: decodeFast(TL9.self)
@@ -110,9 +125,28 @@ struct ByteRANSDecoder {
         }
     }
 
+    /// Whole groups of 32 lanes, each needing at most 64 stream bytes: the kernel's, then lane by
+    /// lane (the lanes decode, then those below 2^16 take the next words in lane order).
+    private mutating func decodeFastWide(vectorKernel: Bool) {
+        if vectorKernel, tenpak_avx512_available() != 0 {
+            var stream: UnsafePointer<UInt8>? = words.ptr
+            // Safe: the kernel writes below out + n and reads only while 64 stream bytes remain.
+            i &+= tenpak_rans8_decode32(table, tableLog, states, &stream, words.end, out + i, n &- i)
+            if let stream { words.ptr = stream }
+        }
+        let table = table, states = states, mask = mask, tl = tableLog, lanes = lanes
+        var rp = words.ptr
+        while n &- i >= lanes && words.end - rp >= 2 * lanes {
+            for k in 0 ..< lanes { states[k] = Self.advance(states[k], i &+ k, table, mask, tl, out) }
+            for k in 0 ..< lanes { states[k] = Self.renorm(states[k], &rp) }
+            i &+= lanes
+        }
+        words.ptr = rp
+    }
+
     private mutating func decodeFast<T: TableLogK>(_: T.Type) {
         let table = table, out = out
-        var s0 = x0, s1 = x1, s2 = x2, s3 = x3
+        var s0 = states[0], s1 = states[1], s2 = states[2], s3 = states[3]
         while true {
             let groups = safeGroups
             if groups <= 0 { break }
@@ -128,14 +162,14 @@ struct ByteRANSDecoder {
             i &+= groups &* 4
             words.ptr = rp
         }
-        (x0, x1, x2, x3) = (s0, s1, s2, s3)
+        (states[0], states[1], states[2], states[3]) = (s0, s1, s2, s3)
     }
 
     /// The fast part of two streams, interleaved, while both have room; each then continues alone.
     /// Interleaved only when both are at the same byte with the same table precision (two planes of
     /// one chunk are); otherwise this leaves both to their own `decodeFast`.
     static func decodeFast(_ a: inout ByteRANSDecoder, _ b: inout ByteRANSDecoder) {
-        guard a.tableLog == b.tableLog, a.i == b.i else { return }
+        guard a.lanes == 4, b.lanes == 4, a.tableLog == b.tableLog, a.i == b.i else { return }
         switch a.tableLog {
         case 8: decodeFast(TL8.self, &a, &b)
         case 9: decodeFast(TL9.self, &a, &b)
@@ -147,8 +181,8 @@ struct ByteRANSDecoder {
 
     private static func decodeFast<T: TableLogK>(_: T.Type, _ a: inout ByteRANSDecoder, _ b: inout ByteRANSDecoder) {
         let ta = a.table, tb = b.table
-        var a0 = a.x0, a1 = a.x1, a2 = a.x2, a3 = a.x3
-        var b0 = b.x0, b1 = b.x1, b2 = b.x2, b3 = b.x3
+        var a0 = a.states[0], a1 = a.states[1], a2 = a.states[2], a3 = a.states[3]
+        var b0 = b.states[0], b1 = b.states[1], b2 = b.states[2], b3 = b.states[3]
         // a.i == b.i throughout: one offset serves both outputs.
         while true {
             let groups = min(a.safeGroups, b.safeGroups)
@@ -173,32 +207,23 @@ struct ByteRANSDecoder {
             a.words.ptr = ra
             b.words.ptr = rb
         }
-        (a.x0, a.x1, a.x2, a.x3) = (a0, a1, a2, a3)
-        (b.x0, b.x1, b.x2, b.x3) = (b0, b1, b2, b3)
+        (a.states[0], a.states[1], a.states[2], a.states[3]) = (a0, a1, a2, a3)
+        (b.states[0], b.states[1], b.states[2], b.states[3]) = (b0, b1, b2, b3)
     }
 
     /// The rest, bounds-checked, then the end checks: every state back at 2^16, every word read.
     mutating func finish() throws(EntropyCodecError) {
-        let table = table, mask = mask, tl = tableLog, out = out, n = n
-        var x = (x0, x1, x2, x3)
+        let table = table, mask = mask, tl = tableLog, out = out, n = n, states = states
+        let laneMask = lanes - 1
         var words = words, i = i
-        @inline(__always) func step(_ state: inout UInt32, _ i: Int) {
-            state = Self.advance(state, i, table, mask, tl, out)
-            words.renorm(&state)
+        while i < n {
+            let k = i & laneMask
+            states[k] = Self.advance(states[k], i, table, mask, tl, out)
+            words.renorm(&states[k])
+            i += 1
         }
-        while i + 4 <= n {
-            step(&x.0, i)
-            step(&x.1, i + 1)
-            step(&x.2, i + 2)
-            step(&x.3, i + 3)
-            i += 4
-        }
-        if i < n { step(&x.0, i); i += 1 }
-        if i < n { step(&x.1, i); i += 1 }
-        if i < n { step(&x.2, i); i += 1 }
         self.i = i
         self.words = words
-        (x0, x1, x2, x3) = x
-        try closeRans(words, x)
+        try closeRans(words, states: states, lanes: lanes)
     }
 }

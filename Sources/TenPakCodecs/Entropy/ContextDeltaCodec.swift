@@ -112,7 +112,7 @@ public enum ContextDeltaCodec {
 
         // 5. rANS, backwards, `lanes` interleaved states (element i uses state i mod lanes).
         var rs = RansSink(scratch.rans, capacity: EncodeScratch.ransCapacity(n: n, lanes: lanes))
-        ransPass(n: n, lanes: lanes, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs)
+        ransEncode(n: n, lanes: lanes, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs)
 
         // 6. Assemble.
         sink.u8(lanes == 4 ? modeCoded : modeCodedWide)
@@ -266,50 +266,6 @@ public enum ContextDeltaCodec {
         return (wp - raw) + (nacc > 0 ? 1 : 0)
     }
 
-    /// Codes the symbols backwards into `rs`, element i with state i mod lanes, then prepends the
-    /// final states so that they read x0, x1, ... from the front.
-    static func ransPass(n: Int, lanes: Int, syms: UnsafePointer<UInt16>, enc: UnsafePointer<EncSymbol>, tableLog: Int,
-                         sink rs: inout RansSink) {
-        let x = UnsafeMutablePointer<UInt32>.allocate(capacity: lanes)
-        defer { x.deallocate() }
-        x.initialize(repeating: ransLowerBound, count: lanes)
-        var ptr = rs.ptr
-        let tl = UInt32(tableLog)
-        let laneMask = lanes - 1
-        var i = n - 1
-        while i >= 0 && (i & 3) != 3 {
-            ransPut(&x[i & laneMask], enc[Int(syms[i])], tl, &ptr)
-            i -= 1
-        }
-        // Four lanes a step, each step's states in locals (four independent chains).
-        while i >= 3 {
-            let l = (i &- 3) & laneMask
-            var x3 = x[l &+ 3], x2 = x[l &+ 2], x1 = x[l &+ 1], x0 = x[l]
-            ransPut(&x3, enc[Int(syms[i])], tl, &ptr)
-            ransPut(&x2, enc[Int(syms[i &- 1])], tl, &ptr)
-            ransPut(&x1, enc[Int(syms[i &- 2])], tl, &ptr)
-            ransPut(&x0, enc[Int(syms[i &- 3])], tl, &ptr)
-            x[l &+ 3] = x3; x[l &+ 2] = x2; x[l &+ 1] = x1; x[l] = x0
-            i &-= 4
-        }
-        rs.ptr = ptr
-        for k in stride(from: lanes - 1, through: 0, by: -1) { rs.flush(x[k]) }
-    }
-
-    /// One rANS encode step; the division uses a 64-bit reciprocal (exact, see `EncSymbol`).
-    @inline(__always)
-    static func ransPut(_ x: inout UInt32, _ s: EncSymbol, _ tl: UInt32, _ ptr: inout UnsafeMutablePointer<UInt8>) {
-        // Branchless renormalisation: the word is always stored below ptr (the buffer has
-        // >= 32 bytes of slack in front), ptr only moves when it is emitted.
-        var v = x
-        let need = UInt64(v) >= s.xMax
-        UnsafeMutableRawPointer(ptr - 2).storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, as: UInt16.self)
-        ptr -= need ? 2 : 0
-        v = need ? v &>> 16 : v
-        let q = UInt32(truncatingIfNeeded: UInt64(v).multipliedFullWidth(by: s.rcp).high)
-        x = v &+ s.bias &+ q &* s.cmpl
-    }
-
     // MARK: decode
 
     /// Writes exactly `output.count` bytes (== target length) or throws; never reads or writes
@@ -324,7 +280,7 @@ public enum ContextDeltaCodec {
     static func decode(payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, layout: FloatLayout,
                        output: UnsafeMutableRawBufferPointer, vectorKernel: Bool) throws(EntropyCodecError) {
         guard layout.isEntropyCodable else { throw EntropyCodecError("layout must be f32, bf16 or f16") }
-        let vector = vectorKernel && tenpak_cd_avx512_available() != 0
+        let vector = vectorKernel && tenpak_avx512_available() != 0
         switch layout {
         case .f32: try decodeImpl(ElemF32.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
         case .bf16: try decodeImpl(ElemBF16.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
@@ -924,7 +880,7 @@ struct EncodeScratch {
     let raw: UnsafeMutablePointer<UInt8>
     let rans: UnsafeMutablePointer<UInt8>
     /// Room for the rANS stream: at most one 16-bit word per element, the final states, and the
-    /// slack in front that `ransPut`'s unconditional store needs.
+    /// slack in front that `ransEncode`'s unconditional store needs.
     static func ransCapacity(n: Int, lanes: Int) -> Int { 2 * n + 4 * lanes + 32 }
 
     init(n: Int, contexts: Int, stride: Int, lanes: Int) {

@@ -303,6 +303,51 @@ struct RansSink {
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: ptr, count: end - ptr) }
 }
 
+/// Codes `n` symbols backwards into `rs`, symbol i with state i mod `lanes` (4 or a multiple of 4,
+/// a power of two), then prepends the final states so that they read x0, x1, ... from the front.
+/// `rs` needs room for one 16-bit word per symbol, the states, and 32 bytes of slack in front.
+func ransEncode<S: FixedWidthInteger & UnsignedInteger>(n: Int, lanes: Int, syms: UnsafePointer<S>, enc: UnsafePointer<EncSymbol>,
+                                                       tableLog: Int, sink rs: inout RansSink) {
+    let x = UnsafeMutablePointer<UInt32>.allocate(capacity: lanes)
+    defer { x.deallocate() }
+    x.initialize(repeating: ransLowerBound, count: lanes)
+    var ptr = rs.ptr
+    let tl = UInt32(tableLog)
+    let laneMask = lanes - 1
+    var i = n - 1
+    while i >= 0 && (i & 3) != 3 {
+        ransPut(&x[i & laneMask], enc[Int(syms[i])], tl, &ptr)
+        i -= 1
+    }
+    // Four lanes a step, each step's states in locals (four independent chains).
+    while i >= 3 {
+        let l = (i &- 3) & laneMask
+        var x3 = x[l &+ 3], x2 = x[l &+ 2], x1 = x[l &+ 1], x0 = x[l]
+        ransPut(&x3, enc[Int(syms[i])], tl, &ptr)
+        ransPut(&x2, enc[Int(syms[i &- 1])], tl, &ptr)
+        ransPut(&x1, enc[Int(syms[i &- 2])], tl, &ptr)
+        ransPut(&x0, enc[Int(syms[i &- 3])], tl, &ptr)
+        x[l &+ 3] = x3; x[l &+ 2] = x2; x[l &+ 1] = x1; x[l] = x0
+        i &-= 4
+    }
+    rs.ptr = ptr
+    for k in stride(from: lanes - 1, through: 0, by: -1) { rs.flush(x[k]) }
+}
+
+/// One rANS encode step; the division uses a 64-bit reciprocal (exact, see `EncSymbol`).
+@inline(__always)
+func ransPut(_ x: inout UInt32, _ s: EncSymbol, _ tl: UInt32, _ ptr: inout UnsafeMutablePointer<UInt8>) {
+    // Branchless renormalisation: the word is always stored below ptr (the buffer has
+    // >= 32 bytes of slack in front), ptr only moves when it is emitted.
+    var v = x
+    let need = UInt64(v) >= s.xMax
+    UnsafeMutableRawPointer(ptr - 2).storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, as: UInt16.self)
+    ptr -= need ? 2 : 0
+    v = need ? v &>> 16 : v
+    let q = UInt32(truncatingIfNeeded: UInt64(v).multipliedFullWidth(by: s.rcp).high)
+    x = v &+ s.bias &+ q &* s.cmpl
+}
+
 /// Forward rANS word reader over the stream after the four initial states.
 struct RansSource {
     var ptr: UnsafePointer<UInt8>

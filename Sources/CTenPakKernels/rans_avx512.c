@@ -1,5 +1,6 @@
-// Context-delta symbol decoding, 32 lanes with AVX-512; see include/tenpak_kernels.h for the
-// contract and Sources/TenPakCodecs/Entropy/FORMAT.md (mode 2) for the stream it reads.
+// rANS decoding, 32 lanes with AVX-512 (two vectors of 16): context-delta symbols and order-0 byte
+// streams. See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md
+// (mode 2) and SPEC 8.1 (plane mode 3) for the streams.
 #include "tenpak_kernels.h"
 
 #if defined(__x86_64__)
@@ -19,7 +20,7 @@ static int avx512_usable(void) {
     return (lo & 0xE6) == 0xE6;
 }
 
-int tenpak_cd_avx512_available(void) {
+int tenpak_avx512_available(void) {
     // -1 unknown. Relaxed atomics: threads racing to fill it store the same value.
     static int known = -1;
     int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
@@ -104,9 +105,48 @@ TP_TARGET size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const voi
     return done;
 }
 
+// Order-0 byte stream: one half (16 lanes) of a group decodes bytes from `x` (left decoded, not
+// renormalised); the entries are symbol | (freq - 1) << 8 | (slot - start) << 20.
+TP_TARGET static inline __m512i half_bytes(const uint32_t *table, uint32_t table_log, __m512i *x) {
+    __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32((int)((1u << table_log) - 1)));
+    // Safe: slot < 2^table_log, the table's size.
+    __m512i entry = _mm512_i32gather_epi32(slot, (const void *)table, 4);
+    __m512i freq = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(entry, 8), _mm512_set1_epi32(0xFFF)), _mm512_set1_epi32(1));
+    __m512i hi = _mm512_srl_epi32(*x, _mm_cvtsi32_si128((int)table_log));
+    *x = _mm512_add_epi32(_mm512_mullo_epi32(freq, hi), _mm512_srli_epi32(entry, 20));
+    return entry;
+}
+
+TP_TARGET size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
+                                       const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {
+    __m512i x0 = _mm512_loadu_si512(states), x1 = _mm512_loadu_si512(states + 16);
+    const uint8_t *rp = *stream;
+    size_t done = 0;
+    while (count - done >= 32 && stream_end - rp >= 64) {
+        __m512i e0 = half_bytes(table, table_log, &x0);
+        __m512i e1 = half_bytes(table, table_log, &x1);
+        // Safe: done + 32 <= count, the output's length.
+        _mm_storeu_si128((__m128i *)(out + done), _mm512_cvtepi32_epi8(e0));
+        _mm_storeu_si128((__m128i *)(out + done + 16), _mm512_cvtepi32_epi8(e1));
+        half_renorm(&x0, &rp);
+        half_renorm(&x1, &rp);
+        done += 32;
+    }
+    _mm512_storeu_si512(states, x0);
+    _mm512_storeu_si512(states + 16, x1);
+    *stream = rp;
+    return done;
+}
+
 #else
 
-int tenpak_cd_avx512_available(void) { return 0; }
+int tenpak_avx512_available(void) { return 0; }
+
+size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
+                             const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {
+    (void)table; (void)table_log; (void)states; (void)stream; (void)stream_end; (void)out; (void)count;
+    return 0;
+}
 
 size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
                            uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
