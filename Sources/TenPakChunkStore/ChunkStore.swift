@@ -185,5 +185,8 @@ public struct PrefetchedFrames: Sendable {
     public var frames: [Int64: ArraySlice<UInt8>] = [:]
     /// Base chunk locations by row id.
     public var locations: [Int64: ChunkLocation] = [:]
+    /// The arrays the spans were read into, where they came from a pool (`FrameBatch.prefetch`'s
+    /// `buffers`), to be given back to it.
+    public var spans: [[UInt8]] = []
     public init() {}
 }

@@ -9,6 +9,9 @@ public protocol PackStorage: Sendable {
     func createPack() throws -> any PackWriting
     /// Reads `length` bytes at `offset` of a sealed pack.
     func read(pack: String, offset: Int, length: Int) throws -> [UInt8]
+    /// Reads exactly `buffer.count` bytes at `offset` of a sealed pack into `buffer` (a reused
+    /// buffer: no fresh memory to fault in); throws where the pack is shorter.
+    func read(pack: String, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Names of every sealed pack.
     func packNames() throws -> [String]
     func size(pack: String) throws -> Int
@@ -25,6 +28,16 @@ public protocol PackStorage: Sendable {
 }
 
 extension PackStorage {
+    /// Through `read(pack:offset:length:)` and a copy, for backends whose reads arrive as new
+    /// buffers anyway (an object store's response body).
+    public func read(pack: String, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let bytes = try read(pack: pack, offset: offset, length: buffer.count)
+        guard bytes.count == buffer.count else {
+            throw StoreError.corrupt("pack \(pack): \(bytes.count) bytes at \(offset), expected \(buffer.count)")
+        }
+        bytes.withUnsafeBytes { if let src = $0.baseAddress, let dst = buffer.baseAddress { dst.copyMemory(from: src, byteCount: $0.count) } }
+    }
+
     /// Sealed packs gc may delete when no catalog row names them: those sealed at least
     /// `orphanGracePeriod` ago. The local store has no grace (its flock exclusion is exact); a
     /// distributed backend overrides this so that a writer cut off from the lock server for a while
@@ -88,6 +101,10 @@ public final class LocalPackDirectory: PackStorage, @unchecked Sendable {
 
     public func read(pack: String, offset: Int, length: Int) throws -> [UInt8] {
         try file(pack).read(count: length, at: offset)
+    }
+
+    public func read(pack: String, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws {
+        if buffer.count > 0 { try file(pack).read(into: buffer, at: offset) }
     }
 
     public func packNames() throws -> [String] {

@@ -320,6 +320,13 @@ struct FileStream {
         let failure = FailureBox()
         nonisolated(unsafe) let body = body
         let buffers = WindowBuffers()
+        let spanBuffers = SpanBuffers()
+        // Every window's buffer is as long as the longest window: reused from the first windows on,
+        // never dropped for a longer one (and its memory faulted in again).
+        var windowBytes = 0
+        for start in stride(from: 0, to: chunks.count, by: windowChunks) {
+            windowBytes = max(windowBytes, chunks[start ..< min(start + windowChunks, chunks.count)].reduce(0) { $0 + $1.location.rawLength })
+        }
         // However this returns (an error included), the consumer has finished with `body` first:
         // callers pass closures that must not outlive the call (`forEachWindowSync`).
         defer { consumer.sync {} }
@@ -329,19 +336,23 @@ struct FileStream {
         let store = self.store
         func readAhead(from start: Int) -> Background<PrefetchedFrames> {
             let locations = chunks[start ..< min(start + windowChunks, chunks.count)].map(\.location)
-            return Background { try FrameBatch.prefetch(locations, store: store) }
+            return Background { try FrameBatch.prefetch(locations, store: store, buffers: spanBuffers) }
         }
         var start = 0
         var next = chunks.isEmpty ? nil : readAhead(from: 0)
+        // The previous window's span arrays, given back only now: until its frames and the
+        // Background holding them were released, a read into them would have copied them.
+        var spent: [[UInt8]] = []
         while start < chunks.count, failure.error == nil, let pending = next {
             let end = min(start + windowChunks, chunks.count)
             let frames = try pending.value()
+            spanBuffers.give(&spent)
             next = end < chunks.count ? readAhead(from: end) : nil
             // Each chunk decodes straight into its place in the window (no copy to assemble it).
             var offsets = [0]
             for c in chunks[start ..< end] { offsets.append(offsets[offsets.count - 1] + c.location.rawLength) }
             let count = offsets[offsets.count - 1]
-            nonisolated(unsafe) let buffer = buffers.take(count)
+            nonisolated(unsafe) let buffer = buffers.take(windowBytes)
             do {
                 _ = try parallelMap(end - start) { i in
                     // Safe: offsets[i] ..< offsets[i + 1] lies inside the buffer (count bytes or more);
@@ -353,6 +364,7 @@ struct FileStream {
                 buffers.give(buffer)
                 throw error
             }
+            spent = frames.spans
             // A serial queue: windows reach the consumer in order, one at a time. Every chunk wrote
             // its whole slice (`decode` writes every byte or throws), so [0, count) is initialized.
             inFlight.wait()

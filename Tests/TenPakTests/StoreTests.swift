@@ -246,4 +246,46 @@ final class StoreTests: XCTestCase {
         }
         XCTAssertEqual(FrameBatch.plan([]), [])
     }
+
+    /// Span reads into pooled arrays give the same frames as plain reads, land in the arrays given
+    /// back, and never in one still referenced elsewhere (copied on write instead).
+    func testPrefetchIntoReusedSpanArrays() throws {
+        let (store, _) = try makeStore()
+        _ = try store.put(model: "tiny-base", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-base"])
+        _ = try store.put(model: "tiny-ft", revision: "v1", paths: [TestSupport.fixtures + "/models/tiny-ft"])
+        let revision = try store.catalog.resolve(model: "tiny-ft", revision: "v1")
+        let file = try XCTUnwrap(try store.catalog.files(revision: revision).first { $0.path == "model.safetensors" })
+        let locations = try store.catalog.fileChunks(file: file).map(\.location)
+        let plain = try FrameBatch.prefetch(locations, store: store.chunks)
+        XCTAssertFalse(plain.locations.isEmpty, "the fine-tune's delta chunks bring their bases")
+        XCTAssertTrue(plain.spans.isEmpty, "no pool, nothing to give back")
+        func assertSameFrames(_ frames: PrefetchedFrames, line: UInt = #line) {
+            XCTAssertEqual(frames.frames.count, plain.frames.count, line: line)
+            for (row, bytes) in plain.frames { XCTAssertEqual(frames.frames[row].map(Array.init), Array(bytes), line: line) }
+        }
+        func addresses(_ arrays: [[UInt8]]) -> Set<UInt> { Set(arrays.map { $0.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } }) }
+
+        let pool = SpanBuffers()
+        var spans: [[UInt8]] = []
+        do {
+            let pooled = try FrameBatch.prefetch(locations, store: store.chunks, buffers: pool)
+            assertSameFrames(pooled)
+            spans = pooled.spans
+        }
+        let first = addresses(spans)
+        pool.give(&spans)
+        XCTAssertTrue(spans.isEmpty)
+        var held: [[UInt8]] = []
+        do {
+            let reused = try FrameBatch.prefetch(locations, store: store.chunks, buffers: pool)
+            assertSameFrames(reused)
+            XCTAssertEqual(addresses(reused.spans), first, "read into the arrays given back")
+            spans = reused.spans
+            held = reused.spans
+        }
+        pool.give(&spans)
+        let copied = try FrameBatch.prefetch(locations, store: store.chunks, buffers: pool)
+        assertSameFrames(copied)
+        XCTAssertTrue(addresses(copied.spans).isDisjoint(with: addresses(held)), "arrays still held are copied, not overwritten")
+    }
 }
