@@ -1,5 +1,5 @@
 // rANS decoding, 32 lanes with AVX-512 (two vectors of 16): context-delta symbols and order-0 byte
-// streams. See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md
+// streams; and the context-delta encoder's token pass. See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md
 // (mode 2) and SPEC 8.1 (plane mode 3) for the streams.
 #include "tenpak_kernels.h"
 
@@ -18,6 +18,24 @@ static int avx512_usable(void) {
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return (lo & 0xE6) == 0xE6;
+}
+
+// AVX-512CD (VPLZCNTD) on top of AVX-512F: the context-delta token kernel's bit lengths.
+static int avx512cd_present(void) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, 0) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 28) & 1;
+}
+
+int tenpak_avx512cd_available(void) {
+    static int known = -1;
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (k < 0) {
+        k = tenpak_avx512_available() && avx512cd_present();
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+    }
+    return k;
 }
 
 int tenpak_avx512_available(void) {
@@ -138,9 +156,92 @@ TP_TARGET size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log
     return done;
 }
 
+// Context-delta tokens of 16 elements (see tenpak_cd_tokens32). `prev` holds the buckets of the
+// lanes' previous elements and is replaced by these elements' buckets.
+__attribute__((target("avx512f,avx512cd")))
+static inline void half_tokens(const struct tenpak_cd_encode_params *p, const uint8_t *target, const uint8_t *base,
+                               size_t i, __m512i *prev, uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
+    __m512i b, t;
+    if (p->element_bytes == 4) {
+        // Safe: the caller passes only whole groups inside both buffers.
+        b = _mm512_loadu_si512((const void *)(base + i * 4));
+        t = _mm512_loadu_si512((const void *)(target + i * 4));
+    } else {
+        b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(base + i * 2)));
+        t = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(target + i * 2)));
+    }
+    const __m512i mask = _mm512_set1_epi32((int)p->value_mask);
+    const __m128i mb = _mm_cvtsi32_si128((int)p->mantissa_bits);
+    __m512i pred = b;
+    if (p->decay != 0) {
+        // pred = b - round(significand * c / 2^32), except for Inf/NaN (FORMAT.md "Prediction").
+        __m512i mag = _mm512_and_si512(b, _mm512_srli_epi32(mask, 1));
+        __m512i e = _mm512_srl_epi32(mag, mb);
+        __m512i mant = _mm512_set1_epi32((int)((1u << p->mantissa_bits) - 1));
+        __mmask16 normal = _mm512_test_epi32_mask(e, e);
+        __m512i sig = _mm512_mask_or_epi32(mag, normal, _mm512_and_si512(mag, mant), _mm512_add_epi32(mant, _mm512_set1_epi32(1)));
+        __m512i c = _mm512_set1_epi64((long long)p->decay);
+        __m512i round = _mm512_set1_epi64(0x80000000LL);
+        // 32 x 32 -> 64-bit products of the even and the odd lanes; their high halves are the subtrahends.
+        __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(sig, c), round), 32);
+        __m512i odd = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(sig, 32), c), round);
+        __m512i sub = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+        __mmask16 special = _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32((int)p->exponent_mask));
+        pred = _mm512_mask_sub_epi32(b, ~special, b, sub);
+    }
+    __m512i d = _mm512_and_si512(_mm512_sub_epi32(t, pred), mask);
+    __m512i neg = _mm512_srl_epi32(d, _mm_cvtsi32_si128((int)p->sign_shift));
+    __m512i negMask = _mm512_sub_epi32(_mm512_setzero_si512(), neg);
+    __m512i a = _mm512_and_si512(_mm512_sub_epi32(_mm512_xor_si512(d, negMask), negMask), mask);
+    __m512i len = _mm512_sub_epi32(_mm512_set1_epi32(32), _mm512_lzcnt_epi32(a));
+    __m512i sh = _mm512_max_epi32(_mm512_sub_epi32(len, _mm512_set1_epi32(2)), _mm512_setzero_si512());
+    __m512i top = _mm512_and_si512(_mm512_srlv_epi32(a, sh), _mm512_set1_epi32(1));
+    // Token: 0 for L = 0, 1 + neg for L = 1, 4L - 5 + 2 neg + top from L = 2.
+    __m512i tok = _mm512_add_epi32(_mm512_sub_epi32(_mm512_slli_epi32(len, 2), _mm512_set1_epi32(5)),
+                                   _mm512_add_epi32(_mm512_slli_epi32(neg, 1), top));
+    tok = _mm512_mask_add_epi32(tok, _mm512_cmpeq_epi32_mask(len, _mm512_set1_epi32(1)), neg, _mm512_set1_epi32(1));
+    tok = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(len, len), tok);
+    __m512i bits = _mm512_and_si512(a, _mm512_sub_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), sh), _mm512_set1_epi32(1)));
+    // Context: exponent context of the base element, bucket of the lane's previous element.
+    __m512i eb = _mm512_and_si512(_mm512_srl_epi32(b, mb), _mm512_set1_epi32((int)p->exponent_mask));
+    __m512i ectx = _mm512_add_epi32(eb, _mm512_set1_epi32(15 - p->exponent_top));
+    ectx = _mm512_min_epi32(_mm512_max_epi32(ectx, _mm512_setzero_si512()), _mm512_set1_epi32(15));
+    __m512i ctx = _mm512_add_epi32(_mm512_slli_epi32(ectx, 2), *prev);
+    __m512i one = _mm512_set1_epi32(1);
+    __m512i bucket = _mm512_setzero_si512();
+    bucket = _mm512_mask_add_epi32(bucket, _mm512_cmpgt_epi32_mask(len, _mm512_set1_epi32((int)p->thresholds[0])), bucket, one);
+    bucket = _mm512_mask_add_epi32(bucket, _mm512_cmpgt_epi32_mask(len, _mm512_set1_epi32((int)p->thresholds[1])), bucket, one);
+    *prev = _mm512_mask_add_epi32(bucket, _mm512_cmpgt_epi32_mask(len, _mm512_set1_epi32((int)p->thresholds[2])), bucket, one);
+    __m512i sym = _mm512_or_si512(_mm512_sll_epi32(ctx, _mm_cvtsi32_si128((int)p->stride_shift)), tok);
+    _mm256_storeu_si256((__m256i *)syms, _mm512_cvtepi32_epi16(sym));
+    _mm512_storeu_si512((void *)raw, bits);
+    _mm_storeu_si128((__m128i *)nraw, _mm512_cvtepi32_epi8(sh));
+}
+
+__attribute__((target("avx512f,avx512cd")))
+size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
+                          uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
+    __m512i prev0 = _mm512_loadu_si512(prev_buckets), prev1 = _mm512_loadu_si512(prev_buckets + 16);
+    size_t done = 0;
+    for (; count - done >= 32; done += 32) {
+        half_tokens(p, target, base, done, &prev0, syms + done, raw + done, nraw + done);
+        half_tokens(p, target, base, done + 16, &prev1, syms + done + 16, raw + done + 16, nraw + done + 16);
+    }
+    _mm512_storeu_si512(prev_buckets, prev0);
+    _mm512_storeu_si512(prev_buckets + 16, prev1);
+    return done;
+}
+
 #else
 
 int tenpak_avx512_available(void) { return 0; }
+int tenpak_avx512cd_available(void) { return 0; }
+
+size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
+                          uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
+    (void)p; (void)target; (void)base; (void)count; (void)prev_buckets; (void)syms; (void)raw; (void)nraw;
+    return 0;
+}
 
 size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
                              const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {

@@ -47,6 +47,11 @@ final class ContextDeltaCodecTests: XCTestCase {
     private func roundTrip(_ target: [UInt32], _ base: [UInt32], _ layout: FloatLayout, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
         let t = bytes(target, layout), b = bytes(base, layout)
         let payload = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in ContextDeltaCodec.encode(target: tp, base: bp, layout: layout) } }
+        // The token pass's AVX-512 kernel (where this CPU has it) writes the same payload as the
+        // portable one.
+        let portable = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
+            ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: 10, decay: true, vectorKernel: false) } }
+        XCTAssertEqual(portable, payload, "encoders differ (\(layout), n=\(target.count))", file: file, line: line)
         // Payloads as older stores hold them: four lanes (mode 1).
         let legacy = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
             ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: 10, decay: true, lanes: 4) } }

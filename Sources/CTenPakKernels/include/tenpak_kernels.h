@@ -78,4 +78,34 @@ size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, s
 size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
                              const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count);
 
+/// 1 when tenpak_cd_tokens32 does work here (AVX-512F and AVX-512CD), else 0.
+int tenpak_avx512cd_available(void);
+
+/// The context-delta encoder's parameters of one payload (FORMAT.md "Model").
+struct tenpak_cd_encode_params {
+    /// 4 (f32) or 2 (bf16, f16).
+    uint32_t element_bytes;
+    uint32_t mantissa_bits;
+    uint32_t exponent_mask;
+    /// W - 1: the sign bit of a W-bit difference.
+    uint32_t sign_shift;
+    /// 2^W - 1.
+    uint32_t value_mask;
+    int32_t exponent_top;
+    uint32_t thresholds[3];
+    /// log2 of the symbol stride per context.
+    uint32_t stride_shift;
+    /// The decay factor c (FORMAT.md "Prediction"); 0 = none.
+    uint64_t decay;
+};
+
+/// The token pass of the context-delta encoder for elements 0, 1, ... of `target` against `base`,
+/// in whole groups of 32 while 32 of `count` remain: per element, syms[i] = context << stride_shift
+/// | token, raw[i] = the raw bits (the low L - 2 bits of |d|) and nraw[i] = their count. The bucket
+/// context of element i is the bucket of element i - 32: `prev_buckets` holds those of the 32
+/// elements before the first (0 at the start of a payload) and is updated. Returns the number of
+/// elements done (a multiple of 32; 0 where AVX-512CD is missing).
+size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
+                          uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw);
+
 #endif

@@ -42,24 +42,25 @@ public enum ContextDeltaCodec {
     }
 
     /// Tuning entry point (benchmarks, tests): table precision, whether to search the decay
-    /// predictor, and the number of rANS lanes (`wideLanes`, mode 2; or 4, mode 1 as older stores
-    /// hold it).
+    /// predictor, the number of rANS lanes (`wideLanes`, mode 2; or 4, mode 1 as older stores
+    /// hold it), and whether the token pass may use the AVX-512 kernel (the same payload either way).
     public static func _encode(target: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
                                layout: FloatLayout, tableLog preferredLog: Int, decay: Bool,
-                               lanes: Int = 32) -> [UInt8] {
+                               lanes: Int = 32, vectorKernel: Bool = true) -> [UInt8] {
         precondition(lanes == 4 || lanes == wideLanes, "lanes must be 4 or \(wideLanes)")
         precondition(layout.isEntropyCodable, "layout must be f32, bf16 or f16")
         precondition(target.count == base.count, "target and base must have equal length")
         precondition(target.count % layout.codecWidth == 0, "length must be a multiple of the element width")
         switch layout {
-        case .f32: return encodeImpl(ElemF32.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes)
-        case .bf16: return encodeImpl(ElemBF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes)
-        default: return encodeImpl(ElemF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes)
+        case .f32: return encodeImpl(ElemF32.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes, vectorKernel: vectorKernel)
+        case .bf16: return encodeImpl(ElemBF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes, vectorKernel: vectorKernel)
+        default: return encodeImpl(ElemF16.self, target: target, base: base, layout: layout, preferredLog: preferredLog, decay: decay, lanes: lanes, vectorKernel: vectorKernel)
         }
     }
 
     static func encodeImpl<E: DeltaElement>(_: E.Type, target: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
-                                            layout: FloatLayout, preferredLog: Int, decay: Bool, lanes: Int) -> [UInt8] {
+                                            layout: FloatLayout, preferredLog: Int, decay: Bool, lanes: Int,
+                                            vectorKernel: Bool) -> [UInt8] {
         let n = target.count / E.width
         var sink = ByteSink(capacity: 64)
         sink.u8(magic); sink.u8(layout.rawValue)
@@ -89,13 +90,20 @@ public enum ContextDeltaCodec {
         for l in 0...32 {
             bucketOfL[l] = (l > Int(thr.0) ? 1 : 0) + (l > Int(thr.1) ? 1 : 0) + (l > Int(thr.2) ? 1 : 0)
         }
+        var params = tenpak_cd_encode_params(
+            element_bytes: UInt32(E.width), mantissa_bits: E.mb, exponent_mask: E.expMask, sign_shift: UInt32(E.bits - 1),
+            value_mask: E.mask, exponent_top: Int32(eTop), thresholds: (UInt32(thr.0), UInt32(thr.1), UInt32(thr.2)),
+            stride_shift: UInt32(E.strideShift), decay: c64)
         let rawBytes = et.withUnsafeBufferPointer { etp in
             bucketOfL.withUnsafeBufferPointer { blp in
-                c64 == 0
-                    ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, lanes: lanes, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
-                                syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
-                    : tokenPass(E.self, WithDecay.self, tp, bp, n: n, lanes: lanes, c: c64, et: etp.baseAddress!, bucketOfL: blp.baseAddress!,
-                                syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
+                withUnsafePointer(to: &params) { params in
+                    let kernel = vectorKernel && tenpak_avx512cd_available() != 0 ? params : nil
+                    return c64 == 0
+                        ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, lanes: lanes, c: c64, kernel: kernel, et: etp.baseAddress!,
+                                    bucketOfL: blp.baseAddress!, syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
+                        : tokenPass(E.self, WithDecay.self, tp, bp, n: n, lanes: lanes, c: c64, kernel: kernel, et: etp.baseAddress!,
+                                    bucketOfL: blp.baseAddress!, syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
+                }
             }
         }
 
@@ -188,6 +196,7 @@ public enum ContextDeltaCodec {
     /// counts them (four lane-private histograms, summed into `counts`), and packs the raw bits.
     /// Returns the raw stream length in bytes.
     static func tokenPass<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ tp: UnsafeRawPointer, _ bp: UnsafeRawPointer, n: Int, lanes: Int, c: UInt64,
+                                           kernel: UnsafePointer<tenpak_cd_encode_params>?,
                                            et: UnsafePointer<UInt8>, bucketOfL: UnsafePointer<UInt8>,
                                            syms: UnsafeMutablePointer<UInt16>, counts: UnsafeMutablePointer<UInt32>,
                                            raw: UnsafeMutablePointer<UInt8>) -> Int {
@@ -252,6 +261,41 @@ public enum ContextDeltaCodec {
             cnt[sv] &+= 1
         }
         var i = 0
+        if let kernel, lanes == wideLanes {
+            // Whole groups of 32 through the AVX-512 kernel (tokens, contexts, raw fields), a block
+            // at a time; the counts and the bit packing, which are serial, here.
+            let prev = UnsafeMutablePointer<UInt32>.allocate(capacity: wideLanes)
+            defer { prev.deallocate() }
+            prev.initialize(repeating: 0, count: wideLanes)
+            let fields = UnsafeMutablePointer<UInt32>.allocate(capacity: block)
+            defer { fields.deallocate() }
+            let widths = UnsafeMutablePointer<UInt8>.allocate(capacity: block)
+            defer { widths.deallocate() }
+            @inline(__always) func pack(_ k: Int, _ cnt: UnsafeMutablePointer<UInt32>) {
+                cnt[Int(syms[i &+ k])] &+= 1
+                acc |= UInt64(fields[k]) &<< UInt64(truncatingIfNeeded: nacc)
+                nacc &+= Int(widths[k])
+                UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
+                let nb = nacc &>> 3
+                wp += nb
+                acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
+                nacc &= 7
+            }
+            while n &- i >= wideLanes {
+                // Safe: the kernel reads elements i ..< i + done of both buffers and writes done
+                // entries of syms (from i), fields and widths (block entries each).
+                let done = tenpak_cd_tokens32(kernel, tp + i &* E.width, bp + i &* E.width, min(block, n &- i),
+                                              prev, syms + i, fields, widths)
+                if done == 0 { break }
+                var k = 0
+                while k < done {
+                    pack(k, c0); pack(k &+ 1, c1); pack(k &+ 2, c2); pack(k &+ 3, c3)
+                    k &+= 4
+                }
+                i &+= done
+            }
+            for k in 0..<wideLanes { pbs[k] = Int(prev[k]) }
+        }
         let grouped = E.bits == 16
         // Lanes are 4 or a multiple of 4, so the four elements of a step are in four lanes.
         while i &+ 4 <= n {
