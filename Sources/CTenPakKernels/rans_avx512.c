@@ -20,19 +20,20 @@ static int avx512_usable(void) {
     return (lo & 0xE6) == 0xE6;
 }
 
-// AVX-512CD (VPLZCNTD) on top of AVX-512F: the context-delta token kernel's bit lengths.
-static int avx512cd_present(void) {
+// The encoder kernels' extensions on top of AVX-512F: CD (VPLZCNTD, bit lengths), BW and VL
+// (16-bit masked stores of the emitted words).
+static int avx512_encoder_extensions(void) {
     unsigned a, b, c, d;
     if (__get_cpuid_max(0, 0) < 7) return 0;
     __cpuid_count(7, 0, a, b, c, d);
-    return (b >> 28) & 1;
+    return ((b >> 28) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
 }
 
-int tenpak_avx512cd_available(void) {
+int tenpak_avx512_encoder_available(void) {
     static int known = -1;
     int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (k < 0) {
-        k = tenpak_avx512_available() && avx512cd_present();
+        k = tenpak_avx512_available() && avx512_encoder_extensions();
         __atomic_store_n(&known, k, __ATOMIC_RELAXED);
     }
     return k;
@@ -158,7 +159,7 @@ TP_TARGET size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log
 
 // Context-delta tokens of 16 elements (see tenpak_cd_tokens32). `prev` holds the buckets of the
 // lanes' previous elements and is replaced by these elements' buckets.
-__attribute__((target("avx512f,avx512cd")))
+__attribute__((target("avx512f,avx512cd,avx512bw,avx512vl")))
 static inline void half_tokens(const struct tenpak_cd_encode_params *p, const uint8_t *target, const uint8_t *base,
                                size_t i, __m512i *prev, uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
     __m512i b, t;
@@ -218,7 +219,7 @@ static inline void half_tokens(const struct tenpak_cd_encode_params *p, const ui
     _mm_storeu_si128((__m128i *)nraw, _mm512_cvtepi32_epi8(sh));
 }
 
-__attribute__((target("avx512f,avx512cd")))
+__attribute__((target("avx512f,avx512cd,avx512bw,avx512vl")))
 size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
                           uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
     __m512i prev0 = _mm512_loadu_si512(prev_buckets), prev1 = _mm512_loadu_si512(prev_buckets + 16);
@@ -232,10 +233,68 @@ size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *t
     return done;
 }
 
+#define TP_ENCODER __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
+
+// One half (16 lanes) of a group of the rANS encoder: codes symbols i .. i+15 into the lanes'
+// states, emitting the low words of the lanes that renormalise below *p (lowest lane lowest).
+TP_ENCODER static inline void encode_half(const uint32_t *freq_start, uint32_t table_log, const void *syms,
+                                          uint32_t sym_bytes, size_t i, __m512i *x, uint8_t **p) {
+    __m512i s;
+    if (sym_bytes == 2) {
+        // Safe: the caller passes whole groups inside `syms`.
+        s = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)syms + i)));
+    } else {
+        s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)syms + i)));
+    }
+    // Safe: every symbol indexes the table (its alphabet).
+    __m512i fs = _mm512_i32gather_epi32(s, (const void *)freq_start, 4);
+    __m512i f = _mm512_and_si512(fs, _mm512_set1_epi32(0xFFFF));
+    __m512i start = _mm512_srli_epi32(fs, 16);
+    // Renormalise where x >= f * 2^(32 - table_log), i.e. x >> (32 - table_log) >= f.
+    __mmask16 need = _mm512_cmpge_epu32_mask(_mm512_srl_epi32(*x, _mm_cvtsi32_si128(32 - (int)table_log)), f);
+    int count = __builtin_popcount((unsigned)need);
+    __m256i words = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(need, *x));
+    *p -= 2 * count;
+    // Safe: the sink has room for one word per symbol below *p.
+    _mm256_mask_storeu_epi16((void *)*p, (__mmask16)((1u << count) - 1), words);
+    *x = _mm512_mask_srli_epi32(*x, need, *x, 16);
+    // q = floor(x / f), exact in double: x < 2^32 and f <= 2^12, so a quotient's fractional part
+    // (0 or at least 1/f) is far above the rounding error and the truncation is the floor.
+    __m512d lo = _mm512_div_pd(_mm512_cvtepu32_pd(_mm512_castsi512_si256(*x)), _mm512_cvtepu32_pd(_mm512_castsi512_si256(f)));
+    __m512d hi = _mm512_div_pd(_mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(*x, 1)), _mm512_cvtepu32_pd(_mm512_extracti64x4_epi64(f, 1)));
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvttpd_epu32(lo)), _mm512_cvttpd_epu32(hi), 1);
+    // x' = (x / f) * M + x mod f + start = x + start + q * (M - f).
+    __m512i cmpl = _mm512_sub_epi32(_mm512_set1_epi32(1 << table_log), f);
+    *x = _mm512_add_epi32(_mm512_add_epi32(*x, start), _mm512_mullo_epi32(q, cmpl));
+}
+
+TP_ENCODER size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
+                                       size_t count, uint32_t states[32], uint8_t **sink) {
+    __m512i x0 = _mm512_loadu_si512(states), x1 = _mm512_loadu_si512(states + 16);
+    uint8_t *p = *sink;
+    size_t groups = count / 32;
+    for (size_t g = groups; g > 0; g--) {
+        size_t i = (g - 1) * 32;
+        // Backwards: the upper half's symbols come first, so its words lie above the lower half's.
+        encode_half(freq_start, table_log, syms, sym_bytes, i + 16, &x1, &p);
+        encode_half(freq_start, table_log, syms, sym_bytes, i, &x0, &p);
+    }
+    _mm512_storeu_si512(states, x0);
+    _mm512_storeu_si512(states + 16, x1);
+    *sink = p;
+    return groups * 32;
+}
+
 #else
 
 int tenpak_avx512_available(void) { return 0; }
-int tenpak_avx512cd_available(void) { return 0; }
+int tenpak_avx512_encoder_available(void) { return 0; }
+
+size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
+                            size_t count, uint32_t states[32], uint8_t **sink) {
+    (void)freq_start; (void)table_log; (void)syms; (void)sym_bytes; (void)count; (void)states; (void)sink;
+    return 0;
+}
 
 size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
                           uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {

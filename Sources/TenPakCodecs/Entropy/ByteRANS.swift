@@ -67,7 +67,7 @@ enum ByteRANS {
     /// Encodes `bytes` (non-empty). `preferredLog` (8…12) is for tests: decoders accept every
     /// precision, the encoder picks 12 unless the stream is short.
     static func encode(_ bytes: UnsafeRawBufferPointer, histogram: Histogram? = nil, preferredLog: Int = tableLog,
-                       lanes: Int = wideLanes) -> [UInt8] {
+                       lanes: Int = wideLanes, vectorKernel: Bool = true) -> [UInt8] {
         precondition(lanes == 4 || lanes == wideLanes)
         let n = bytes.count
         precondition(n > 0)
@@ -92,7 +92,10 @@ enum ByteRANS {
         let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
         defer { buffer.deallocate() }
         var rs = RansSink(buffer, capacity: capacity)
-        ransEncode(n: n, lanes: lanes, syms: src, enc: enc, tableLog: log, sink: &rs)
+        let freqStarts = UnsafeMutablePointer<UInt32>.allocate(capacity: 256)
+        defer { freqStarts.deallocate() }
+        buildFreqStarts(freqs, alphabet: 256, into: freqStarts)
+        ransEncode(n: n, lanes: lanes, syms: src, enc: enc, tableLog: log, sink: &rs, kernel: vectorKernel ? freqStarts : nil)
         sink.varint(UInt64(rs.bytes.count))
         sink.append(rs.bytes)
         return sink.bytes

@@ -97,7 +97,7 @@ public enum ContextDeltaCodec {
         let rawBytes = et.withUnsafeBufferPointer { etp in
             bucketOfL.withUnsafeBufferPointer { blp in
                 withUnsafePointer(to: &params) { params in
-                    let kernel = vectorKernel && tenpak_avx512cd_available() != 0 ? params : nil
+                    let kernel = vectorKernel && tenpak_avx512_encoder_available() != 0 ? params : nil
                     return c64 == 0
                         ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, lanes: lanes, c: c64, kernel: kernel, et: etp.baseAddress!,
                                     bucketOfL: blp.baseAddress!, syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
@@ -120,7 +120,13 @@ public enum ContextDeltaCodec {
 
         // 5. rANS, backwards, `lanes` interleaved states (element i uses state i mod lanes).
         var rs = RansSink(scratch.rans, capacity: EncodeScratch.ransCapacity(n: n, lanes: lanes))
-        ransEncode(n: n, lanes: lanes, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs)
+        let freqStarts = UnsafeMutablePointer<UInt32>.allocate(capacity: contexts * stride)
+        defer { freqStarts.deallocate() }
+        for cx in 0..<contexts where present & (1 << UInt64(cx)) != 0 {
+            buildFreqStarts(freqs + cx * stride, alphabet: alpha, into: freqStarts + cx * stride)
+        }
+        ransEncode(n: n, lanes: lanes, syms: scratch.syms, enc: enc, tableLog: tableLog, sink: &rs,
+                   kernel: vectorKernel ? UnsafePointer(freqStarts) : nil)
 
         // 6. Assemble.
         sink.u8(lanes == 4 ? modeCoded : modeCodedWide)

@@ -1,3 +1,4 @@
+import CTenPakKernels
 import TenPakFormat
 
 // Shared pieces of the TenPak entropy codecs: errors, float layouts, byte/bit I/O,
@@ -265,6 +266,15 @@ struct EncSymbol {
     var cmpl: UInt32 = 0
 }
 
+/// Per symbol f | start << 16 (the vector encoder's table; f <= 2^12, start < 2^12).
+func buildFreqStarts(_ freqs: UnsafePointer<UInt32>, alphabet: Int, into table: UnsafeMutablePointer<UInt32>) {
+    var start: UInt32 = 0
+    for s in 0..<alphabet {
+        table[s] = freqs[s] | start << 16
+        start += freqs[s]
+    }
+}
+
 func buildEncodeSymbols(_ freqs: UnsafePointer<UInt32>, alphabet: Int, tableLog: Int,
                         into syms: UnsafeMutablePointer<EncSymbol>) {
     var start: UInt32 = 0
@@ -306,8 +316,11 @@ struct RansSink {
 /// Codes `n` symbols backwards into `rs`, symbol i with state i mod `lanes` (4 or a multiple of 4,
 /// a power of two), then prepends the final states so that they read x0, x1, ... from the front.
 /// `rs` needs room for one 16-bit word per symbol, the states, and 32 bytes of slack in front.
+/// With `kernel` (per symbol f | start << 16) and 32 lanes, whole groups of 32 go through the
+/// AVX-512 kernel where it runs: the same words and states.
 func ransEncode<S: FixedWidthInteger & UnsignedInteger>(n: Int, lanes: Int, syms: UnsafePointer<S>, enc: UnsafePointer<EncSymbol>,
-                                                       tableLog: Int, sink rs: inout RansSink) {
+                                                       tableLog: Int, sink rs: inout RansSink,
+                                                       kernel: UnsafePointer<UInt32>? = nil) {
     let x = UnsafeMutablePointer<UInt32>.allocate(capacity: lanes)
     defer { x.deallocate() }
     x.initialize(repeating: ransLowerBound, count: lanes)
@@ -315,6 +328,18 @@ func ransEncode<S: FixedWidthInteger & UnsignedInteger>(n: Int, lanes: Int, syms
     let tl = UInt32(tableLog)
     let laneMask = lanes - 1
     var i = n - 1
+    if let kernel, lanes == 32, n >= 32, tenpak_avx512_encoder_available() != 0 {
+        // The top symbols up to a whole group here, then every whole group below in the kernel.
+        while (i + 1) & 31 != 0 {
+            ransPut(&x[i & laneMask], enc[Int(syms[i])], tl, &ptr)
+            i -= 1
+        }
+        var sink: UnsafeMutablePointer<UInt8>? = ptr
+        // Safe: symbols 0 ... i are inside `syms`; the sink has a word's room per symbol below ptr.
+        let done = tenpak_rans_encode32(kernel, tl, syms, UInt32(MemoryLayout<S>.size), i + 1, x, &sink)
+        if let sink { ptr = sink }
+        i -= done
+    }
     while i >= 0 && (i & 3) != 3 {
         ransPut(&x[i & laneMask], enc[Int(syms[i])], tl, &ptr)
         i -= 1
