@@ -157,6 +157,26 @@ TP_TARGET size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log
     return done;
 }
 
+// The decay prediction of 16 base elements (FORMAT.md "Prediction"): b - round(significand * c /
+// 2^32), b itself for Inf/NaN or c = 0.
+__attribute__((target("avx512f")))
+static inline __m512i predict16(__m512i b, uint64_t decay, uint32_t mantissa_bits, uint32_t exponent_mask, uint32_t value_mask) {
+    if (decay == 0) return b;
+    __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32((int)(value_mask >> 1)));
+    __m512i e = _mm512_srl_epi32(mag, _mm_cvtsi32_si128((int)mantissa_bits));
+    __m512i mant = _mm512_set1_epi32((int)((1u << mantissa_bits) - 1));
+    __mmask16 normal = _mm512_test_epi32_mask(e, e);
+    __m512i sig = _mm512_mask_or_epi32(mag, normal, _mm512_and_si512(mag, mant), _mm512_add_epi32(mant, _mm512_set1_epi32(1)));
+    __m512i c = _mm512_set1_epi64((long long)decay);
+    __m512i round = _mm512_set1_epi64(0x80000000LL);
+    // 32 x 32 -> 64-bit products of the even and the odd lanes; their high halves are the subtrahends.
+    __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(sig, c), round), 32);
+    __m512i odd = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(sig, 32), c), round);
+    __m512i sub = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+    __mmask16 special = _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32((int)exponent_mask));
+    return _mm512_mask_sub_epi32(b, ~special, b, sub);
+}
+
 // Context-delta tokens of 16 elements (see tenpak_cd_tokens32). `prev` holds the buckets of the
 // lanes' previous elements and is replaced by these elements' buckets.
 __attribute__((target("avx512f,avx512cd,avx512bw,avx512vl")))
@@ -173,23 +193,7 @@ static inline void half_tokens(const struct tenpak_cd_encode_params *p, const ui
     }
     const __m512i mask = _mm512_set1_epi32((int)p->value_mask);
     const __m128i mb = _mm_cvtsi32_si128((int)p->mantissa_bits);
-    __m512i pred = b;
-    if (p->decay != 0) {
-        // pred = b - round(significand * c / 2^32), except for Inf/NaN (FORMAT.md "Prediction").
-        __m512i mag = _mm512_and_si512(b, _mm512_srli_epi32(mask, 1));
-        __m512i e = _mm512_srl_epi32(mag, mb);
-        __m512i mant = _mm512_set1_epi32((int)((1u << p->mantissa_bits) - 1));
-        __mmask16 normal = _mm512_test_epi32_mask(e, e);
-        __m512i sig = _mm512_mask_or_epi32(mag, normal, _mm512_and_si512(mag, mant), _mm512_add_epi32(mant, _mm512_set1_epi32(1)));
-        __m512i c = _mm512_set1_epi64((long long)p->decay);
-        __m512i round = _mm512_set1_epi64(0x80000000LL);
-        // 32 x 32 -> 64-bit products of the even and the odd lanes; their high halves are the subtrahends.
-        __m512i even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epu32(sig, c), round), 32);
-        __m512i odd = _mm512_add_epi64(_mm512_mul_epu32(_mm512_srli_epi64(sig, 32), c), round);
-        __m512i sub = _mm512_mask_blend_epi32(0xAAAA, even, odd);
-        __mmask16 special = _mm512_cmpeq_epi32_mask(e, _mm512_set1_epi32((int)p->exponent_mask));
-        pred = _mm512_mask_sub_epi32(b, ~special, b, sub);
-    }
+    __m512i pred = predict16(b, p->decay, p->mantissa_bits, p->exponent_mask, p->value_mask);
     __m512i d = _mm512_and_si512(_mm512_sub_epi32(t, pred), mask);
     __m512i neg = _mm512_srl_epi32(d, _mm_cvtsi32_si128((int)p->sign_shift));
     __m512i negMask = _mm512_sub_epi32(_mm512_setzero_si512(), neg);
@@ -230,6 +234,75 @@ size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *t
     }
     _mm512_storeu_si512(prev_buckets, prev0);
     _mm512_storeu_si512(prev_buckets + 16, prev1);
+    return done;
+}
+
+// Values of 16 elements from their symbols and raw bits at bit `pos` (see tenpak_cd_values16);
+// returns the bits they used.
+TP_TARGET static inline uint32_t half_values(const struct tenpak_cd_value_params *p, const uint8_t *base, uint8_t *out,
+                                             const uint8_t *syms, const uint8_t *raw, size_t pos) {
+    __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)syms));
+    __m512i one = _mm512_set1_epi32(1);
+    __mmask16 nonzero = _mm512_test_epi32_mask(s, s);
+    __mmask16 big = _mm512_cmpge_epu32_mask(s, _mm512_set1_epi32(3));
+    // Token s: L = (s + 5) >> 2 (0 for s = 0); from s = 3 on, k = s - 3 holds neg (bit 1) and top
+    // (bit 0), and L - 2 raw bits follow; s = 1, 2 are +1 and -1.
+    __m512i len = _mm512_maskz_srli_epi32(nonzero, _mm512_add_epi32(s, _mm512_set1_epi32(5)), 2);
+    __m512i nraw = _mm512_maskz_sub_epi32(big, len, _mm512_set1_epi32(2));
+    __m512i k = _mm512_sub_epi32(s, _mm512_set1_epi32(3));
+    __m512i top = _mm512_and_si512(k, one);
+    __m512i mag = _mm512_maskz_mov_epi32(nonzero, one);
+    mag = _mm512_mask_or_epi32(mag, big, _mm512_sllv_epi32(one, _mm512_sub_epi32(len, one)), _mm512_sllv_epi32(top, nraw));
+    __m512i neg = _mm512_maskz_mov_epi32(_mm512_cmpeq_epi32_mask(s, _mm512_set1_epi32(2)), one);
+    neg = _mm512_mask_and_epi32(neg, big, _mm512_srli_epi32(k, 1), one);
+    // Bit positions: an exclusive prefix sum of the raw field widths.
+    __m512i zero = _mm512_setzero_si512();
+    __m512i incl = _mm512_add_epi32(nraw, _mm512_alignr_epi32(nraw, zero, 15));
+    incl = _mm512_add_epi32(incl, _mm512_alignr_epi32(incl, zero, 14));
+    incl = _mm512_add_epi32(incl, _mm512_alignr_epi32(incl, zero, 12));
+    incl = _mm512_add_epi32(incl, _mm512_alignr_epi32(incl, zero, 8));
+    __m512i at = _mm512_add_epi32(_mm512_sub_epi32(incl, nraw), _mm512_set1_epi32((int)pos));
+    __m512i byte = _mm512_srli_epi32(at, 3);
+    __m512i shift = _mm512_and_si512(at, _mm512_set1_epi32(7));
+    // Safe: the caller leaves 8 readable bytes past every element's byte position.
+    __m512i wlo = _mm512_i32gather_epi64(_mm512_castsi512_si256(byte), (const void *)raw, 1);
+    __m512i whi = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(byte, 1), (const void *)raw, 1);
+    wlo = _mm512_srlv_epi64(wlo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(shift)));
+    whi = _mm512_srlv_epi64(whi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(shift, 1)));
+    __m512i bits = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(wlo)), _mm512_cvtepi64_epi32(whi), 1);
+    bits = _mm512_and_si512(bits, _mm512_sub_epi32(_mm512_sllv_epi32(one, nraw), one));
+    __m512i negMask = _mm512_sub_epi32(zero, neg);
+    __m512i d = _mm512_sub_epi32(_mm512_xor_si512(_mm512_or_si512(mag, bits), negMask), negMask);
+    __m512i b;
+    if (p->element_bytes == 4) {
+        // Safe: the caller passes whole groups inside the base and the output.
+        b = _mm512_loadu_si512((const void *)base);
+    } else {
+        b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)base));
+    }
+    __m512i v = _mm512_and_si512(_mm512_add_epi32(predict16(b, p->decay, p->mantissa_bits, p->exponent_mask, p->value_mask), d),
+                                 _mm512_set1_epi32((int)p->value_mask));
+    if (p->element_bytes == 4) {
+        _mm512_storeu_si512((void *)out, v);
+    } else {
+        _mm256_storeu_si256((__m256i *)out, _mm512_cvtepi32_epi16(v));
+    }
+    return (uint32_t)_mm_extract_epi32(_mm512_extracti32x4_epi32(incl, 3), 3);
+}
+
+TP_TARGET size_t tenpak_cd_values16(const struct tenpak_cd_value_params *p, const void *base, void *out, size_t count,
+                                    const uint8_t *syms, const uint8_t *raw, size_t raw_length, size_t *bit_position) {
+    size_t pos = *bit_position, done = 0;
+    size_t w = p->element_bytes;
+    // Bit positions travel in 32-bit lanes.
+    if (raw_length > ((size_t)1 << 27)) return 0;
+    // A group's fields end before pos + 16 (W - 2) bits; each lane loads 8 bytes at its byte.
+    size_t group_bits = 16 * (8 * w - 2);
+    while (count - done >= 16 && ((pos + group_bits) >> 3) + 8 <= raw_length) {
+        pos += half_values(p, (const uint8_t *)base + done * w, (uint8_t *)out + done * w, syms + done, raw, pos);
+        done += 16;
+    }
+    *bit_position = pos;
     return done;
 }
 
@@ -289,6 +362,12 @@ TP_ENCODER size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t tabl
 
 int tenpak_avx512_available(void) { return 0; }
 int tenpak_avx512_encoder_available(void) { return 0; }
+
+size_t tenpak_cd_values16(const struct tenpak_cd_value_params *p, const void *base, void *out, size_t count,
+                          const uint8_t *syms, const uint8_t *raw, size_t raw_length, size_t *bit_position) {
+    (void)p; (void)base; (void)out; (void)count; (void)syms; (void)raw; (void)raw_length; (void)bit_position;
+    return 0;
+}
 
 size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
                             size_t count, uint32_t states[32], uint8_t **sink) {

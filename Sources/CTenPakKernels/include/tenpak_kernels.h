@@ -118,4 +118,24 @@ size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *t
 size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
                             size_t count, uint32_t states[32], uint8_t **sink);
 
+/// What the context-delta value kernel needs of a payload.
+struct tenpak_cd_value_params {
+    /// 4 (f32) or 2 (bf16, f16).
+    uint32_t element_bytes;
+    uint32_t mantissa_bits;
+    uint32_t exponent_mask;
+    /// 2^W - 1.
+    uint32_t value_mask;
+    /// The decay factor c (FORMAT.md "Prediction"); 0 = none.
+    uint64_t decay;
+};
+
+/// Rebuilds elements from their decoded symbols and raw bits (FORMAT.md "Token and raw bits"), in
+/// groups of 16 while 16 of `count` remain and the raw stream (`raw_length` bytes) holds 8 readable
+/// bytes past the byte of every bit a group may use: out[k] = pred(base[k]) + d(syms[k], raw bits
+/// from *bit_position on). `*bit_position` advances past the bits used. Returns the number of
+/// elements done (a multiple of 16; 0 where AVX-512 is missing).
+size_t tenpak_cd_values16(const struct tenpak_cd_value_params *p, const void *base, void *out, size_t count,
+                          const uint8_t *syms, const uint8_t *raw, size_t raw_length, size_t *bit_position);
+
 #endif

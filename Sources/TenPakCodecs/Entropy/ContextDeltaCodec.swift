@@ -501,11 +501,15 @@ public enum ContextDeltaCodec {
                 exponent_stride: UInt32(buckets * m), table_log: UInt32(tableLog),
                 thresholds: (UInt32(thr.0), UInt32(thr.1), UInt32(thr.2)), bucket_stride: UInt32(m),
                 slots: UnsafePointer((block + offContexts()).assumingMemoryBound(to: UInt32.self)))
+            var valueParams = tenpak_cd_value_params(element_bytes: UInt32(E.width), mantissa_bits: E.mb,
+                                                     exponent_mask: E.expMask, value_mask: E.mask, decay: UInt64(c))
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: self.block) { symBuf in
                 withUnsafePointer(to: &params) { params in
-                    decodeWideBlocks(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
-                                     c: UInt64(c), kernel: vector ? params : nil, x: laneState, pbs: laneState + wideLanes,
-                                     rsrc: &rsrc, br: &br, syms: symBuf.baseAddress!)
+                    withUnsafePointer(to: &valueParams) { values in
+                        decodeWideBlocks(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
+                                         c: UInt64(c), kernel: vector ? params : nil, values: vector ? values : nil,
+                                         x: laneState, pbs: laneState + wideLanes, rsrc: &rsrc, br: &br, syms: symBuf.baseAddress!)
+                    }
                 }
             }
             try closeRans(rsrc, states: laneState, lanes: wideLanes)
@@ -589,6 +593,7 @@ public enum ContextDeltaCodec {
     static func decodeWideBlocks<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, n: Int, bp: UnsafeRawPointer,
                                                                 op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
                                                                 kernel: UnsafePointer<tenpak_cd_params>?,
+                                                                values: UnsafePointer<tenpak_cd_value_params>?,
                                                                 x: UnsafeMutablePointer<UInt32>, pbs: UnsafeMutablePointer<UInt32>,
                                                                 rsrc: inout RansSource, br: inout BitReader,
                                                                 syms: UnsafeMutablePointer<UInt8>) {
@@ -597,9 +602,9 @@ public enum ContextDeltaCodec {
             let i1 = min(n, i0 &+ block)
             wideSymbolRun(E.self, T.self, i0, i1, bp: bp, tab: tab, kernel: kernel, x: x, pbs: pbs, rsrc: &rsrc, syms: syms)
             if c == 0 {
-                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+                valueRun(E.self, NoDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms, kernel: values)
             } else {
-                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms)
+                valueRun(E.self, WithDecay.self, i0, i1, bp: bp, op: op, tab: tab, c: c, br: &br, syms: syms, kernel: values)
             }
             i0 = i1
         }
@@ -733,7 +738,8 @@ public enum ContextDeltaCodec {
     @inline(never)
     static func valueRun<E: DeltaElement, P: PredictMode>(_: E.Type, _: P.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,
                                                           op: UnsafeMutableRawPointer, tab: UnsafeRawPointer, c: UInt64,
-                                                          br: inout BitReader, syms: UnsafeMutablePointer<UInt8>) {
+                                                          br: inout BitReader, syms: UnsafeMutablePointer<UInt8>,
+                                                          kernel: UnsafePointer<tenpak_cd_value_params>? = nil) {
         let tok = tab + offTok()
         @inline(__always) func put(_ i: Int, _ info: TokInfo, _ bits: UInt32) {
             let d = ((info.mag | bits) ^ info.negMask) &- info.negMask
@@ -746,6 +752,15 @@ public enum ContextDeltaCodec {
         if br.overrun == 0, streamBytes >= 8 {
             let raw = UnsafeRawPointer(br.start)
             var pos = br.bitPosition
+            if let kernel {
+                // Groups of 16 with AVX-512 while their raw fields stay 8 bytes inside the stream.
+                var at = pos
+                // Safe: elements i ..< i1 lie inside base, output and syms; the kernel reads the
+                // stream only below its length.
+                i &+= tenpak_cd_values16(kernel, bp + i &* E.width, op + i &* E.width, i1 &- i, syms + (i &- i0),
+                                         br.start, streamBytes, &at)
+                pos = at
+            }
             let groupBits = 4 * (E.bits - 2)
             let lastSafeBit = (streamBytes - 8) * 8     // a load at byte pos >> 3 of 8 bytes fits
             while true {
