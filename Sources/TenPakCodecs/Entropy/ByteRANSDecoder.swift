@@ -134,11 +134,23 @@ struct ByteRANSDecoder {
             i &+= tenpak_rans8_decode32(table, tableLog, states, &stream, words.end, out + i, n &- i)
             if let stream { words.ptr = stream }
         }
-        let table = table, states = states, mask = mask, tl = tableLog, lanes = lanes
+        switch tableLog {
+        case 8: decodeFastWide(TL8.self)
+        case 9: decodeFastWide(TL9.self)
+        case 10: decodeFastWide(TL10.self)
+        case 11: decodeFastWide(TL11.self)
+        default: decodeFastWide(TL12.self)
+        }
+    }
+
+    /// Each lane renormalises right after its step: the words still go in lane order, as if all
+    /// lanes decoded first, since a step reads none.
+    private mutating func decodeFastWide<T: TableLogK>(_: T.Type) {
+        let table = table, states = states, lanes = ByteRANS.wideLanes
         var rp = words.ptr
         while n &- i >= lanes && words.end - rp >= 2 * lanes {
-            for k in 0 ..< lanes { states[k] = Self.advance(states[k], i &+ k, table, mask, tl, out) }
-            for k in 0 ..< lanes { states[k] = Self.renorm(states[k], &rp) }
+            let o = out + i
+            for k in 0 ..< lanes { states[k] = Self.renorm(Self.advance(T.self, states[k], table, o + k), &rp) }
             i &+= lanes
         }
         words.ptr = rp
