@@ -7,7 +7,7 @@
 //   CMalloc                   glibc <malloc.h>, for the tpstore executable only
 //   CTenPakKernels            TenPak's own C, x86 specifics: SHA-256 with the SHA extensions (two streams at
 //                             once), clearing the AVX upper state after libxxhash's AVX-512, rANS decoding
-//                             and the context-delta token pass with AVX-512
+//                             with AVX-512 (or AVX2) and the context-delta encoder's passes with AVX-512
 //   TenPakFormat              bytes on disk: safetensors parsing, chunk frames, manifests, hashes
 //   TenPakCodecs              chunk encodings: byte planes, XOR/subtraction deltas, zstd, entropy coding
 //   TenPakChunkStore          the seams (PackStorage, Catalog, StoreLocking, CatalogRebuild), the one

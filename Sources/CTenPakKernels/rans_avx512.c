@@ -1,7 +1,9 @@
 // rANS decoding, 32 lanes with AVX-512 (two vectors of 16): context-delta symbols and order-0 byte
-// streams; and the context-delta encoder's token pass. See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md
+// streams (tenpak_cd_symbols32 and tenpak_rans8_decode32 fall back to rans_avx2.c's where AVX-512
+// is missing); and the context-delta encoder's token pass. See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md
 // (mode 2) and SPEC 8.1 (plane mode 3) for the streams.
 #include "tenpak_kernels.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -100,9 +102,9 @@ TP_TARGET static inline void half_renorm(__m512i *x, const uint8_t **rp) {
     *rp += 2 * (size_t)__builtin_popcount((unsigned)need);
 }
 
-TP_TARGET size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
-                                     uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
-                                     const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols) {
+TP_TARGET static size_t cd_symbols32_avx512(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
+                                            uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
+                                            const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols) {
     __m512i x0 = _mm512_loadu_si512(states), x1 = _mm512_loadu_si512(states + 16);
     __m512i pb0 = _mm512_loadu_si512(bucket_offsets_of_lanes), pb1 = _mm512_loadu_si512(bucket_offsets_of_lanes + 16);
     const uint8_t *rp = *stream;
@@ -136,8 +138,8 @@ TP_TARGET static inline __m512i half_bytes(const uint32_t *table, uint32_t table
     return entry;
 }
 
-TP_TARGET size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
-                                       const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {
+TP_TARGET static size_t rans8_decode32_avx512(const uint32_t *table, uint32_t table_log, uint32_t states[32],
+                                              const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {
     __m512i x0 = _mm512_loadu_si512(states), x1 = _mm512_loadu_si512(states + 16);
     const uint8_t *rp = *stream;
     size_t done = 0;
@@ -358,9 +360,31 @@ TP_ENCODER size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t tabl
     return groups * 32;
 }
 
+int tenpak_vector_decode_available(void) {
+    return tenpak_avx512_available() || tenpak_internal_avx2_available();
+}
+
+size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
+                           uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
+                           const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols) {
+    if (tenpak_avx512_available())
+        return cd_symbols32_avx512(p, base, i, count, states, bucket_offsets_of_lanes, stream, stream_end, symbols);
+    if (tenpak_internal_avx2_available())
+        return tenpak_internal_cd_symbols32_avx2(p, base, i, count, states, bucket_offsets_of_lanes, stream, stream_end, symbols);
+    return 0;
+}
+
+size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
+                             const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {
+    if (tenpak_avx512_available()) return rans8_decode32_avx512(table, table_log, states, stream, stream_end, out, count);
+    if (tenpak_internal_avx2_available()) return tenpak_internal_rans8_decode32_avx2(table, table_log, states, stream, stream_end, out, count);
+    return 0;
+}
+
 #else
 
 int tenpak_avx512_available(void) { return 0; }
+int tenpak_vector_decode_available(void) { return 0; }
 int tenpak_avx512_encoder_available(void) { return 0; }
 
 size_t tenpak_cd_values16(const struct tenpak_cd_value_params *p, const void *base, void *out, size_t count,

@@ -34,9 +34,13 @@ void tenpak_sha256_ni_blocks_x2(uint32_t a[8], const uint8_t *da, uint32_t b[8],
 /// EPYC, 2026-12-04). Called after every XXH3 call (TenPakFormat's Hashing).
 void tenpak_clear_avx_upper(void);
 
-/// 1 when this CPU and OS can run AVX-512F code (tenpak_cd_symbols32 and tenpak_rans8_decode32 do
-/// work), else 0.
+/// 1 when this CPU and OS can run AVX-512F code (tenpak_cd_values16 does work; the decoders below
+/// use their AVX-512 forms), else 0.
 int tenpak_avx512_available(void);
+
+/// 1 when tenpak_cd_symbols32 and tenpak_rans8_decode32 do work here: with AVX-512F, else with
+/// AVX2 (four vectors of 8 lanes). Else 0.
+int tenpak_vector_decode_available(void);
 
 /// The decoder tables of one context-delta payload (TenPakCodecs' ContextDeltaCodec builds them;
 /// FORMAT.md's implementation notes describe the layout).
@@ -64,7 +68,7 @@ struct tenpak_cd_params {
 /// end. Element i+k's symbol goes to symbols[k]. `states` (lane states) and
 /// `bucket_offsets_of_lanes` (each lane's previous bucket offset) are read and updated, `*stream`
 /// advances past the words read. Returns the number of elements decoded (a multiple of 32; 0 where
-/// AVX-512 is missing). The caller decodes the rest with bounds checks.
+/// neither AVX-512 nor AVX2 runs). The caller decodes the rest with bounds checks.
 size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
                            uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
                            const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols);
@@ -74,7 +78,7 @@ size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, s
 /// before `stream_end`. `table` has 2^table_log entries, symbol | (freq - 1) << 8 | (slot - start)
 /// << 20; states[k] is the state of the lane of out[k] (the caller starts at a multiple of 32).
 /// `states` and `*stream` are updated. Returns the number of bytes decoded (a multiple of 32; 0
-/// where AVX-512 is missing).
+/// where neither AVX-512 nor AVX2 runs).
 size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
                              const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count);
 

@@ -102,7 +102,7 @@ enum ByteRANS {
     }
 
     /// Decodes exactly `output.count` bytes of a stream of `lanes` lanes or throws; bounds-safe on
-    /// any payload. `vectorKernel: false` keeps a wide stream off the AVX-512 kernel (tests).
+    /// any payload. `vectorKernel: false` keeps a wide stream off the vector kernels (tests).
     static func decode(_ payload: UnsafeRawBufferPointer, lanes: Int, into output: UnsafeMutableRawBufferPointer,
                        vectorKernel: Bool = true) throws(EntropyCodecError) {
         var stream = try ByteRANSDecoder(payload, lanes: lanes, into: output)

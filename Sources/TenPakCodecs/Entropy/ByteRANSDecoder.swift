@@ -7,8 +7,8 @@ import CTenPakKernels
 /// branch would mispredict about every other byte on a mantissa plane); `finish` decodes the rest
 /// with the bounds-checked reader and checks the final states. Same arithmetic and word order as
 /// `RansSource.renorm`, so either part may decode any byte. Four-lane streams (plane mode 2) keep
-/// their states in registers; 32-lane streams (plane mode 3) go through the AVX-512 kernel where it
-/// runs, else lane by lane here.
+/// their states in registers; 32-lane streams (plane mode 3) go through the AVX-512 or AVX2 kernel
+/// where one runs, else lane by lane here.
 ///
 /// Owns its slot table and lane states: call `free()` exactly once (`defer`), also after a throw
 /// from a later step.
@@ -109,7 +109,7 @@ struct ByteRANSDecoder {
     /// bytes per group (one 16-bit word per byte), none past the end of the output.
     private var safeGroups: Int { min((n &- i) >> 2, (words.end - words.ptr) >> 3) }
 
-    /// The fast part of one stream; with `vectorKernel`, a wide stream's through the AVX-512 kernel
+    /// The fast part of one stream; with `vectorKernel`, a wide stream's through the vector kernel
     /// where it runs.
     mutating func decodeFast(vectorKernel: Bool) {
         if lanes != 4 {
@@ -128,7 +128,7 @@ struct ByteRANSDecoder {
     /// Whole groups of 32 lanes, each needing at most 64 stream bytes: the kernel's, then lane by
     /// lane (the lanes decode, then those below 2^16 take the next words in lane order).
     private mutating func decodeFastWide(vectorKernel: Bool) {
-        if vectorKernel, tenpak_avx512_available() != 0 {
+        if vectorKernel, tenpak_vector_decode_available() != 0 {
             var stream: UnsafePointer<UInt8>? = words.ptr
             // Safe: the kernel writes below out + n and reads only while 64 stream bytes remain.
             i &+= tenpak_rans8_decode32(table, tableLog, states, &stream, words.end, out + i, n &- i)

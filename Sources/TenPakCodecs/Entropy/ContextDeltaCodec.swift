@@ -14,8 +14,9 @@ import TenPakFormat
 // gets its own specialised loop; they use unchecked pointer arithmetic inside a "fast zone"
 // where enough input bytes remain for a whole group of four elements, and fall back to the
 // bounds-checked readers for the last few elements. Payloads are written with 32 rANS lanes
-// (mode 2), whose symbols CTenPakKernels decodes 16 lanes per AVX-512 vector from one 32-bit entry
-// per (context, slot); `wideSymbolRun` walks the same tables lane by lane where AVX-512 is missing.
+// (mode 2), whose symbols CTenPakKernels decodes 16 lanes per AVX-512 vector (8 per AVX2 vector) from
+// one 32-bit entry per (context, slot); `wideSymbolRun` walks the same tables lane by lane where
+// neither runs.
 // Four-lane payloads (mode 1, older stores) keep their own decoder, with one table block per context
 // (slot -> symbol bytes, then (freq, start) per symbol; FORMAT.md's implementation notes).
 
@@ -325,12 +326,12 @@ public enum ContextDeltaCodec {
         try decode(payload: payload, base: base, layout: layout, output: output, vectorKernel: true)
     }
 
-    /// `vectorKernel: false` decodes a wide payload with the portable code even where the AVX-512
+    /// `vectorKernel: false` decodes a wide payload with the portable code even where the vector
     /// kernel could run (tests compare the two).
     static func decode(payload: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer, layout: FloatLayout,
                        output: UnsafeMutableRawBufferPointer, vectorKernel: Bool) throws(EntropyCodecError) {
         guard layout.isEntropyCodable else { throw EntropyCodecError("layout must be f32, bf16 or f16") }
-        let vector = vectorKernel && tenpak_avx512_available() != 0
+        let vector = vectorKernel && tenpak_vector_decode_available() != 0
         switch layout {
         case .f32: try decodeImpl(ElemF32.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
         case .bf16: try decodeImpl(ElemBF16.self, payload: payload, base: base, layout: layout, output: output, vector: vector)
@@ -507,7 +508,8 @@ public enum ContextDeltaCodec {
                 withUnsafePointer(to: &params) { params in
                     withUnsafePointer(to: &valueParams) { values in
                         decodeWideBlocks(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
-                                         c: UInt64(c), kernel: vector ? params : nil, values: vector ? values : nil,
+                                         c: UInt64(c), kernel: vector ? params : nil,
+                                         values: vector && tenpak_avx512_available() != 0 ? values : nil,
                                          x: laneState, pbs: laneState + wideLanes, rsrc: &rsrc, br: &br, syms: symBuf.baseAddress!)
                     }
                 }
@@ -611,7 +613,7 @@ public enum ContextDeltaCodec {
     }
 
     /// Symbols of elements i0..<i1 (i0 a multiple of `block`) of a wide payload into
-    /// syms[0..<i1-i0]: whole groups of 32 lanes with the AVX-512 kernel where it runs, else (and
+    /// syms[0..<i1-i0]: whole groups of 32 lanes with the AVX-512 or AVX2 kernel where one runs, else (and
     /// for what it leaves) here, then the last elements with bounds checks.
     @inline(never)
     static func wideSymbolRun<E: DeltaElement, T: TableLogK>(_: E.Type, _: T.Type, _ i0: Int, _ i1: Int, bp: UnsafeRawPointer,

@@ -1,0 +1,16 @@
+// Between the kernel files, not exported: rans_avx2.c's decoders, which the public
+// tenpak_cd_symbols32 and tenpak_rans8_decode32 (rans_avx512.c) call where AVX-512 is missing.
+#pragma once
+#include "tenpak_kernels.h"
+
+/// 1 when this CPU and OS can run AVX2 code (with POPCNT), else 0.
+int tenpak_internal_avx2_available(void);
+
+/// tenpak_cd_symbols32 with AVX2; call only where tenpak_internal_avx2_available().
+size_t tenpak_internal_cd_symbols32_avx2(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
+                                         uint32_t states[32], uint32_t bucket_offsets_of_lanes[32],
+                                         const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols);
+
+/// tenpak_rans8_decode32 with AVX2; call only where tenpak_internal_avx2_available().
+size_t tenpak_internal_rans8_decode32_avx2(const uint32_t *table, uint32_t table_log, uint32_t states[32],
+                                           const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count);
