@@ -109,12 +109,14 @@ struct ByteRANSDecoder {
     /// bytes per group (one 16-bit word per byte), none past the end of the output.
     private var safeGroups: Int { min((n &- i) >> 2, (words.end - words.ptr) >> 3) }
 
-    /// The fast part of one stream; with `vectorKernel`, a wide stream's through the vector kernel
-    /// where it runs.
+    /// The fast part of one stream: a wide stream's whole groups through the vector kernel first
+    /// (with `vectorKernel`, where one runs), then the scalar loop of its lane count.
     mutating func decodeFast(vectorKernel: Bool) {
-        if lanes != 4 {
-            decodeFastWide(vectorKernel: vectorKernel)
-            return
+        if lanes != 4, vectorKernel, tenpak_vector_decode_available() != 0 {
+            var stream: UnsafePointer<UInt8>? = words.ptr
+            // Safe: the kernel writes below out + n and reads only while 64 stream bytes remain.
+            i &+= tenpak_rans8_decode32(table, tableLog, states, &stream, words.end, out + i, n &- i)
+            if let stream { words.ptr = stream }
         }
         switch tableLog {
         case 8: decodeFast(TL8.self)
@@ -125,26 +127,9 @@ struct ByteRANSDecoder {
         }
     }
 
-    /// Whole groups of 32 lanes, each needing at most 64 stream bytes: the kernel's, then lane by
-    /// lane (the lanes decode, then those below 2^16 take the next words in lane order).
-    private mutating func decodeFastWide(vectorKernel: Bool) {
-        if vectorKernel, tenpak_vector_decode_available() != 0 {
-            var stream: UnsafePointer<UInt8>? = words.ptr
-            // Safe: the kernel writes below out + n and reads only while 64 stream bytes remain.
-            i &+= tenpak_rans8_decode32(table, tableLog, states, &stream, words.end, out + i, n &- i)
-            if let stream { words.ptr = stream }
-        }
-        switch tableLog {
-        case 8: decodeFastWide(TL8.self)
-        case 9: decodeFastWide(TL9.self)
-        case 10: decodeFastWide(TL10.self)
-        case 11: decodeFastWide(TL11.self)
-        default: decodeFastWide(TL12.self)
-        }
-    }
-
-    /// Each lane renormalises right after its step: the words still go in lane order, as if all
-    /// lanes decoded first, since a step reads none.
+    /// Whole groups of 32 lanes, each needing at most 64 stream bytes. Each lane renormalises right
+    /// after its step: the words still go in lane order, as if all lanes decoded first, since a step
+    /// reads none.
     private mutating func decodeFastWide<T: TableLogK>(_: T.Type) {
         let table = table, states = states, lanes = ByteRANS.wideLanes
         var rp = words.ptr
@@ -157,6 +142,10 @@ struct ByteRANSDecoder {
     }
 
     private mutating func decodeFast<T: TableLogK>(_: T.Type) {
+        if lanes != 4 {
+            decodeFastWide(T.self)
+            return
+        }
         let table = table, out = out
         var s0 = states[0], s1 = states[1], s2 = states[2], s3 = states[3]
         while true {

@@ -485,17 +485,19 @@ public enum ContextDeltaCodec {
         for e in 0..<256 { etP[e] = UInt32(min(max(e - eTop + expContexts - 1, 0), expContexts - 1) * buckets * stride) }
 
         var br = BitReader(rawBytes)
+        // Lane states, then (wide) each lane's previous bucket offset (the kernel's layout).
+        let laneState = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * wideLanes)
+        defer { laneState.deallocate() }
+        laneState.initialize(repeating: 0, count: 2 * wideLanes)
         if !wide {
-            var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
-            var rsrc = try openRans(ransBytes, &x)
+            var rsrc = try openRans(ransBytes, states: laneState, lanes: 4)
+            // The four-lane loop keeps its states in registers.
+            var x = (laneState[0], laneState[1], laneState[2], laneState[3])
             decodeLoop(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
                        c: UInt64(c), x: &x, rsrc: &rsrc, br: &br)
-            try closeRans(rsrc, x)
+            (laneState[0], laneState[1], laneState[2], laneState[3]) = x
+            try closeRans(rsrc, states: laneState, lanes: 4)
         } else {
-            // Lane states, then each lane's previous bucket offset (the kernel's layout).
-            let laneState = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * wideLanes)
-            defer { laneState.deallocate() }
-            laneState.initialize(repeating: 0, count: 2 * wideLanes)
             var rsrc = try openRans(ransBytes, states: laneState, lanes: wideLanes)
             var params = tenpak_cd_params(
                 element_bytes: UInt32(E.width), mantissa_bits: E.mb, exponent_mask: E.expMask, exponent_top: Int32(eTop),

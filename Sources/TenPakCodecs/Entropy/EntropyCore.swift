@@ -373,7 +373,7 @@ func ransPut(_ x: inout UInt32, _ s: EncSymbol, _ tl: UInt32, _ ptr: inout Unsaf
     x = v &+ s.bias &+ q &* s.cmpl
 }
 
-/// Forward rANS word reader over the stream after the four initial states.
+/// Forward rANS word reader over the stream after the lanes' initial states (`openRans`).
 struct RansSource {
     var ptr: UnsafePointer<UInt8>
     let end: UnsafePointer<UInt8>
@@ -388,27 +388,6 @@ struct RansSource {
                 x = x &<< 16
             }
         }
-    }
-}
-
-/// Reads the four initial rANS states and returns a word source for the rest.
-func openRans(_ s: UnsafeRawBufferPointer, _ x: inout (UInt32, UInt32, UInt32, UInt32)) throws(EntropyCodecError) -> RansSource {
-    guard s.count >= 16, (s.count - 16) % 2 == 0, let b = s.baseAddress else {
-        throw EntropyCodecError("bad rANS stream length")
-    }
-    func rd(_ o: Int) -> UInt32 { UInt32(littleEndian: b.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
-    x = (rd(0), rd(4), rd(8), rd(12))
-    guard x.0 >= ransLowerBound, x.1 >= ransLowerBound, x.2 >= ransLowerBound, x.3 >= ransLowerBound else {
-        throw EntropyCodecError("bad rANS initial state")
-    }
-    let p = b.assumingMemoryBound(to: UInt8.self)
-    return RansSource(ptr: p + 16, end: p + s.count)
-}
-
-func closeRans(_ src: RansSource, _ x: (UInt32, UInt32, UInt32, UInt32)) throws(EntropyCodecError) {
-    guard !src.underflow, src.ptr == src.end else { throw EntropyCodecError("rANS stream length mismatch") }
-    guard x.0 == ransLowerBound, x.1 == ransLowerBound, x.2 == ransLowerBound, x.3 == ransLowerBound else {
-        throw EntropyCodecError("rANS final state mismatch")
     }
 }
 
