@@ -1,7 +1,8 @@
-// rANS decoding, 32 lanes with AVX-512 (two vectors of 16): context-delta symbols and order-0 byte
-// streams (tenpak_cd_symbols32 and tenpak_rans8_decode32 fall back to rans_avx2.c's where AVX-512
-// is missing); and the context-delta encoder's token pass. See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md
-// (mode 2) and SPEC 8.1 (plane mode 3) for the streams.
+// rANS, 32 lanes with AVX-512 (two vectors of 16): decoding of context-delta symbols and order-0
+// byte streams, the context-delta encoder's token pass and rANS encoder; the public entry points
+// fall back to rans_avx2.c's forms where AVX-512 (for the encoder: with CD, BW, VL) is missing.
+// See include/tenpak_kernels.h for the contracts, Sources/TenPakCodecs/Entropy/FORMAT.md (mode 2)
+// and SPEC 8.1 (plane mode 3) for the streams.
 #include "tenpak_kernels.h"
 #include "kernels_internal.h"
 
@@ -31,7 +32,7 @@ static int avx512_encoder_extensions(void) {
     return ((b >> 28) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
 }
 
-int tenpak_avx512_encoder_available(void) {
+static int avx512_encoder_available(void) {
     static int known = -1;
     int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (k < 0) {
@@ -39,6 +40,10 @@ int tenpak_avx512_encoder_available(void) {
         __atomic_store_n(&known, k, __ATOMIC_RELAXED);
     }
     return k;
+}
+
+int tenpak_vector_encode_available(void) {
+    return avx512_encoder_available() || tenpak_internal_avx2_available();
 }
 
 int tenpak_avx512_available(void) {
@@ -226,7 +231,7 @@ static inline void half_tokens(const struct tenpak_cd_encode_params *p, const ui
 }
 
 __attribute__((target("avx512f,avx512cd,avx512bw,avx512vl")))
-size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
+static size_t cd_tokens32_avx512(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
                           uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
     __m512i prev0 = _mm512_loadu_si512(prev_buckets), prev1 = _mm512_loadu_si512(prev_buckets + 16);
     size_t done = 0;
@@ -343,7 +348,7 @@ TP_ENCODER static inline void encode_half(const uint32_t *freq_start, uint32_t t
     *x = _mm512_add_epi32(_mm512_add_epi32(*x, start), _mm512_mullo_epi32(q, cmpl));
 }
 
-TP_ENCODER size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
+TP_ENCODER static size_t rans_encode32_avx512(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
                                        size_t count, uint32_t states[32], uint8_t **sink) {
     __m512i x0 = _mm512_loadu_si512(states), x1 = _mm512_loadu_si512(states + 16);
     uint8_t *p = *sink;
@@ -358,6 +363,22 @@ TP_ENCODER size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t tabl
     _mm512_storeu_si512(states + 16, x1);
     *sink = p;
     return groups * 32;
+}
+
+size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
+                          uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
+    if (avx512_encoder_available()) return cd_tokens32_avx512(p, target, base, count, prev_buckets, syms, raw, nraw);
+    if (tenpak_internal_avx2_available())
+        return tenpak_internal_cd_tokens32_avx2(p, target, base, count, prev_buckets, syms, raw, nraw);
+    return 0;
+}
+
+size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
+                            size_t count, uint32_t states[32], uint8_t **sink) {
+    if (avx512_encoder_available()) return rans_encode32_avx512(freq_start, table_log, syms, sym_bytes, count, states, sink);
+    if (tenpak_internal_avx2_available())
+        return tenpak_internal_rans_encode32_avx2(freq_start, table_log, syms, sym_bytes, count, states, sink);
+    return 0;
 }
 
 int tenpak_vector_decode_available(void) {
@@ -384,8 +405,24 @@ size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t
 #else
 
 int tenpak_avx512_available(void) { return 0; }
+size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
+                          uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
+    if (avx512_encoder_available()) return cd_tokens32_avx512(p, target, base, count, prev_buckets, syms, raw, nraw);
+    if (tenpak_internal_avx2_available())
+        return tenpak_internal_cd_tokens32_avx2(p, target, base, count, prev_buckets, syms, raw, nraw);
+    return 0;
+}
+
+size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
+                            size_t count, uint32_t states[32], uint8_t **sink) {
+    if (avx512_encoder_available()) return rans_encode32_avx512(freq_start, table_log, syms, sym_bytes, count, states, sink);
+    if (tenpak_internal_avx2_available())
+        return tenpak_internal_rans_encode32_avx2(freq_start, table_log, syms, sym_bytes, count, states, sink);
+    return 0;
+}
+
 int tenpak_vector_decode_available(void) { return 0; }
-int tenpak_avx512_encoder_available(void) { return 0; }
+int tenpak_vector_encode_available(void) { return 0; }
 
 size_t tenpak_cd_values16(const struct tenpak_cd_value_params *p, const void *base, void *out, size_t count,
                           const uint8_t *syms, const uint8_t *raw, size_t raw_length, size_t *bit_position) {

@@ -82,9 +82,9 @@ size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, s
 size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
                              const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count);
 
-/// 1 when the encoder kernels (tenpak_cd_tokens32, tenpak_rans_encode32) do work here: AVX-512F
-/// with CD, BW and VL. Else 0.
-int tenpak_avx512_encoder_available(void);
+/// 1 when the encoder kernels (tenpak_cd_tokens32, tenpak_rans_encode32) do work here: with
+/// AVX-512F, CD, BW and VL, else with AVX2. Else 0.
+int tenpak_vector_encode_available(void);
 
 /// The context-delta encoder's parameters of one payload (FORMAT.md "Model").
 struct tenpak_cd_encode_params {
@@ -109,7 +109,7 @@ struct tenpak_cd_encode_params {
 /// | token, raw[i] = the raw bits (the low L - 2 bits of |d|) and nraw[i] = their count. The bucket
 /// context of element i is the bucket of element i - 32: `prev_buckets` holds those of the 32
 /// elements before the first (0 at the start of a payload) and is updated. Returns the number of
-/// elements done (a multiple of 32; 0 where the encoder extensions are missing).
+/// elements done (a multiple of 32; 0 where tenpak_vector_encode_available() is 0).
 size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
                           uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw);
 
@@ -117,8 +117,9 @@ size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *t
 /// states[i mod 32], as EntropyCore's ransEncode does one at a time: `freq_start[s]` = f | start
 /// << 16 of symbol s, `syms` holds `sym_bytes`-byte symbols (1 or 2), `*sink` is the position below
 /// which the words go (back to front) and moves down past them; the caller leaves room for one
-/// 16-bit word per symbol. Returns the number of symbols coded (0 where the encoder extensions are
-/// missing).
+/// 16-bit word per symbol and 16 bytes more below it (the AVX2 form stores whole vectors, the words
+/// at their top; the bytes below the final position are left undefined). Returns the number of
+/// symbols coded (0 where tenpak_vector_encode_available() is 0).
 size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
                             size_t count, uint32_t states[32], uint8_t **sink);
 

@@ -44,7 +44,7 @@ public enum ContextDeltaCodec {
 
     /// Tuning entry point (benchmarks, tests): table precision, whether to search the decay
     /// predictor, the number of rANS lanes (`wideLanes`, mode 2; or 4, mode 1 as older stores
-    /// hold it), and whether the token pass may use the AVX-512 kernel (the same payload either way).
+    /// hold it), and whether the token pass and rANS coder may use the vector kernels (the same payload either way).
     public static func _encode(target: UnsafeRawBufferPointer, base: UnsafeRawBufferPointer,
                                layout: FloatLayout, tableLog preferredLog: Int, decay: Bool,
                                lanes: Int = 32, vectorKernel: Bool = true) -> [UInt8] {
@@ -98,7 +98,7 @@ public enum ContextDeltaCodec {
         let rawBytes = et.withUnsafeBufferPointer { etp in
             bucketOfL.withUnsafeBufferPointer { blp in
                 withUnsafePointer(to: &params) { params in
-                    let kernel = vectorKernel && tenpak_avx512_encoder_available() != 0 ? params : nil
+                    let kernel = vectorKernel && tenpak_vector_encode_available() != 0 ? params : nil
                     return c64 == 0
                         ? tokenPass(E.self, NoDecay.self, tp, bp, n: n, lanes: lanes, c: c64, kernel: kernel, et: etp.baseAddress!,
                                     bucketOfL: blp.baseAddress!, syms: scratch.syms, counts: scratch.counts, raw: scratch.raw)
@@ -269,7 +269,7 @@ public enum ContextDeltaCodec {
         }
         var i = 0
         if let kernel, lanes == wideLanes {
-            // Whole groups of 32 through the AVX-512 kernel (tokens, contexts, raw fields), a block
+            // Whole groups of 32 through the vector kernel (tokens, contexts, raw fields), a block
             // at a time; the counts and the bit packing, which are serial, here.
             let prev = UnsafeMutablePointer<UInt32>.allocate(capacity: wideLanes)
             defer { prev.deallocate() }

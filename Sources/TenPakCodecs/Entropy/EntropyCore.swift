@@ -317,7 +317,7 @@ struct RansSink {
 /// a power of two), then prepends the final states so that they read x0, x1, ... from the front.
 /// `rs` needs room for one 16-bit word per symbol, the states, and 32 bytes of slack in front.
 /// With `kernel` (per symbol f | start << 16) and 32 lanes, whole groups of 32 go through the
-/// AVX-512 kernel where it runs: the same words and states.
+/// vector kernel where one runs (AVX-512 or AVX2): the same words and states.
 func ransEncode<S: FixedWidthInteger & UnsignedInteger>(n: Int, lanes: Int, syms: UnsafePointer<S>, enc: UnsafePointer<EncSymbol>,
                                                        tableLog: Int, sink rs: inout RansSink,
                                                        kernel: UnsafePointer<UInt32>? = nil) {
@@ -328,7 +328,7 @@ func ransEncode<S: FixedWidthInteger & UnsignedInteger>(n: Int, lanes: Int, syms
     let tl = UInt32(tableLog)
     let laneMask = lanes - 1
     var i = n - 1
-    if let kernel, lanes == 32, n >= 32, tenpak_avx512_encoder_available() != 0 {
+    if let kernel, lanes == 32, n >= 32, tenpak_vector_encode_available() != 0 {
         // The top symbols up to a whole group here, then every whole group below in the kernel.
         while (i + 1) & 31 != 0 {
             ransPut(&x[i & laneMask], enc[Int(syms[i])], tl, &ptr)
