@@ -405,22 +405,6 @@ size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t
 #else
 
 int tenpak_avx512_available(void) { return 0; }
-size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
-                          uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
-    if (avx512_encoder_available()) return cd_tokens32_avx512(p, target, base, count, prev_buckets, syms, raw, nraw);
-    if (tenpak_internal_avx2_available())
-        return tenpak_internal_cd_tokens32_avx2(p, target, base, count, prev_buckets, syms, raw, nraw);
-    return 0;
-}
-
-size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
-                            size_t count, uint32_t states[32], uint8_t **sink) {
-    if (avx512_encoder_available()) return rans_encode32_avx512(freq_start, table_log, syms, sym_bytes, count, states, sink);
-    if (tenpak_internal_avx2_available())
-        return tenpak_internal_rans_encode32_avx2(freq_start, table_log, syms, sym_bytes, count, states, sink);
-    return 0;
-}
-
 int tenpak_vector_decode_available(void) { return 0; }
 int tenpak_vector_encode_available(void) { return 0; }
 
