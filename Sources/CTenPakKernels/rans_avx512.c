@@ -32,21 +32,17 @@ static int avx512_encoder_extensions(void) {
     return ((b >> 28) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
 }
 
-static int avx512_encoder_available(void) {
-    static int known = -1;
-    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (k < 0) {
-        k = tenpak_avx512_available() && avx512_encoder_extensions();
-        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
-    }
-    return k;
+// The widest kernels the dispatchers may choose (tenpak_set_kernel_limit). Relaxed atomics: it is
+// set while no codec runs.
+static int kernel_limit = 2;
+
+void tenpak_set_kernel_limit(int limit) {
+    __atomic_store_n(&kernel_limit, limit < 0 ? 0 : limit > 2 ? 2 : limit, __ATOMIC_RELAXED);
 }
 
-int tenpak_vector_encode_available(void) {
-    return avx512_encoder_available() || tenpak_internal_avx2_available();
-}
+int tenpak_kernel_limit(void) { return __atomic_load_n(&kernel_limit, __ATOMIC_RELAXED); }
 
-int tenpak_avx512_available(void) {
+static int avx512_cpu(void) {
     // -1 unknown. Relaxed atomics: threads racing to fill it store the same value.
     static int known = -1;
     int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
@@ -56,6 +52,26 @@ int tenpak_avx512_available(void) {
     }
     return k;
 }
+
+static int avx512_encoder_cpu(void) {
+    static int known = -1;
+    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (k < 0) {
+        k = avx512_cpu() && avx512_encoder_extensions();
+        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
+    }
+    return k;
+}
+
+int tenpak_cpu_kernel_level(void) { return avx512_cpu() ? 2 : tenpak_internal_avx2_available() ? 1 : 0; }
+
+int tenpak_avx512_available(void) { return tenpak_kernel_limit() >= 2 && avx512_cpu(); }
+
+static int avx512_encoder_available(void) { return tenpak_kernel_limit() >= 2 && avx512_encoder_cpu(); }
+
+static int avx2_available(void) { return tenpak_kernel_limit() >= 1 && tenpak_internal_avx2_available(); }
+
+int tenpak_vector_encode_available(void) { return avx512_encoder_available() || avx2_available(); }
 
 #define TP_TARGET __attribute__((target("avx512f,popcnt")))
 
@@ -368,7 +384,7 @@ TP_ENCODER static size_t rans_encode32_avx512(const uint32_t *freq_start, uint32
 size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *target, const void *base, size_t count,
                           uint32_t prev_buckets[32], uint16_t *syms, uint32_t *raw, uint8_t *nraw) {
     if (avx512_encoder_available()) return cd_tokens32_avx512(p, target, base, count, prev_buckets, syms, raw, nraw);
-    if (tenpak_internal_avx2_available())
+    if (avx2_available())
         return tenpak_internal_cd_tokens32_avx2(p, target, base, count, prev_buckets, syms, raw, nraw);
     return 0;
 }
@@ -376,13 +392,13 @@ size_t tenpak_cd_tokens32(const struct tenpak_cd_encode_params *p, const void *t
 size_t tenpak_rans_encode32(const uint32_t *freq_start, uint32_t table_log, const void *syms, uint32_t sym_bytes,
                             size_t count, uint32_t states[32], uint8_t **sink) {
     if (avx512_encoder_available()) return rans_encode32_avx512(freq_start, table_log, syms, sym_bytes, count, states, sink);
-    if (tenpak_internal_avx2_available())
+    if (avx2_available())
         return tenpak_internal_rans_encode32_avx2(freq_start, table_log, syms, sym_bytes, count, states, sink);
     return 0;
 }
 
 int tenpak_vector_decode_available(void) {
-    return tenpak_avx512_available() || tenpak_internal_avx2_available();
+    return tenpak_avx512_available() || avx2_available();
 }
 
 size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, size_t i, size_t count,
@@ -390,7 +406,7 @@ size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, s
                            const uint8_t **stream, const uint8_t *stream_end, uint8_t *symbols) {
     if (tenpak_avx512_available())
         return cd_symbols32_avx512(p, base, i, count, states, bucket_offsets_of_lanes, stream, stream_end, symbols);
-    if (tenpak_internal_avx2_available())
+    if (avx2_available())
         return tenpak_internal_cd_symbols32_avx2(p, base, i, count, states, bucket_offsets_of_lanes, stream, stream_end, symbols);
     return 0;
 }
@@ -398,12 +414,15 @@ size_t tenpak_cd_symbols32(const struct tenpak_cd_params *p, const void *base, s
 size_t tenpak_rans8_decode32(const uint32_t *table, uint32_t table_log, uint32_t states[32],
                              const uint8_t **stream, const uint8_t *stream_end, uint8_t *out, size_t count) {
     if (tenpak_avx512_available()) return rans8_decode32_avx512(table, table_log, states, stream, stream_end, out, count);
-    if (tenpak_internal_avx2_available()) return tenpak_internal_rans8_decode32_avx2(table, table_log, states, stream, stream_end, out, count);
+    if (avx2_available()) return tenpak_internal_rans8_decode32_avx2(table, table_log, states, stream, stream_end, out, count);
     return 0;
 }
 
 #else
 
+void tenpak_set_kernel_limit(int limit) { (void)limit; }
+int tenpak_kernel_limit(void) { return 0; }
+int tenpak_cpu_kernel_level(void) { return 0; }
 int tenpak_avx512_available(void) { return 0; }
 int tenpak_vector_decode_available(void) { return 0; }
 int tenpak_vector_encode_available(void) { return 0; }

@@ -9,8 +9,9 @@ final class ByteRANSTests: XCTestCase {
         return (0 ..< n).map { _ in UInt8(truncatingIfNeeded: Int(abs(r.normal()) * 40)) }
     }
 
-    /// Decodes a payload of `lanes` lanes every way it can be: a 32-lane stream with the AVX-512
-    /// kernel (where this CPU has it) and lane by lane; each result must equal `data`.
+    /// Decodes a payload of `lanes` lanes every way it can be: a 32-lane stream with the vector
+    /// kernels (where this CPU has them, up to VectorKernels.limit) and lane by lane; each result
+    /// must equal `data`.
     func assertDecodes(_ payload: [UInt8], lanes: Int, to data: [UInt8], _ label: String,
                        file: StaticString = #filePath, line: UInt = #line) throws {
         for vector in lanes == 4 ? [true] : [true, false] {
@@ -52,7 +53,7 @@ final class ByteRANSTests: XCTestCase {
                 for lanes in [4, 32] {
                     let payload = data.withUnsafeBytes { ByteRANS.encode($0, lanes: lanes) }
                     try assertDecodes(payload, lanes: lanes, to: data, "n = \(n), kind \(kind)")
-                    // The AVX-512 encoder (where this CPU has it) writes what the portable one does.
+                    // The vector encoder (where this CPU has it) writes what the portable one does.
                     let portable = data.withUnsafeBytes { ByteRANS.encode($0, lanes: lanes, vectorKernel: false) }
                     XCTAssertEqual(portable, payload, "n = \(n), kind \(kind), \(lanes) lanes")
                 }
@@ -61,6 +62,24 @@ final class ByteRANSTests: XCTestCase {
     }
 
     /// Two four-lane streams decoded together equal each decoded alone, whichever runs out first.
+    /// Every kernel level this CPU has (AVX2 on an AVX-512 CPU too) encodes and decodes what the
+    /// portable loops do.
+    func testEveryKernelLevelMatchesThePortableLoops() throws {
+        var r = TestSupport.Random(seed: 21)
+        let inputs = [skewed(31, seed: 1), skewed(32, seed: 2), skewed(4099, seed: 3), r.bytes(65_539), skewed(262_144, seed: 4),
+                      [UInt8](repeating: 7, count: 1000)]
+        for level in VectorKernels.available where level > .portable {
+            try VectorKernels.with(limit: level) {
+                for data in inputs {
+                    let payload = data.withUnsafeBytes { ByteRANS.encode($0) }
+                    let portable = data.withUnsafeBytes { ByteRANS.encode($0, lanes: 32, vectorKernel: false) }
+                    XCTAssertEqual(payload, portable, "\(level), n = \(data.count)")
+                    try assertDecodes(payload, lanes: 32, to: data, "\(level), n = \(data.count)")
+                }
+            }
+        }
+    }
+
     func testPairDecodeMatchesSingleDecode() throws {
         var r = TestSupport.Random(seed: 21)
         for (na, nb) in [(1, 1), (5, 70_000), (65_536, 65_536), (70_001, 3), (4099, 4096)] {

@@ -47,15 +47,15 @@ final class ContextDeltaCodecTests: XCTestCase {
     private func roundTrip(_ target: [UInt32], _ base: [UInt32], _ layout: FloatLayout, file: StaticString = #filePath, line: UInt = #line) throws -> Int {
         let t = bytes(target, layout), b = bytes(base, layout)
         let payload = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in ContextDeltaCodec.encode(target: tp, base: bp, layout: layout) } }
-        // The token pass's AVX-512 kernel (where this CPU has it) writes the same payload as the
-        // portable one.
+        // The encoder's vector kernels (where this CPU has them, up to VectorKernels.limit) write the
+        // same payload as the portable loops.
         let portable = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
             ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: 10, decay: true, vectorKernel: false) } }
         XCTAssertEqual(portable, payload, "encoders differ (\(layout), n=\(target.count))", file: file, line: line)
         // Payloads as older stores hold them: four lanes (mode 1).
         let legacy = t.withUnsafeBytes { tp in b.withUnsafeBytes { bp in
             ContextDeltaCodec._encode(target: tp, base: bp, layout: layout, tableLog: 10, decay: true, lanes: 4) } }
-        // The AVX-512 kernel (where this CPU has it) and the portable decoder, and the legacy payload.
+        // The vector kernels (where this CPU has them) and the portable decoder, and the legacy payload.
         for (p, vector, label) in [(payload, true, "wide, vector"), (payload, false, "wide, portable"), (legacy, true, "four lanes")] {
             let out = try decode(p, b, layout, count: t.count, vector: vector)
             XCTAssertEqual(out, t, "round trip mismatch (\(layout), n=\(target.count), \(label))", file: file, line: line)
@@ -123,6 +123,31 @@ final class ContextDeltaCodecTests: XCTestCase {
                 _ = try roundTrip(perturbed(rb, layout, &rng, spread: layout == .f32 ? 2000 : 2), rb, layout)
             }
         }
+    }
+
+    /// The default run above uses the widest kernels this CPU has; the narrower ones (AVX2 on an
+    /// AVX-512 CPU) must write and read the same payloads as the portable loops too, since other
+    /// machines run them.
+    func testEveryKernelLevelMatchesThePortableLoops() throws {
+        let widest = VectorKernels.limit
+        for level in VectorKernels.available where level > .portable {
+            try VectorKernels.with(limit: level) {
+                var rng = SplitMix64(seed: 11)
+                for layout in [FloatLayout.f32, .bf16, .f16] {
+                    for n in [31, 32, 33, 1000, 4097, 70_001] {
+                        let base = realisticBase(n, layout, &rng)
+                        _ = try roundTrip(perturbed(base, layout, &rng, spread: layout == .f32 ? 3000 : 2), base, layout)
+                        _ = try roundTrip(randomBits(n, layout, &rng), base, layout)
+                        // Decay towards zero: the kernels' predictor.
+                        let decayed = base.map { b -> UInt32 in
+                            layout == .f32 ? b &- ((b & 0x7F_FFFF) >> 12) : b &- ((b & 0x7F) >> 5)
+                        }
+                        _ = try roundTrip(decayed, base, layout)
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(VectorKernels.limit, widest, "the cap is restored")
     }
 
     func testOneMiBChunks() throws {

@@ -3,13 +3,15 @@
 // (MB = 1e6 bytes of raw chunk). Also the primitives put and get spend their time in.
 //
 // Usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N] [--only NAME]
+//                    [--kernels portable|avx2|avx512]
 //        (swift run -c release tenpak-bench .corpus/minilm-base/model.safetensors .corpus/minilm-ft105/model.safetensors)
 //
 // The chunks are cut as put cuts them (1 MiB counted from each tensor's start) and each fine-tune
 // chunk is paired with the base tensor's chunk of the same name and index. `--bf16` casts both
 // files' F32 tensors to BF16 first (round to nearest even, as Tools/cast_safetensors.py does).
 // `--only NAME` runs just the rows whose label starts with NAME (e.g. `--only context-delta`,
-// for a profiler), and no primitives. Times are thread CPU time (CLOCK_THREAD_CPUTIME_ID), the best of `--repeat` runs: the machine
+// for a profiler), and no primitives. `--kernels` caps the entropy coders' vector kernels
+// (`VectorKernels.limit`; default: the widest this CPU has). Times are thread CPU time (CLOCK_THREAD_CPUTIME_ID), the best of `--repeat` runs: the machine
 // is shared, and CPU time is what a busy core costs. Nothing here asserts a speed.
 import Foundation
 import TenPakCodecs
@@ -105,6 +107,7 @@ func run() throws {
     var args = Array(CommandLine.arguments.dropFirst())
     var bf16 = false, limitMB = 1 << 20, repeats = 3
     var only: String?
+    var kernels = VectorKernels.Level.avx512
     var positional: [String] = []
     while !args.isEmpty {
         let a = args.removeFirst()
@@ -113,19 +116,26 @@ func run() throws {
         case "--limit": limitMB = Int(args.isEmpty ? "" : args.removeFirst()) ?? limitMB
         case "--repeat": repeats = Int(args.isEmpty ? "" : args.removeFirst()) ?? repeats
         case "--only": only = args.isEmpty ? nil : args.removeFirst()
+        case "--kernels":
+            let name = args.isEmpty ? "" : args.removeFirst()
+            guard let level = ["portable": VectorKernels.Level.portable, "avx2": .avx2, "avx512": .avx512][name] else {
+                throw BenchError.usage("--kernels takes portable, avx2 or avx512, not \(name)")
+            }
+            kernels = level
         default: positional.append(a)
         }
     }
     guard positional.count == 2 else {
-        throw BenchError.usage("usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N] [--only NAME]")
+        throw BenchError.usage("usage: tenpak-bench BASE.safetensors FINETUNE.safetensors [--bf16] [--limit MB] [--repeat N] [--only NAME] [--kernels portable|avx2|avx512]")
     }
+    VectorKernels.limit = kernels
     let all = chunks(base: try loadTensors(positional[0], bf16: bf16), target: try loadTensors(positional[1], bf16: bf16),
                      limit: limitMB << 20)
     let paired = all.filter { $0.base != nil }
     let rawTotal = all.reduce(0) { $0 + $1.raw.count }
     let pairedTotal = paired.reduce(0) { $0 + $1.raw.count }
     print("tenpak-bench: \(all.count) chunks, \(rawTotal) bytes (\(paired.count) paired with a base chunk, \(pairedTotal) bytes)\(bf16 ? ", cast to BF16" : "")")
-    print("MB per CPU-second of one thread (best of \(repeats)); ratio = payload / raw")
+    print("MB per CPU-second of one thread (best of \(repeats)); ratio = payload / raw; vector kernels up to \(min(kernels, VectorKernels.cpuLevel))")
     print("encoding              chunks   ratio    encode MB/s  decode MB/s   payload digest")
 
     func bench(_ label: String, _ set: [Chunk], encode: (Chunk) -> (Encoding, [UInt8])) throws {

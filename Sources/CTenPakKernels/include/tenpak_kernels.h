@@ -34,8 +34,20 @@ void tenpak_sha256_ni_blocks_x2(uint32_t a[8], const uint8_t *da, uint32_t b[8],
 /// EPYC, 2026-12-04). Called after every XXH3 call (TenPakFormat's Hashing).
 void tenpak_clear_avx_upper(void);
 
-/// 1 when this CPU and OS can run AVX-512F code (tenpak_cd_values16 does work; the decoders below
-/// use their AVX-512 forms), else 0.
+/// Caps the vector kernels the entry points below may choose: 2 (AVX-512 where the CPU has it; the
+/// default), 1 (AVX2 at most), 0 (none: they return 0 and their callers' portable loops run). For
+/// tests, which hold every form to the portable code on one CPU, and benchmarks; process-wide, set
+/// while no codec runs.
+void tenpak_set_kernel_limit(int limit);
+
+/// The cap tenpak_set_kernel_limit set.
+int tenpak_kernel_limit(void);
+
+/// The widest kernels this CPU and OS can run, whatever the cap: 2 AVX-512F, 1 AVX2, 0 neither.
+int tenpak_cpu_kernel_level(void);
+
+/// 1 when this CPU and OS can run AVX-512F code and the cap allows it (tenpak_cd_values16 does work;
+/// the decoders below use their AVX-512 forms), else 0.
 int tenpak_avx512_available(void);
 
 /// 1 when tenpak_cd_symbols32 and tenpak_rans8_decode32 do work here: with AVX-512F, else with
