@@ -151,7 +151,7 @@ struct tenpak_cd_value_params {
 /// groups of 16 while 16 of `count` remain and the raw stream (`raw_length` bytes) holds 8 readable
 /// bytes past the byte of every bit a group may use: out[k] = pred(base[k]) + d(syms[k], raw bits
 /// from *bit_position on). `*bit_position` advances past the bits used. Returns the number of
-/// elements done (a multiple of 16; 0 where AVX-512 is missing).
+/// elements done (a multiple of 16; 0 where AVX-512 is missing or the kernel limit is below it).
 size_t tenpak_cd_values16(const struct tenpak_cd_value_params *p, const void *base, void *out, size_t count,
                           const uint8_t *syms, const uint8_t *raw, size_t raw_length, size_t *bit_position);
 

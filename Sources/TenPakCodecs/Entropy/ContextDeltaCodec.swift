@@ -511,7 +511,7 @@ public enum ContextDeltaCodec {
                     withUnsafePointer(to: &valueParams) { values in
                         decodeWideBlocks(E.self, T.self, n: n, bp: base.baseAddress!, op: output.baseAddress!, tab: UnsafeRawPointer(block),
                                          c: UInt64(c), kernel: vector ? params : nil,
-                                         values: vector && tenpak_avx512_available() != 0 ? values : nil,
+                                         values: vector ? values : nil,
                                          x: laneState, pbs: laneState + wideLanes, rsrc: &rsrc, br: &br, syms: symBuf.baseAddress!)
                     }
                 }
@@ -762,7 +762,7 @@ public enum ContextDeltaCodec {
             let raw = UnsafeRawPointer(br.start)
             var pos = br.bitPosition
             if let kernel {
-                // Groups of 16 with AVX-512 while their raw fields stay 8 bytes inside the stream.
+                // Groups of 16 with AVX-512 (where it runs) while their raw fields stay 8 bytes inside the stream.
                 var at = pos
                 // Safe: elements i ..< i1 lie inside base, output and syms; the kernel reads the
                 // stream only below its length.
