@@ -82,6 +82,12 @@ public final class OpenFile: @unchecked Sendable {
         _ = try retrying("fsync", path) { fsync(fd) }
     }
 
+    /// fdatasync: the data written so far (and the size needed to read it) made durable, without
+    /// the timestamps `sync` writes too.
+    public func syncData() throws {
+        _ = try retrying("fdatasync", path) { fdatasync(fd) }
+    }
+
     public func truncate(to size: Int) throws {
         _ = try retrying("truncate", path) { ftruncate(fd, off_t(size)) }
     }

@@ -135,6 +135,12 @@ public final class LocalPackDirectory: PackStorage, @unchecked Sendable {
 
 /// Writes one pack: buffered appends to `tmp/<name>.pack.partial`, then fsync, rename into
 /// `packs/`, and fsync of the directory, in that order (ORDER: data fsync → rename → dir fsync).
+///
+/// Each flushed buffer is made durable (fdatasync) on a thread of its own while the writer goes
+/// on, so the seal's fsync waits for the last flush instead of the whole pack: a 33 MB pack's
+/// fsync kept a put idle for 35–50 ms on this machine's disk, one flush's about 9 ms. A failed
+/// background sync fails the seal: Linux reports a writeback error to one sync call only, so it is
+/// kept here rather than left for the seal's fsync to see.
 final class LocalPackWriter: PackWriting {
     let name: String
     private let directory: LocalPackDirectory
@@ -144,6 +150,7 @@ final class LocalPackWriter: PackWriting {
     private var flushed = 0
     private var broken: Error?
     private var finished = false
+    private let syncs = BackgroundSyncs()
     private static let flushThreshold = 8 << 20
 
     init(directory: LocalPackDirectory) throws {
@@ -175,6 +182,7 @@ final class LocalPackWriter: PackWriting {
             try buffer.withUnsafeBytes { try file.write($0, at: flushed) }
             flushed += buffer.count
             buffer.removeAll(keepingCapacity: true)
+            syncs.start { [file] in try file.syncData() }
         } catch {
             broken = error
             throw error
@@ -185,6 +193,7 @@ final class LocalPackWriter: PackWriting {
         if let broken { throw broken }
         try flush()
         do {
+            try syncs.finish()
             try file.sync()
             let final = directory.path(of: name)
             let fanDirectory = FileSystem.parentDirectory(final)
@@ -213,5 +222,29 @@ final class NSLockShim: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return try body()
+    }
+}
+
+/// Syncs of one file run in order on a thread of their own; `finish` waits for them and throws
+/// the first failure.
+final class BackgroundSyncs: @unchecked Sendable {
+    // Safe: `failure` is only touched under `lock`; the queue runs one sync at a time.
+    private let queue = DispatchQueue(label: "tenpak.pack.sync")
+    private let lock = NSLockShim()
+    private var failure: Error?
+
+    func start(_ sync: @escaping @Sendable () throws -> Void) {
+        queue.async { [self] in
+            do {
+                try sync()
+            } catch {
+                lock.withLock { if failure == nil { failure = error } }
+            }
+        }
+    }
+
+    func finish() throws {
+        queue.sync {}
+        if let failure = lock.withLock({ failure }) { throw failure }
     }
 }

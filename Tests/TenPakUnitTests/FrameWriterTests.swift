@@ -1,5 +1,5 @@
 import Foundation
-import TenPakChunkStore
+@testable import TenPakChunkStore
 import TenPakCodecs
 import TenPakFormat
 import TenPakTestSupport
@@ -149,5 +149,50 @@ final class FrameWriterTests: XCTestCase {
             XCTAssertEqual(packs.names.count, 2)
         }
         XCTAssertEqual(packs.names, [])
+    }
+
+    func testBackgroundSyncsRunInOrderAndTheirFirstFailureFailsTheFinish() throws {
+        let syncs = BackgroundSyncs()
+        let order = NSLock()
+        nonisolated(unsafe) var ran: [Int] = []
+        for k in 0 ..< 5 {
+            syncs.start {
+                order.withLock { ran.append(k) }
+                if k == 2 { throw StoreError.io(operation: "fdatasync", path: "p", errno: 5) }
+                if k == 3 { throw InMemoryPacks.InjectedFault() }
+            }
+        }
+        XCTAssertThrowsError(try syncs.finish()) { error in
+            guard case let StoreError.io(operation, _, errno) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(operation, "fdatasync")
+            XCTAssertEqual(errno, 5)
+        }
+        XCTAssertEqual(order.withLock { ran }, [0, 1, 2, 3, 4], "every sync ran, in order, before finish returned")
+        let clean = BackgroundSyncs()
+        clean.start {}
+        XCTAssertNoThrow(try clean.finish())
+    }
+
+    /// A local pack longer than the writer's buffer is flushed, synced in the background and
+    /// sealed; every byte reads back.
+    func testALocalPackPastSeveralFlushesReadsBack() throws {
+        let packs = LocalPackDirectory(root: TestSupport.temporaryDirectory(self, "packs"))
+        let writer = FrameWriter(packs: packs)
+        var chunks: [(NewChunk, [UInt8])] = []
+        for i in 0 ..< 20 {
+            var random = TestSupport.Random(seed: UInt64(i))
+            let block = random.bytes(4_096)
+            var payload: [UInt8] = []
+            for _ in 0 ..< 270 { payload += block }
+            chunks.append((try writer.append(header: frame(payload), payload: payload), payload))
+        }
+        let sealed = try writer.commit { $0 }
+        XCTAssertEqual(sealed.count, 1)
+        XCTAssertGreaterThan(sealed[0].size, 20 * 270 * 4_096)
+        XCTAssertEqual(try packs.size(pack: sealed[0].name), sealed[0].size)
+        for (chunk, payload) in chunks {
+            let bytes = try packs.read(pack: chunk.pack, offset: chunk.frameOffset, length: chunk.frameLength)
+            XCTAssertEqual(Array(bytes.suffix(payload.count)), payload)
+        }
     }
 }
