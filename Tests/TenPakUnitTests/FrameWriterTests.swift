@@ -151,26 +151,28 @@ final class FrameWriterTests: XCTestCase {
         XCTAssertEqual(packs.names, [])
     }
 
-    func testBackgroundSyncsRunInOrderAndTheirFirstFailureFailsTheFinish() throws {
-        let syncs = BackgroundSyncs()
+    func testBackgroundWritesRunInOrderAndTheFirstFailureFailsTheFinish() throws {
+        let writes = BackgroundWrites()
         let order = NSLock()
-        nonisolated(unsafe) var ran: [Int] = []
+        nonisolated(unsafe) var seen: [UInt8] = []
         for k in 0 ..< 5 {
-            syncs.start {
-                order.withLock { ran.append(k) }
+            writes.start([UInt8(k), 9]) { bytes in
+                order.withLock { seen.append(bytes[0]) }
                 if k == 2 { throw StoreError.io(operation: "fdatasync", path: "p", errno: 5) }
                 if k == 3 { throw InMemoryPacks.InjectedFault() }
             }
         }
-        XCTAssertThrowsError(try syncs.finish()) { error in
+        XCTAssertThrowsError(try writes.finish()) { error in
             guard case let StoreError.io(operation, _, errno) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(operation, "fdatasync")
             XCTAssertEqual(errno, 5)
         }
-        XCTAssertEqual(order.withLock { ran }, [0, 1, 2, 3, 4], "every sync ran, in order, before finish returned")
-        let clean = BackgroundSyncs()
-        clean.start {}
-        XCTAssertNoThrow(try clean.finish())
+        XCTAssertEqual(order.withLock { seen }, [0, 1, 2, 3, 4], "every write ran, in order, before finish returned")
+        let clean = BackgroundWrites()
+        clean.start(Array(repeating: 7, count: 1_000)) { XCTAssertEqual($0.count, 1_000) }
+        let spare = try clean.finish()
+        XCTAssertEqual(spare.count, 0, "the buffer comes back empty")
+        XCTAssertGreaterThanOrEqual(spare.capacity, 1_000, "with its memory, for the next buffer")
     }
 
     /// A local pack longer than the writer's buffer is flushed, synced in the background and
