@@ -278,16 +278,20 @@ public enum ContextDeltaCodec {
             defer { fields.deallocate() }
             let widths = UnsafeMutablePointer<UInt8>.allocate(capacity: block)
             defer { widths.deallocate() }
-            @inline(__always) func pack(_ k: Int, _ cnt: UnsafeMutablePointer<UInt32>) {
+            // `flush` as in `one`: 16-bit elements write the accumulator out once per four.
+            @inline(__always) func pack(_ k: Int, _ cnt: UnsafeMutablePointer<UInt32>, flush: Bool = true) {
                 cnt[Int(syms[i &+ k])] &+= 1
                 acc |= UInt64(fields[k]) &<< UInt64(truncatingIfNeeded: nacc)
                 nacc &+= Int(widths[k])
-                UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
-                let nb = nacc &>> 3
-                wp += nb
-                acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
-                nacc &= 7
+                if flush {
+                    UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
+                    let nb = nacc &>> 3
+                    wp += nb
+                    acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
+                    nacc &= 7
+                }
             }
+            let grouped = E.bits == 16
             while n &- i >= wideLanes {
                 // Safe: the kernel reads elements i ..< i + done of both buffers and writes done
                 // entries of syms (from i), fields and widths (block entries each).
@@ -296,7 +300,7 @@ public enum ContextDeltaCodec {
                 if done == 0 { break }
                 var k = 0
                 while k < done {
-                    pack(k, c0); pack(k &+ 1, c1); pack(k &+ 2, c2); pack(k &+ 3, c3)
+                    pack(k, c0, flush: !grouped); pack(k &+ 1, c1, flush: !grouped); pack(k &+ 2, c2, flush: !grouped); pack(k &+ 3, c3)
                     k &+= 4
                 }
                 i &+= done
