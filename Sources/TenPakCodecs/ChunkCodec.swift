@@ -238,8 +238,7 @@ public enum ChunkCodec {
             guard element.layout != .none, element.width == 2 || element.width == 4 else {
                 throw CodecError("float-planes payload for a non-float element type")
             }
-            try PlaneSet.decode(payload, width: element.width, into: output)
-            SignRotation.undo(output, width: element.width)
+            try PlaneSet.decode(payload, width: element.width, into: output, undoingSignRotation: true)
         case .zstdPrefix:
             try Zstd.decompress(payload, prefix: base, into: output)
         case .xorPlanes, .subPlanes, .contextDelta:
@@ -305,13 +304,15 @@ enum PlaneSet {
         return w.bytes
     }
 
-    static func decode(_ payload: UnsafeRawBufferPointer, width: Int, into output: UnsafeMutableRawBufferPointer) throws {
+    /// `undoingSignRotation`: float-planes' `SignRotation.undo` done by the join.
+    static func decode(_ payload: UnsafeRawBufferPointer, width: Int, into output: UnsafeMutableRawBufferPointer,
+                       undoingSignRotation: Bool = false) throws {
         let planes = try [UInt8](unsafeUninitializedCapacity: output.count) { buffer, initialized in
             // `decodeSplit` writes every byte or throws.
             try decodeSplit(payload, width: width, into: UnsafeMutableRawBufferPointer(buffer))
             initialized = output.count
         }
-        planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: output) }
+        planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: output, rotatingRight: undoingSignRotation) }
     }
 
     static func decodeSplit(_ payload: UnsafeRawBufferPointer, width expected: Int, into planes: UnsafeMutableRawBufferPointer) throws {
@@ -436,7 +437,8 @@ enum DeltaEnvelope {
 }
 
 /// Rotates each 16- or 32-bit element left by one bit (and back), in place. A trailing partial
-/// element is left as it is.
+/// element is left as it is. Decoding undoes it inside the plane join (`BytePlanes.join`'s
+/// `rotatingRight`); `undo` is the reference the tests hold that join to.
 enum SignRotation {
     static func apply(_ bytes: UnsafeMutableRawBufferPointer, width: Int) {
         if width == 4 { rotate(bytes, UInt32.self, left: true) } else if width == 2 { rotate(bytes, UInt16.self, left: true) }

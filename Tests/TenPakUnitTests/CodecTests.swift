@@ -268,6 +268,11 @@ final class CodecTests: XCTestCase {
                     XCTAssertEqual(planes, expected, "split width \(width), \(elements) elements + \(tail)")
                     back.withUnsafeMutableBytes { o in planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: o) } }
                     XCTAssertEqual(back, a, "join width \(width), \(elements) elements + \(tail)")
+                    // The fused join of float-planes: the join, then the sign rotation undone.
+                    var rotated = a
+                    rotated.withUnsafeMutableBytes { SignRotation.undo($0, width: width) }
+                    back.withUnsafeMutableBytes { o in planes.withUnsafeBytes { BytePlanes.join($0, width: width, into: o, rotatingRight: true) } }
+                    XCTAssertEqual(back, width == 8 ? a : rotated, "rotating join width \(width), \(elements) elements + \(tail)")
                 }
             }
         }
