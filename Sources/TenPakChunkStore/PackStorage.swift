@@ -237,15 +237,15 @@ final class BackgroundWrites: @unchecked Sendable {
     /// The closure's box owns the bytes alone, so emptying them keeps their memory.
     private final class Bytes: @unchecked Sendable {
         var bytes: [UInt8]
-        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        init(_ bytes: consuming [UInt8]) { self.bytes = bytes }
     }
 
-    func start(_ file: OpenFile, _ bytes: [UInt8], at offset: Int) {
+    func start(_ file: OpenFile, _ bytes: consuming [UInt8], at offset: Int) {
         start(Bytes(bytes)) { try file.write($0, at: offset); try file.syncData() }
     }
 
     /// `write` with the bytes, on the queue; for tests, any failing write.
-    func start(_ bytes: [UInt8], _ write: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) {
+    func start(_ bytes: consuming [UInt8], _ write: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void) {
         start(Bytes(bytes), write)
     }
 

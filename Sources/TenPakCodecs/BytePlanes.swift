@@ -67,6 +67,7 @@ public enum BytePlanes {
         }
     }
 
+    // The rotations read the joined bytes as little-endian lanes (TenPak's targets, x86 and ARM, are).
     @inline(__always) private static func rotateRight(_ v: UInt16, _ on: Bool) -> UInt16 { on ? (v &>> 1) | (v &<< 15) : v }
     @inline(__always) private static func rotateRight(_ v: UInt32, _ on: Bool) -> UInt32 { on ? (v &>> 1) | (v &<< 31) : v }
     /// On pairs of 16-bit lanes as 32-bit ones, masking off the bit each shift carries across the
