@@ -238,6 +238,14 @@ public enum ContextDeltaCodec {
                 tokOf[l * 4 + k] = UInt8(l == 0 ? 0 : (l == 1 ? 1 + neg : 4 * l - 5 + 2 * neg + top))
             }
         }
+        // Writes the accumulator's whole bytes out (8 bytes stored, `nacc >> 3` of them kept).
+        @inline(__always) func writeOut() {
+            UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
+            let nb = nacc &>> 3
+            wp += nb
+            acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
+            nacc &= 7
+        }
         // `flush`: write the bit accumulator out after this element. 16-bit elements flush once per
         // four (raw fields of at most 14 bits: 7 pending + 4 * 14 = 63 bits fit), wider ones each time.
         @inline(__always) func one(_ i: Int, _ pb: inout Int, _ cnt: UnsafeMutablePointer<UInt32>, flush: Bool = true) {
@@ -254,13 +262,7 @@ public enum ContextDeltaCodec {
             let rv = a & UInt32(truncatingIfNeeded: li)
             acc |= UInt64(rv) &<< UInt64(truncatingIfNeeded: nacc)
             nacc &+= sh
-            if flush {
-                UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
-                let nb = nacc &>> 3
-                wp += nb
-                acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
-                nacc &= 7
-            }
+            if flush { writeOut() }
             let cx = Int(et[Int((b >> E.mb) & E.expMask)]) &+ pb
             pb = Int(truncatingIfNeeded: (li &>> 40) & 0xFF)
             let sv = (cx &<< E.strideShift) | tok
@@ -283,13 +285,7 @@ public enum ContextDeltaCodec {
                 cnt[Int(syms[i &+ k])] &+= 1
                 acc |= UInt64(fields[k]) &<< UInt64(truncatingIfNeeded: nacc)
                 nacc &+= Int(widths[k])
-                if flush {
-                    UnsafeMutableRawPointer(wp).storeBytes(of: acc.littleEndian, as: UInt64.self)
-                    let nb = nacc &>> 3
-                    wp += nb
-                    acc = acc &>> UInt64(truncatingIfNeeded: nb &<< 3)
-                    nacc &= 7
-                }
+                if flush { writeOut() }
             }
             let grouped = E.bits == 16
             while n &- i >= wideLanes {
