@@ -1,5 +1,6 @@
 // See include/tenpak_kernels.h, tenpak_clear_avx_upper.
 #include "tenpak_kernels.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -15,18 +16,13 @@ static int avx_usable(void) {
     return (lo & 6) == 6;
 }
 
-// -1 unknown, else avx_usable(). Relaxed atomics: threads racing to fill it store the same value.
+// -1 unknown, else avx_usable().
 static int has_avx = -1;
 
 __attribute__((target("avx"))) static void zero_upper(void) { _mm256_zeroupper(); }
 
 void tenpak_clear_avx_upper(void) {
-    int known = __atomic_load_n(&has_avx, __ATOMIC_RELAXED);
-    if (known < 0) {
-        known = avx_usable();
-        __atomic_store_n(&has_avx, known, __ATOMIC_RELAXED);
-    }
-    if (known) zero_upper();
+    if (tenpak_internal_probe_once(&has_avx, avx_usable)) zero_upper();
 }
 
 #else

@@ -3,6 +3,17 @@
 #pragma once
 #include "tenpak_kernels.h"
 
+/// A CPU probe's answer, computed once: `*known` starts at -1 (unknown) and then holds probe()'s.
+/// Relaxed atomics: threads racing to fill it store the same value.
+static inline int tenpak_internal_probe_once(int *known, int (*probe)(void)) {
+    int k = __atomic_load_n(known, __ATOMIC_RELAXED);
+    if (k < 0) {
+        k = probe();
+        __atomic_store_n(known, k, __ATOMIC_RELAXED);
+    }
+    return k;
+}
+
 /// 1 when this CPU and OS can run AVX2 code (with POPCNT), else 0.
 int tenpak_internal_avx2_available(void);
 

@@ -27,14 +27,8 @@ static int avx2_usable(void) {
 }
 
 int tenpak_internal_avx2_available(void) {
-    // -1 unknown. Relaxed atomics: threads racing to fill it store the same value.
     static int known = -1;
-    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (k < 0) {
-        k = avx2_usable();
-        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
-    }
-    return k;
+    return tenpak_internal_probe_once(&known, avx2_usable);
 }
 
 // spread[m][j]: for a need mask m of 8 lanes, the index of the word lane j takes (the number of

@@ -43,24 +43,15 @@ void tenpak_set_kernel_limit(int limit) {
 int tenpak_kernel_limit(void) { return __atomic_load_n(&kernel_limit, __ATOMIC_RELAXED); }
 
 static int avx512_cpu(void) {
-    // -1 unknown. Relaxed atomics: threads racing to fill it store the same value.
     static int known = -1;
-    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (k < 0) {
-        k = avx512_usable();
-        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
-    }
-    return k;
+    return tenpak_internal_probe_once(&known, avx512_usable);
 }
+
+static int avx512_encoder_probe(void) { return avx512_cpu() && avx512_encoder_extensions(); }
 
 static int avx512_encoder_cpu(void) {
     static int known = -1;
-    int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (k < 0) {
-        k = avx512_cpu() && avx512_encoder_extensions();
-        __atomic_store_n(&known, k, __ATOMIC_RELAXED);
-    }
-    return k;
+    return tenpak_internal_probe_once(&known, avx512_encoder_probe);
 }
 
 int tenpak_cpu_kernel_level(void) { return avx512_cpu() ? 2 : tenpak_internal_avx2_available() ? 1 : 0; }
