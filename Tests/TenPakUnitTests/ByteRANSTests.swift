@@ -61,7 +61,6 @@ final class ByteRANSTests: XCTestCase {
         }
     }
 
-    /// Two four-lane streams decoded together equal each decoded alone, whichever runs out first.
     /// Every kernel level this CPU has (AVX2 on an AVX-512 CPU too) encodes and decodes what the
     /// portable loops do.
     func testEveryKernelLevelMatchesThePortableLoops() throws {
@@ -80,6 +79,7 @@ final class ByteRANSTests: XCTestCase {
         }
     }
 
+    /// Two four-lane streams decoded together equal each decoded alone, whichever runs out first.
     func testPairDecodeMatchesSingleDecode() throws {
         var r = TestSupport.Random(seed: 21)
         for (na, nb) in [(1, 1), (5, 70_000), (65_536, 65_536), (70_001, 3), (4099, 4096)] {
